@@ -1,0 +1,20 @@
+"""keras_gpt1: GPT-1 for Keras 3 on TensorFlow, JAX and PyTorch.
+
+The public API is listed here; modules that need TensorFlow (tokenizer, export) are imported
+lazily so that model code runs on any backend.
+"""
+
+from keras_gpt1.layers import GPT1Attention, GPT1Block, GPT1Embedding
+from keras_gpt1.models import GPT1Backbone, GPT1CausalLM
+from keras_gpt1.presets import BUILTIN_PRESETS
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # TensorFlow-backed pieces load on first use.
+    if name in ("GPT1Tokenizer", "train_tokenizer"):
+        from keras_gpt1 import tokenizers
+
+        return getattr(tokenizers, name)
+    raise AttributeError(f"module 'keras_gpt1' has no attribute {name!r}")

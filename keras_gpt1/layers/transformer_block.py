@@ -1,0 +1,84 @@
+import keras
+from keras import ops
+
+from keras_gpt1.layers.attention import GPT1Attention, causal_attention_mask
+from keras_gpt1.layers.embedding import gpt1_initializer
+
+# GPT-1's LayerNorm: biased variance, epsilon inside the square root.
+LAYER_NORM_EPSILON = 1e-5
+
+
+@keras.saving.register_keras_serializable(package="keras_gpt1")
+class GPT1Block(keras.layers.Layer):
+    """One post-LN transformer block, exactly as the original:
+
+        a = attn(x);  n = LN_1(x + a);  m = mlp(n);  h = LN_2(n + m)
+
+    The MLP is `c_fc` (hidden → intermediate), GELU (tanh approximation), `c_proj` back, then
+    dropout. Unlike GPT-2 there is no LayerNorm before the sublayers and none at the end.
+
+    Call with `padding_mask` (`[batch, length]`, 1 = real token) for a full forward pass, or with
+    `cache` and `cache_update_index` for incremental decoding (returns `(hidden, cache)`).
+
+    Example:
+    ```python
+    block = GPT1Block(num_heads=2, hidden_dim=16, intermediate_dim=64)
+    h = block(np.random.rand(2, 5, 16).astype("float32"), padding_mask=np.ones((2, 5)))
+    ```
+    """
+
+    def __init__(self, num_heads, hidden_dim, intermediate_dim, dropout=0.1, **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads = int(num_heads)
+        self.hidden_dim = int(hidden_dim)
+        self.intermediate_dim = int(intermediate_dim)
+        self.dropout = float(dropout)
+        dense = dict(
+            kernel_initializer=gpt1_initializer(), bias_initializer="zeros", dtype=self.dtype_policy
+        )
+        norm = dict(epsilon=LAYER_NORM_EPSILON, dtype=self.dtype_policy)
+        self.attention = GPT1Attention(
+            self.num_heads, self.hidden_dim, self.dropout, dtype=self.dtype_policy, name="attn"
+        )
+        self.ln_1 = keras.layers.LayerNormalization(name="ln_1", **norm)
+        self.c_fc = keras.layers.Dense(self.intermediate_dim, name="c_fc", **dense)
+        self.c_proj = keras.layers.Dense(self.hidden_dim, name="c_proj", **dense)
+        self.mlp_dropout = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
+        self.ln_2 = keras.layers.LayerNormalization(name="ln_2", **norm)
+
+    def build(self, input_shape):
+        self.attention.build(input_shape)
+        self.ln_1.build(input_shape)
+        self.c_fc.build(input_shape)
+        self.c_proj.build(tuple(input_shape[:-1]) + (self.intermediate_dim,))
+        self.ln_2.build(input_shape)
+        self.built = True
+
+    def call(self, x, padding_mask=None, cache=None, cache_update_index=0, training=None):
+        query_length = ops.shape(x)[1]
+        key_length = query_length if cache is None else ops.shape(cache[0])[1]
+        mask = causal_attention_mask(padding_mask, query_length, key_length, cache_update_index)
+        attended = self.attention(
+            x, mask, cache=cache, cache_update_index=cache_update_index, training=training
+        )
+        if cache is not None:
+            attended, cache = attended
+        n = self.ln_1(x + attended)
+        m = self.c_proj(ops.gelu(self.c_fc(n), approximate=True))
+        h = self.ln_2(n + self.mlp_dropout(m, training=training))
+        if cache is not None:
+            return h, cache
+        return h
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_heads=self.num_heads,
+            hidden_dim=self.hidden_dim,
+            intermediate_dim=self.intermediate_dim,
+            dropout=self.dropout,
+        )
+        return config

@@ -1,0 +1,163 @@
+import keras
+from keras import ops
+
+from keras_gpt1.layers.embedding import GPT1Embedding
+from keras_gpt1.layers.transformer_block import GPT1Block
+from keras_gpt1.models import preset_io
+from keras_gpt1.utils.checks import CheckedInputsMixin, check_token_ids
+
+
+@keras.saving.register_keras_serializable(package="keras_gpt1")
+class GPT1Backbone(CheckedInputsMixin, keras.Model):
+    """The GPT-1 decoder: embeddings, then `num_layers` post-LN blocks, no final LayerNorm.
+
+    Inputs are a dict `{"token_ids": int [batch, length], "padding_mask": [batch, length]}`
+    (1 for real tokens, 0 for right padding); the output is the last hidden state
+    `[batch, length, hidden_dim]`.
+
+    Dropout follows the Hugging Face port: it acts on the summed token + position embeddings (the
+    original release dropped out rows of the embedding matrix itself), on the attention
+    probabilities, and on each residual branch before its add.
+
+    Args:
+        vocabulary_size: rows of the token embedding (GPT-1: 40,478, plus 3 when fine-tuning).
+        num_layers: transformer blocks (12).
+        num_heads: attention heads (12); must divide `hidden_dim`.
+        hidden_dim: model width (768).
+        intermediate_dim: MLP width (3072).
+        max_sequence_length: learned positions, the context length (512).
+        dropout: one rate for embeddings, attention probabilities and residual branches (0.1).
+        dtype: a dtype or dtype policy, e.g. `"mixed_bfloat16"`.
+
+    Example:
+    ```python
+    backbone = GPT1Backbone.from_preset("gpt1_tiny")
+    hidden = backbone({"token_ids": np.array([[5, 6, 7]]), "padding_mask": np.ones((1, 3))})
+    ```
+    """
+
+    def __init__(
+        self,
+        vocabulary_size,
+        num_layers,
+        num_heads,
+        hidden_dim,
+        intermediate_dim,
+        max_sequence_length=512,
+        dropout=0.1,
+        dtype=None,
+        **kwargs,
+    ):
+        if hidden_dim % num_heads != 0:
+            raise ValueError(
+                f"`hidden_dim` ({hidden_dim}) must be divisible by `num_heads` ({num_heads})."
+            )
+        # === Layers ===
+        embeddings = GPT1Embedding(
+            vocabulary_size, hidden_dim, max_sequence_length, dtype=dtype, name="embeddings"
+        )
+        embeddings_dropout = keras.layers.Dropout(dropout, dtype=dtype, name="embeddings_dropout")
+        transformer_layers = [
+            GPT1Block(num_heads, hidden_dim, intermediate_dim, dropout, dtype=dtype, name=f"h_{i}")
+            for i in range(num_layers)
+        ]
+
+        # === Functional Model ===
+        token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+        padding_mask = keras.Input(shape=(None,), dtype="int32", name="padding_mask")
+        x = embeddings_dropout(embeddings(token_ids))
+        for block in transformer_layers:
+            x = block(x, padding_mask=padding_mask)
+        super().__init__(
+            inputs={"token_ids": token_ids, "padding_mask": padding_mask},
+            outputs=x,
+            dtype=dtype,
+            **kwargs,
+        )
+        # Assigned after `super().__init__`: PyTorch modules refuse submodules before it.
+        self.embeddings = embeddings
+        self.embeddings_dropout = embeddings_dropout
+        self.transformer_layers = transformer_layers
+
+        # === Config ===
+        self.vocabulary_size = int(vocabulary_size)
+        self.num_layers = int(num_layers)
+        self.num_heads = int(num_heads)
+        self.hidden_dim = int(hidden_dim)
+        self.intermediate_dim = int(intermediate_dim)
+        self.max_sequence_length = int(max_sequence_length)
+        self.dropout = float(dropout)
+
+    def _check_inputs(self, x):
+        if not isinstance(x, dict) or "token_ids" not in x:
+            raise ValueError(
+                "GPT-1 models take a dict {'token_ids': ..., 'padding_mask': ...}; "
+                f"got {type(x).__name__}."
+            )
+        check_token_ids(x["token_ids"], self.vocabulary_size, self.max_sequence_length)
+
+    @property
+    def token_embedding(self):
+        """The tied `ReversibleEmbedding` (its `reverse=True` call gives logits)."""
+        return self.embeddings.token_embedding
+
+    def call_with_cache(self, token_ids, cache, cache_update_index):
+        """Incremental forward pass for decoding.
+
+        Runs `token_ids` (`[batch, n]`, at positions `cache_update_index ...`) through every
+        block, reading and updating `cache` (one `(keys, values)` pair per layer, as made by
+        `empty_cache`). Returns `(hidden_states, new_cache)`.
+        """
+        x = self.embeddings(token_ids, start_index=cache_update_index)
+        new_cache = []
+        for block, layer_cache in zip(self.transformer_layers, cache):
+            x, layer_cache = block(x, cache=layer_cache, cache_update_index=cache_update_index)
+            new_cache.append(layer_cache)
+        return x, tuple(new_cache)
+
+    def empty_cache(self, batch_size, max_length=None, dtype=None):
+        """A zero KV cache: per layer a `(keys, values)` pair `[batch, max_length, heads, head_dim]`."""
+        max_length = self.max_sequence_length if max_length is None else max_length
+        shape = (batch_size, max_length, self.num_heads, self.hidden_dim // self.num_heads)
+        dtype = dtype or self.compute_dtype
+        return tuple((ops.zeros(shape, dtype), ops.zeros(shape, dtype)) for _ in range(self.num_layers))
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "vocabulary_size": self.vocabulary_size,
+            "num_layers": self.num_layers,
+            "num_heads": self.num_heads,
+            "hidden_dim": self.hidden_dim,
+            "intermediate_dim": self.intermediate_dim,
+            "max_sequence_length": self.max_sequence_length,
+            "dropout": self.dropout,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("dtype"), dict):
+            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
+        return cls(**config)
+
+    # === Presets ===
+    @classmethod
+    def from_preset(cls, preset, load_weights=True, **overrides):
+        """Builds a backbone from a built-in name (`"gpt1"`, `"gpt1_tiny"`) or a preset directory.
+
+        `overrides` replace config entries (e.g. `dropout=0.0`, `dtype="mixed_bfloat16"`).
+        A directory's weights are loaded unless `load_weights=False`.
+        """
+        config = preset_io.load_backbone_config(preset)
+        config.update(overrides)
+        backbone = cls.from_config(config)
+        if load_weights and preset_io.is_preset_dir(preset):
+            preset_io.load_backbone_weights(backbone, preset)
+        return backbone
+
+    def save_to_preset(self, preset_dir):
+        """Writes `config.json` and `model.weights.h5` (atomically) into `preset_dir`."""
+        preset_io.save_backbone(self, preset_dir)

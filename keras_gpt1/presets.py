@@ -1,0 +1,52 @@
+"""The preset directory layout (KerasHub's), and the built-in architecture presets.
+
+A preset directory holds:
+
+    config.json                 {"class_name": "GPT1Backbone", "config": {...}}
+    model.weights.h5            backbone weights
+    task.json, task.weights.h5  only for task models (classifier, multiple choice, ...)
+    tokenizer.json              {"class_name": "GPT1Tokenizer", "config": {...}}
+    assets/tokenizer/vocab.json, assets/tokenizer/merges.txt   (Hugging Face format)
+
+Built-in names describe architectures only: nothing can be downloaded here, so `gpt1` gives the
+paper's 117M model randomly initialised. Real weights come from `keras-gpt1 convert`.
+"""
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.weights.h5"
+TASK_CONFIG_FILE = "task.json"
+TASK_WEIGHTS_FILE = "task.weights.h5"
+TOKENIZER_CONFIG_FILE = "tokenizer.json"
+TOKENIZER_ASSETS_DIR = "assets/tokenizer"
+VOCAB_FILE = "vocab.json"
+MERGES_FILE = "merges.txt"
+
+# Base vocabulary of the original release: 40,000 merges + 478 base symbols.
+GPT1_BASE_VOCABULARY_SIZE = 40478
+
+BUILTIN_PRESETS = {
+    "gpt1": {
+        "description": "The paper's 117M configuration (random weights; convert real ones).",
+        "config": {
+            "vocabulary_size": GPT1_BASE_VOCABULARY_SIZE,
+            "num_layers": 12,
+            "num_heads": 12,
+            "hidden_dim": 768,
+            "intermediate_dim": 3072,
+            "max_sequence_length": 512,
+            "dropout": 0.1,
+        },
+    },
+    "gpt1_tiny": {
+        "description": "2 layers, hidden 64: for tests, demos and CPU experiments.",
+        "config": {
+            "vocabulary_size": 1024,
+            "num_layers": 2,
+            "num_heads": 2,
+            "hidden_dim": 64,
+            "intermediate_dim": 256,
+            "max_sequence_length": 128,
+            "dropout": 0.1,
+        },
+    },
+}

@@ -1,0 +1,98 @@
+"""Input checks that turn silent backend behaviour into clear errors.
+
+Embedding lookups clamp (JAX, TF on some devices) or crash deep inside a kernel (PyTorch) on
+out-of-range ids. We check whenever the values are concrete; inside compiled functions the values
+are symbolic and the check is skipped (our own pipelines only produce in-range ids).
+"""
+
+import keras
+import numpy as np
+
+
+def is_concrete(x):
+    """True if `x` holds real values we can inspect now (not a tracer or symbolic tensor)."""
+    if isinstance(x, (np.ndarray, np.generic, int, list, tuple)):
+        return True
+    if isinstance(x, keras.KerasTensor):
+        return False
+    backend = keras.config.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.executing_eagerly() and hasattr(x, "numpy")
+    if backend == "jax":
+        import jax
+
+        return not isinstance(x, jax.core.Tracer)
+    if backend == "torch":
+        import torch
+
+        if torch.compiler.is_compiling():
+            return False
+        return not (isinstance(x, torch.Tensor) and x.is_meta)
+    return False
+
+
+def _static_length(token_ids):
+    shape = getattr(token_ids, "shape", None)
+    if shape is None or len(shape) < 2:
+        return None
+    length = shape[1]
+    return length if isinstance(length, int) else None
+
+
+def check_token_ids(token_ids, vocabulary_size, max_sequence_length, start_index=0, name="token_ids"):
+    """Raises `ValueError` for ids outside `[0, vocabulary_size)` or a too-long sequence."""
+    shape = getattr(token_ids, "shape", None)
+    if shape is not None and len(shape) != 2:
+        raise ValueError(f"`{name}` must have shape [batch, length]; got shape {tuple(shape)}.")
+    length = _static_length(token_ids)
+    start = start_index if isinstance(start_index, int) else None
+    if start is None and is_concrete(start_index):
+        start = int(keras.ops.convert_to_numpy(start_index))
+    if length is not None and start is not None and start + length > max_sequence_length:
+        raise ValueError(
+            f"`{name}` has length {length}"
+            + (f" starting at position {start}" if start else "")
+            + f", longer than the model's context of {max_sequence_length} positions. "
+            "Truncate the input (e.g. `GPT1Tokenizer(sequence_length=...)`)."
+        )
+    if not is_concrete(token_ids):
+        return
+    values = keras.ops.convert_to_numpy(token_ids)
+    if values.size == 0:
+        return
+    if not np.issubdtype(values.dtype, np.integer):
+        raise ValueError(f"`{name}` must be integers; got dtype {values.dtype}.")
+    low, high = int(values.min()), int(values.max())
+    if low < 0 or high >= vocabulary_size:
+        bad = low if low < 0 else high
+        where = tuple(int(i) for i in np.argwhere(values == bad)[0])
+        raise ValueError(
+            f"`{name}` contains id {bad} at index {where}, outside the vocabulary [0, {vocabulary_size}). "
+            "Was the input tokenized with a different vocabulary?"
+        )
+
+
+class CheckedInputsMixin:
+    """Validates array inputs of `fit`/`evaluate`/`predict` before they enter compiled code,
+    where ids are symbolic and the per-call check in the embedding layer cannot see them.
+
+    Models using it define `_check_inputs(x)`; datasets and generators pass through unchecked.
+    """
+
+    def _check_array_inputs(self, x):
+        if isinstance(x, dict) or is_concrete(x):
+            self._check_inputs(x)
+
+    def fit(self, x=None, *args, **kwargs):
+        self._check_array_inputs(x)
+        return super().fit(x, *args, **kwargs)
+
+    def evaluate(self, x=None, *args, **kwargs):
+        self._check_array_inputs(x)
+        return super().evaluate(x, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        self._check_array_inputs(x)
+        return super().predict(x, *args, **kwargs)
