@@ -35,9 +35,25 @@ def load_backbone_config(preset):
     return config
 
 
+def _count_tensors(h5_path):
+    import h5py
+
+    counts = []
+    with h5py.File(h5_path, "r") as f:
+        f.visititems(lambda name, obj: counts.append(1) if isinstance(obj, h5py.Dataset) else None)
+    return len(counts)
+
+
 def load_backbone_weights(backbone, preset_dir):
     path = require_file(os.path.join(preset_dir, presets.WEIGHTS_FILE), "preset weights")
     try:
+        # Keras skips surplus tensors with only a warning; a preset must match exactly.
+        found, expected = _count_tensors(path), len(backbone.weights)
+        if found != expected:
+            raise ValueError(
+                f"it holds {found} tensors but the config in {presets.CONFIG_FILE} "
+                f"describes a model with {expected}"
+            )
         backbone.load_weights(path)
     except Exception as e:  # h5py and Keras raise many types; the user needs the file name.
         raise ValueError(f"Could not load preset weights {path!r}: {e}") from e
