@@ -1,0 +1,535 @@
+"""Weight conversion against the external oracle: randomly initialised `transformers`
+`OpenAIGPTLMHeadModel`s saved with `save_pretrained`, converted, and compared logit by logit.
+
+Every parameter of the reference model is re-drawn (biases and LayerNorm gains included): with
+the default init (zero biases, unit gains) a swapped bias or gain would go unnoticed.
+"""
+
+import json
+import os
+import shutil
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+from safetensors.numpy import load_file, save_file  # noqa: E402
+
+from conftest import random_inputs, to_numpy  # noqa: E402
+from keras_gpt1 import GPT1Backbone, GPT1CausalLM  # noqa: E402
+from keras_gpt1.cli import main  # noqa: E402
+from keras_gpt1.convert import (  # noqa: E402
+    backbone_to_weights,
+    convert_hf_to_preset,
+    convert_openai_to_preset,
+    convert_preset_to_hf,
+    expected_shapes,
+    hf_state_dict_to_weights,
+    read_openai_checkpoint,
+    weight_table,
+    weights_to_backbone,
+    write_openai_checkpoint,
+)
+
+HF_SMALL = dict(vocab_size=100, n_embd=32, n_layer=2, n_head=2, n_positions=24)
+# The same architecture in GPT1Backbone's terms (the port's MLP is 4 × n_embd).
+KERAS_SMALL = dict(vocabulary_size=100, num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=128,
+                   max_sequence_length=24, dropout=0.1)  # fmt: skip
+TOLERANCE = 1e-4
+# Ragged right padding: rows of 12, 7 and 3 real tokens.
+LENGTHS = [12, 7, 3]
+
+
+def make_hf_model(seed=0, rescale_matrices=True, **overrides):
+    torch.manual_seed(seed)
+    config = transformers.OpenAIGPTConfig(**{**HF_SMALL, **overrides})
+    model = transformers.OpenAIGPTLMHeadModel(config).eval()
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith(("ln_1.weight", "ln_2.weight")):
+                parameter.copy_(1 + 0.2 * torch.randn_like(parameter))
+            elif parameter.ndim == 1 or rescale_matrices:
+                parameter.copy_(0.2 * torch.randn_like(parameter))
+    assert model.lm_head.weight is model.transformer.tokens_embed.weight  # still tied
+    return model
+
+
+def hf_logits(model, inputs):
+    with torch.no_grad():
+        out = model(
+            torch.tensor(inputs["token_ids"], dtype=torch.long),
+            attention_mask=torch.tensor(inputs["padding_mask"], dtype=torch.long),
+        )
+    return out.logits.numpy()
+
+
+def keras_logits(preset_dir, inputs):
+    return to_numpy(GPT1CausalLM.from_preset(preset_dir)(inputs))
+
+
+def assert_logits_match(expected, actual, padding_mask):
+    real = padding_mask.astype(bool)  # the port's mask only hides keys: padded rows differ
+    assert expected.shape == actual.shape
+    assert np.abs(expected[real]).max() > 0.5  # logits big enough for the check to mean something
+    np.testing.assert_allclose(actual[real], expected[real], atol=TOLERANCE, rtol=0)
+
+
+def backbone_arrays(preset_dir):
+    return {v.path: to_numpy(v) for v in GPT1Backbone.from_preset(preset_dir).weights}
+
+
+@pytest.fixture(scope="module")
+def hf_model():
+    return make_hf_model()
+
+
+@pytest.fixture(scope="module")
+def hf_dir(hf_model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("hf")
+    hf_model.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    return random_inputs(len(LENGTHS), max(LENGTHS), HF_SMALL["vocab_size"], seed=3, lengths=LENGTHS)
+
+
+@pytest.fixture
+def hf_copy(hf_dir, tmp_path):
+    """A writable copy of the saved Hugging Face directory, to damage."""
+    return shutil.copytree(hf_dir, tmp_path / "hf_copy")
+
+
+def hf_state_dict(directory):
+    return load_file(os.path.join(directory, "model.safetensors"))
+
+
+# === Hugging Face -> preset: logits parity ===
+
+
+def test_from_hf_safetensors_logits_parity(hf_model, hf_dir, inputs, tmp_path):
+    backbone, tokenizer = convert_hf_to_preset(hf_dir, tmp_path / "preset")
+    assert tokenizer is None
+    assert (backbone.num_layers, backbone.num_heads, backbone.hidden_dim) == (2, 2, 32)
+    assert (backbone.intermediate_dim, backbone.max_sequence_length, backbone.vocabulary_size) == (128, 24, 100)
+    assert backbone.dropout == pytest.approx(0.1)
+    assert_logits_match(hf_logits(hf_model, inputs), keras_logits(tmp_path / "preset", inputs), inputs["padding_mask"])
+
+
+@pytest.mark.parametrize("layout", ["pytorch_model.bin", "base_model", "sharded", "bfloat16"])
+def test_from_hf_other_layouts(layout, hf_model, hf_dir, inputs, tmp_path):
+    """`safe_serialization=False` no longer writes a .bin in transformers 5: write it with torch."""
+    source = tmp_path / "hf"
+    source.mkdir()
+    shutil.copy(hf_dir / "config.json", source)
+    model = hf_model
+    if layout == "pytorch_model.bin":  # the full state dict, tied lm_head.weight included
+        torch.save(model.state_dict(), source / "pytorch_model.bin")
+    elif layout == "base_model":  # OpenAIGPTModel: no "transformer." prefix
+        tensors = {k: v.numpy() for k, v in model.transformer.state_dict().items()}
+        save_file(tensors, str(source / "model.safetensors"), metadata={"format": "pt"})
+    elif layout == "sharded":
+        shutil.rmtree(source)
+        model.save_pretrained(source, max_shard_size="40KB")
+        assert (source / "model.safetensors.index.json").exists()
+    else:
+        model = make_hf_model().to(torch.bfloat16).float()  # the bfloat16 values, as float32
+        from safetensors.torch import save_file as save_torch
+
+        state = {k: v.to(torch.bfloat16) for k, v in model.transformer.state_dict().items()}
+        save_torch(state, str(source / "model.safetensors"), metadata={"format": "pt"})
+    convert_hf_to_preset(source, tmp_path / "preset")
+    assert_logits_match(hf_logits(model, inputs), keras_logits(tmp_path / "preset", inputs), inputs["padding_mask"])
+
+
+# === Original release layout ===
+
+
+def hand_written_openai_checkpoint(state_dict, directory, num_layers):
+    """The original layout, written straight from GPT1_REFERENCE.md (independently of the
+    library's writer): positions, tokens, then 12 tensors a block, matrices [1, in, out]."""
+    order = ["transformer.positions_embed.weight", "transformer.tokens_embed.weight"]
+    for i in range(num_layers):
+        p = f"transformer.h.{i}."
+        order += [p + "attn.c_attn.weight", p + "attn.c_attn.bias", p + "attn.c_proj.weight",
+                  p + "attn.c_proj.bias", p + "ln_1.weight", p + "ln_1.bias", p + "mlp.c_fc.weight",
+                  p + "mlp.c_fc.bias", p + "mlp.c_proj.weight", p + "mlp.c_proj.bias",
+                  p + "ln_2.weight", p + "ln_2.bias"]  # fmt: skip
+    arrays = [state_dict[k][None] if k.endswith("c_attn.weight") or k.endswith("c_proj.weight")
+              or k.endswith("c_fc.weight") else state_dict[k] for k in order]  # fmt: skip
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, "params_shapes.json"), "w") as f:
+        json.dump([list(a.shape) for a in arrays], f)
+    flat = np.concatenate([a.reshape(-1) for a in arrays])
+    for i, piece in enumerate(np.array_split(flat, 10)):
+        np.save(os.path.join(directory, f"params_{i}.npy"), piece)
+    return flat
+
+
+def test_from_openai_layout_logits_parity(hf_model, hf_dir, inputs, tmp_path):
+    flat = hand_written_openai_checkpoint(hf_state_dict(hf_dir), tmp_path / "original", 2)
+    backbone, _ = convert_openai_to_preset(tmp_path / "original", tmp_path / "preset", num_heads=2)
+    assert backbone.get_config()["intermediate_dim"] == 128
+    assert_logits_match(hf_logits(hf_model, inputs), keras_logits(tmp_path / "preset", inputs), inputs["padding_mask"])
+
+    # The library's writer produces the same layout, byte for byte.
+    weights, _ = hf_state_dict_to_weights(hf_state_dict(hf_dir))
+    write_openai_checkpoint(weights, tmp_path / "written")
+    with open(tmp_path / "written" / "params_shapes.json") as f:
+        shapes = json.load(f)
+    assert shapes[:4] == [[24, 32], [100, 32], [1, 32, 96], [96]]
+    assert len(shapes) == 2 + 12 * 2
+    written = np.concatenate([np.load(tmp_path / "written" / f"params_{i}.npy") for i in range(10)])
+    np.testing.assert_array_equal(written, flat)
+
+
+def test_openai_layout_default_heads(tmp_path):
+    # hidden 128 -> 2 heads of GPT-1's head size 64 when the count is not given.
+    config = dict(vocabulary_size=50, num_layers=1, hidden_dim=128, intermediate_dim=256, max_sequence_length=8)
+    rng = np.random.default_rng(0)
+    weights = {name: rng.normal(size=shape).astype("float32") for name, shape in expected_shapes(config).items()}
+    write_openai_checkpoint(weights, tmp_path / "original")
+    read_config, read_weights = read_openai_checkpoint(tmp_path / "original")
+    assert read_config == {**config, "num_heads": 2, "dropout": 0.1}
+    for name, array in weights.items():
+        np.testing.assert_array_equal(read_weights[name], array)
+
+
+# === Preset -> Hugging Face, and back ===
+
+
+def test_to_hf_round_trip_identical(hf_model, hf_dir, inputs, tmp_path):
+    convert_hf_to_preset(hf_dir, tmp_path / "preset")
+    convert_preset_to_hf(tmp_path / "preset", tmp_path / "hf")
+    model, info = transformers.OpenAIGPTLMHeadModel.from_pretrained(tmp_path / "hf", output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+    assert model.lm_head.weight.data_ptr() == model.transformer.tokens_embed.weight.data_ptr()
+    np.testing.assert_array_equal(hf_logits(model.eval(), inputs), hf_logits(hf_model, inputs))
+
+    original, exported = hf_state_dict(hf_dir), hf_state_dict(tmp_path / "hf")
+    assert set(exported) == set(original)
+    for key in original:
+        np.testing.assert_array_equal(exported[key], original[key], err_msg=key)
+
+    convert_hf_to_preset(tmp_path / "hf", tmp_path / "preset_again")
+    first, second = backbone_arrays(tmp_path / "preset"), backbone_arrays(tmp_path / "preset_again")
+    assert set(first) == set(second)
+    for path in first:
+        np.testing.assert_array_equal(second[path], first[path], err_msg=path)
+    with open(tmp_path / "hf" / "config.json") as f:
+        config = json.load(f)
+    assert config["afn"] == "gelu" and config["resid_pdrop"] == 0.1 and config["vocab_size"] == 100
+
+
+def test_fine_tuning_special_token_rows_both_ways(tmp_path):
+    # 40,478 base tokens + _start_, _delimiter_, _classify_.
+    model = make_hf_model(vocab_size=40481)
+    model.save_pretrained(tmp_path / "hf")
+    convert_hf_to_preset(tmp_path / "hf", tmp_path / "preset")
+    convert_preset_to_hf(tmp_path / "preset", tmp_path / "hf_again")
+    reloaded, info = transformers.OpenAIGPTLMHeadModel.from_pretrained(tmp_path / "hf_again", output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    assert reloaded.config.vocab_size == 40481
+    ids = np.array([[40478, 5, 40479, 7, 40480, 0]], dtype="int32")
+    batch = {"token_ids": ids, "padding_mask": np.array([[1, 1, 1, 1, 1, 0]], dtype="int32")}
+    expected = hf_logits(model, batch)
+    assert_logits_match(expected, keras_logits(tmp_path / "preset", batch), batch["padding_mask"])
+    np.testing.assert_array_equal(hf_logits(reloaded.eval(), batch), expected)
+
+
+def test_to_hf_rejects_mlp_width_the_port_cannot_hold(tmp_path, tiny_config):
+    # Only the config is needed: the check runs before any weights are read.
+    (tmp_path / "preset").mkdir()
+    config = {"class_name": "GPT1Backbone", "config": tiny_config}  # hidden 32, MLP 64
+    (tmp_path / "preset" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"4 × hidden_dim \(128\).*intermediate_dim 64"):
+        convert_preset_to_hf(tmp_path / "preset", tmp_path / "hf")
+    assert not (tmp_path / "hf").exists()
+
+
+def test_weights_to_backbone_in_memory_round_trip():
+    source, target = GPT1Backbone(**KERAS_SMALL), GPT1Backbone(**KERAS_SMALL)
+    weights_to_backbone(backbone_to_weights(source), target)
+    for a, b in zip(source.weights, target.weights):
+        np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
+    assert [path for _, path in weight_table(2)] == [v.path for v in source.weights]
+
+
+# === Bad input ===
+
+
+def rewrite_safetensors(directory, edit):
+    tensors = hf_state_dict(directory)
+    edit(tensors)
+    save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
+
+
+def test_missing_tensor_is_named(hf_copy, tmp_path):
+    rewrite_safetensors(hf_copy, lambda t: t.pop("transformer.h.1.ln_2.bias"))
+    with pytest.raises(ValueError, match=r"missing tensor transformer\.h\.1\.ln_2\.bias \(expected shape \[32\]\)"):
+        convert_hf_to_preset(hf_copy, tmp_path / "preset")
+    assert not (tmp_path / "preset" / "config.json").exists()
+
+
+def test_extra_tensor_is_named(hf_copy, tmp_path):
+    def add(tensors):
+        tensors["multiple_choice_head.summary.weight"] = np.zeros((1, 32), "float32")
+
+    rewrite_safetensors(hf_copy, add)
+    with pytest.raises(ValueError, match=r"unexpected tensor multiple_choice_head\.summary\.weight \(shape \[1, 32\]\)"):
+        convert_hf_to_preset(hf_copy, tmp_path / "preset")
+
+
+def test_misshaped_tensor_names_both_shapes(hf_copy, tmp_path):
+    def shrink(tensors):
+        tensors["transformer.h.0.mlp.c_fc.weight"] = np.zeros((32, 100), "float32")
+
+    rewrite_safetensors(hf_copy, shrink)
+    with pytest.raises(ValueError) as error:
+        convert_hf_to_preset(hf_copy, tmp_path / "preset")
+    message = str(error.value)
+    assert "transformer.h.0.mlp.c_fc.weight" in message
+    assert "[32, 100]" in message and "[32, 128]" in message
+
+
+def test_untied_lm_head_is_rejected(hf_copy, tmp_path):
+    def untie(tensors):
+        tensors["lm_head.weight"] = tensors["transformer.tokens_embed.weight"] + 1
+
+    rewrite_safetensors(hf_copy, untie)
+    with pytest.raises(ValueError, match="lm_head.weight .* differs from transformer.tokens_embed.weight"):
+        convert_hf_to_preset(hf_copy, tmp_path / "preset")
+
+
+@pytest.mark.parametrize("filename", ["config.json", "model.safetensors"])
+def test_missing_hf_file_is_named(filename, hf_copy, tmp_path):
+    os.remove(hf_copy / filename)
+    with pytest.raises(FileNotFoundError, match=filename.replace(".", r"\.")):
+        convert_hf_to_preset(hf_copy, tmp_path / "preset")
+
+
+def test_corrupt_safetensors_is_named(hf_copy, tmp_path):
+    (hf_copy / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match=r"Could not read safetensors file .*model\.safetensors"):
+        convert_hf_to_preset(hf_copy, tmp_path / "preset")
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"afn": "relu"}, "afn 'relu' is not supported"),
+        ({"layer_norm_epsilon": 1e-6}, "layer_norm_epsilon 1e-06 is not supported"),
+        ({"model_type": "gpt2"}, "'gpt2' model, not GPT-1"),
+        ({"n_head": 3}, "n_embd \\(32\\) must be divisible by n_head \\(3\\)"),
+    ],
+)
+def test_unsupported_hf_config_is_rejected(change, message, hf_copy, tmp_path):
+    config = json.loads((hf_copy / "config.json").read_text())
+    (hf_copy / "config.json").write_text(json.dumps({**config, **change}))
+    with pytest.raises(ValueError, match=message):
+        convert_hf_to_preset(hf_copy, tmp_path / "preset")
+
+
+def test_different_dropout_rates_take_resid_pdrop(hf_copy, tmp_path):
+    config = json.loads((hf_copy / "config.json").read_text())
+    (hf_copy / "config.json").write_text(json.dumps({**config, "embd_pdrop": 0.2, "resid_pdrop": 0.05}))
+    with pytest.warns(UserWarning, match="using resid_pdrop = 0.05"):
+        backbone, _ = convert_hf_to_preset(hf_copy, tmp_path / "preset")
+    assert backbone.dropout == pytest.approx(0.05)
+
+
+def test_old_configs_count_special_tokens_apart(hf_copy, tmp_path):
+    config = json.loads((hf_copy / "config.json").read_text())
+    (hf_copy / "config.json").write_text(json.dumps({**config, "vocab_size": 97, "n_special": 3}))
+    backbone, _ = convert_hf_to_preset(hf_copy, tmp_path / "preset")
+    assert backbone.vocabulary_size == 100
+
+
+def test_pytorch_bin_without_torch_says_so(hf_model, hf_dir, tmp_path, monkeypatch):
+    source = tmp_path / "hf"
+    source.mkdir()
+    shutil.copy(hf_dir / "config.json", source)
+    torch.save(hf_model.state_dict(), source / "pytorch_model.bin")
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
+    with pytest.raises(ValueError, match=r"pytorch_model\.bin.*needs PyTorch"):
+        convert_hf_to_preset(source, tmp_path / "preset")
+
+
+@pytest.fixture
+def original_dir(hf_dir, tmp_path):
+    weights, _ = hf_state_dict_to_weights(hf_state_dict(hf_dir))
+    write_openai_checkpoint(weights, tmp_path / "original")
+    return tmp_path / "original"
+
+
+def edit_shapes(directory, edit):
+    path = directory / "params_shapes.json"
+    shapes = json.loads(path.read_text())
+    edit(shapes)
+    path.write_text(json.dumps(shapes))
+
+
+def test_missing_params_file_is_named(original_dir, tmp_path):
+    os.remove(original_dir / "params_3.npy")
+    with pytest.raises(FileNotFoundError, match=r"params_3\.npy"):
+        convert_openai_to_preset(original_dir, tmp_path / "preset", num_heads=2)
+
+
+def test_params_shapes_inconsistent_with_total_size(original_dir, tmp_path):
+    def grow_vocabulary(shapes):
+        shapes[1][0] += 1  # every shape stays consistent, but one row more than the shards hold
+
+    edit_shapes(original_dir, grow_vocabulary)
+    with pytest.raises(ValueError, match=r"describes 29,408 values but params_0\.npy … params_9\.npy hold 29,376"):
+        convert_openai_to_preset(original_dir, tmp_path / "preset", num_heads=2)
+
+
+def test_params_shapes_misshaped_entry_names_both_shapes(original_dir, tmp_path):
+    edit_shapes(original_dir, lambda shapes: shapes[14].__setitem__(2, 97))  # h.1 c_attn weight
+    with pytest.raises(ValueError, match=r"#14 \(h\.1\.attn\.c_attn\.weight\).*\[1, 32, 97\].*\[1, 32, 96\]"):
+        convert_openai_to_preset(original_dir, tmp_path / "preset", num_heads=2)
+
+
+def test_params_shapes_missing_or_extra_tensor(original_dir, tmp_path):
+    edit_shapes(original_dir, lambda shapes: shapes.pop())
+    with pytest.raises(ValueError, match="lists 25 tensors.*missing or extra"):
+        convert_openai_to_preset(original_dir, tmp_path / "preset", num_heads=2)
+
+
+def test_openai_layout_needs_head_count_for_small_widths(original_dir, tmp_path):
+    with pytest.raises(ValueError, match="pass num_heads"):
+        convert_openai_to_preset(original_dir, tmp_path / "preset")
+
+
+def test_existing_output_is_replaced_only_on_request(hf_dir, tmp_path):
+    preset = tmp_path / "preset"
+    convert_hf_to_preset(hf_dir, preset)
+    (preset / "task.json").write_text("{}")  # the task head of an earlier model
+    with pytest.raises(ValueError, match="already holds a model.*--overwrite"):
+        convert_hf_to_preset(hf_dir, preset)
+    convert_hf_to_preset(hf_dir, preset, overwrite=True)
+    assert not (preset / "task.json").exists() and (preset / "model.weights.h5").exists()
+    assert main(["convert", "--from-hf", str(hf_dir), "--output", str(preset)]) == 2
+    assert main(["convert", "--from-hf", str(hf_dir), "--output", str(preset), "--overwrite"]) == 0
+
+
+def test_output_must_differ_from_input(hf_copy):
+    with pytest.raises(ValueError, match="is the input directory"):
+        convert_hf_to_preset(hf_copy, hf_copy)
+
+
+# === Vocabulary files ===
+
+LETTERS = "abcdefghijklmnopqrstuvwxyz0123456789"
+TEST_MERGES = ["t h", "th e</w>", "a n", "an d</w>", "i n", "in g</w>", "e r</w>", "o n</w>",
+               "o f</w>", "t o</w>", "i s</w>", "a t</w>", "h e</w>", "c a", "ca t</w>", "d o",
+               "do g</w>", "th e", "r e", "w a"]  # fmt: skip
+TEXT = ["The cat and the dog, 42 times!", "Is Zebra at home? Then the end."]
+
+
+def make_vocabulary():
+    """97 tokens: with GPT1Tokenizer's 3 special tokens, exactly the model's 100 rows."""
+    tokens = ["<unk>", *LETTERS, *(c + "</w>" for c in LETTERS), ",</w>", "!</w>", "?</w>", ".</w>"]
+    tokens += [m.replace(" ", "") for m in TEST_MERGES]
+    assert len(tokens) == len(set(tokens)) == 97
+    return {token: i for i, token in enumerate(tokens)}
+
+
+def write_hf_vocabulary_files(directory):
+    (directory / "vocab.json").write_text(json.dumps(make_vocabulary()))
+    (directory / "merges.txt").write_text("#version: 0.2\n" + "\n".join(TEST_MERGES) + "\n")
+
+
+def hf_tokenizer_ids(directory):
+    """The oracle: `transformers`' own OpenAIGPT tokenizer reading the same files."""
+    tokenizer = transformers.AutoTokenizer.from_pretrained(directory)
+    assert type(tokenizer).__name__.startswith("OpenAIGPTTokenizer")
+    return [tokenizer(text)["input_ids"] for text in TEXT]
+
+
+def our_tokenizer_ids(tokenizer):
+    return [to_numpy(tokenizer(text)).tolist() for text in TEXT]
+
+
+def test_vocabulary_files_travel_with_the_weights(hf_copy, tmp_path):
+    write_hf_vocabulary_files(hf_copy)
+    expected = hf_tokenizer_ids(hf_copy)
+    assert 0 not in sum(expected, [])  # no <unk>: every character is in the vocabulary
+
+    _, tokenizer = convert_hf_to_preset(hf_copy, tmp_path / "preset")
+    assert tokenizer.vocabulary_size == 100 and tokenizer.start_token_id == 97
+    loaded = GPT1CausalLM.from_preset(tmp_path / "preset").tokenizer
+    assert our_tokenizer_ids(loaded) == expected
+
+    convert_preset_to_hf(tmp_path / "preset", tmp_path / "hf")
+    assert hf_tokenizer_ids(tmp_path / "hf") == expected
+
+    weights, _ = hf_state_dict_to_weights(hf_state_dict(hf_copy))
+    vocabulary, merges = make_vocabulary(), TEST_MERGES
+    write_openai_checkpoint(weights, tmp_path / "original", vocabulary, merges)
+    assert (tmp_path / "original" / "encoder_bpe_40000.json").exists()
+    assert (tmp_path / "original" / "vocab_40000.bpe").read_text().startswith("#version: 0.2\nt h\n")
+    _, tokenizer = convert_openai_to_preset(tmp_path / "original", tmp_path / "preset2", num_heads=2)
+    assert tokenizer.standardize == "original"  # the original pipeline's text_standardize
+    assert our_tokenizer_ids(tokenizer) == expected
+
+
+def test_vocabulary_larger_than_the_embedding_is_rejected(tmp_path):
+    config = {**KERAS_SMALL, "vocabulary_size": 50}
+    weights = {name: np.zeros(shape, "float32") for name, shape in expected_shapes(config).items()}
+    write_openai_checkpoint(weights, tmp_path / "original", make_vocabulary(), TEST_MERGES)
+    with pytest.raises(ValueError, match="has 97 tokens, but the token embedding has only 50 rows"):
+        convert_openai_to_preset(tmp_path / "original", tmp_path / "preset", num_heads=2)
+
+
+
+def test_lone_vocabulary_file_is_reported(hf_copy, tmp_path):
+    (hf_copy / "vocab.json").write_text(json.dumps({"a</w>": 0}))
+    with pytest.raises(FileNotFoundError, match=r"vocab\.json.*but not.*merges\.txt"):
+        convert_hf_to_preset(hf_copy, tmp_path / "preset")
+
+
+# === Command line ===
+
+
+def test_cli_converts_all_three_ways(hf_model, hf_dir, original_dir, inputs, tmp_path, capsys):
+    assert main(["convert", "--from-hf", str(hf_dir), "--output", str(tmp_path / "p1")]) == 0
+    out = capsys.readouterr().out
+    assert "2 layers, 2 heads, hidden 32" in out and "29,376 parameters" in out
+    assert main(["convert", "--from-openai", str(original_dir), "--num-heads", "2",
+                 "--output", str(tmp_path / "p2")]) == 0  # fmt: skip
+    assert main(["convert", "--to-hf", str(tmp_path / "p2"), "--output", str(tmp_path / "hf")]) == 0
+    expected = hf_logits(hf_model, inputs)
+    for preset in ("p1", "p2"):
+        assert_logits_match(expected, keras_logits(tmp_path / preset, inputs), inputs["padding_mask"])
+    reloaded = transformers.OpenAIGPTLMHeadModel.from_pretrained(tmp_path / "hf").eval()
+    np.testing.assert_array_equal(hf_logits(reloaded, inputs), expected)
+
+
+def test_cli_user_errors(tmp_path, hf_dir, capsys):
+    assert main(["convert", "--from-hf", str(tmp_path / "nowhere"), "--output", str(tmp_path / "p")]) == 2
+    assert "nowhere" in capsys.readouterr().err
+    assert main(["convert", "--from-hf", str(hf_dir), "--num-heads", "2", "--output", str(tmp_path / "p")]) == 2
+    assert "--num-heads only applies to --from-openai" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # argparse: two sources at once
+        main(["convert", "--from-hf", "a", "--to-hf", "b", "--output", "c"])
+    assert exit_info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+# === Full size ===
+
+
+@pytest.mark.slow
+def test_full_117m_logits_parity(tmp_path):
+    # The paper's sizes (OpenAIGPTConfig's defaults), HF's own N(0, 0.02) matrices.
+    model = make_hf_model(rescale_matrices=False, vocab_size=40478, n_embd=768, n_layer=12,
+                          n_head=12, n_positions=512)  # fmt: skip
+    model.save_pretrained(tmp_path / "hf")
+    backbone, _ = convert_hf_to_preset(tmp_path / "hf", tmp_path / "preset")
+    assert backbone.count_params() == 116_534_784
+    batch = random_inputs(2, 64, 40478, seed=5, lengths=[64, 40])
+    assert_logits_match(hf_logits(model, batch), keras_logits(tmp_path / "preset", batch), batch["padding_mask"])
