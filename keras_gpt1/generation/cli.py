@@ -1,0 +1,224 @@
+"""`keras-gpt1 generate` (streams tokens as they are produced) and `keras-gpt1 score`."""
+
+import json
+import sys
+
+GENERATE_DESCRIPTION = """\
+Generate text from a preset with a KV cache. Tokens are printed as they are produced (the loop
+runs step by step when streaming; pass --no-stream for the fully compiled loop, printed at the end).
+Sampler: greedy by default; --top-k implies top_k, --top-p implies top_p, --temperature alone
+implies random sampling; beam search with --sampler beam --num-beams N (not streamed).
+"""
+
+SCORE_DESCRIPTION = """\
+Score text: per-token log-likelihood (nats) and perplexity under a preset (one forward pass).
+"""
+
+
+def add_parser(subparsers):
+    import argparse
+
+    gen = subparsers.add_parser(
+        "generate",
+        help="generate text from a preset (streamed)",
+        description=GENERATE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_model_args(gen)
+    prompt = gen.add_mutually_exclusive_group(required=True)
+    prompt.add_argument("--prompt", metavar="TEXT", help="prompt text (needs the preset's tokenizer)")
+    prompt.add_argument("--prompt-ids", metavar="IDS", help="prompt token ids, e.g. '5 6 7' or '5,6,7'")
+    gen.add_argument("--max-new-tokens", type=int, default=32, help="tokens to generate (32)")
+    gen.add_argument(
+        "--sampler",
+        default=None,
+        help="greedy | random | top_k | top_p | beam (default: greedy, or implied by the options below)",
+    )
+    gen.add_argument("--top-k", type=int, default=None, help="k for top_k sampling")
+    gen.add_argument("--top-p", type=float, default=None, help="p for nucleus (top_p) sampling, in (0, 1]")
+    gen.add_argument("--temperature", type=float, default=None, help="sampling temperature (> 0)")
+    gen.add_argument("--num-beams", type=int, default=None, help="beams for --sampler beam")
+    gen.add_argument("--seed", type=int, default=None, help="random seed (same seed, same text)")
+    gen.add_argument(
+        "--stop-token-ids", default=None, metavar="IDS", help="ids that end generation, e.g. '40477'"
+    )
+    gen.add_argument("--no-stream", action="store_true", help="print once at the end")
+    gen.set_defaults(func=run_generate)
+
+    score = subparsers.add_parser(
+        "score",
+        help="per-token log-likelihood and perplexity of text",
+        description=SCORE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_model_args(score)
+    source = score.add_mutually_exclusive_group(required=True)
+    source.add_argument("--text", action="append", metavar="TEXT", help="text to score (repeatable)")
+    source.add_argument("--file", metavar="FILE", help="text file: one text per non-empty line")
+    source.add_argument("--ids", action="append", metavar="IDS", help="token ids to score (repeatable)")
+    score.add_argument("--per-token", action="store_true", help="also print each token's log-likelihood")
+    score.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+    score.add_argument("--batch-size", type=int, default=8, help="texts per forward pass (8)")
+    score.set_defaults(func=run_score)
+
+
+def _add_model_args(parser):
+    parser.add_argument(
+        "--model", required=True, metavar="DIR", help="preset directory (or a built-in name: gpt1, gpt1_tiny)"
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16"],
+        default="float32",
+        help="inference dtype; bfloat16 halves the bytes read per token (default float32)",
+    )
+    parser.add_argument("--quantize", choices=["int8"], default=None, help="quantize weights (Keras int8)")
+
+
+def _parse_ids(text, what):
+    parts = text.replace(",", " ").split()
+    try:
+        return [int(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"{what} must be integers separated by spaces or commas; got {text!r}.") from None
+
+
+def _load(args):
+    from keras_gpt1.models import GPT1CausalLM
+
+    overrides = {"dropout": 0.0}
+    if args.dtype != "float32":
+        overrides["dtype"] = args.dtype
+    lm = GPT1CausalLM.from_preset(args.model, **overrides)
+    if args.quantize:
+        lm.quantize(args.quantize)
+    return lm
+
+
+def _pick_sampler(args):
+    name = args.sampler
+    if name is None:
+        if args.top_k is not None:
+            name = "top_k"
+        elif args.top_p is not None:
+            name = "top_p"
+        elif args.temperature is not None:
+            name = "random"
+        elif args.num_beams is not None:
+            name = "beam"
+        else:
+            name = "greedy"
+    from keras_gpt1.generation.samplers import get_sampler
+
+    return get_sampler(name, k=args.top_k, p=args.top_p, temperature=args.temperature, num_beams=args.num_beams)
+
+
+class _TextStreamer:
+    """Prints new text as ids arrive: re-detokenizes the continuation and prints what was added."""
+
+    def __init__(self, tokenizer, out, header):
+        self.tokenizer = tokenizer
+        self.out = out
+        self.header = header  # the prompt, printed with the first token (after input checks)
+        self.ids = []
+        self.printed = ""
+
+    def __call__(self, ids):
+        if self.header is not None:
+            self.out.write(self.header)
+            self.header = None
+        token = int(ids[0])
+        if token < 0:
+            return
+        self.ids.append(token)
+        if self.tokenizer is None:
+            self.out.write(f" {token}")
+        else:
+            from keras_gpt1.generation.generate import detokenize
+
+            text = detokenize(self.tokenizer, self.ids)
+            # Print only an extension of what is on screen; BPE words finish at `</w>`.
+            if text.startswith(self.printed):
+                self.out.write(text[len(self.printed) :])
+                self.printed = text
+        self.out.flush()
+
+
+def run_generate(args):
+    from keras_gpt1.generation.generate import detokenize, generate_ids, normalize_prompts
+
+    sampler = _pick_sampler(args)
+    stop = _parse_ids(args.stop_token_ids, "--stop-token-ids") if args.stop_token_ids else None
+    lm = _load(args)
+    if args.prompt is not None:
+        prompts, _ = normalize_prompts(args.prompt, lm.tokenizer)
+    else:
+        prompts = [_parse_ids(args.prompt_ids, "--prompt-ids")]
+    tokenizer = lm.tokenizer if args.prompt is not None else None
+    out = sys.stdout
+    prompt_text = detokenize(tokenizer, prompts[0]) if tokenizer else " ".join(map(str, prompts[0]))
+    stream = not args.no_stream and sampler.name != "beam"
+    streamer = None
+    if stream:
+        streamer = _TextStreamer(tokenizer, out, prompt_text + (" " if tokenizer else ""))
+    result = generate_ids(
+        lm, prompts, args.max_new_tokens, sampler, stop, args.seed, streamer=streamer
+    )
+    ids = result["token_ids"][0, : result["lengths"][0]].tolist()
+    if not stream:
+        if tokenizer:
+            drop = set(stop or ())
+            out.write(detokenize(tokenizer, [t for t in ids if t not in drop]))
+        else:
+            out.write(" ".join(map(str, ids)))
+    out.write("\n")
+    out.flush()
+    return 0
+
+
+def run_score(args):
+    from keras_gpt1.generation.score import score
+
+    lm = _load(args)
+    if args.ids:
+        inputs = [_parse_ids(text, "--ids") for text in args.ids]
+        labels = args.ids
+    else:
+        if args.file:
+            from keras_gpt1.utils.files import require_file
+
+            with open(require_file(args.file, "text file"), encoding="utf-8") as f:
+                inputs = [line.strip() for line in f if line.strip()]
+            if not inputs:
+                raise ValueError(f"{args.file!r} has no non-empty lines to score.")
+        else:
+            inputs = list(args.text)
+        labels = inputs
+    results = score(lm, inputs, batch_size=args.batch_size)
+    total_ll = sum(r["log_likelihood"] for r in results)
+    total_n = sum(r["num_scored_tokens"] for r in results)
+    for label, r in zip(labels, results):
+        if args.json:
+            record = {
+                "text": label,
+                "num_tokens": len(r["token_ids"]),
+                "log_likelihood": r["log_likelihood"],
+                "perplexity": r["perplexity"],
+            }
+            if args.per_token:
+                record["token_ids"] = r["token_ids"]
+                record["token_log_likelihoods"] = [float(x) for x in r["token_log_likelihoods"]]
+            print(json.dumps(record))
+            continue
+        short = label if len(label) <= 60 else label[:57] + "..."
+        print(f"{short!r}: {len(r['token_ids'])} tokens, log-likelihood {r['log_likelihood']:.4f}, "
+              f"perplexity {r['perplexity']:.4f}")
+        if args.per_token:
+            for token, ll in zip(r["token_ids"][1:], r["token_log_likelihoods"]):
+                name = lm.tokenizer.id_to_token(token) if lm.tokenizer is not None and not args.ids else token
+                print(f"    {name!s:>20} {float(ll):10.4f}")
+    if not args.json and len(results) > 1:
+        import math
+
+        print(f"all: {total_n} scored tokens, perplexity {math.exp(-total_ll / total_n):.4f}")
+    return 0

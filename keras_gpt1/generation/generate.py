@@ -1,0 +1,731 @@
+"""Autoregressive generation for `GPT1CausalLM`: prefill once, then one-token steps over a KV cache.
+
+How a batch of prompts of different lengths is decoded (every row's first token sits at
+position 0, as GPT-1's absolute positions require):
+
+1. Prompts are right-padded into a `[batch, max_length]` buffer. `max_length` is rounded up to a
+   bucket of 64 (capped at the context), so shapes are static and compiled loops are reused.
+2. Prefill runs the first `p = min(prompt lengths)` positions (rounded up to a bucket of 16; the
+   extra positions write cache entries that are overwritten before any query can read them).
+3. Each step feeds the token at position `i` (writing its keys/values at cache index `i`) and
+   picks the token at `i + 1`. A row still inside its prompt keeps its prompt token instead of the
+   sampled one, so all rows advance in lockstep with no padding inside the cache.
+4. A row stops at a stop token or after `max_new_tokens` new tokens; the loop ends when all rows
+   have stopped.
+
+Per backend:
+- JAX: prefill and the whole `lax.while_loop` in one `jax.jit` (weights passed as arguments).
+- TensorFlow: the same loop as a `tf.while_loop` inside `tf.function(jit_compile=True)` (XLA).
+- PyTorch: an eager loop over a functional decode step that reads the model's own weight tensors
+  (no copies) and updates a `[batch, heads, length, head_dim]` cache in place, attending only to
+  the filled part of the cache. `torch.compile` over Keras layers graph-breaks and recompiles per
+  layer and was slower than eager here; Keras's generic path copies the whole cache every step
+  (`slice_update` is functional). Quantized models on PyTorch fall back to the Keras layers.
+
+With a `streamer` callback the loop runs step by step on every backend (each step still compiled
+on JAX/TensorFlow), so tokens can be shown as they are produced.
+
+Example:
+```python
+lm = GPT1CausalLM.from_preset("gpt1_tiny", dropout=0.0)
+out = generate(lm, [[5, 6, 7], [8, 9]], max_new_tokens=4)   # a list of two id lists
+```
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_gpt1.generation.samplers import MASKED_LOGIT, Beam, get_sampler
+
+# Bucket sizes: total length (cache length) and prefill length are rounded up to these, so the
+# number of distinct compiled shapes stays small.
+LENGTH_BUCKET = 64
+PREFILL_BUCKET = 16
+# Written after a row has stopped (the output's padding mask says which positions are real).
+PAD_TOKEN_ID = 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Input handling
+# ---------------------------------------------------------------------------------------------
+
+
+def _round_up(n, bucket, cap):
+    return min(-(-n // bucket) * bucket, cap)
+
+
+def _as_id_list(row, where):
+    values = np.asarray(row)
+    if values.ndim != 1:
+        raise ValueError(f"{where} must be a 1-D sequence of token ids; got shape {values.shape}.")
+    if values.size and not np.issubdtype(values.dtype, np.integer):
+        raise ValueError(f"{where} must contain integer token ids; got dtype {values.dtype}.")
+    return values.astype("int32")
+
+
+def _tokenize(tokenizer, texts):
+    if tokenizer is None:
+        raise ValueError(
+            "Text prompts need a tokenizer: this model has none (`lm.tokenizer` is None). "
+            "Load a preset that has one, attach a GPT1Tokenizer, or pass token ids."
+        )
+    rows = []
+    for text in texts:
+        ids = tokenizer(text)
+        ids = ids.to_list() if hasattr(ids, "to_list") else ops.convert_to_numpy(ids).tolist()
+        if getattr(tokenizer, "sequence_length", None):
+            # A fixed-length tokenizer pads; keep the real tokens only.
+            pad = getattr(tokenizer, "pad_token_id", None)
+            while ids and pad is not None and ids[-1] == pad:
+                ids.pop()
+        rows.append(np.asarray(ids, dtype="int32").reshape(-1))
+    return rows
+
+
+def normalize_prompts(inputs, tokenizer=None):
+    """Turns any accepted prompt form into `(list of int32 id arrays, form)`.
+
+    `form` is one of `"text"`, `"texts"`, `"ids"`, `"ids_batch"`, `"arrays"` and decides the
+    output format. Accepted: a string, a list of strings, a list of ids, a list of id lists, a 2-D
+    array of ids, or a dict `{"token_ids", "padding_mask"}` of right-padded arrays.
+    """
+    if isinstance(inputs, str):
+        return _tokenize(tokenizer, [inputs]), "text"
+    if isinstance(inputs, dict):
+        if "token_ids" not in inputs:
+            raise ValueError("A dict prompt needs 'token_ids' (and optionally 'padding_mask').")
+        ids = np.asarray(ops.convert_to_numpy(inputs["token_ids"]))
+        if ids.ndim != 2:
+            raise ValueError(f"'token_ids' must be [batch, length]; got shape {ids.shape}.")
+        mask = inputs.get("padding_mask")
+        mask = np.ones_like(ids) if mask is None else np.asarray(ops.convert_to_numpy(mask)).astype(bool)
+        lengths = mask.sum(axis=1)
+        if not (mask == (np.arange(ids.shape[1])[None] < lengths[:, None])).all():
+            raise ValueError("'padding_mask' must mark a prefix of each row (right padding only).")
+        return [_as_id_list(row[:n], f"token_ids row {i}") for i, (row, n) in enumerate(zip(ids, lengths))], "arrays"
+    if hasattr(inputs, "shape") and not isinstance(inputs, (list, tuple)):
+        ids = np.asarray(ops.convert_to_numpy(inputs))
+        if ids.ndim == 1:
+            return [_as_id_list(ids, "the prompt")], "ids"
+        if ids.ndim == 2:
+            return [_as_id_list(row, f"prompt {i}") for i, row in enumerate(ids)], "arrays"
+        raise ValueError(f"Token id prompts must be 1-D or 2-D; got shape {ids.shape}.")
+    if isinstance(inputs, (list, tuple)):
+        if len(inputs) == 0:
+            raise ValueError("No prompts given (an empty list).")
+        if all(isinstance(x, str) for x in inputs):
+            return _tokenize(tokenizer, inputs), "texts"
+        if all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in inputs):
+            return [_as_id_list(inputs, "the prompt")], "ids"
+        if all(isinstance(x, (list, tuple, np.ndarray)) for x in inputs):
+            return [_as_id_list(x, f"prompt {i}") for i, x in enumerate(inputs)], "ids_batch"
+        raise ValueError(
+            "A list prompt must hold only strings, only token ids, or only lists of token ids; "
+            f"got element types {sorted({type(x).__name__ for x in inputs})}."
+        )
+    raise ValueError(
+        "Prompts must be a string, a list of strings, token ids (list or array), a list of id "
+        f"lists, or a {{'token_ids', 'padding_mask'}} dict; got {type(inputs).__name__}."
+    )
+
+
+def _check_prompts(prompts, vocabulary_size, context, max_new_tokens):
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)):
+        raise ValueError(f"`max_new_tokens` must be a positive integer; got {max_new_tokens!r}.")
+    if max_new_tokens <= 0:
+        raise ValueError(f"`max_new_tokens` must be >= 1; got {max_new_tokens}.")
+    for i, ids in enumerate(prompts):
+        if ids.size == 0:
+            raise ValueError(
+                f"Prompt {i} is empty (no tokens). GPT-1 needs at least one token to condition on."
+            )
+        if ids.size > context:
+            raise ValueError(
+                f"Prompt {i} has {ids.size} tokens, longer than the model's context of {context}. "
+                "Truncate it."
+            )
+        low, high = int(ids.min()), int(ids.max())
+        if low < 0 or high >= vocabulary_size:
+            raise ValueError(
+                f"Prompt {i} contains token id {low if low < 0 else high}, outside the vocabulary "
+                f"[0, {vocabulary_size})."
+            )
+    longest = max(ids.size for ids in prompts)
+    if longest + max_new_tokens > context:
+        raise ValueError(
+            f"Prompt length {longest} + max_new_tokens {max_new_tokens} = {longest + max_new_tokens} "
+            f"exceeds the model's context of {context} positions (GPT-1 has learned absolute "
+            f"positions, so it cannot slide past them). Use max_new_tokens <= {context - longest} "
+            "or a shorter prompt."
+        )
+
+
+def _check_stop_ids(stop_token_ids, vocabulary_size):
+    if stop_token_ids is None:
+        return ()
+    if isinstance(stop_token_ids, (int, np.integer)):
+        stop_token_ids = (stop_token_ids,)
+    stop = tuple(int(t) for t in stop_token_ids)
+    for t in stop:
+        if not 0 <= t < vocabulary_size:
+            raise ValueError(f"Stop token id {t} is outside the vocabulary [0, {vocabulary_size}).")
+    return stop
+
+
+# ---------------------------------------------------------------------------------------------
+# Engines: the model calls the loop makes
+# ---------------------------------------------------------------------------------------------
+
+
+class KerasEngine:
+    """Model calls through the Keras layers (`call_with_cache`): traceable on every backend."""
+
+    name = "keras"
+
+    def __init__(self, lm):
+        self.backbone = lm.backbone
+
+    def empty(self, batch, length):
+        return self.backbone.empty_cache(batch, length)
+
+    def prefill(self, token_ids, cache):
+        return self.backbone.call_with_cache(token_ids, cache, 0)
+
+    def step(self, token_ids, cache, index):
+        hidden, cache = self.backbone.call_with_cache(token_ids[:, None], cache, index)
+        return self.head(hidden[:, 0]), cache
+
+    def head(self, hidden):
+        return ops.cast(self.backbone.token_embedding(hidden, reverse=True), "float32")
+
+    def reorder(self, cache, indices):
+        return tuple((ops.take(k, indices, axis=0), ops.take(v, indices, axis=0)) for k, v in cache)
+
+
+def _is_quantized(model):
+    return any(getattr(layer, "quantization_mode", None) for layer in model._flatten_layers())
+
+
+class TorchEngine:
+    """PyTorch decode step written with `torch.nn.functional` over the model's own weights.
+
+    Same maths as `GPT1Block` (post-LN, tanh GELU, LayerNorm in float32), but the cache is
+    `[batch, heads, length, head_dim]` updated in place and a step attends only to the filled
+    positions, so nothing proportional to the cache is copied per token. Weights in a dtype other
+    than the compute dtype (a `mixed_*` policy) are cast once per `generate` call.
+    """
+
+    name = "torch"
+
+    def __init__(self, lm):
+        import torch
+
+        self.torch = torch
+        backbone = lm.backbone
+        self.dtype = getattr(torch, keras.backend.standardize_dtype(backbone.compute_dtype))
+        self.num_heads = backbone.num_heads
+        self.hidden_dim = backbone.hidden_dim
+        self.head_dim = backbone.hidden_dim // backbone.num_heads
+
+        def weight(variable):
+            value = variable.value.detach()
+            return value if value.dtype == self.dtype else value.to(self.dtype)
+
+        self.token_embedding = weight(backbone.embeddings.token_embedding.embeddings)
+        self.position_embeddings = weight(backbone.embeddings.position_embeddings)
+        self.blocks = []
+        for block in backbone.transformer_layers:
+            attention = block.attention
+            self.blocks.append(
+                dict(
+                    c_attn=(weight(attention.c_attn.kernel), weight(attention.c_attn.bias)),
+                    attn_proj=(weight(attention.c_proj.kernel), weight(attention.c_proj.bias)),
+                    ln_1=(block.ln_1.gamma.value.detach().float(), block.ln_1.beta.value.detach().float(), block.ln_1.epsilon),
+                    c_fc=(weight(block.c_fc.kernel), weight(block.c_fc.bias)),
+                    c_proj=(weight(block.c_proj.kernel), weight(block.c_proj.bias)),
+                    ln_2=(block.ln_2.gamma.value.detach().float(), block.ln_2.beta.value.detach().float(), block.ln_2.epsilon),
+                )
+            )
+
+    @staticmethod
+    def supports(lm):
+        return keras.config.backend() == "torch" and not _is_quantized(lm)
+
+    def empty(self, batch, length):
+        shape = (batch, self.num_heads, length, self.head_dim)
+        zeros = self.torch.zeros
+        return [(zeros(shape, dtype=self.dtype), zeros(shape, dtype=self.dtype)) for _ in self.blocks]
+
+    def _layer_norm(self, x, params):
+        gamma, beta, epsilon = params
+        out = self.torch.nn.functional.layer_norm(x.float(), (x.shape[-1],), gamma, beta, epsilon)
+        return out.to(self.dtype)
+
+    def _forward(self, x, cache, start):
+        F = self.torch.nn.functional
+        batch, length = x.shape[0], x.shape[1]
+        for params, (key_cache, value_cache) in zip(self.blocks, cache):
+            qkv = self.torch.matmul(x, params["c_attn"][0]) + params["c_attn"][1]
+            qkv = qkv.view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+            query, key, value = qkv[0], qkv[1], qkv[2]
+            key_cache[:, :, start : start + length] = key
+            value_cache[:, :, start : start + length] = value
+            keys = key_cache[:, :, : start + length]
+            values = value_cache[:, :, : start + length]
+            # A prefill starts at 0 (square causal mask); a step is one query that sees all keys.
+            attended = F.scaled_dot_product_attention(query, keys, values, is_causal=length > 1)
+            attended = attended.transpose(1, 2).reshape(batch, length, self.hidden_dim)
+            attended = self.torch.matmul(attended, params["attn_proj"][0]) + params["attn_proj"][1]
+            x = self._layer_norm(x + attended, params["ln_1"])
+            m = F.gelu(self.torch.matmul(x, params["c_fc"][0]) + params["c_fc"][1], approximate="tanh")
+            m = self.torch.matmul(m, params["c_proj"][0]) + params["c_proj"][1]
+            x = self._layer_norm(x + m, params["ln_2"])
+        return x
+
+    def prefill(self, token_ids, cache):
+        length = token_ids.shape[1]
+        x = self.token_embedding[token_ids.long()] + self.position_embeddings[:length]
+        return self._forward(x, cache, 0), cache
+
+    def step(self, token_ids, cache, index):
+        index = int(index)
+        x = self.token_embedding[token_ids.long()][:, None] + self.position_embeddings[index]
+        return self.head(self._forward(x, cache, index)[:, 0]), cache
+
+    def head(self, hidden):
+        return self.torch.matmul(hidden, self.token_embedding.T).float()
+
+    def reorder(self, cache, indices):
+        indices = indices.long()
+        return [(k.index_select(0, indices), v.index_select(0, indices)) for k, v in cache]
+
+
+def make_engine(lm, engine="auto"):
+    """`"auto"`: the functional PyTorch step on torch (unless quantized), else the Keras layers."""
+    if engine == "auto":
+        engine = "torch" if TorchEngine.supports(lm) else "keras"
+    if engine == "torch":
+        if keras.config.backend() != "torch":
+            raise ValueError("engine='torch' needs KERAS_BACKEND=torch.")
+        if _is_quantized(lm):
+            raise ValueError("engine='torch' does not support quantized models; use engine='keras'.")
+        return TorchEngine(lm)
+    if engine == "keras":
+        return KerasEngine(lm)
+    raise ValueError(f"Unknown engine {engine!r}; choose 'auto', 'keras' or 'torch'.")
+
+
+# ---------------------------------------------------------------------------------------------
+# The decode loop, in keras.ops (traced by jax.jit / tf.function, eager on torch)
+# ---------------------------------------------------------------------------------------------
+
+
+def _uniform(seed, step, shape):
+    """Uniform noise in [0, 1) from `(seed, step)`, stateless so it can live inside a compiled loop."""
+    backend = keras.config.backend()
+    if backend == "jax":
+        import jax
+
+        key = jax.random.fold_in(jax.random.PRNGKey(seed), step)
+        return jax.random.uniform(key, shape, dtype="float32")
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        seeds = tf.stack([tf.cast(seed, "int32"), tf.cast(step, "int32")])
+        return tf.random.stateless_uniform(shape, seed=seeds, dtype="float32")
+    # Eager torch: seed and step are Python ints here.
+    return keras.random.uniform(shape, dtype="float32", seed=(int(seed) * 1000003 + int(step)) % (2**31 - 1))
+
+
+def _column(tokens, j):
+    """`tokens[:, j]` for a traced scalar `j`."""
+    return ops.slice(tokens, (0, j), (ops.shape(tokens)[0], 1))[:, 0]
+
+
+def _is_stop(token_ids, stop_ids):
+    if stop_ids is None:
+        return ops.zeros(ops.shape(token_ids), "bool")
+    return ops.any(ops.equal(token_ids[:, None], stop_ids[None, :]), axis=1)
+
+
+class _Loop:
+    """One decode configuration: the static parts (shapes, sampler, engine) closed over."""
+
+    def __init__(self, engine, sampler, batch, max_length, prefill_length, has_stop, collect_logits, vocabulary_size):
+        self.engine = engine
+        self.sampler = sampler
+        self.beam = isinstance(sampler, Beam)
+        self.num_beams = sampler.num_beams if self.beam else 1
+        self.batch = batch
+        self.max_length = max_length
+        self.prefill_length = prefill_length
+        self.has_stop = has_stop
+        self.collect_logits = collect_logits
+        self.vocabulary_size = vocabulary_size
+
+    # --- the state is a dict of tensors (plus the cache), the same on every backend ---
+
+    def init(self, tokens, lengths, prefill_len, ends, seed, stop_ids):
+        rows = self.batch * self.num_beams
+        if self.beam:
+            tokens = ops.repeat(tokens, self.num_beams, axis=0)
+        cache = self.engine.empty(rows, self.max_length)
+        hidden, cache = self.engine.prefill(tokens[:, : self.prefill_length], cache)
+        logits = self.engine.head(ops.take(hidden, prefill_len - 1, axis=1))
+        state = dict(
+            tokens=tokens,
+            cache=cache,
+            index=prefill_len - 1,
+            done=ops.zeros((self.batch,), "bool"),
+            out_len=ops.zeros((rows,), "int32") + ops.cast(prefill_len, "int32"),
+            lengths=lengths,
+            ends=ends,
+            seed=seed,
+        )
+        if self.has_stop:
+            state["stop_ids"] = stop_ids
+        if self.beam:
+            first = ops.one_hot(ops.zeros((self.batch,), "int32"), self.num_beams, dtype="float32")
+            state["scores"] = (1.0 - first) * MASKED_LOGIT
+            state["finished"] = ops.zeros((rows,), "bool")
+        if self.collect_logits:
+            state["logits"] = ops.zeros((rows, self.max_length, self.vocabulary_size), "float32")
+        return self.advance(state, logits)
+
+    def cond(self, state):
+        return ops.logical_and(
+            state["index"] < ops.max(state["ends"]) - 1, ops.logical_not(ops.all(state["done"]))
+        )
+
+    def body(self, state):
+        token = _column(state["tokens"], state["index"])
+        logits, cache = self.engine.step(token, state["cache"], state["index"])
+        state = dict(state, cache=cache)
+        return self.advance(state, logits)
+
+    def advance(self, state, logits):
+        """Picks the token at position `index + 1` from `logits` and writes it."""
+        if self.beam:
+            return self._advance_beam(state, logits)
+        j = state["index"] + 1
+        tokens, done, lengths = state["tokens"], state["done"], state["lengths"]
+        if self.sampler.needs_noise:
+            noise = _uniform(state["seed"], j, (self.batch, self.vocabulary_size))
+        else:
+            noise = None
+        sampled = self.sampler.choose(logits, noise)
+        in_prompt = j < lengths
+        token = ops.where(in_prompt, _column(tokens, j), sampled)
+        token = ops.where(done, PAD_TOKEN_ID, token)
+        new = dict(state)
+        new["tokens"] = ops.slice_update(tokens, (0, j), ops.cast(token, tokens.dtype)[:, None])
+        new["out_len"] = ops.where(done, state["out_len"], j + 1)
+        stop = ops.logical_or(_is_stop(token, state.get("stop_ids")), j >= state["ends"] - 1)
+        new["done"] = ops.logical_or(done, ops.logical_and(ops.logical_not(in_prompt), stop))
+        new["index"] = j
+        if self.collect_logits:
+            new["logits"] = ops.slice_update(state["logits"], (0, j, 0), logits[:, None, :])
+        return new
+
+    def _advance_beam(self, state, logits):
+        batch, beams, vocab = self.batch, self.num_beams, self.vocabulary_size
+        j = state["index"] + 1
+        tokens, finished = state["tokens"], state["finished"]
+        log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
+        # A finished hypothesis may only grow by padding, at no cost: its score is frozen.
+        pad_only = ops.where(ops.arange(vocab) == PAD_TOKEN_ID, 0.0, MASKED_LOGIT)
+        log_probs = ops.where(finished[:, None], pad_only[None, :], log_probs)
+        candidates = ops.reshape(state["scores"], (batch * beams, 1)) + log_probs
+        top_scores, top_index = ops.top_k(ops.reshape(candidates, (batch, beams * vocab)), beams)
+        source_beam = top_index // vocab
+        next_token = ops.cast(top_index % vocab, "int32")
+        # Rows still inside their prompt keep their beams, scores and the prompt token.
+        in_prompt = (j < state["lengths"])[:, None]
+        prompt_token = ops.reshape(_column(tokens, j), (batch, beams))
+        source_beam = ops.where(in_prompt, ops.arange(beams, dtype="int32")[None, :], ops.cast(source_beam, "int32"))
+        next_token = ops.where(in_prompt, prompt_token, next_token)
+        scores = ops.where(in_prompt, state["scores"], top_scores)
+        source = ops.reshape(ops.arange(batch, dtype="int32")[:, None] * beams + source_beam, (-1,))
+
+        tokens = ops.take(tokens, source, axis=0)
+        cache = self.engine.reorder(state["cache"], source)
+        finished = ops.take(finished, source, axis=0)
+        out_len = ops.take(state["out_len"], source, axis=0)
+        token = ops.where(finished, PAD_TOKEN_ID, ops.reshape(next_token, (-1,)))
+        new = dict(state, cache=cache, scores=scores, index=j)
+        new["tokens"] = ops.slice_update(tokens, (0, j), ops.cast(token, tokens.dtype)[:, None])
+        new["out_len"] = ops.where(finished, out_len, j + 1)
+        lengths = ops.repeat(state["lengths"], beams, axis=0)
+        ends = ops.repeat(state["ends"], beams, axis=0)
+        stop = ops.logical_or(_is_stop(token, state.get("stop_ids")), j >= ends - 1)
+        new["finished"] = ops.logical_or(finished, ops.logical_and(j >= lengths, stop))
+        # Hypotheses are sorted by score: a row is done when its best one is.
+        new["done"] = ops.reshape(new["finished"], (batch, beams))[:, 0]
+        return new
+
+    def outputs(self, state):
+        out = {"token_ids": state["tokens"], "lengths": state["out_len"]}
+        if self.beam:
+            pick = ops.arange(self.batch, dtype="int32") * self.num_beams
+            out = {k: ops.take(v, pick, axis=0) for k, v in out.items()}
+            out["scores"] = state["scores"][:, 0]
+        if self.collect_logits:
+            out["logits"] = state["logits"]
+        return out
+
+    def run(self, *args):
+        state = self.init(*args)
+        backend = keras.config.backend()
+        if backend == "jax":
+            import jax
+
+            state = jax.lax.while_loop(self.cond, self.body, state)
+        elif backend == "tensorflow":
+            import tensorflow as tf
+
+            (state,) = tf.while_loop(lambda s: self.cond(s), lambda s: (self.body(s),), (state,))
+        else:
+            while bool(self.cond(state)):
+                state = self.body(state)
+        return self.outputs(state)
+
+
+def _compile(lm, key, build):
+    """Caches compiled callables per model and static configuration.
+
+    `build()` returns a dict of plain functions over backend tensors; this wraps each for the
+    backend: `jax.jit` (weights passed as arguments inside a `StatelessScope`, so they are not
+    baked into the program as constants), `tf.function(jit_compile=True)`, or eager no-grad torch.
+    """
+    backend = keras.config.backend()
+    if backend == "torch":
+        # Nothing to compile; rebuilding each call keeps the engine's weight views current.
+        import torch
+
+        def eager(fn):
+            def call(*args):
+                with torch.no_grad():
+                    return fn(*args)
+
+            return call
+
+        return {name: eager(fn) for name, fn in build().items()}
+    variables = lm.variables
+    key = key + (tuple(id(v) for v in variables),)
+    # Stored on the model itself (bypassing Keras attribute tracking): the compiled functions
+    # close over the model, so a weak-keyed global cache would keep every model alive.
+    per_model = lm.__dict__.setdefault("_keras_gpt1_compiled", {})
+    if key in per_model:
+        return per_model[key]
+    functions = build()
+    wrapped = {}
+    if backend == "jax":
+        import jax
+
+        for name, fn in functions.items():
+
+            def pure(values, *args, _fn=fn):
+                with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+                    return _fn(*args)
+
+            # The step function's state (with the cache) is donated: XLA updates it in place.
+            jitted = jax.jit(pure, donate_argnums=(1,) if name == "step" else ())
+
+            def call(*args, _jitted=jitted):
+                return _jitted([v.value for v in variables], *args)
+
+            wrapped[name] = call
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        for name, fn in functions.items():
+            wrapped[name] = tf.function(fn, jit_compile=True, reduce_retracing=False)
+    per_model[key] = wrapped
+    return wrapped
+
+
+# ---------------------------------------------------------------------------------------------
+# Public entry points
+# ---------------------------------------------------------------------------------------------
+
+
+def generate_ids(
+    lm,
+    prompts,
+    max_new_tokens=32,
+    sampler="greedy",
+    stop_token_ids=None,
+    seed=None,
+    streamer=None,
+    return_logits=False,
+    engine="auto",
+    **sampler_args,
+):
+    """Generates from a list of 1-D int prompts (of any lengths) and returns numpy arrays.
+
+    Returns a dict: `"token_ids"` `[batch, total]` (prompt, then new tokens, then padding 0),
+    `"padding_mask"` (True on real tokens), `"prompt_lengths"`, `"lengths"`; `"logits"`
+    `[batch, total, vocab]` if `return_logits` (row `j` holds the logits that chose token `j`;
+    meaningful for `j >= min(prompt_lengths)`), `"scores"` (summed log-probabilities) for beam
+    search. A stop token is kept in the output; the row ends after it.
+
+    `streamer(ids)`, if given, is called after every step with an int array `[batch]`: the token
+    just produced for each row, or -1 where a row is still in its prompt or already finished.
+
+    Example:
+    ```python
+    out = generate_ids(lm, [np.array([5, 6, 7]), np.array([8])], max_new_tokens=4)
+    out["token_ids"][1, :out["lengths"][1]]      # [8, x, x, x, x]
+    ```
+    """
+    backbone = lm.backbone
+    sampler = get_sampler(sampler, **sampler_args)
+    context = backbone.max_sequence_length
+    prompts = [np.asarray(p, dtype="int32").reshape(-1) for p in prompts]
+    if not prompts:
+        raise ValueError("No prompts given.")
+    _check_prompts(prompts, backbone.vocabulary_size, context, max_new_tokens)
+    stop = _check_stop_ids(stop_token_ids, backbone.vocabulary_size)
+    is_beam = isinstance(sampler, Beam)
+    if is_beam and sampler.num_beams > backbone.vocabulary_size:
+        raise ValueError(f"num_beams ({sampler.num_beams}) exceeds the vocabulary size.")
+    if is_beam and (streamer is not None or return_logits):
+        raise ValueError("Beam search does not stream or return logits (its hypotheses reorder).")
+    if seed is None:
+        seed = int(np.random.randint(0, 2**31 - 1))
+    elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"`seed` must be an integer; got {seed!r}.")
+
+    batch = len(prompts)
+    lengths = np.array([p.size for p in prompts], dtype="int32")
+    total = int(lengths.max()) + int(max_new_tokens)
+    max_length = _round_up(total, LENGTH_BUCKET, context)
+    prefill_len = int(lengths.min())
+    prefill_bucket = _round_up(prefill_len, PREFILL_BUCKET, max_length)
+    tokens = np.zeros((batch, max_length), dtype="int32")
+    for i, p in enumerate(prompts):
+        tokens[i, : p.size] = p
+    ends = lengths + int(max_new_tokens)
+
+    eng = make_engine(lm, engine)
+    if eng.name == "torch":
+        # Eager: prefill exactly the shared prefix; no bucketing needed.
+        prefill_bucket = prefill_len
+    loop = _Loop(eng, sampler, batch, max_length, prefill_bucket, bool(stop), return_logits, backbone.vocabulary_size)
+    stepwise = streamer is not None or keras.config.backend() == "torch"
+    key = ("stepwise" if stepwise else "loop", eng.name, batch, max_length, prefill_bucket, len(stop), return_logits, sampler.key())
+    fns = _compile(lm, key, lambda: {"init": loop.init, "step": loop.body, "run": loop.run, "outputs": loop.outputs})
+
+    if keras.config.backend() == "torch":
+        args = (
+            ops.convert_to_tensor(tokens),
+            ops.convert_to_tensor(lengths),
+            prefill_len,
+            ops.convert_to_tensor(ends.astype("int32")),
+            seed,
+            ops.convert_to_tensor(np.array(stop, "int32")) if stop else None,
+        )
+    else:
+        args = (
+            ops.convert_to_tensor(tokens),
+            ops.convert_to_tensor(lengths),
+            ops.convert_to_tensor(np.int32(prefill_len)),
+            ops.convert_to_tensor(ends.astype("int32")),
+            ops.convert_to_tensor(np.int32(seed)),
+            ops.convert_to_tensor(np.array(stop, "int32")) if stop else None,
+        )
+
+    if not stepwise:
+        out = fns["run"](*args)
+    else:
+        state = fns["init"](*args)
+        _stream(streamer, state, prefill_len, lengths)
+        end = int(ends.max()) - 1
+        while int(ops.convert_to_numpy(state["index"])) < end and not bool(
+            ops.convert_to_numpy(ops.all(state["done"]))
+        ):
+            state = fns["step"](state)
+            _stream(streamer, state, None, lengths)
+        out = loop.outputs(state)
+
+    out = {k: ops.convert_to_numpy(v) for k, v in out.items()}
+    final = int(out["lengths"].max())
+    result = {
+        "token_ids": out["token_ids"][:, :final],
+        "padding_mask": np.arange(final)[None, :] < out["lengths"][:, None],
+        "prompt_lengths": lengths,
+        "lengths": out["lengths"].astype("int32"),
+    }
+    if "scores" in out:
+        result["scores"] = out["scores"]
+    if return_logits:
+        result["logits"] = out["logits"][:, :final]
+    return result
+
+
+def _stream(streamer, state, prefill_len, lengths):
+    if streamer is None:
+        return
+    j = int(ops.convert_to_numpy(state["index"]))
+    tokens = ops.convert_to_numpy(_column(state["tokens"], j))
+    out_len = ops.convert_to_numpy(state["out_len"])
+    # New for a row: past its prompt and actually written (not padding after it stopped).
+    fresh = (j >= lengths) & (out_len == j + 1)
+    streamer(np.where(fresh, tokens, -1).astype("int64"))
+
+
+def generate(
+    lm,
+    inputs,
+    max_new_tokens=32,
+    sampler="greedy",
+    stop_token_ids=None,
+    seed=None,
+    streamer=None,
+    **sampler_args,
+):
+    """Generates continuations; the output mirrors the input's form.
+
+    - a string → a string (prompt + continuation, detokenized; stop tokens dropped);
+    - a list of strings → a list of strings;
+    - a list of ids → a list of ids (prompt + new tokens, a stop token included);
+    - a list of id lists → a list of id lists;
+    - a 2-D array or `{"token_ids", "padding_mask"}` dict → a dict of right-padded numpy arrays.
+
+    `sampler` is a name (`"greedy"`, `"random"`, `"top_k"`, `"top_p"`, `"beam"`) or a `Sampler`;
+    `sampler_args` go to it (`temperature=`, `k=`, `p=`, `num_beams=`). `stop_token_ids` end a
+    row independently of the others. `seed` makes sampling reproducible.
+
+    Example:
+    ```python
+    lm.generate([5, 6, 7], max_new_tokens=8)                   # greedy, token ids
+    lm.generate("the cat", max_new_tokens=8, sampler="top_p", p=0.9, seed=0)
+    ```
+    """
+    prompts, form = normalize_prompts(inputs, getattr(lm, "tokenizer", None))
+    out = generate_ids(
+        lm, prompts, max_new_tokens, sampler, stop_token_ids, seed, streamer, **sampler_args
+    )
+    rows = [ids[:n] for ids, n in zip(out["token_ids"], out["lengths"])]
+    if form in ("text", "texts"):
+        stop = set(_check_stop_ids(stop_token_ids, lm.backbone.vocabulary_size))
+        texts = [detokenize(lm.tokenizer, [t for t in row.tolist() if t not in stop]) for row in rows]
+        return texts[0] if form == "text" else texts
+    if form == "ids":
+        return rows[0].tolist()
+    if form == "ids_batch":
+        return [row.tolist() for row in rows]
+    return {"token_ids": out["token_ids"], "padding_mask": out["padding_mask"]}
+
+
+def detokenize(tokenizer, ids):
+    """Text for a list of ids through `tokenizer.detokenize` (a Python `str`)."""
+    text = tokenizer.detokenize(np.asarray(ids, dtype="int32"))
+    if hasattr(text, "numpy"):
+        text = text.numpy()
+    if isinstance(text, np.ndarray):
+        text = text.item() if text.ndim == 0 else text.tolist()
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    return text

@@ -1,0 +1,394 @@
+"""Generation with the KV cache, samplers, scoring, quantized/bf16 inference, and the CLI.
+
+The oracle for cached decoding is the model's own full forward pass (no cache, padding mask),
+recomputed from scratch for every new token; the oracle for beam search is exhaustive search.
+"""
+
+import io
+import contextlib
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import BACKEND, TINY_CONFIG, to_numpy
+from keras_gpt1 import GPT1Backbone, GPT1CausalLM
+from keras_gpt1.generation import Beam, TopK, TopP, generate_ids, get_sampler
+
+VOCAB = TINY_CONFIG["vocabulary_size"]
+# Ragged prompts: the shortest (2) sets the prefill, the longest (7) is still in its prompt for
+# five steps while the others generate.
+PROMPT_LENGTHS = (4, 2, 7)
+NEW_TOKENS = 6
+
+
+def _prompts(lengths=PROMPT_LENGTHS, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(1, VOCAB, n).astype("int32") for n in lengths]
+
+
+def _full_logits(lm, rows):
+    """Full forward (no cache) over rows right-padded to the whole context: logits
+    [batch, context, vocab]. One fixed length keeps `predict_on_batch` to one compile per batch
+    size (eager JAX recompiles every op for every new shape)."""
+    length = lm.backbone.max_sequence_length
+    ids = np.zeros((len(rows), length), "int32")
+    mask = np.zeros((len(rows), length), "int32")
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = r
+        mask[i, : len(r)] = 1
+    return np.asarray(lm.predict_on_batch({"token_ids": ids, "padding_mask": mask})).astype("float64")
+
+
+def _greedy_by_recomputation(lm, prompts, new_tokens, stop=()):
+    rows = [list(map(int, p)) for p in prompts]
+    active = [True] * len(rows)
+    for _ in range(new_tokens):
+        logits = _full_logits(lm, rows)
+        for i, row in enumerate(rows):
+            if active[i]:
+                row.append(int(logits[i, len(row) - 1].argmax()))
+                active[i] = row[-1] not in stop
+    return rows
+
+
+@pytest.fixture(scope="module")
+def lm():
+    keras.utils.set_random_seed(7)
+    return GPT1CausalLM(GPT1Backbone(**TINY_CONFIG))
+
+
+@pytest.fixture(scope="module")
+def sharp_lm():
+    """A model with peaked next-token distributions (random GPT-1 init gives nearly flat ones),
+    so that top-k/top-p sets and quantization errors are meaningful."""
+    keras.utils.set_random_seed(11)
+    model = GPT1CausalLM(GPT1Backbone(**TINY_CONFIG))
+    embedding = model.backbone.token_embedding.embeddings
+    embedding.assign(embedding * 7.0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def greedy_run(lm):
+    return generate_ids(lm, _prompts(), max_new_tokens=NEW_TOKENS, return_logits=True)
+
+
+# --- correctness of cached decoding ---
+
+
+def test_greedy_with_cache_equals_full_recomputation_ragged(lm, greedy_run):
+    expected = _greedy_by_recomputation(lm, _prompts(), NEW_TOKENS)
+    got = [ids[:n].tolist() for ids, n in zip(greedy_run["token_ids"], greedy_run["lengths"])]
+    assert got == expected
+    assert greedy_run["prompt_lengths"].tolist() == list(PROMPT_LENGTHS)
+    assert greedy_run["lengths"].tolist() == [n + NEW_TOKENS for n in PROMPT_LENGTHS]
+    for row, n in zip(greedy_run["padding_mask"], greedy_run["lengths"]):
+        assert row.tolist() == [True] * n + [False] * (len(row) - n)
+
+
+def test_cached_logits_equal_full_forward_at_every_step(lm, greedy_run):
+    ids, lengths = greedy_run["token_ids"], greedy_run["lengths"]
+    full = _full_logits(lm, [r[:n] for r, n in zip(ids, lengths)])
+    start = min(PROMPT_LENGTHS)  # every step from the first one after the prefill
+    checked = 0
+    for i, n in enumerate(lengths):
+        for j in range(start, n):
+            np.testing.assert_allclose(greedy_run["logits"][i, j], full[i, j - 1], atol=1e-4, rtol=0)
+            checked += 1
+    assert checked == sum(n + NEW_TOKENS - start for n in PROMPT_LENGTHS)
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="the Keras-layer engine is the default elsewhere")
+def test_torch_keras_engine_agrees_with_functional_engine(lm, greedy_run):
+    out = generate_ids(lm, _prompts(), max_new_tokens=NEW_TOKENS, engine="keras")
+    np.testing.assert_array_equal(out["token_ids"], greedy_run["token_ids"])
+
+
+def test_single_prompt_forms(lm):
+    prompt = _prompts()[0].tolist()
+    ids = lm.generate(prompt, max_new_tokens=3)
+    assert isinstance(ids, list) and ids[: len(prompt)] == prompt and len(ids) == len(prompt) + 3
+    assert lm.generate(np.array(prompt), max_new_tokens=3) == ids
+    batch = lm.generate({"token_ids": np.array([prompt]), "padding_mask": np.ones((1, len(prompt)))}, max_new_tokens=3)
+    assert batch["token_ids"][0].tolist() == ids and batch["padding_mask"].all()
+
+
+# --- samplers ---
+
+
+def test_fixed_seed_gives_the_same_samples(lm):
+    prompts = _prompts()
+    a = lm.generate([p.tolist() for p in prompts], max_new_tokens=NEW_TOKENS, sampler="random", seed=3)
+    b = lm.generate([p.tolist() for p in prompts], max_new_tokens=NEW_TOKENS, sampler="random", seed=3)
+    c = lm.generate([p.tolist() for p in prompts], max_new_tokens=NEW_TOKENS, sampler="random", seed=4)
+    assert a == b
+    assert a != c  # 3 rows x 6 draws from ~97 nearly equal tokens: a collision is hopeless
+
+
+def test_top_k_never_leaves_the_top_k(sharp_lm):
+    k = 3
+    # A high temperature flattens the distribution inside the top k, so draws leave the top 1.
+    out = generate_ids(
+        sharp_lm, _prompts(), max_new_tokens=NEW_TOKENS, sampler="top_k", k=k, temperature=3.0, seed=0, return_logits=True
+    )
+    full = _full_logits(sharp_lm, [r[:n] for r, n in zip(out["token_ids"], out["lengths"])])
+    outside_top1 = 0
+    for i, (p, n) in enumerate(zip(PROMPT_LENGTHS, out["lengths"])):
+        for j in range(p, n):
+            token = out["token_ids"][i, j]
+            assert token in np.argsort(-full[i, j - 1])[:k]
+            assert token in np.argsort(-out["logits"][i, j])[:k]
+            outside_top1 += token != full[i, j - 1].argmax()
+    assert outside_top1 > 0  # it does sample, not just pick the best
+
+
+def test_top_p_stays_inside_the_nucleus(sharp_lm):
+    p = 0.6
+    out = generate_ids(sharp_lm, _prompts(), max_new_tokens=NEW_TOKENS, sampler="top_p", p=p, seed=0, return_logits=True)
+    sizes = []
+    for i, (start, n) in enumerate(zip(PROMPT_LENGTHS, out["lengths"])):
+        for j in range(start, n):
+            logits = out["logits"][i, j].astype("float64")
+            probs = np.exp(logits - logits.max())
+            probs /= probs.sum()
+            order = np.argsort(-probs)
+            # Smallest prefix of the sorted distribution with mass >= p.
+            size = int(np.searchsorted(np.cumsum(probs[order]), p) + 1)
+            sizes.append(size)
+            assert out["token_ids"][i, j] in order[:size]
+    assert max(sizes) < VOCAB // 2  # the nucleus really excludes tokens here
+
+
+def test_beam_search_finds_the_exact_best_pair(lm):
+    """With one beam per vocabulary entry, two steps of beam search are exhaustive."""
+    prompts = _prompts((3, 5))
+    out = generate_ids(lm, prompts, max_new_tokens=2, sampler=Beam(num_beams=VOCAB))
+    for i, prompt in enumerate(prompts):
+        first = _full_logits(lm, [prompt])[0, len(prompt) - 1]
+        first = first - np.logaddexp.reduce(first)
+        second = _full_logits(lm, [list(prompt) + [t] for t in range(VOCAB)])[:, len(prompt)]
+        second = second - np.logaddexp.reduce(second, axis=-1, keepdims=True)
+        total = first[:, None] + second
+        best = np.unravel_index(total.argmax(), total.shape)
+        assert out["token_ids"][i, len(prompt) : len(prompt) + 2].tolist() == [int(b) for b in best]
+        np.testing.assert_allclose(out["scores"][i], total.max(), atol=1e-4)
+
+
+# --- stop tokens ---
+
+
+def test_stop_tokens_end_each_row_independently(lm, greedy_run):
+    ids, lengths = greedy_run["token_ids"], greedy_run["lengths"]
+    # Row 0's second new token becomes the stop token (if it also was its first, the first).
+    row0_new = ids[0, PROMPT_LENGTHS[0] : lengths[0]].tolist()
+    stop = row0_new[1]
+    out = generate_ids(lm, _prompts(), max_new_tokens=NEW_TOKENS, stop_token_ids=[stop])
+    for i, p in enumerate(PROMPT_LENGTHS):
+        new = ids[i, p : lengths[i]].tolist()
+        expected = new[: new.index(stop) + 1] if stop in new else new
+        assert out["token_ids"][i, : out["lengths"][i]].tolist() == ids[i, :p].tolist() + expected
+        assert not out["token_ids"][i, out["lengths"][i] :].any()  # padding after the end
+    assert out["lengths"][0] <= PROMPT_LENGTHS[0] + 2
+    # A stop token inside a prompt does not end that row.
+    assert _greedy_by_recomputation(lm, _prompts(), NEW_TOKENS, stop=(stop,)) == [
+        r[:n].tolist() for r, n in zip(out["token_ids"], out["lengths"])
+    ]
+
+
+# --- scoring ---
+
+
+def test_score_matches_full_forward_log_softmax(lm):
+    texts = [p.tolist() for p in _prompts((5, 3, 9))]
+    results = lm.score(texts)
+    for text, result in zip(texts, results):
+        logits = _full_logits(lm, [text])[0]
+        log_probs = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
+        expected = log_probs[np.arange(len(text) - 1), text[1:]]
+        np.testing.assert_allclose(result["token_log_likelihoods"], expected, atol=1e-4)
+        assert result["num_scored_tokens"] == len(text) - 1
+        np.testing.assert_allclose(result["perplexity"], np.exp(-expected.mean()), rtol=1e-4)
+    single = lm.score(texts[0])
+    assert isinstance(single, dict)
+    np.testing.assert_allclose(single["log_likelihood"], results[0]["log_likelihood"], atol=1e-4)
+
+
+# --- int8 and bfloat16 inference ---
+
+
+@pytest.mark.filterwarnings("ignore:Layer .* does not have a `quantize`")
+def test_int8_and_bfloat16_generation_quality(sharp_lm, tmp_path):
+    """Greedy agreement with float32 over the new tokens, and the largest logit error of each
+    decode step (relative to the spread of the float32 logits)."""
+    prompts = _prompts((4, 6, 3, 8, 5, 7), seed=1)
+    path = str(tmp_path / "w.weights.h5")
+    sharp_lm.save_weights(path)
+    reference = generate_ids(sharp_lm, prompts, max_new_tokens=NEW_TOKENS)
+
+    quantized = GPT1CausalLM(GPT1Backbone(**TINY_CONFIG))
+    quantized.load_weights(path)
+    quantized.quantize("int8")
+    assert quantized.backbone.transformer_layers[0].c_fc.quantization_mode == "int8"
+    bf16 = GPT1CausalLM(GPT1Backbone(**TINY_CONFIG, dtype="bfloat16"))
+    bf16.load_weights(path)
+    assert bf16.backbone.transformer_layers[0].c_fc.kernel.dtype == "bfloat16"
+
+    report = {}
+    for name, model in (("int8", quantized), ("bfloat16", bf16)):
+        out = generate_ids(model, prompts, max_new_tokens=NEW_TOKENS, return_logits=True)
+        agree, errors, spread = [], [], []
+        full = _full_logits(sharp_lm, [r[:n] for r, n in zip(out["token_ids"], out["lengths"])])
+        for i, (p, n) in enumerate(zip(out["prompt_lengths"], out["lengths"])):
+            agree.append((out["token_ids"][i, p:n] == reference["token_ids"][i, p:n]).mean())
+            errors.append(np.abs(out["logits"][i, p:n] - full[i, p - 1 : n - 1]).max())
+            spread.append(full[i, p - 1 : n - 1].std())
+        report[name] = (float(np.mean(agree)), float(max(errors) / np.mean(spread)))
+    print(f"[{BACKEND}] " + "; ".join(f"{k}: greedy agreement {a:.3f}, max logit error {e:.4f} std" for k, (a, e) in report.items()))
+    for agreement, error in report.values():
+        assert 0 < error < 0.25  # lossy, but close
+        assert agreement >= 0.75
+
+
+# --- bad input ---
+
+
+def test_bad_inputs_give_clear_errors(lm):
+    ok = [5, 6, 7]
+    context = TINY_CONFIG["max_sequence_length"]
+    with pytest.raises(ValueError, match="Prompt 1 is empty"):
+        lm.generate([[1, 2], []], max_new_tokens=2)
+    with pytest.raises(ValueError, match="longer than the model's context"):
+        lm.generate([1] * (context + 1), max_new_tokens=1)
+    with pytest.raises(ValueError, match="exceeds the model's context"):
+        lm.generate([1] * (context - 2), max_new_tokens=3)
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="max_new_tokens"):
+            lm.generate(ok, max_new_tokens=bad)
+    for p in (0.0, 1.5, -0.1):
+        with pytest.raises(ValueError, match=r"`p` must be in \(0, 1\]"):
+            lm.generate(ok, sampler="top_p", p=p)
+    for k in (0, -2):
+        with pytest.raises(ValueError, match="`k` must be an integer >= 1"):
+            lm.generate(ok, sampler="top_k", k=k)
+    with pytest.raises(ValueError, match="Unknown sampler 'nucleus'"):
+        lm.generate(ok, sampler="nucleus")
+    with pytest.raises(ValueError, match="does not take"):
+        lm.generate(ok, sampler="greedy", k=3)
+    with pytest.raises(ValueError, match="temperature"):
+        get_sampler("random", temperature=0)
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        lm.generate([1, VOCAB], max_new_tokens=1)
+    with pytest.raises(ValueError, match="Stop token id"):
+        lm.generate(ok, max_new_tokens=2, stop_token_ids=[VOCAB])
+    with pytest.raises(ValueError, match="need a tokenizer"):
+        lm.generate("hello", max_new_tokens=1)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        lm.generate(ok, max_new_tokens=2.5)
+    with pytest.raises(ValueError, match="at least 2"):
+        lm.score([[5]])
+    assert isinstance(get_sampler("top-k", k=2), TopK) and isinstance(get_sampler(TopP(0.5)), TopP)
+
+
+# --- text in, text out (with a trained GPT1Tokenizer) ---
+
+CORPUS = [
+    "the cat sat on the mat .",
+    "the dog sat on the log .",
+    "a cat and a dog met on the mat .",
+    "the bird sang a song on the log .",
+] * 20
+
+
+@pytest.fixture(scope="module")
+def text_lm(tmp_path_factory):
+    tokenizers = pytest.importorskip("keras_gpt1.tokenizers")
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    path.write_text("\n".join(CORPUS) + "\n", encoding="utf-8")
+    tokenizer = tokenizers.train_tokenizer([str(path)], vocabulary_size=120)
+    keras.utils.set_random_seed(3)
+    config = dict(TINY_CONFIG, vocabulary_size=tokenizer.vocabulary_size, max_sequence_length=40)
+    return GPT1CausalLM(GPT1Backbone(**config), tokenizer=tokenizer)
+
+
+def test_text_prompts_return_text(text_lm):
+    tokenizer = text_lm.tokenizer
+    single = text_lm.generate("a dog", max_new_tokens=4)
+    assert isinstance(single, str) and single.startswith("a dog")
+    assert text_lm.generate(["a dog"], max_new_tokens=4) == [single]
+    ids = np.asarray(tokenizer("a dog")).tolist()
+    expected = text_lm.generate(ids, max_new_tokens=4)
+    assert single == tokenizer.detokenize(np.array(expected)).numpy().decode()
+    scored = text_lm.score(["the cat sat on the mat .", "a dog"])
+    assert scored[0]["token_ids"] == np.asarray(tokenizer("the cat sat on the mat .")).tolist()
+    assert np.isfinite(scored[1]["perplexity"])
+    assert isinstance(text_lm.score("the cat sat"), dict)
+
+
+# --- CLI ---
+
+
+def _cli(argv):
+    from keras_gpt1.cli import main
+
+    out = io.StringIO()
+    err = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_cli_generate_streams_and_score(lm, greedy_run, tmp_path):
+    preset = str(tmp_path / "preset")
+    lm.save_to_preset(preset)
+    prompt = _prompts()[0]
+    streamed = []
+
+    class Recorder(io.StringIO):
+        def write(self, s):
+            streamed.append(s)
+            return super().write(s)
+
+    from keras_gpt1.cli import main
+
+    recorder = Recorder()
+    with contextlib.redirect_stdout(recorder):
+        assert main(["generate", "--model", preset, "--prompt-ids", " ".join(map(str, prompt)), "--max-new-tokens", "6"]) == 0
+    expected = greedy_run["token_ids"][0, : greedy_run["lengths"][0]].tolist()
+    assert [int(t) for t in recorder.getvalue().split()] == expected
+    # The new tokens were written one by one, as they came.
+    assert [s.strip() for s in streamed if s.strip()][-NEW_TOKENS:] == [str(t) for t in expected[-NEW_TOKENS:]]
+
+    code, out, _ = _cli(["score", "--model", preset, "--ids", "5 6 7 8", "--json"])
+    assert code == 0
+    import json
+
+    record = json.loads(out)
+    np.testing.assert_allclose(record["log_likelihood"], lm.score([5, 6, 7, 8])["log_likelihood"], atol=1e-4)
+
+    code, _, err = _cli(["generate", "--model", preset, "--prompt-ids", "5", "--top-p", "1.5"])
+    assert code == 2 and "(0, 1]" in err
+    code, _, err = _cli(["generate", "--model", preset, "--prompt-ids", "5", "--sampler", "nope"])
+    assert code == 2 and "Unknown sampler" in err
+    code, _, err = _cli(["generate", "--model", preset, "--prompt", "hi"])
+    assert code == 2 and "tokenizer" in err
+
+
+# --- benchmark smoke test (once: it starts its own subprocesses) ---
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="runs its own per-backend subprocesses; once is enough")
+def test_bench_generate_quick_runs():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run(
+        [sys.executable, os.path.join(root, "tools", "bench_generate.py"), "--quick", "--backends", "torch",
+         "--skip-keras-hub", "--repeats", "1"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| keras_gpt1 (torch)" in result.stdout and "GB/s" in result.stdout

@@ -1,0 +1,309 @@
+"""Generation speed: keras_gpt1 (KV cache) vs KerasHub GPT2CausalLM vs transformers OpenAIGPT.
+
+Greedy decoding, GPT-1's 117M dimensions (vocabulary 40,478, 12 layers, 12 heads, 768/3072,
+context 512), random weights, a 32-token prompt and 128 new tokens, batch 1 and 8. Each library
+and backend runs in its own subprocess (KERAS_BACKEND is fixed per process), ours and KerasHub's
+alternating per backend; memory read bandwidth is measured in the same run (numpy sum over a
+1 GB array, best of 3, before and after) to give the fraction of the bandwidth ceiling:
+
+    fraction = (weight bytes read per decode step / seconds per step) / measured GB/s
+
+At batch 1 a decode step reads every weight once, so this is the share of the memory-bound
+ceiling reached. Tokens/s include the prefill and the whole `generate` call; the first (compiling)
+call is reported separately and not timed.
+
+Usage:
+    python tools/bench_generate.py                 # full run (about 10 minutes on 2 cores)
+    python tools/bench_generate.py --quick         # tiny config smoke run (seconds per backend)
+    python tools/bench_generate.py --backends jax torch --batch-sizes 1 --repeats 3
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+FULL = dict(vocabulary_size=40478, num_layers=12, num_heads=12, hidden_dim=768, intermediate_dim=3072, max_sequence_length=512)
+TINY = dict(vocabulary_size=1024, num_layers=2, num_heads=2, hidden_dim=64, intermediate_dim=256, max_sequence_length=128)
+
+
+def measure_bandwidth(gigabytes=1.0, repeats=3):
+    """Memory read GB/s: best of `repeats` numpy sums over a `gigabytes` float32 array."""
+    data = np.ones(int(gigabytes * 1e9 / 4), dtype=np.float32)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        data.sum()
+        best = min(best, time.perf_counter() - start)
+    return data.nbytes / best / 1e9
+
+
+# --------------------------------------------------------------------------------------------
+# Workers (each in its own process)
+# --------------------------------------------------------------------------------------------
+
+
+def _prompts(batch, length, vocab, seed=0):
+    return np.random.default_rng(seed).integers(1, vocab, size=(batch, length)).astype("int32")
+
+
+def _time(fn, repeats):
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def worker_keras_gpt1(cfg, args):
+    import keras
+
+    from keras_gpt1 import GPT1Backbone, GPT1CausalLM
+    from keras_gpt1.generation import generate_ids
+
+    keras.utils.set_random_seed(0)
+    kw = {"dtype": args.dtype} if args.dtype != "float32" else {}
+    lm = GPT1CausalLM(GPT1Backbone(**cfg, dropout=0.0, **kw))
+    results = []
+    for batch in args.batch_sizes:
+        prompts = list(_prompts(batch, args.prompt_length, cfg["vocabulary_size"]))
+
+        def run():
+            out = generate_ids(lm, prompts, max_new_tokens=args.new_tokens)
+            assert out["lengths"].min() == args.prompt_length + args.new_tokens
+
+        start = time.perf_counter()
+        run()
+        first = time.perf_counter() - start
+        results.append(dict(batch=batch, first=first, seconds=_time(run, args.repeats)))
+    return lm.count_params(), _bytes_per_param(lm), results
+
+
+def _bytes_per_param(model):
+    import keras
+
+    total = sum(int(np.prod(v.shape)) * np.dtype(keras.backend.standardize_dtype(v.dtype)).itemsize for v in model.weights)
+    return total / max(model.count_params(), 1)
+
+
+def worker_keras_hub(cfg, args):
+    import keras
+    import keras_hub
+
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.GPT2Backbone(
+        vocabulary_size=cfg["vocabulary_size"],
+        num_layers=cfg["num_layers"],
+        num_heads=cfg["num_heads"],
+        hidden_dim=cfg["hidden_dim"],
+        intermediate_dim=cfg["intermediate_dim"],
+        max_sequence_length=cfg["max_sequence_length"],
+        dropout=0.0,
+        dtype=None if args.dtype == "float32" else args.dtype,
+    )
+    lm = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
+    lm.compile(sampler="greedy")
+    total = args.prompt_length + args.new_tokens
+    results = []
+    for batch in args.batch_sizes:
+        token_ids = np.zeros((batch, total), "int32")
+        token_ids[:, : args.prompt_length] = _prompts(batch, args.prompt_length, cfg["vocabulary_size"])
+        mask = np.zeros((batch, total), bool)
+        mask[:, : args.prompt_length] = True
+        inputs = {"token_ids": token_ids, "padding_mask": mask}
+
+        def run():
+            out = lm.generate(inputs, stop_token_ids=None)
+            assert np.asarray(out["padding_mask"]).all()
+
+        start = time.perf_counter()
+        run()
+        first = time.perf_counter() - start
+        results.append(dict(batch=batch, first=first, seconds=_time(run, args.repeats)))
+    return lm.count_params(), _bytes_per_param(lm), results
+
+
+def worker_transformers(cfg, args):
+    import torch
+    from transformers import OpenAIGPTConfig, OpenAIGPTLMHeadModel
+
+    torch.manual_seed(0)
+    config = OpenAIGPTConfig(
+        vocab_size=cfg["vocabulary_size"],
+        n_positions=cfg["max_sequence_length"],
+        n_embd=cfg["hidden_dim"],
+        n_layer=cfg["num_layers"],
+        n_head=cfg["num_heads"],
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    )
+    model = OpenAIGPTLMHeadModel(config).eval()
+    if args.dtype == "bfloat16":
+        model = model.to(torch.bfloat16)
+    results = []
+    for batch in args.hf_batch_sizes:
+        ids = torch.tensor(_prompts(batch, args.prompt_length, cfg["vocabulary_size"]), dtype=torch.long)
+
+        def run():
+            with torch.no_grad():
+                out = model.generate(
+                    ids,
+                    attention_mask=torch.ones_like(ids),
+                    max_new_tokens=args.new_tokens,
+                    min_new_tokens=args.new_tokens,
+                    do_sample=False,
+                    pad_token_id=0,
+                )
+            assert out.shape[1] == args.prompt_length + args.new_tokens
+
+        start = time.perf_counter()
+        run()
+        first = time.perf_counter() - start
+        # No KV cache: every step recomputes the prefix, so one timed run is plenty.
+        results.append(dict(batch=batch, first=first, seconds=_time(run, 1)))
+    params = sum(p.numel() for p in model.parameters())
+    return params, next(model.parameters()).element_size(), results
+
+
+WORKERS = {"keras_gpt1": worker_keras_gpt1, "keras_hub": worker_keras_hub, "transformers": worker_transformers}
+
+
+def run_worker(args):
+    cfg = TINY if args.quick else FULL
+    if args.torch_threads and (args.worker == "transformers" or os.environ.get("KERAS_BACKEND") == "torch"):
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
+    params, bytes_per_param, results = WORKERS[args.worker](cfg, args)
+    print("RESULT " + json.dumps(dict(params=params, bytes_per_param=bytes_per_param, results=results)))
+
+
+# --------------------------------------------------------------------------------------------
+# Driver
+# --------------------------------------------------------------------------------------------
+
+
+def spawn(worker, backend, args):
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+    command = [sys.executable, os.path.abspath(__file__), "--worker", worker, "--new-tokens", str(args.new_tokens),
+               "--prompt-length", str(args.prompt_length), "--repeats", str(args.repeats), "--dtype", args.dtype,
+               "--batch-sizes", *map(str, args.batch_sizes), "--hf-batch-sizes", *map(str, args.hf_batch_sizes)]
+    if args.quick:
+        command.append("--quick")
+    if args.torch_threads:
+        command += ["--torch-threads", str(args.torch_threads)]
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        sys.stderr.write(f"{worker} ({backend}) timed out after {args.timeout} s\n")
+        return None
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        sys.stderr.write(f"{worker} ({backend}) failed:\n{proc.stderr[-4000:]}\n")
+        return None
+    data = json.loads(lines[-1][len("RESULT "):])
+    data["wall"] = time.perf_counter() - start
+    # Progress as it comes, so a long run's finished parts are not lost.
+    summary = ", ".join(
+        f"batch {r['batch']}: {r['batch'] * args.new_tokens / r['seconds']:.1f} tok/s" for r in data["results"]
+    )
+    sys.stderr.write(f"[{worker} ({backend})] {summary} (wall {data['wall']:.0f} s)\n")
+    sys.stderr.flush()
+    return data
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny config, 8+8 tokens: a smoke run")
+    parser.add_argument("--backends", nargs="+", default=["tensorflow", "jax", "torch"])
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8])
+    parser.add_argument("--hf-batch-sizes", nargs="+", type=int, default=None,
+                        help="transformers batch sizes (default: same as --batch-sizes)")
+    parser.add_argument("--prompt-length", type=int, default=None)
+    parser.add_argument("--new-tokens", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=2, help="timed runs after the first; best is kept")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--skip-keras-hub", action="store_true")
+    parser.add_argument("--skip-transformers", action="store_true")
+    parser.add_argument("--timeout", type=int, default=900, help="seconds per subprocess")
+    parser.add_argument("--torch-threads", type=int, default=None,
+                        help="torch.set_num_threads for every PyTorch worker (default: PyTorch's own)")
+    parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.prompt_length is None:
+        args.prompt_length = 8 if args.quick else 32
+    if args.new_tokens is None:
+        args.new_tokens = 8 if args.quick else 128
+    if args.hf_batch_sizes is None:
+        args.hf_batch_sizes = args.batch_sizes
+    if args.worker:
+        return run_worker(args)
+
+    gigabytes = 0.1 if args.quick else 1.0
+    bandwidth = [measure_bandwidth(gigabytes)]
+    load = os.getloadavg()
+    rows = []
+    for backend in args.backends:
+        runs = [("keras_gpt1", backend)] + ([] if args.skip_keras_hub else [("keras_hub", backend)])
+        for worker, b in runs:
+            rows.append((worker, b, spawn(worker, b, args)))
+    if not args.skip_transformers:
+        rows.append(("transformers", "torch", spawn("transformers", "torch", args)))
+    bandwidth.append(measure_bandwidth(gigabytes))
+    gbps = float(np.mean(bandwidth))
+
+    cfg = TINY if args.quick else FULL
+    print(f"\nGreedy generation, {'tiny' if args.quick else '117M'} config ({cfg['num_layers']} layers, hidden "
+          f"{cfg['hidden_dim']}, vocabulary {cfg['vocabulary_size']}), {args.dtype}, prompt {args.prompt_length} + "
+          f"{args.new_tokens} new tokens. Memory read bandwidth measured in this run: "
+          f"{', '.join(f'{b:.1f}' for b in bandwidth)} GB/s (mean {gbps:.1f} GB/s); load average at start "
+          f"{load[0]:.1f} on {os.cpu_count()} CPUs"
+          + (f"; PyTorch threads: {args.torch_threads}" if args.torch_threads else "") + ".\n")
+    print("| library (backend) | batch | tokens/s | ms per step | first call s | weights read GB/s | fraction of bandwidth |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    table = {}
+    for worker, backend, data in rows:
+        name = f"{worker} ({backend})"
+        if data is None:
+            print(f"| {name} | | failed | | | | |")
+            continue
+        weight_bytes = data["params"] * data["bytes_per_param"]
+        for r in data["results"]:
+            per_step = r["seconds"] / args.new_tokens
+            tokens_per_s = r["batch"] * args.new_tokens / r["seconds"]
+            read = weight_bytes / per_step / 1e9
+            table[(worker, backend, r["batch"])] = tokens_per_s
+            print(f"| {name} | {r['batch']} | {tokens_per_s:.1f} | {per_step * 1e3:.1f} | {r['first']:.1f} | "
+                  f"{read:.1f} | {read / gbps:.2f} |")
+    ours = {k: v for k, v in table.items() if k[0] == "keras_gpt1"}
+    hub = {k: v for k, v in table.items() if k[0] == "keras_hub"}
+    lines = []
+    if ours and hub:
+        b = min(args.batch_sizes)
+        best_ours = max((v, k[1]) for k, v in ours.items() if k[2] == b)
+        best_hub = max(((v, k[1]) for k, v in hub.items() if k[2] == b), default=None)
+        if best_hub:
+            lines.append(f"batch {b}: best keras_gpt1 ({best_ours[1]}) {best_ours[0]:.1f} tok/s vs best KerasHub "
+                         f"({best_hub[1]}) {best_hub[0]:.1f} tok/s = {best_ours[0] / best_hub[0]:.2f}x")
+    if len(args.batch_sizes) > 1:
+        small, large = min(args.batch_sizes), max(args.batch_sizes)
+        for backend in args.backends:
+            if ("keras_gpt1", backend, small) in ours and ("keras_gpt1", backend, large) in ours:
+                ratio = ours[("keras_gpt1", backend, large)] / ours[("keras_gpt1", backend, small)]
+                lines.append(f"keras_gpt1 ({backend}): batch {large} / batch {small} tokens/s = {ratio:.2f}x")
+    if lines:
+        print()
+        for line in lines:
+            print("- " + line)
+    return 0 if all(data is not None for _, _, data in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
