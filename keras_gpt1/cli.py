@@ -10,7 +10,12 @@ import sys
 
 # (module, function) pairs registering subcommands, in the order `--help` lists them.
 SUBCOMMANDS = [
+    ("keras_gpt1.tokenizers.cli", "add_train_tokenizer_parser"),
     ("keras_gpt1.convert.cli", "add_parser"),
+    ("keras_gpt1.training.cli", "add_parser"),
+    ("keras_gpt1.generation.cli", "add_parser"),
+    ("keras_gpt1.tasks.cli", "add_parser"),
+    ("keras_gpt1.export.cli", "add_parser"),
 ]
 
 

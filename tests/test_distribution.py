@@ -132,8 +132,8 @@ def _scenario(backend, out_path, workdir):
     from keras_gpt1.training import NextTokenLoss
 
     # JAX trains with the project's own loss (what `lm.compile()` and `keras-gpt1 pretrain`
-    # use). TensorFlow's main runs use Keras's cross-entropy, because NextTokenLoss is not
-    # distribution-aware there yet (see the xfail below); it gets its own pair of runs.
+    # use). TensorFlow's main runs use Keras's cross-entropy; NextTokenLoss, which scales its
+    # mean by the replica count itself, gets its own pair of runs.
     def loss():
         return NextTokenLoss() if backend == "jax" else None
 
@@ -401,15 +401,6 @@ def test_distributed_losses_match_single_device(scenario, mode, request):
         pytest.skip("model parallelism is JAX-only")
     if mode == "data_next_token_loss" and BACKEND == "jax":
         pytest.skip("the JAX runs of the other cases already use NextTokenLoss")
-    if mode == "data_next_token_loss" and BACKEND == "tensorflow":
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="NextTokenLoss overrides Loss.__call__ and so skips Keras's "
-                "scale_loss_for_distribution: under MirroredStrategy each replica's mean is "
-                "summed, giving a loss (and gradients) num_replicas times too large",
-                strict=False,
-            )
-        )
     run = scenario[mode]
     losses, single = np.array(run["losses"]), np.array(run["single_losses"])
     assert len(losses) == 6

@@ -39,12 +39,83 @@ class GPT1CausalLM(CheckedInputsMixin, keras.Model):
     def _check_inputs(self, x):
         self.backbone._check_inputs(x)
 
+    def compile(self, optimizer="auto", loss="auto", weighted_metrics="auto", **kwargs):
+        """`keras.Model.compile` with GPT-1 pretraining defaults for every `"auto"` argument.
+
+        - optimizer: `keras_gpt1.training.create_optimizer()`: Adam(0.9, 0.999, 1e-8), decoupled
+          weight decay 0.01 on matrices, global-norm clipping 1.0, constant rate 2.5e-4 (pass
+          `create_optimizer(WarmupCosine(...))` for the paper's schedule);
+        - loss: `NextTokenLoss()`, cross-entropy of the labels (inputs shifted by one) averaged
+          over tokens whose sample weight (`padding_mask`) is 1;
+        - weighted_metrics: `Perplexity()` and token `accuracy`, weighted by the same mask.
+
+        Example:
+        ```python
+        lm = GPT1CausalLM.from_preset("gpt1_tiny")
+        lm.compile()
+        lm.fit(data.train_dataset(), steps_per_epoch=100)   # batches of (x, labels, padding_mask)
+        ```
+        """
+        from keras_gpt1 import training  # keras-only; imported here to keep model imports light
+
+        if isinstance(optimizer, str) and optimizer == "auto":
+            optimizer = training.create_optimizer()
+        if isinstance(loss, str) and loss == "auto":
+            loss = training.NextTokenLoss()
+        if isinstance(weighted_metrics, str) and weighted_metrics == "auto":
+            weighted_metrics = [training.Perplexity(), training.NextTokenAccuracy()]
+        super().compile(optimizer=optimizer, loss=loss, weighted_metrics=weighted_metrics, **kwargs)
+
     def call_with_cache(self, token_ids, cache, cache_update_index):
         """One incremental step: `(logits, hidden_states, new_cache)` for `token_ids` placed at
         positions `cache_update_index ...`. See `GPT1Backbone.call_with_cache`."""
         hidden, cache = self.backbone.call_with_cache(token_ids, cache, cache_update_index)
         logits = self.backbone.token_embedding(hidden, reverse=True)
         return logits, hidden, cache
+
+    # === Generation (implemented in keras_gpt1.generation) ===
+    def generate(
+        self,
+        inputs,
+        max_new_tokens=32,
+        sampler="greedy",
+        stop_token_ids=None,
+        seed=None,
+        streamer=None,
+        **sampler_args,
+    ):
+        """Generates continuations with a KV cache; see `keras_gpt1.generation.generate`.
+
+        `inputs`: a string or list of strings (needs `self.tokenizer`; returns text), a list of
+        ids or a list of id lists of any lengths (returns ids, prompt included), or a 2-D array /
+        `{"token_ids", "padding_mask"}` dict (returns padded arrays). `sampler`: `"greedy"`,
+        `"random"` (`temperature=`), `"top_k"` (`k=`), `"top_p"` (`p=`), `"beam"`
+        (`num_beams=`) or a `Sampler`. Prompt length + `max_new_tokens` must fit the context.
+
+        Example:
+        ```python
+        lm = GPT1CausalLM.from_preset("gpt1_tiny", dropout=0.0)
+        lm.generate([[5, 6, 7], [8]], max_new_tokens=4, sampler="top_k", k=10, seed=0)
+        ```
+        """
+        from keras_gpt1.generation import generate
+
+        return generate(
+            self, inputs, max_new_tokens, sampler, stop_token_ids, seed, streamer, **sampler_args
+        )
+
+    def score(self, inputs, batch_size=8):
+        """Per-token log-likelihoods and perplexity of given text or ids (one forward pass per
+        batch); see `keras_gpt1.generation.score`.
+
+        Example:
+        ```python
+        lm.score([5, 6, 7, 8])["perplexity"]
+        ```
+        """
+        from keras_gpt1.generation import score
+
+        return score(self, inputs, batch_size=batch_size)
 
     def get_config(self):
         return {

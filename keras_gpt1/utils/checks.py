@@ -82,7 +82,8 @@ class CheckedInputsMixin:
     """
 
     def _check_array_inputs(self, x):
-        if isinstance(x, dict) or is_concrete(x):
+        # Only arrays: on JAX/PyTorch `is_concrete` is also true of a tf.data.Dataset or generator.
+        if isinstance(x, dict) or (is_concrete(x) and (hasattr(x, "shape") or isinstance(x, (list, tuple)))):
             self._check_inputs(x)
 
     def fit(self, x=None, *args, **kwargs):

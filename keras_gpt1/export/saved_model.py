@@ -1,0 +1,613 @@
+"""SavedModel export for TensorFlow Serving: raw text in, answers out. TensorFlow only.
+
+This module traces a GPT-1 model and its `GPT1Tokenizer` into one TensorFlow graph and writes it
+in TF Serving's layout, `OUTPUT/<version>/saved_model.pb` + `variables/`. It needs the TensorFlow
+Keras backend (`KERAS_BACKEND=tensorflow`): the model's own layers are traced. From JAX or
+PyTorch, call `keras_gpt1.export.export_saved_model`, which re-runs the export in a TensorFlow
+subprocess (presets are backend-independent files).
+
+What a server needs and how it is met:
+
+- **Only ops TF Serving links.** The tokenizer is core TF ops (static hash tables, string and
+  Unicode ops). Keras's TensorFlow backend writes KV-cache updates with `XlaDynamicUpdateSlice`,
+  which TF Serving cannot run (its XLA CPU JIT is off by default, and GPU builds fail on it), so
+  the export traces with a pad-and-select update instead; no function is `jit_compile`d.
+  `tensorflow_text.RoundRobinTrimmer` (used by the task packers) is a `TFText>RoundRobinTrim`
+  custom op that the `tensorflow/serving` images do not link, so the exported task signatures
+  trim with core ops, to the same result. `tests/test_export.py` lists every op of the graph.
+- **Loadable the way TF Serving loads.** The server restores variables by name into a TF1
+  session (as `saved_model_cli run` does), not through `tf.saved_model.load`. The module tracks
+  the `tf.Variable` under each Keras variable: tracking the Keras wrappers gave a SavedModel that
+  only `tf.saved_model.load` could restore.
+- **Any batch, any text.** Signatures take `tf.string` tensors of shape `[batch]` (or
+  `[batch, k]`); bad text never fails a request: invalid UTF-8 bytes are dropped by the
+  tokenizer, long texts are truncated (below), an empty text or an empty batch gives an empty
+  answer, and `max_new_tokens` is clamped to `[1, max_length - 1]`. Only the `token_ids`
+  signatures reject input (ids outside the vocabulary, sequences past the context) with an
+  `InvalidArgument` error for that request.
+
+Signatures of a causal LM (`GPT1CausalLM`), with `L = max_length` (default: the context):
+
+| signature | inputs | outputs |
+|---|---|---|
+| `serving_default` | `text` string `[b]` | `text`, `completion` string `[b]`; `token_ids` int32 `[b, n]`; `lengths`, `prompt_lengths` int32 `[b]` |
+| `generate` | `text` string `[b]`, `max_new_tokens` int32 `[]` | as `serving_default` |
+| `score` | `text` string `[b]` | `log_likelihood`, `perplexity` float32 `[b]`; `num_scored_tokens` int32 `[b]` |
+| `token_ids` | `token_ids`, `padding_mask` int32 `[b, n]` | `logits` float32 `[b, n, vocab]` |
+
+Generation is greedy with the KV cache, `serving_default` generating `default_max_new_tokens`.
+A prompt keeps its *last* `L - max_new_tokens` tokens; an empty prompt (no tokens after
+normalisation) gives `text = completion = ""` and length 0. `score` reads the first `context`
+tokens; a text of fewer than 2 tokens has `num_scored_tokens = 0` and a NaN perplexity.
+
+Task models (`GPT1Classifier`, `GPT1Similarity`, `GPT1MultipleChoice`):
+
+| model | `serving_default` inputs | outputs |
+|---|---|---|
+| classification | `text` `[b]` | `probabilities` float32 `[b, classes]`, `label` int32 `[b]` (+ `label_name` string `[b]` when the class names are known) |
+| entailment, similarity | `text_a`, `text_b` `[b]` | the same (similarity regression: `score` float32 `[b]`) |
+| multiple choice | `context` `[b]`, `candidates` `[b, k]` | `probabilities` `[b, k]`, `label` `[b]` |
+
+plus `token_ids` (`token_ids`, `padding_mask` as packed: `[b, n]` or `[b, k, n]`) → `logits`
+(or `score`). Texts are packed as in fine-tuning, segments trimmed round robin to fit `L`.
+
+Example:
+```python
+# KERAS_BACKEND=tensorflow
+from keras_gpt1.export.saved_model import export_in_process
+path = export_in_process("my_preset", "/tmp/gpt1_serving", version=1)
+# then, in any TensorFlow program:
+generate = tf.saved_model.load(path).signatures["serving_default"]
+generate(text=tf.constant(["the cat sat"]))["text"]
+```
+"""
+
+import contextlib
+import os
+import shutil
+import tempfile
+import threading
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_gpt1 import presets
+from keras_gpt1.export import DEFAULT_MAX_NEW_TOKENS
+
+_STRINGS = tf.TensorSpec([None], tf.string)
+_TRACE_LOCK = threading.Lock()
+
+
+# === Graph-only replacements for ops TF Serving cannot run ===
+
+
+def dynamic_update_slice(inputs, start_indices, updates):
+    """`inputs` with `updates` written at `start_indices`, in core TF ops (no XLA).
+
+    Same semantics as `keras.ops.slice_update` (start indices clamped so the update fits, as in
+    XLA). It pads the update to the full shape and selects, which costs one pass over `inputs`.
+    """
+    inputs = tf.convert_to_tensor(inputs)
+    updates = tf.cast(tf.convert_to_tensor(updates), inputs.dtype)
+    start = tf.stack([tf.cast(i, tf.int32) for i in start_indices])
+    room = tf.shape(inputs) - tf.shape(updates)
+    start = tf.maximum(tf.minimum(start, room), 0)
+    paddings = tf.stack([start, room - start], axis=1)
+    written = tf.pad(tf.ones_like(updates, dtype=tf.bool), paddings)
+    result = tf.where(written, tf.pad(updates, paddings), inputs)
+    # Keep the static shape: loop variables must not lose it between iterations.
+    result.set_shape(inputs.shape)
+    return result
+
+
+@contextlib.contextmanager
+def _core_tf_tracing():
+    """Traces `keras.ops.slice_update` (the KV cache writes) as `dynamic_update_slice`.
+
+    Keras's TensorFlow backend implements it with `XlaDynamicUpdateSlice`; TF Serving fails on
+    that op outside an XLA cluster. The swap lasts only while the signatures are traced.
+    """
+    from keras.src.backend.tensorflow import core
+
+    with _TRACE_LOCK:
+        original = core.slice_update
+        core.slice_update = dynamic_update_slice
+        try:
+            yield
+        finally:
+            core.slice_update = original
+
+
+def round_robin_lengths(lengths, budget):
+    """Tokens kept per segment when `budget` is dealt one token at a time, left to right.
+
+    `lengths` is int32 `[n, segments]`. The result equals `tensorflow_text.RoundRobinTrimmer`'s
+    allocation: segments shorter than their share keep everything, the rest split what is left
+    (earlier segments get the odd token).
+
+    Example:
+    ```python
+    round_robin_lengths(tf.constant([[3, 4, 2]]), 5)   # [[2, 2, 1]]
+    ```
+    """
+    lengths = tf.convert_to_tensor(lengths, tf.int32)
+    levels = tf.range(budget + 1, dtype=tf.int32)
+    # filled[r, t] = tokens kept in row r if every segment were cut at t; non-decreasing in t.
+    filled = tf.reduce_sum(tf.minimum(lengths[:, :, None], levels[None, None, :]), axis=1)
+    level = tf.reduce_sum(tf.cast(filled <= budget, tf.int32), axis=1) - 1
+    base = tf.minimum(lengths, level[:, None])
+    spare = budget - tf.reduce_sum(base, axis=1)
+    can_grow = lengths > level[:, None]
+    rank = tf.cumsum(tf.cast(can_grow, tf.int32), axis=1)
+    return base + tf.cast(can_grow & (rank <= spare[:, None]), tf.int32)
+
+
+def round_robin_trim(segments, budget):
+    """Trims ragged `[n, (tokens)]` segments to `budget` tokens per row in total (round robin)."""
+    lengths = tf.stack([tf.cast(s.row_lengths(), tf.int32) for s in segments], axis=1)
+    keep = round_robin_lengths(lengths, budget)
+    trimmed = []
+    for i, segment in enumerate(segments):
+        position = tf.ragged.range(tf.cast(segment.row_lengths(), tf.int32))
+        trimmed.append(tf.ragged.boolean_mask(segment, position < keep[:, i : i + 1]))
+    return trimmed
+
+
+def _serving_packer(packer):
+    """A copy of a task packer whose trimming uses core TF ops instead of `TFText>RoundRobinTrim`.
+
+    Only `_pack` changes; each packer's `call` (segment order, both orders for similarity, one
+    sequence per candidate) is reused as is.
+    """
+
+    class ServingPacker(type(packer)):
+        def _pack(self, segments):
+            trimmed = round_robin_trim(segments, self.segment_budget)
+            rows = segments[0].nrows(out_type=tf.int64)
+
+            def column(token_id):
+                filled = tf.fill(tf.stack([rows, 1]), tf.constant(token_id, tf.int32))
+                return tf.RaggedTensor.from_tensor(filled)
+
+            pieces = [column(self.start_token_id)]
+            for i, segment in enumerate(trimmed):
+                if i:
+                    pieces.append(column(self.delimiter_token_id))
+                pieces.append(tf.cast(segment, tf.int32))
+            pieces.append(column(self.classify_token_id))
+            ids = tf.concat(pieces, axis=1)
+            shape = [None, self.sequence_length]
+            token_ids = ids.to_tensor(default_value=self.pad_token_id, shape=shape)
+            padding_mask = tf.ones_like(ids).to_tensor(default_value=0, shape=shape)
+            return token_ids, padding_mask
+
+    ServingPacker.__name__ = f"Serving{type(packer).__name__}"
+    return ServingPacker(packer.tokenizer, packer.sequence_length)
+
+
+# === Loading ===
+
+
+def load_model(preset_dir):
+    """The model of a preset directory: its task model if it has `task.json`, else a causal LM."""
+    preset_dir = os.fspath(preset_dir)
+    if not os.path.isdir(preset_dir):
+        raise FileNotFoundError(f"Model directory {preset_dir!r} does not exist (expected a preset).")
+    if os.path.isfile(os.path.join(preset_dir, presets.TASK_CONFIG_FILE)):
+        from keras_gpt1.tasks.models import GPT1TaskModel
+
+        return GPT1TaskModel.from_preset(preset_dir)
+    from keras_gpt1.models import GPT1CausalLM
+
+    return GPT1CausalLM.from_preset(preset_dir)
+
+
+def _finetune_record(preset_dir):
+    """The `finetune.json` that `keras-gpt1 finetune` writes beside a task preset ({} if none)."""
+    from keras_gpt1.tasks.finetune import FINETUNE_FILE
+    from keras_gpt1.utils.files import read_json
+
+    path = os.path.join(os.fspath(preset_dir), FINETUNE_FILE)
+    if not os.path.isfile(path):
+        return {}
+    record = read_json(path, "fine-tuning record")
+    if not isinstance(record, dict):
+        raise ValueError(f"Corrupt fine-tuning record {path!r}: expected a JSON object.")
+    return record
+
+
+def _untruncated_tokenizer(tokenizer, model):
+    if tokenizer is None:
+        raise ValueError(
+            f"The {type(model).__name__} has no tokenizer: the exported signatures take raw text. "
+            "Save the model with its GPT1Tokenizer (a preset with tokenizer.json), or attach one "
+            "(`model.tokenizer = GPT1Tokenizer.from_preset(...)`) before exporting."
+        )
+    if tokenizer.vocabulary_size > model.backbone.vocabulary_size:
+        raise ValueError(
+            f"The tokenizer has {tokenizer.vocabulary_size} ids but the model only "
+            f"{model.backbone.vocabulary_size} embedding rows: they do not belong together."
+        )
+    if tokenizer.sequence_length is None:
+        return tokenizer
+    # The signatures truncate by their own rules; they need whole token sequences.
+    config = dict(tokenizer.get_config(), sequence_length=None)
+    return type(tokenizer).from_config(config)
+
+
+def _tokenizer_state(tokenizer):
+    # The tf.Module holding the tokenizer's lookup tables (tracked so the SavedModel saves them).
+    return getattr(tokenizer, "tf_module", None) or tokenizer._tf_state
+
+
+def _tf_variable(variable):
+    # The tf.Variable under a Keras variable. The graph reads these; tracking them (not the Keras
+    # wrappers) gives the SavedModel one variable each, which TF1-style loaders (TF Serving,
+    # `saved_model_cli run`) restore by name. Tracking the wrappers saved a second, unused copy.
+    value = getattr(variable, "value", variable)
+    return value if isinstance(value, tf.Variable) else variable
+
+
+def _check_length(name, value, low, high):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
+        raise ValueError(f"`{name}` must be an integer in [{low}, {high}]; got {value!r}.")
+    return int(value)
+
+
+# === Causal LM signatures ===
+
+
+def _function(input_signature):
+    """`tf.function` with a fixed signature, graph mode only (no XLA: see the module docstring)."""
+    return lambda fn: tf.function(fn, input_signature=input_signature, autograph=False)
+
+
+def _ragged_positions(ids):
+    return tf.ragged.range(tf.cast(ids.row_lengths(), tf.int32))
+
+
+def _pad_columns(dense, width):
+    return tf.pad(dense, [[0, 0], [0, width - tf.shape(dense)[1]]])
+
+
+def _causal_lm_functions(lm, tokenizer, max_length, default_max_new_tokens):
+    from keras_gpt1.generation.generate import KerasEngine, _Loop
+    from keras_gpt1.generation.samplers import Greedy
+    from keras_gpt1.generation.score import _token_log_likelihoods
+
+    backbone = lm.backbone
+    context = backbone.max_sequence_length
+    vocabulary_size = backbone.vocabulary_size
+    engine = KerasEngine(lm)
+
+    # Shared by the text signatures: traced once, called from each.
+    @_function([_STRINGS])
+    def tokenize(text):
+        return tf.cast(tokenizer.tokenize(text), tf.int32)
+
+    @_function([_STRINGS, tf.TensorSpec([], tf.int32)])
+    def generate(text, max_new_tokens):
+        ids = tokenize(text)
+        batch = tf.shape(text)[0]
+        new = tf.clip_by_value(tf.cast(max_new_tokens, tf.int32), 1, max_length - 1)
+        # Keep each prompt's last tokens: the continuation follows what the text ends with.
+        start = tf.maximum(tf.cast(ids.row_lengths(), tf.int32) - (max_length - new), 0)
+        prompts = tf.ragged.boolean_mask(ids, _ragged_positions(ids) >= start[:, None])
+        prompt_lengths = tf.cast(prompts.row_lengths(), tf.int32)
+        empty = tf.equal(prompt_lengths, 0)
+        # An empty prompt decodes from one pad token (all rows advance together); its output is
+        # discarded below. It needs no more than one new token.
+        lengths = tf.maximum(prompt_lengths, 1)
+        ends = tf.where(empty, 2, prompt_lengths + new)
+        total = tf.maximum(tf.reduce_max(tf.concat([ends, [2]], 0)), 2)
+        tokens = _pad_columns(prompts.to_tensor(0), total)
+        # Prefill the prefix that every row has; rows then step through the rest of their prompt.
+        # (`total - 1` only matters for an empty batch: the first step must fit in the buffer.)
+        prefill = tf.reduce_min(tf.concat([lengths, [total - 1]], 0))
+        loop = _Loop(engine, Greedy(), batch, total, prefill, False, False, vocabulary_size)
+
+        def decode():
+            out = loop.run(tokens, lengths, prefill, ends, tf.constant(0, tf.int32), None)
+            return tf.cast(out["token_ids"], tf.int32), tf.cast(out["lengths"], tf.int32)
+
+        # The loop's stopping rule reduces over the rows: an empty batch must not enter it.
+        out_tokens, out_lengths = tf.cond(batch > 0, decode, lambda: (tokens, lengths))
+        out_lengths = tf.where(empty, 0, out_lengths)
+        final = tf.maximum(tf.reduce_max(tf.concat([out_lengths, [0]], 0)), 0)
+        position = tf.range(final)[None, :]
+        real = position < out_lengths[:, None]
+        token_ids = tf.where(real, out_tokens[:, :final], 0)
+        new_tokens = real & (position >= prompt_lengths[:, None])
+        return {
+            "text": tokenizer.detokenize(tf.RaggedTensor.from_tensor(token_ids, lengths=out_lengths)),
+            "completion": tokenizer.detokenize(tf.ragged.boolean_mask(token_ids, new_tokens)),
+            "token_ids": token_ids,
+            "lengths": out_lengths,
+            "prompt_lengths": prompt_lengths,
+        }
+
+    @_function([_STRINGS])
+    def score(text):
+        ids = tokenize(text)[:, :context]
+        lengths = tf.cast(ids.row_lengths(), tf.int32)
+        width = tf.maximum(tf.reduce_max(tf.concat([lengths, [2]], 0)), 2)
+        token_ids = _pad_columns(ids.to_tensor(0), width)
+        padding_mask = tf.sequence_mask(lengths, width, tf.int32)
+        per_token = tf.cast(_token_log_likelihoods(lm, token_ids, padding_mask), tf.float32)
+        scored = tf.cast(padding_mask[:, 1:], tf.float32)
+        log_likelihood = tf.reduce_sum(per_token * scored, axis=1)
+        count = tf.reduce_sum(scored, axis=1)
+        perplexity = tf.where(
+            count > 0, tf.exp(-log_likelihood / tf.maximum(count, 1.0)), tf.constant(np.nan, tf.float32)
+        )
+        return {
+            "log_likelihood": log_likelihood,
+            "perplexity": perplexity,
+            "num_scored_tokens": tf.cast(count, tf.int32),
+        }
+
+    @_function([tf.TensorSpec([None, None], tf.int32)] * 2)
+    def logits(token_ids, padding_mask):
+        token_ids, padding_mask = _checked_token_inputs(token_ids, padding_mask, vocabulary_size, context)
+        out = lm({"token_ids": token_ids, "padding_mask": padding_mask}, training=False)
+        return {"logits": tf.cast(out, tf.float32)}
+
+    @_function([_STRINGS])
+    def serving_default(text):
+        return generate(text, tf.constant(default_max_new_tokens, tf.int32))
+
+    return {"serving_default": serving_default, "generate": generate, "score": score, "token_ids": logits}
+
+
+def _checked_token_inputs(token_ids, padding_mask, vocabulary_size, context):
+    """Rejects (InvalidArgument, not a crash) ids outside the vocabulary and too-long inputs."""
+    checks = [
+        tf.debugging.assert_equal(
+            tf.shape(token_ids), tf.shape(padding_mask), message="token_ids and padding_mask shapes differ"
+        ),
+        tf.debugging.assert_non_negative(token_ids, message="token ids must be >= 0"),
+        tf.debugging.assert_less(
+            token_ids, tf.constant(vocabulary_size, tf.int32), message=f"token ids must be < {vocabulary_size}"
+        ),
+        tf.debugging.assert_less_equal(
+            tf.shape(token_ids)[-1], context, message=f"sequences must have at most {context} tokens"
+        ),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(token_ids), tf.identity(padding_mask)
+
+
+# === Task signatures ===
+
+
+def _task_name(model, task):
+    from keras_gpt1.tasks.models import GPT1Classifier, GPT1MultipleChoice, GPT1Similarity
+
+    implied = {GPT1Similarity: "similarity", GPT1MultipleChoice: "multiple-choice"}.get(type(model))
+    if implied is not None:
+        if task not in (None, implied):
+            raise ValueError(f"A {type(model).__name__} serves the {implied!r} task, not {task!r}.")
+        return implied
+    if isinstance(model, GPT1Classifier):
+        if task not in (None, "classification", "entailment"):
+            raise ValueError(f"A GPT1Classifier serves 'classification' or 'entailment', not {task!r}.")
+        return task or "classification"
+    raise ValueError(f"Cannot export a {type(model).__name__}: not a GPT-1 causal LM or task model.")
+
+
+def _task_functions(model, tokenizer, task, sequence_length, label_names):
+    from keras_gpt1.tasks.packers import packer_for_task
+
+    packer = _serving_packer(packer_for_task(task, tokenizer, sequence_length))
+    backbone = model.backbone
+    regression = getattr(model, "is_regression", False)
+    output_name = "score" if regression else "logits"
+    names = None
+    if label_names is not None and not regression and task != "multiple-choice":
+        if len(label_names) != model.head.units:
+            raise ValueError(f"{len(label_names)} class names for a head of {model.head.units} classes.")
+        names = tf.constant([str(n) for n in label_names])
+
+    def run(packed):
+        # Every sequence ends at its extract token: padding past the longest row is dropped.
+        longest = tf.reduce_max(tf.concat([tf.reshape(tf.reduce_sum(packed["padding_mask"], -1), [-1]), [1]], 0))
+        packed = {k: v[..., :longest] for k, v in packed.items()}
+        return tf.cast(model(packed, training=False), tf.float32)
+
+    def answer(output):
+        if regression:
+            return {"score": output}
+        label = tf.argmax(output, axis=-1, output_type=tf.int32)
+        out = {"probabilities": tf.nn.softmax(output, axis=-1), "label": label}
+        if names is not None:
+            out["label_name"] = tf.gather(names, label)
+        return out
+
+    if task == "classification":
+        serving = _function([_STRINGS])(lambda text: answer(run(packer(text))))
+    elif task == "multiple-choice":
+        candidates = tf.TensorSpec([None, None], tf.string)
+        serving = _function([_STRINGS, candidates])(
+            lambda context, candidates: answer(run(packer((context, candidates))))
+        )
+    else:
+        serving = _function([_STRINGS, _STRINGS])(lambda text_a, text_b: answer(run(packer((text_a, text_b)))))
+
+    rank = 3 if task in ("similarity", "multiple-choice") else 2
+
+    @_function([tf.TensorSpec([None] * rank, tf.int32)] * 2)
+    def logits(token_ids, padding_mask):
+        token_ids, padding_mask = _checked_token_inputs(
+            token_ids, padding_mask, backbone.vocabulary_size, backbone.max_sequence_length
+        )
+        out = model({"token_ids": token_ids, "padding_mask": padding_mask}, training=False)
+        return {output_name: tf.cast(out, tf.float32)}
+
+    return {"serving_default": serving, "token_ids": logits}
+
+
+# === The module and the export ===
+
+
+def build_serving_module(
+    model, max_length=None, default_max_new_tokens=DEFAULT_MAX_NEW_TOKENS, task=None, label_names=None
+):
+    """A `tf.Module` holding the model's variables, the tokenizer's tables and the signatures.
+
+    Returns `(module, signatures)`, `signatures` mapping each signature name to its
+    `tf.function`. Save them with `save_serving_module` (not `tf.saved_model.save` directly:
+    saving traces the functions again, and must do so without XLA ops).
+
+    Args:
+        model: a `GPT1CausalLM` or a task model, with its tokenizer.
+        max_length: longest sequence the signatures build: prompt + new tokens for a causal
+            LM, the packed length for a task model. Default and maximum: the model's context.
+        default_max_new_tokens: tokens `serving_default` generates (causal LM).
+        task: for a `GPT1Classifier`, `"classification"` (one `text`, the default) or
+            `"entailment"` (`text_a`, `text_b`).
+        label_names: class names in index order (a classifier): adds a `label_name` output.
+
+    Example:
+    ```python
+    module, signatures = build_serving_module(GPT1CausalLM.from_preset("my_preset"))
+    save_serving_module(module, signatures, "/tmp/gpt1/1")
+    ```
+    """
+    if keras.config.backend() != "tensorflow":
+        raise ValueError(
+            "build_serving_module traces the model into a TensorFlow graph and needs "
+            f"KERAS_BACKEND=tensorflow (this process runs {keras.config.backend()!r}); use "
+            "keras_gpt1.export.export_saved_model, which switches backend by itself."
+        )
+    from keras_gpt1.models import GPT1CausalLM
+
+    tokenizer = _untruncated_tokenizer(getattr(model, "tokenizer", None), model)
+    context = model.backbone.max_sequence_length
+    if isinstance(model, GPT1CausalLM):
+        limit = _check_length("max_length", context if max_length is None else max_length, 2, context)
+        new = _check_length("default_max_new_tokens", default_max_new_tokens, 1, 1 << 30)
+        functions = _causal_lm_functions(model, tokenizer, limit, min(new, limit - 1))
+    else:
+        task = _task_name(model, task)
+        minimum = 5 if task != "classification" else 3  # special tokens + one token per segment
+        limit = _check_length("max_length", context if max_length is None else max_length, minimum, context)
+        functions = _task_functions(model, tokenizer, task, limit, label_names)
+
+    module = tf.Module(name="gpt1_serving")
+    # Variables and lookup tables the functions capture must be tracked to be saved.
+    module.model_variables = [_tf_variable(v) for v in model.variables]
+    module.tokenizer_tables = _tokenizer_state(tokenizer)
+    for name, function in functions.items():
+        setattr(module, name, function)
+    return module, functions
+
+
+def save_serving_module(module, signatures, path):
+    """`tf.saved_model.save` with the functions traced in core TF ops only (see the docstring)."""
+    with _core_tf_tracing():
+        tf.saved_model.save(module, os.fspath(path), signatures=signatures)
+
+
+def export_in_process(model, output_dir, version=1, max_length=None, default_max_new_tokens=DEFAULT_MAX_NEW_TOKENS, task=None, overwrite=False):
+    """Writes `output_dir/<version>/` (a SavedModel) in this process; needs the TensorFlow backend.
+
+    `model` is a preset directory or a `GPT1CausalLM` / task model. A directory written by
+    `keras-gpt1 finetune` also gives, from its `finetune.json`, the task (so an entailment model
+    needs no `task`), the packed length used in training (the default `max_length`) and the class
+    names (a `label_name` output). The version directory is written beside its final place and
+    renamed into it, so a server watching `output_dir` never loads a half-written model. Returns
+    the version directory's path.
+
+    Example:
+    ```python
+    export_in_process("my_preset", "/tmp/gpt1_serving", version=2)   # /tmp/gpt1_serving/2
+    ```
+    """
+    from keras_gpt1.models import GPT1CausalLM
+
+    version = _check_length("version", version, 1, 2**63 - 1)
+    output_dir = os.path.abspath(os.fspath(output_dir))
+    target = os.path.join(output_dir, str(version))
+    if os.path.exists(target) and not overwrite:
+        raise ValueError(f"{target!r} already exists: pick another --version, or pass overwrite.")
+    label_names = None
+    if isinstance(model, (str, os.PathLike)):
+        record = _finetune_record(model)
+        model = load_model(model)
+        if record and not isinstance(model, GPT1CausalLM):
+            task = task or record.get("task")
+            max_length = max_length or record.get("sequence_length")
+            label_names = record.get("label_names")
+    module, signatures = build_serving_module(model, max_length, default_max_new_tokens, task, label_names)
+    os.makedirs(output_dir, exist_ok=True)
+    # A non-numeric name: TF Serving ignores it while it is being written.
+    staging = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=output_dir)
+    try:
+        save_serving_module(module, signatures, staging)
+        if os.path.exists(target):
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    finally:
+        if os.path.exists(staging):
+            shutil.rmtree(staging)
+    return target
+
+
+# === Reading an export back (protos only: nothing is loaded or run) ===
+
+
+def _read_saved_model(export_dir):
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    path = os.path.join(os.fspath(export_dir), "saved_model.pb")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No SavedModel in {os.fspath(export_dir)!r}: {path!r} is missing.")
+    saved_model = saved_model_pb2.SavedModel()
+    with open(path, "rb") as f:
+        saved_model.ParseFromString(f.read())
+    return saved_model
+
+
+def signature_summary(export_dir):
+    """`{signature: {"inputs"|"outputs": {name: (dtype, shape)}}}` of an export, `None` for an
+    unknown dimension.
+
+    Example:
+    ```python
+    signature_summary("/tmp/gpt1_serving/1")["score"]["inputs"]   # {"text": ("string", (None,))}
+    ```
+    """
+    summary = {}
+    for meta_graph in _read_saved_model(export_dir).meta_graphs:
+        for name, signature in sorted(meta_graph.signature_def.items()):
+            if name.startswith("__"):  # TF's internal `__saved_model_init_op`
+                continue
+
+            def describe(infos):
+                out = {}
+                for key, info in sorted(infos.items()):
+                    shape = None if info.tensor_shape.unknown_rank else tuple(
+                        None if d.size < 0 else d.size for d in info.tensor_shape.dim
+                    )
+                    out[key] = (tf.dtypes.as_dtype(info.dtype).name, shape)
+                return out
+
+            summary[name] = {"inputs": describe(signature.inputs), "outputs": describe(signature.outputs)}
+    return summary
+
+
+def graph_op_types(export_dir):
+    """Every op type in an export's graphs, the function library included (a sorted list).
+
+    Example:
+    ```python
+    assert "PyFunc" not in graph_op_types("/tmp/gpt1_serving/1")
+    ```
+    """
+    ops = set()
+    for meta_graph in _read_saved_model(export_dir).meta_graphs:
+        ops.update(node.op for node in meta_graph.graph_def.node)
+        for function in meta_graph.graph_def.library.function:
+            ops.update(node.op for node in function.node_def)
+    return sorted(ops)

@@ -1,0 +1,420 @@
+"""Task data: CSV / TSV / JSONL files → checked examples → `tf.data` pipelines. Needs TensorFlow
+(for `make_dataset`; reading and checking files is plain Python).
+
+Every row is checked when the file is read, so a bad row stops the run with an error naming the
+file and line (a missing column, an empty text, a label outside the declared classes, a
+multiple-choice row with the wrong number of candidates); no row is ever skipped silently. Rows
+with no field at all (blank lines) are not records and are ignored. Inputs longer than the context
+are not an error: the packers truncate every segment evenly (see `keras_gpt1.tasks.packers`).
+
+Each task reads these *roles*, by default from columns of the same name; `columns` maps a role
+to another column name (`{"text": "sentence"}`):
+
+| task | roles |
+|---|---|
+| classification | `text`, `label` |
+| entailment | `premise`, `hypothesis`, `label` |
+| similarity | `first`, `second`, `label` (a class, or a number for regression) |
+| multiple-choice | `context`, `choices`, `label` (0-based index of the right candidate) |
+
+`choices` is either one column holding a list (JSONL) or several columns, one candidate each
+(`{"choices": ["ending0", "ending1"]}`, on the command line `choices=ending0,ending1`).
+
+File formats come from the suffix: `.csv` (header row, RFC 4180 quoting), `.tsv` (header row,
+tab-separated, no quoting, as the GLUE files), `.jsonl` / `.ndjson` / `.json` (one JSON object a
+line).
+"""
+
+import csv
+import dataclasses
+import json
+import os
+
+import numpy as np
+
+from keras_gpt1.utils.files import require_file
+
+TASKS = ("classification", "entailment", "similarity", "multiple-choice")
+TASK_ROLES = {
+    "classification": ("text",),
+    "entailment": ("premise", "hypothesis"),
+    "similarity": ("first", "second"),
+    "multiple-choice": ("context", "choices"),
+}
+LABEL = "label"
+_CSV_SUFFIXES = {".csv": ",", ".tsv": "\t"}
+_JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
+
+
+def check_task(task):
+    if task not in TASKS:
+        raise ValueError(f"Unknown task {task!r}; expected one of {', '.join(TASKS)}.")
+    return task
+
+
+def default_columns(task):
+    """The role → column mapping of a task when the user gives none."""
+    check_task(task)
+    return {role: role for role in (*TASK_ROLES[task], LABEL)}
+
+
+def parse_columns(specs, task):
+    """Column mapping from `role=column` strings (the CLI's `--columns`), over the defaults.
+
+    Example:
+    ```python
+    parse_columns(["text=sentence"], "classification")   # {'text': 'sentence', 'label': 'label'}
+    parse_columns(["choices=e0,e1"], "multiple-choice")["choices"]   # ['e0', 'e1']
+    ```
+    """
+    columns = default_columns(task)
+    for spec in specs or ():
+        role, sep, column = str(spec).partition("=")
+        role, column = role.strip(), column.strip()
+        if not sep or not role or not column:
+            raise ValueError(f"Bad column mapping {spec!r}: expected ROLE=COLUMN, e.g. text=sentence.")
+        if role not in columns:
+            raise ValueError(
+                f"Unknown role {role!r} for task {task}; its roles are {', '.join(columns)}."
+            )
+        names = [c.strip() for c in column.split(",")]
+        if role == "choices" and len(names) > 1:
+            columns[role] = names
+        elif len(names) > 1 or not names[0]:
+            raise ValueError(f"Bad column mapping {spec!r}: only `choices` takes several columns.")
+        else:
+            columns[role] = names[0]
+    return columns
+
+
+def _merge_columns(task, columns):
+    merged = default_columns(task)
+    for role, column in (columns or {}).items():
+        if role not in merged:
+            raise ValueError(f"Unknown role {role!r} for task {task}; its roles are {', '.join(merged)}.")
+        merged[role] = list(column) if isinstance(column, (list, tuple)) else column
+    return merged
+
+
+@dataclasses.dataclass
+class TaskData:
+    """The checked examples of one file.
+
+    Attributes:
+        task: the task name.
+        path: the file read.
+        texts: role → list of strings (for `choices`: a list of candidate lists).
+        labels: class indices (int32), regression scores (float32), or answer indices (int32);
+            None if the file was read without labels.
+        label_names: the declared classes, in index order (None for regression and
+            multiple choice).
+        lines: the line where each example starts.
+    """
+
+    task: str
+    path: str
+    texts: dict
+    labels: object
+    label_names: object
+    lines: list
+
+    def __len__(self):
+        return len(self.lines)
+
+    @property
+    def num_choices(self):
+        choices = self.texts.get("choices")
+        return len(choices[0]) if choices else None
+
+
+# === Reading rows ===
+
+
+def _file_format(path):
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix in _CSV_SUFFIXES:
+        return suffix
+    if suffix in _JSONL_SUFFIXES:
+        return "jsonl"
+    raise ValueError(
+        f"Cannot tell the format of {path!r} from its suffix: use .csv, .tsv or .jsonl "
+        "(one JSON object a line)."
+    )
+
+
+def _read_rows(path):
+    """Yields `(line_number, row_dict)`; raises naming the file and line on malformed rows."""
+    fmt = _file_format(path)
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            if fmt == "jsonl":
+                for number, line in enumerate(f, start=1):
+                    if not line.strip():
+                        continue
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError as e:
+                        raise ValueError(f"{path}:{number}: invalid JSON ({e.msg}, column {e.colno}).") from None
+                    if not isinstance(row, dict):
+                        raise ValueError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}.")
+                    yield number, row
+                return
+            delimiter = _CSV_SUFFIXES[fmt]
+            quoting = csv.QUOTE_NONE if fmt == ".tsv" else csv.QUOTE_MINIMAL
+            reader = csv.reader(f, delimiter=delimiter, quoting=quoting, strict=True)
+            header, previous_end = None, 0
+            try:
+                for fields in reader:
+                    start, previous_end = previous_end + 1, reader.line_num
+                    if not fields:
+                        continue
+                    if header is None:
+                        header = [name.strip() for name in fields]
+                        continue
+                    if len(fields) != len(header):
+                        raise ValueError(
+                            f"{path}:{start}: {len(fields)} fields, but the header (line 1) has "
+                            f"{len(header)}: {header}."
+                        )
+                    yield start, dict(zip(header, fields))
+            except csv.Error as e:
+                raise ValueError(f"{path}:{reader.line_num}: malformed {fmt[1:].upper()} ({e}).") from None
+            if header is None:
+                raise ValueError(f"{path} is empty: expected a header row naming the columns.")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not UTF-8 text ({e}).") from None
+
+
+def _text(path, number, row, role, column):
+    if column not in row:
+        raise ValueError(
+            f"{path}:{number}: missing column {column!r} (the {role!r} of the task); "
+            f"the row has {sorted(row)}. Map it with --columns {role}=NAME."
+        )
+    value = row[column]
+    if not isinstance(value, str):
+        raise ValueError(f"{path}:{number}: column {column!r} must be text, got {json.dumps(value)}.")
+    if not value.strip():
+        raise ValueError(f"{path}:{number}: column {column!r} (the {role!r}) is empty.")
+    return value
+
+
+def _choices(path, number, row, column):
+    if isinstance(column, list):
+        return [_text(path, number, row, "choices", c) for c in column]
+    if column not in row:
+        raise ValueError(
+            f"{path}:{number}: missing column {column!r} (the candidates); the row has "
+            f"{sorted(row)}. Map it with --columns choices=NAME or choices=COL1,COL2,..."
+        )
+    value = row[column]
+    if not isinstance(value, list):
+        raise ValueError(
+            f"{path}:{number}: column {column!r} must hold a list of candidate texts (JSONL), "
+            "or name one column per candidate: choices=COL1,COL2,..."
+        )
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not item.strip():
+            raise ValueError(f"{path}:{number}: candidate {i} in column {column!r} is empty or not text.")
+    return list(value)
+
+
+def _label_key(value):
+    # CSV gives "1", JSONL 1: both name the same class.
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _sorted_label_names(keys):
+    try:
+        return sorted(keys, key=lambda k: (0, int(k)))
+    except ValueError:
+        return sorted(keys)
+
+
+def read_task_file(
+    path,
+    task,
+    columns=None,
+    label_names=None,
+    regression=False,
+    num_choices=None,
+    with_labels=True,
+):
+    """Reads and checks one task file.
+
+    Args:
+        path: a `.csv`, `.tsv` or `.jsonl` file.
+        task: `"classification"`, `"entailment"`, `"similarity"` or `"multiple-choice"`.
+        columns: role → column name (or, for `choices`, a list of columns); defaults to the roles.
+        label_names: the declared classes, in index order. None: the sorted distinct labels of
+            this file (numerically when all are integers). A label outside them is an error.
+        regression: similarity only: labels are numbers (STS-B scores).
+        num_choices: multiple choice: the number of candidates every row must have (None: that
+            of the first row).
+        with_labels: False to read inputs only (prediction).
+
+    Returns:
+        A `TaskData`.
+
+    Example:
+    ```python
+    data = read_task_file("train.tsv", "classification", columns={"text": "sentence"})
+    len(data), data.label_names        # (67349, ['0', '1'])
+    ```
+    """
+    check_task(task)
+    path = os.fspath(path)
+    require_file(path, f"{task} data file")
+    columns = _merge_columns(task, columns)
+    if regression and task != "similarity":
+        raise ValueError("`regression` applies to the similarity task only.")
+    declared = None if label_names is None else [_label_key(n) for n in label_names]
+    if declared is not None and len(set(declared)) != len(declared):
+        raise ValueError(f"Declared classes {label_names} contain duplicates.")
+
+    texts = {role: [] for role in TASK_ROLES[task]}
+    raw_labels, lines = [], []
+    for number, row in _read_rows(path):
+        for role in TASK_ROLES[task]:
+            if role == "choices":
+                candidates = _choices(path, number, row, columns[role])
+                if num_choices is None:
+                    num_choices = len(candidates)
+                    if num_choices < 2:
+                        raise ValueError(f"{path}:{number}: a multiple-choice row needs at least 2 candidates.")
+                elif len(candidates) != num_choices:
+                    raise ValueError(
+                        f"{path}:{number}: {len(candidates)} candidates, expected {num_choices} "
+                        "(every row must have the same number)."
+                    )
+                texts[role].append(candidates)
+            else:
+                texts[role].append(_text(path, number, row, role, columns[role]))
+        if with_labels:
+            column = columns[LABEL]
+            if column not in row:
+                raise ValueError(
+                    f"{path}:{number}: missing label column {column!r}; the row has {sorted(row)}. "
+                    "Map it with --columns label=NAME."
+                )
+            value = row[column]
+            if value is None or (isinstance(value, str) and not value.strip()):
+                raise ValueError(f"{path}:{number}: the label (column {column!r}) is empty.")
+            raw_labels.append((number, value))
+        lines.append(number)
+    if not lines:
+        raise ValueError(f"{path} holds no examples.")
+
+    labels = None
+    if with_labels:
+        if task == "multiple-choice":
+            labels = np.array([_answer_index(path, n, v, num_choices) for n, v in raw_labels], "int32")
+            declared = None
+        elif regression:
+            labels = np.array([_score(path, n, v) for n, v in raw_labels], "float32")
+            declared = None
+        else:
+            keys = [(n, _label_key(v)) for n, v in raw_labels]
+            if declared is None:
+                declared = _sorted_label_names({k for _, k in keys})
+                if len(declared) < 2:
+                    raise ValueError(
+                        f"{path}: every example has the label {declared[0]!r}; a classifier needs "
+                        "at least 2 classes (declare them with --labels)."
+                    )
+            index = {name: i for i, name in enumerate(declared)}
+            for n, k in keys:
+                if k not in index:
+                    raise ValueError(
+                        f"{path}:{n}: label {k!r} is not one of the declared classes {declared}."
+                    )
+            labels = np.array([index[k] for _, k in keys], "int32")
+    elif task == "multiple-choice" or regression:
+        declared = None
+    return TaskData(task, path, texts, labels, declared, lines)
+
+
+def _answer_index(path, number, value, num_choices):
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        index = int(value) if not isinstance(value, float) or value.is_integer() else None
+        if index is None:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{path}:{number}: the label must be the 0-based index of the right candidate; got {value!r}."
+        ) from None
+    if not 0 <= index < num_choices:
+        raise ValueError(f"{path}:{number}: answer index {index} is outside [0, {num_choices}).")
+    return index
+
+
+def _score(path, number, value):
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        score = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}:{number}: a regression label must be a number; got {value!r}.") from None
+    if not np.isfinite(score):
+        raise ValueError(f"{path}:{number}: the label {value!r} is not a finite number.")
+    return score
+
+
+# === tf.data ===
+
+
+def make_dataset(
+    data, packer, batch_size=32, shuffle=False, seed=None, drop_remainder=False, pack_in_graph=False
+):
+    """A `tf.data.Dataset` of `(packed_inputs, labels)` batches (inputs only without labels).
+
+    By default the examples are packed once, up front, in chunks through the packer's eager path
+    (the tokenizer's Rust BPE, far faster than its graph path) and the dataset serves the packed
+    tensors: `L` int32 ids and mask values per sequence stay in memory. With
+    `pack_in_graph=True` the strings are batched and packed batch by batch inside the pipeline
+    instead (the same ids; less memory, more time). `shuffle` reshuffles every epoch.
+
+    Example:
+    ```python
+    packer = ClassificationPacker(tokenizer, sequence_length=128)
+    ds = make_dataset(read_task_file("train.csv", "classification"), packer, 32, shuffle=True)
+    classifier.fit(ds, epochs=3)
+    ```
+    """
+    import tensorflow as tf
+
+    roles = TASK_ROLES[data.task]
+    single = len(roles) == 1
+
+    def pack(features):
+        return packer(features[0] if single else features)
+
+    if pack_in_graph:
+        features = tuple(tf.constant(data.texts[role], dtype=tf.string) for role in roles)
+        elements = features if data.labels is None else (features, tf.constant(data.labels))
+    else:
+        chunks = []
+        for start in range(0, len(data), _PACK_CHUNK):
+            chunks.append(pack(tuple(data.texts[role][start : start + _PACK_CHUNK] for role in roles)))
+        packed = {key: tf.concat([chunk[key] for chunk in chunks], axis=0) for key in chunks[0]}
+        elements = packed if data.labels is None else (packed, tf.constant(data.labels))
+    dataset = tf.data.Dataset.from_tensor_slices(elements)
+    if shuffle:
+        dataset = dataset.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    if pack_in_graph:
+        if data.labels is None:
+            dataset = dataset.map(lambda *features: pack(features), num_parallel_calls=tf.data.AUTOTUNE)
+        else:
+            dataset = dataset.map(lambda features, labels: (pack(features), labels), num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+# Rows packed per eager call: bounds the ragged intermediates, not the result.
+_PACK_CHUNK = 4096

@@ -1,0 +1,270 @@
+"""The paper's fine-tuning recipe as two functions: `finetune` (files → trained task preset) and
+`evaluate` (task preset + file → GLUE metrics). Needs TensorFlow (tokenizer and tf.data); the
+model itself trains on whichever Keras backend is active.
+
+Recipe defaults (all overridable): learning rate 6.25e-5, batch 32, 3 epochs, linear warmup over
+0.2 % of the updates then linear decay to 0 (`WarmupLinear`), Adam with decoupled weight decay
+0.01 on matrices and global-norm clipping 1.0 (`create_optimizer`), classifier dropout 0.1, and
+the auxiliary LM loss with λ = 0.5. The context length defaults, as in the original code, to the
+longest packed training example, capped at the model's context.
+
+A fine-tuned directory is a task preset (`GPT1TaskModel.from_preset` loads it) plus
+`finetune.json`, which records what `evaluate` needs to read new files the same way: the task,
+column mapping, classes, context length, and the run's settings, history and validation metrics.
+"""
+
+import dataclasses
+import math
+import os
+
+from keras_gpt1.tasks import data as task_data
+from keras_gpt1.tasks.metrics import task_metrics
+from keras_gpt1.utils.files import atomic_write_json, ensure_writable_dir, read_json
+
+FINETUNE_FILE = "finetune.json"
+RECIPE = {
+    "learning_rate": 6.25e-5,
+    "batch_size": 32,
+    "epochs": 3,
+    "warmup_fraction": 0.002,
+    "weight_decay": 0.01,
+    "dropout": 0.1,
+    "lm_weight": 0.5,
+}
+
+
+@dataclasses.dataclass
+class FinetuneResult:
+    """What `finetune` returns.
+
+    Attributes:
+        model: the trained `GPT1Classifier` / `GPT1Similarity` / `GPT1MultipleChoice`.
+        history: `model.fit`'s history (`loss`, `task_loss`, `lm_loss`, ...) per epoch.
+        metrics: the validation set's GLUE metrics (None without validation data).
+        sequence_length: the packed context length used.
+        label_names: the classes in index order (None for regression and multiple choice).
+        output: the preset directory written (None if not saved).
+    """
+
+    model: object
+    history: dict
+    metrics: object
+    sequence_length: int
+    label_names: object
+    output: object = None
+
+
+def _model_class(task):
+    from keras_gpt1.tasks.models import GPT1Classifier, GPT1MultipleChoice, GPT1Similarity
+
+    return {
+        "classification": GPT1Classifier,
+        "entailment": GPT1Classifier,
+        "similarity": GPT1Similarity,
+        "multiple-choice": GPT1MultipleChoice,
+    }[task]
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer; got {value!r}.")
+    return value
+
+
+def _load_tokenizer(preset, tokenizer):
+    from keras_gpt1.models import preset_io
+
+    tokenizer = tokenizer or preset_io.load_tokenizer(preset)
+    if tokenizer is None:
+        raise ValueError(
+            f"Preset {preset!r} has no tokenizer ({'a built-in name' if not preset_io.is_preset_dir(preset) else 'no tokenizer.json'}): "
+            "fine-tuning needs one. Use a preset saved with its tokenizer (from `keras-gpt1 "
+            "pretrain` or `keras-gpt1 convert`), or pass `tokenizer=` from Python."
+        )
+    return tokenizer
+
+
+def finetune(
+    task,
+    train,
+    validation=None,
+    preset="gpt1",
+    output=None,
+    columns=None,
+    label_names=None,
+    regression=False,
+    lm_weight=RECIPE["lm_weight"],
+    learning_rate=RECIPE["learning_rate"],
+    batch_size=RECIPE["batch_size"],
+    epochs=RECIPE["epochs"],
+    warmup_fraction=RECIPE["warmup_fraction"],
+    weight_decay=RECIPE["weight_decay"],
+    dropout=RECIPE["dropout"],
+    sequence_length=None,
+    seed=None,
+    tokenizer=None,
+    callbacks=None,
+    verbose="auto",
+):
+    """Fine-tunes a pretrained preset on a task file with the paper's recipe.
+
+    Args:
+        task: `"classification"`, `"entailment"`, `"similarity"` or `"multiple-choice"`.
+        train, validation: `.csv` / `.tsv` / `.jsonl` files (see `keras_gpt1.tasks.data`).
+        preset: a preset directory with a tokenizer (pretrained or converted). Missing rows for
+            the start, delimiter and extract tokens are added, drawn N(0, 0.02).
+        output: directory to save the fine-tuned task preset and `finetune.json` (None: don't).
+        columns: role → column mapping (e.g. `{"text": "sentence"}`).
+        label_names: the declared classes in index order (default: the training file's sorted
+            distinct labels).
+        regression: similarity only: predict a number (STS-B) instead of classes.
+        lm_weight: λ of the auxiliary LM loss (0 turns it off).
+        learning_rate, batch_size, epochs, warmup_fraction, weight_decay, dropout: the recipe.
+        sequence_length: packed length (default: the longest packed training example, capped
+            at the model's context; longer inputs are truncated evenly per segment).
+        seed: seeds weight init of the head and new rows, dropout and shuffling.
+        tokenizer: a `GPT1Tokenizer`, if the preset has none.
+        callbacks: extra Keras callbacks for `fit`.
+        verbose: `fit`'s verbosity.
+
+    Returns:
+        A `FinetuneResult`.
+
+    Example:
+    ```python
+    result = finetune("classification", "train.csv", "dev.csv", preset="my_pretrained",
+                      output="sst2_model", columns={"text": "sentence"})
+    result.metrics   # {'accuracy': ..., 'f1': ..., 'mcc': ...}
+    ```
+    """
+    import keras
+
+    from keras_gpt1.tasks.packers import packed_length, packer_for_task
+    from keras_gpt1.training.optimizers import create_optimizer
+    from keras_gpt1.training.schedules import WarmupLinear
+
+    task_data.check_task(task)
+    _positive_int("batch_size", batch_size)
+    _positive_int("epochs", epochs)
+    if output is not None:
+        ensure_writable_dir(output)
+    if seed is not None:
+        keras.utils.set_random_seed(int(seed))
+    from keras_gpt1.models import preset_io
+
+    backbone_config = preset_io.load_backbone_config(preset)  # an unknown preset fails here
+    # Data files are read and checked before anything heavy is built.
+    train_data = task_data.read_task_file(train, task, columns, label_names, regression)
+    validation_data = None
+    if validation is not None:
+        validation_data = task_data.read_task_file(
+            validation,
+            task,
+            columns,
+            train_data.label_names,
+            regression,
+        )
+
+    tokenizer = _load_tokenizer(preset, tokenizer)
+    context = int(backbone_config["max_sequence_length"])
+    if sequence_length is None:
+        sequence_length = min(packed_length(task, tokenizer, train_data.texts), context)
+    elif _positive_int("sequence_length", sequence_length) > context:
+        raise ValueError(
+            f"`sequence_length` {sequence_length} is longer than the model's context of "
+            f"{context} positions."
+        )
+    packer = packer_for_task(task, tokenizer, sequence_length)
+
+    model_kwargs = {"dropout": dropout, "lm_weight": lm_weight, "tokenizer": tokenizer}
+    if task in ("classification", "entailment"):
+        model_kwargs["num_classes"] = len(train_data.label_names)
+    elif task == "similarity":
+        model_kwargs["num_classes"] = None if regression else len(train_data.label_names)
+    model = _model_class(task).from_preset(preset, **model_kwargs)
+
+    steps_per_epoch = math.ceil(len(train_data) / batch_size)
+    schedule = WarmupLinear(learning_rate, total_steps=steps_per_epoch * epochs, warmup_fraction=warmup_fraction)
+    model.compile(optimizer=create_optimizer(learning_rate=schedule, weight_decay=weight_decay))
+
+    train_ds = task_data.make_dataset(train_data, packer, batch_size, shuffle=True, seed=seed)
+    history = model.fit(train_ds, epochs=epochs, callbacks=callbacks, verbose=verbose)
+    history = {k: [float(v) for v in values] for k, values in history.history.items()}
+
+    metrics = None
+    if validation_data is not None:
+        metrics = _score(model, validation_data, packer, batch_size, regression)
+
+    if output is not None:
+        model.save_to_preset(output)
+        atomic_write_json(
+            os.path.join(output, FINETUNE_FILE),
+            {
+                "task": task,
+                "columns": task_data._merge_columns(task, columns),
+                "label_names": train_data.label_names,
+                "regression": bool(regression),
+                "num_choices": train_data.num_choices,
+                "sequence_length": sequence_length,
+                "recipe": {
+                    "preset": os.fspath(preset),
+                    "learning_rate": learning_rate,
+                    "batch_size": batch_size,
+                    "epochs": epochs,
+                    "warmup_fraction": warmup_fraction,
+                    "weight_decay": weight_decay,
+                    "dropout": dropout,
+                    "lm_weight": lm_weight,
+                    "seed": seed,
+                    "train": os.fspath(train),
+                    "validation": None if validation is None else os.fspath(validation),
+                },
+                "history": history,
+                "validation_metrics": metrics,
+            },
+        )
+    return FinetuneResult(model, history, metrics, sequence_length, train_data.label_names, output)
+
+
+def _score(model, data, packer, batch_size, regression):
+    import numpy as np
+
+    predictions = model.predict(task_data.make_dataset(data, packer, batch_size), verbose=0)
+    return task_metrics(data.task, data.labels, np.asarray(predictions), regression=regression)
+
+
+def evaluate(model_dir, data, columns=None, batch_size=RECIPE["batch_size"]):
+    """The GLUE metrics of a fine-tuned directory (written by `finetune`) on a labelled file.
+
+    The file is read with the training run's column mapping (unless `columns` overrides it),
+    classes and context length.
+
+    Example:
+    ```python
+    evaluate("sst2_model", "dev.csv")   # {'accuracy': 0.91, 'f1': 0.91, 'mcc': 0.82}
+    ```
+    """
+    from keras_gpt1.tasks.models import GPT1TaskModel
+    from keras_gpt1.tasks.packers import packer_for_task
+
+    _positive_int("batch_size", batch_size)
+    info_path = os.path.join(os.fspath(model_dir), FINETUNE_FILE)
+    if not os.path.isdir(model_dir):
+        raise FileNotFoundError(f"Model directory {os.fspath(model_dir)!r} does not exist.")
+    info = read_json(info_path, "fine-tuning record (written by `keras-gpt1 finetune`)")
+    try:
+        task = task_data.check_task(info["task"])
+        saved_columns = info["columns"]
+        sequence_length = int(info["sequence_length"])
+        regression = bool(info.get("regression", False))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"Corrupt fine-tuning record {info_path!r}: {e}.") from None
+    merged = dict(saved_columns)
+    merged.update(columns or {})
+    # Multiple choice: any number of candidates (the same in every row of the file).
+    examples = task_data.read_task_file(data, task, merged, info.get("label_names"), regression)
+    model = GPT1TaskModel.from_preset(model_dir)
+    if model.tokenizer is None:
+        raise ValueError(f"{os.fspath(model_dir)!r} has no tokenizer (tokenizer.json); cannot read text.")
+    packer = packer_for_task(task, model.tokenizer, sequence_length)
+    return _score(model, examples, packer, batch_size, regression)

@@ -1,0 +1,59 @@
+"""The GPT-1 pipeline in Hugging Face `tokenizers` (Rust): the eager fast path, training, the cache.
+
+It is the same pipeline as `transformers.OpenAIGPTTokenizer` (BertNormalizer(lowercase=True) +
+BertPreTokenizer + BPE with a `</w>` end-of-word suffix), plus, for `standardize="original"`, the
+character replacements of the original `text_standardize`. No TensorFlow here.
+"""
+
+from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers
+from tokenizers.models import BPE
+
+from keras_gpt1.tokenizers.vocab_files import END_OF_WORD, UNK_TOKEN
+
+STANDARDIZE_MODES = ("bert", "original")
+
+# The one-character rules of the original `text_standardize` (finetune-transformer-lm). Its other
+# rules pad punctuation runs with spaces and squeeze whitespace, which BERT-style splitting already
+# does (every punctuation character is a word of its own), so they change nothing here.
+ORIGINAL_REPLACEMENTS = (
+    ("\u2014", "-"),  # em dash
+    ("\u2013", "-"),  # en dash
+    ("\u2015", "-"),  # horizontal bar
+    ("\u2026", "..."),  # ellipsis
+    ("\u00b4", "'"),  # acute accent
+)
+
+
+def check_standardize(standardize):
+    if standardize not in STANDARDIZE_MODES:
+        raise ValueError(f"`standardize` must be one of {STANDARDIZE_MODES}; got {standardize!r}.")
+    return standardize
+
+
+def normalizer(standardize="bert"):
+    bert = normalizers.BertNormalizer(lowercase=True)  # clean text, CJK, strip accents, lowercase
+    if check_standardize(standardize) == "bert":
+        return bert
+    return normalizers.Sequence([normalizers.Replace(a, b) for a, b in ORIGINAL_REPLACEMENTS] + [bert])
+
+
+def bpe_model(vocabulary=None, merges=None):
+    kwargs = dict(
+        unk_token=UNK_TOKEN,
+        end_of_word_suffix=END_OF_WORD,
+        continuing_subword_prefix="",
+        fuse_unk=False,
+        dropout=None,
+    )
+    if vocabulary is None:
+        return BPE(**kwargs)
+    return BPE(vocab=dict(vocabulary), merges=[tuple(m) for m in merges], **kwargs)
+
+
+def build_tokenizer(vocabulary=None, merges=None, standardize="bert"):
+    """A `tokenizers.Tokenizer` with GPT-1's pipeline (untrained if `vocabulary` is None)."""
+    tokenizer = Tokenizer(bpe_model(vocabulary, merges))
+    tokenizer.normalizer = normalizer(standardize)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.BPEDecoder(suffix=END_OF_WORD)
+    return tokenizer

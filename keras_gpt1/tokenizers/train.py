@@ -1,0 +1,164 @@
+"""Learning GPT-1 BPE merges from text files with Hugging Face `tokenizers`.
+
+`train_bpe` needs no TensorFlow and returns the vocabulary and merges; `train_tokenizer` wraps
+them in a `GPT1Tokenizer` (and so imports TensorFlow).
+
+Example:
+```python
+tokenizer = train_tokenizer(["corpus.txt"], num_merges=40000, output_dir="my_vocab")
+# my_vocab/vocab.json + my_vocab/merges.txt: GPT1Tokenizer.from_preset("my_vocab") and
+# transformers.OpenAIGPTTokenizer.from_pretrained("my_vocab") both load them.
+```
+"""
+
+import json
+import os
+
+from tokenizers import trainers
+
+from keras_gpt1.tokenizers import _rust
+from keras_gpt1.tokenizers.vocab_files import END_OF_WORD, UNK_TOKEN, write_hf_vocabulary
+from keras_gpt1.utils.files import ensure_writable_dir, require_file
+
+DEFAULT_MERGES = 40000
+# `_start_`, `_delimiter_`, `_classify_`: GPT1Tokenizer appends them to the trained vocabulary.
+NUM_SPECIAL_TOKENS = 3
+
+
+def train_bpe(
+    files,
+    num_merges=None,
+    vocabulary_size=None,
+    min_frequency=2,
+    standardize="bert",
+    output_dir=None,
+    show_progress=False,
+):
+    """Learns BPE merges from UTF-8 text files; returns `(vocabulary, merges)`.
+
+    Text is normalised and split exactly as `GPT1Tokenizer(standardize=...)` does before BPE, so
+    the merges fit the tokenizer. The vocabulary is `<unk>` (id 0), the characters seen (each also
+    with `</w>`, as the last symbol of a word), then the merged tokens in the order learned.
+
+    Args:
+        files: text file paths.
+        num_merges: how many merges to learn (default 40,000, as GPT-1).
+        vocabulary_size: instead of `num_merges`, the size the resulting `GPT1Tokenizer` should
+            have, special tokens included (never smaller than the characters seen, plus 3).
+        min_frequency: pairs seen fewer times are never merged; training may stop early.
+        standardize: `"bert"` or `"original"`, as in `GPT1Tokenizer`.
+        output_dir: if given, also write `vocab.json` and `merges.txt` there.
+        show_progress: show the `tokenizers` progress bars.
+
+    Example:
+    ```python
+    vocabulary, merges = train_bpe(["a.txt", "b.txt"], num_merges=1000)
+    ```
+    """
+    if isinstance(files, (str, os.PathLike)):
+        files = [files]
+    files = [require_file(os.fspath(f), "training text file") for f in files]
+    if not files:
+        raise ValueError("Tokenizer training needs at least one text file.")
+    if num_merges is not None and vocabulary_size is not None:
+        raise ValueError("Give `num_merges` or `vocabulary_size`, not both.")
+    _rust.check_standardize(standardize)
+    for name, value in (("num_merges", num_merges), ("vocabulary_size", vocabulary_size)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ValueError(f"`{name}` must be a non-negative integer; got {value!r}.")
+    for path in files:
+        _check_utf8(path)
+    if output_dir is not None:
+        ensure_writable_dir(output_dir)
+
+    if vocabulary_size is not None:
+        # The trainer counts tokens, like `vocabulary_size` (less the special tokens added later).
+        target = max(vocabulary_size - NUM_SPECIAL_TOKENS, 1)
+        vocabulary, merges = _train(files, target, min_frequency, standardize, show_progress)
+    else:
+        num_merges = DEFAULT_MERGES if num_merges is None else num_merges
+        # The trainer stops at a vocabulary size, not a merge count, and a merge may rebuild an
+        # existing token ("a bc</w>" after "ab c</w>"), so ask for enough and cut the merge list.
+        alphabet_guess = 1000
+        while True:
+            target = num_merges + alphabet_guess
+            vocabulary, merges = _train(files, target, min_frequency, standardize, show_progress)
+            if len(merges) >= num_merges or len(vocabulary) < target:
+                break  # enough merges, or the corpus ran out of pairs
+            base = len(vocabulary) - len({a + b for a, b in merges})
+            alphabet_guess = base + (num_merges - len(merges)) + 1000
+        vocabulary, merges = _truncate(vocabulary, merges, num_merges)
+    if output_dir is not None:
+        write_hf_vocabulary(output_dir, vocabulary, merges)
+    return vocabulary, merges
+
+
+def train_tokenizer(
+    files,
+    num_merges=None,
+    vocabulary_size=None,
+    min_frequency=2,
+    standardize="bert",
+    output_dir=None,
+    show_progress=False,
+    **tokenizer_kwargs,
+):
+    """Trains BPE merges (see `train_bpe`) and returns a `GPT1Tokenizer` using them.
+
+    `tokenizer_kwargs` (e.g. `sequence_length`) go to `GPT1Tokenizer`. With `output_dir`, the
+    Hugging Face files are written there too.
+
+    Example:
+    ```python
+    tokenizer = train_tokenizer(["corpus.txt"], vocabulary_size=2000)
+    tokenizer.vocabulary_size   # 2000 (if the corpus has enough distinct pairs)
+    ```
+    """
+    vocabulary, merges = train_bpe(
+        files,
+        num_merges=num_merges,
+        vocabulary_size=vocabulary_size,
+        min_frequency=min_frequency,
+        standardize=standardize,
+        output_dir=output_dir,
+        show_progress=show_progress,
+    )
+    from keras_gpt1.tokenizers.gpt1_tokenizer import GPT1Tokenizer  # needs TensorFlow
+
+    return GPT1Tokenizer(vocabulary, merges, standardize=standardize, **tokenizer_kwargs)
+
+
+def _check_utf8(path):
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(
+                    f"Training text file {path!r} line {number} is not valid UTF-8 ({e.reason} at byte "
+                    f"{e.start}). Convert the file to UTF-8 first."
+                ) from None
+
+
+def _train(files, vocab_size, min_frequency, standardize, show_progress):
+    tokenizer = _rust.build_tokenizer(standardize=standardize)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=[UNK_TOKEN],
+        end_of_word_suffix=END_OF_WORD,
+        show_progress=show_progress,
+    )
+    tokenizer.train(files, trainer)
+    model = json.loads(tokenizer.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    return dict(model["vocab"]), merges
+
+
+def _truncate(vocabulary, merges, num_merges):
+    """The first `num_merges` merges and the tokens they need, renumbered 0..n-1 in id order."""
+    made_by_any = {a + b for a, b in merges}
+    merges = merges[:num_merges]
+    made_by_kept = {a + b for a, b in merges}
+    keep = [t for t in sorted(vocabulary, key=vocabulary.get) if t not in made_by_any or t in made_by_kept]
+    return {t: i for i, t in enumerate(keep)}, merges

@@ -1,0 +1,158 @@
+"""`keras-gpt1 pretrain`: argument parsing for `keras_gpt1.training.pretrain` (which does the work)."""
+
+DESCRIPTION = """\
+Pretrain GPT-1 with model.fit (next-token loss, the paper's Adam + decoupled weight decay +
+warmup/cosine schedule + clipping) on the backend chosen by KERAS_BACKEND.
+
+With no arguments: trains a small model on a built-in corpus made from Python's own
+documentation (no download), training a tokenizer first; it shows the validation perplexity
+before and after, writes a preset to outputs/gpt1-demo, and prints a greedy sample.
+
+Rerunning the same command after an interruption resumes from the newest checkpoint in
+--output, exactly where it stopped. TensorBoard logs go to OUTPUT/logs.
+
+examples:
+  keras-gpt1 pretrain
+  keras-gpt1 pretrain --corpus 'books/*.txt' --preset gpt1_tiny --steps 2000 --output runs/books
+  keras-gpt1 pretrain --corpus data.jsonl.gz --text-field body --tokenizer my_tokenizer/
+  keras-gpt1 pretrain --preset gpt1 --batch-size 64 --gradient-accumulation-steps 16 \\
+      --sequence-length 512 --mixed-bfloat16 --corpus 'books/*.txt' --epochs 1
+"""
+
+
+def add_parser(subparsers):
+    import argparse
+
+    parser = subparsers.add_parser(
+        "pretrain",
+        help="pretrain GPT-1 on text files (no arguments: a small demo on a built-in corpus)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--corpus",
+        nargs="+",
+        metavar="FILE",
+        help="text files or globs: .txt (a line per paragraph), .jsonl, optionally .gz "
+        "(default: the built-in Python-docs corpus)",
+    )
+    data.add_argument("--text-field", default="text", help="text key of .jsonl records (default: text)")
+    data.add_argument(
+        "--validation-fraction", type=float, default=0.05, help="share of sequences held out (0.05)"
+    )
+    model = parser.add_argument_group("model and tokenizer")
+    model.add_argument(
+        "--preset",
+        default="gpt1_tiny",
+        help="gpt1_tiny | gpt1 (architectures, random init) | a preset DIR to continue from "
+        "(default: gpt1_tiny)",
+    )
+    model.add_argument(
+        "--tokenizer",
+        metavar="DIR",
+        help="a tokenizer/preset directory (default: the preset's, else one trained on the corpus)",
+    )
+    model.add_argument(
+        "--vocabulary-size",
+        type=int,
+        default=2000,
+        help="tokens of a tokenizer trained here, special tokens included (2000)",
+    )
+    model.add_argument("--dropout", type=float, help="override the preset's dropout rate")
+    for name, what in [
+        ("num-layers", "transformer blocks"),
+        ("num-heads", "attention heads"),
+        ("hidden-dim", "model width"),
+        ("intermediate-dim", "MLP width"),
+        ("max-sequence-length", "context length"),
+    ]:
+        model.add_argument(f"--{name}", type=int, help=f"override a built-in preset's {what}")
+    train = parser.add_argument_group("training")
+    length = train.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=int, help="optimizer updates (default: 300 on the demo corpus)")
+    length.add_argument("--epochs", type=float, help="passes over the corpus (default: 1 on your corpus)")
+    train.add_argument("--batch-size", type=int, default=32, help="sequences per update (32)")
+    train.add_argument("--sequence-length", type=int, help="tokens per sequence (default: the model's context)")
+    train.add_argument(
+        "--learning-rate", type=float, help="peak rate (default: 2.5e-4 for hidden >= 768, else 1e-3)"
+    )
+    train.add_argument("--warmup-steps", type=int, help="linear warmup updates (default: 10%% of the run, <= 2000)")
+    train.add_argument("--weight-decay", type=float, default=0.01, help="decoupled, matrices only (0.01)")
+    train.add_argument("--clipnorm", type=float, default=1.0, help="global gradient-norm clip (1.0)")
+    train.add_argument(
+        "--gradient-accumulation-steps",
+        type=int,
+        default=1,
+        help="micro-batches per update; --batch-size must be divisible by it (1)",
+    )
+    train.add_argument("--mixed-bfloat16", action="store_true", help="train with the mixed_bfloat16 policy")
+    train.add_argument("--seed", type=int, default=0, help="initialisation, dropout and data order (0)")
+    run = parser.add_argument_group("output")
+    run.add_argument("--output", default="outputs/gpt1-demo", help="run + preset directory (outputs/gpt1-demo)")
+    run.add_argument("--eval-interval", type=int, help="updates between evaluations/checkpoints (default: run/6)")
+    run.add_argument("--validation-batches", type=int, default=50, help="batches per evaluation, at most (50)")
+    run.add_argument("--keep-checkpoints", type=int, default=3, help="checkpoints kept (3)")
+    run.add_argument("--restart", action="store_true", help="ignore and delete existing checkpoints in --output")
+    run.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard logs")
+    run.add_argument("--sample-prompt", default="the function returns", help="prompt of the final sample")
+    run.add_argument("--sample-length", type=int, default=40, help="tokens of the final sample (0: none)")
+    from keras_gpt1.distribution import add_distribution_arguments
+
+    add_distribution_arguments(parser)
+    parser.set_defaults(func=run_pretrain)
+    return parser
+
+
+def run_pretrain(args):
+    import sys
+
+    from keras_gpt1.distribution import distribution_from_args
+    from keras_gpt1.training.pretrain import main_verbosity, pretrain
+
+    try:
+        with distribution_from_args(args, preset=args.preset):
+            _pretrain(args, pretrain, main_verbosity())
+    except FloatingPointError as e:  # a diverged run: the message says what to do
+        print(f"keras-gpt1 pretrain: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _pretrain(args, pretrain, verbose):
+    pretrain(
+        corpus=args.corpus,
+        preset=args.preset,
+        tokenizer=args.tokenizer,
+        output=args.output,
+        steps=args.steps,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        sequence_length=args.sequence_length,
+        learning_rate=args.learning_rate,
+        warmup_steps=args.warmup_steps,
+        weight_decay=args.weight_decay,
+        global_clipnorm=args.clipnorm,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_bfloat16,
+        dropout=args.dropout,
+        architecture={
+            "num_layers": args.num_layers,
+            "num_heads": args.num_heads,
+            "hidden_dim": args.hidden_dim,
+            "intermediate_dim": args.intermediate_dim,
+            "max_sequence_length": args.max_sequence_length,
+        },
+        vocabulary_size=args.vocabulary_size,
+        validation_fraction=args.validation_fraction,
+        validation_batches=args.validation_batches,
+        eval_interval=args.eval_interval,
+        keep_checkpoints=args.keep_checkpoints,
+        seed=args.seed,
+        text_field=args.text_field,
+        resume=not args.restart,
+        tensorboard=not args.no_tensorboard,
+        sample_prompt=args.sample_prompt,
+        sample_length=args.sample_length,
+        verbose=verbose,
+    )

@@ -1,0 +1,530 @@
+"""`pretrain(...)`: language-model pretraining of GPT-1 with `model.fit`, resumable, on any backend.
+
+What a call does, in order (every user error is raised before training starts):
+
+1. Checks the arguments, that `output` is writable, that `sequence_length` fits the model's
+   context, and reads every corpus file once (missing, empty, non-UTF-8, bad JSON lines).
+   Without a corpus it writes the built-in demo corpus (Python's own docs) under `output`.
+2. Gets a tokenizer: the run's own (when resuming), the one given, the preset's, or trains one on
+   the corpus; it is saved into `output` at once, so a resumed run tokenizes identically.
+3. Counts the corpus (one streaming pass) and checks it fills at least one window per split.
+4. Builds the model (a built-in architecture sized to the tokenizer, or a preset directory to
+   continue from), compiles it with the paper's optimizer (`create_optimizer`) and schedule
+   (`WarmupCosine`), the next-token loss, perplexity and accuracy.
+5. Resumes from the newest checkpoint in `output/checkpoints` if there is one and the run's
+   settings (`output/run.json`) match; otherwise evaluates the starting validation perplexity.
+6. Trains with `model.fit`. A Keras "epoch" here is one evaluation interval of `eval_interval`
+   updates: at its end come validation, a checkpoint (atomic, the last `keep_checkpoints`
+   kept), and TensorBoard logs (`output/logs`). Data epochs are independent of these: the
+   pipeline reshuffles each pass over the corpus by itself.
+7. Saves the final preset into `output` (`GPT1CausalLM.from_preset(output)` loads it) and
+   prints a greedy sample.
+
+Resuming is exact: checkpoints hold the weights, the optimizer state (moments, step, gradient
+accumulators), the dropout RNG state and the step; the data stream restarts at the same batch.
+Training after a resume follows the uninterrupted trajectory.
+
+`steps`, `eval_interval` and `warmup_steps` count optimizer updates; with
+`gradient_accumulation_steps=k` each update averages `k` micro-batches of `batch_size // k`
+sequences, so `batch_size` is always the number of sequences per update (the paper: 64).
+"""
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+
+import keras
+
+from keras_gpt1 import presets
+from keras_gpt1.training.callbacks import (
+    LearningRateLogger,
+    StopAtStep,
+    StopOnNaN,
+    TrainingCheckpoint,
+    latest_checkpoint,
+    restore_checkpoint,
+)
+from keras_gpt1.training.optimizers import PRETRAINING_LEARNING_RATE, create_optimizer
+from keras_gpt1.training.schedules import WarmupCosine
+from keras_gpt1.utils.files import atomic_write_json, ensure_writable_dir
+
+DEFAULT_OUTPUT = os.path.join("outputs", "gpt1-demo")
+DEMO_STEPS = 300
+DEMO_CORPUS_FILE = os.path.join("corpus", "python_docs.txt")
+RUN_FILE = "run.json"
+# Settings a resume may change (e.g. a lower learning rate after a divergence); any other change
+# means a different run.
+ADJUSTABLE_ON_RESUME = ("learning_rate", "warmup_steps", "weight_decay", "global_clipnorm")
+CHECKPOINT_DIR = "checkpoints"
+LOG_DIR = "logs"
+DEFAULT_VOCABULARY_SIZE = 2000
+TOKENIZER_TEXT_LIMIT = 200_000_000
+DEFAULT_SAMPLE_PROMPT = "the function returns"
+
+
+@dataclasses.dataclass
+class PretrainResult:
+    """What `pretrain` returns.
+
+    Attributes:
+        model: the trained `GPT1CausalLM` (with its tokenizer).
+        output: the run directory, also a preset directory.
+        steps: optimizer updates done in total (including before a resume).
+        initial_validation_perplexity: before any training (None without validation).
+        validation_perplexity: after training (None without validation).
+        history: `{metric: [value per evaluation interval]}` of this call's `fit`.
+        resumed_from: the update count restored from a checkpoint, or None.
+        sample: the greedy sample printed at the end (None if `sample_length` is 0).
+    """
+
+    model: object
+    output: str
+    steps: int
+    initial_validation_perplexity: float = None
+    validation_perplexity: float = None
+    history: dict = None
+    resumed_from: int = None
+    sample: str = None
+
+
+def _log(verbose, message):
+    if verbose:
+        print(message, flush=True)
+
+
+def _positive_int(name, value, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer; got {value!r}.")
+    return value
+
+
+def _model_config(preset, overrides):
+    from keras_gpt1.models import preset_io
+
+    config = preset_io.load_backbone_config(preset)
+    config.update(overrides)
+    return config
+
+
+# === Tokenizer ===
+
+
+def _load_tokenizer(source):
+    from keras_gpt1.tokenizers import GPT1Tokenizer
+
+    if isinstance(source, GPT1Tokenizer) or hasattr(source, "tokenize"):
+        return source
+    path = os.fspath(source)
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"Tokenizer directory {path!r} does not exist.")
+    return GPT1Tokenizer.from_preset(path)
+
+
+def _train_tokenizer(files, vocabulary_size, text_field, work_dir, verbose):
+    """A `GPT1Tokenizer` of `vocabulary_size` tokens (special tokens included) learned from the corpus.
+
+    The trainer reads plain UTF-8 files; `.jsonl` and `.gz` corpora are first streamed into one
+    temporary text file (at most `TOKENIZER_TEXT_LIMIT` bytes: plenty to learn merges).
+    """
+    from keras_gpt1.data.lm_dataset import is_jsonl, write_plain_text
+    from keras_gpt1.tokenizers import train_tokenizer
+
+    _log(verbose, f"Training a {vocabulary_size}-token BPE tokenizer on the corpus...")
+    if all(not p.endswith(".gz") and not is_jsonl(p) for p in files):
+        return train_tokenizer(files, vocabulary_size=vocabulary_size)
+    text = os.path.join(work_dir, ".tokenizer-training-text.txt")
+    try:
+        write_plain_text(files, text, text_field, max_bytes=TOKENIZER_TEXT_LIMIT)
+        return train_tokenizer([text], vocabulary_size=vocabulary_size)
+    finally:
+        if os.path.exists(text):
+            os.unlink(text)
+
+
+def _has_tokenizer(directory):
+    return os.path.isfile(os.path.join(directory, presets.TOKENIZER_CONFIG_FILE))
+
+
+# === Sampling ===
+
+
+def greedy_sample(lm, prompt, max_new_tokens):
+    """A greedy continuation of the string `prompt` (the library's KV-cached `generate`)."""
+    from keras_gpt1.generation import generate
+
+    return generate(lm, prompt, max_new_tokens=max_new_tokens, sampler="greedy")
+
+
+# === The run ===
+
+
+def _fingerprint(**settings):
+    """Settings that fix a run's trajectory; a resume must match them exactly."""
+    return json.loads(json.dumps(settings))
+
+
+def pretrain(
+    corpus=None,
+    preset="gpt1_tiny",
+    tokenizer=None,
+    output=DEFAULT_OUTPUT,
+    steps=None,
+    epochs=None,
+    batch_size=32,
+    sequence_length=None,
+    learning_rate=None,
+    warmup_steps=None,
+    weight_decay=0.01,
+    global_clipnorm=1.0,
+    gradient_accumulation_steps=1,
+    mixed_precision=False,
+    dropout=None,
+    architecture=None,
+    vocabulary_size=DEFAULT_VOCABULARY_SIZE,
+    validation_fraction=0.05,
+    validation_batches=50,
+    eval_interval=None,
+    keep_checkpoints=3,
+    seed=0,
+    text_field="text",
+    resume=True,
+    tensorboard=True,
+    sample_prompt=DEFAULT_SAMPLE_PROMPT,
+    sample_length=40,
+    callbacks=None,
+    verbose=1,
+):
+    """Pretrains (or continues pretraining) a GPT-1 language model; see the module docstring.
+
+    Args:
+        corpus: text files or globs (`.txt`, `.jsonl`, `.gz`); None: the built-in demo corpus.
+        preset: `"gpt1_tiny"`, `"gpt1"` (architectures, randomly initialised, vocabulary sized
+            to the tokenizer) or a preset directory (its weights are the starting point).
+        tokenizer: a `GPT1Tokenizer` or a directory holding one; None: the preset's, else one
+            trained on the corpus with `vocabulary_size` tokens.
+        output: the run directory: checkpoints, logs, then the final preset.
+        steps / epochs: length of training in optimizer updates, or in passes over the corpus
+            (default: 300 updates on the demo corpus, 1 epoch of yours).
+        batch_size: sequences per update (split into `gradient_accumulation_steps` micro-batches).
+        sequence_length: tokens per sequence (default: the model's context).
+        learning_rate: peak of the warmup-cosine schedule (default 2.5e-4, the paper's, for
+            models of hidden size >= 768; 1e-3 for smaller ones).
+        warmup_steps: linear warmup updates (default: 10 % of the run, at most 2,000).
+        weight_decay, global_clipnorm: the paper's 0.01 and 1.0.
+        gradient_accumulation_steps: micro-batches per update.
+        mixed_precision: train with the `mixed_bfloat16` policy.
+        dropout: override the preset's dropout rate.
+        architecture: overrides of a built-in preset's shape, e.g.
+            `{"num_layers": 4, "hidden_dim": 128, "num_heads": 4, "intermediate_dim": 512}`.
+        vocabulary_size: tokens of a tokenizer trained here (special tokens included).
+        validation_fraction: share of the corpus's windows held out.
+        validation_batches: at most this many batches per evaluation.
+        eval_interval: updates between evaluations and checkpoints (default: a sixth of the run,
+            at most 1,000).
+        keep_checkpoints: checkpoints kept (the newest).
+        seed: fixes initialisation, dropout and data order.
+        text_field: text key of `.jsonl` records.
+        resume: continue from `output`'s newest checkpoint if any (False: start over, deleting
+            the old checkpoints).
+        tensorboard: write TensorBoard logs to `output/logs`.
+        sample_prompt, sample_length: the greedy sample printed at the end (length 0: none).
+        callbacks: extra Keras callbacks for `fit`.
+        verbose: 0 silent, 1 progress bar, 2 one line per evaluation interval.
+
+    Returns:
+        A `PretrainResult`.
+
+    Example:
+    ```python
+    from keras_gpt1.training import pretrain
+    result = pretrain(corpus=["books/*.txt"], preset="gpt1_tiny", steps=1000, output="run1")
+    print(result.validation_perplexity)
+    ```
+    """
+    # --- 1. arguments, output, model size, corpus: fail before any work ---
+    _positive_int("batch_size", batch_size)
+    accumulation = _positive_int("gradient_accumulation_steps", gradient_accumulation_steps)
+    _positive_int("steps", steps, allow_none=True)
+    _positive_int("sequence_length", sequence_length, allow_none=True)
+    _positive_int("eval_interval", eval_interval, allow_none=True)
+    if warmup_steps is not None and (isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0):
+        raise ValueError(f"`warmup_steps` must be a non-negative integer; got {warmup_steps!r}.")
+    _positive_int("vocabulary_size", vocabulary_size)
+    if steps is not None and epochs is not None:
+        raise ValueError("Give either `steps` or `epochs`, not both.")
+    if epochs is not None and not epochs > 0:
+        raise ValueError(f"`epochs` must be positive; got {epochs!r}.")
+    if batch_size % accumulation:
+        raise ValueError(
+            f"`batch_size` ({batch_size}) must be divisible by `gradient_accumulation_steps` "
+            f"({accumulation}): each update averages that many equal micro-batches."
+        )
+    if learning_rate is not None and not learning_rate > 0:
+        raise ValueError(f"`learning_rate` must be positive; got {learning_rate!r}.")
+    micro_batch = batch_size // accumulation
+    output = os.fspath(output)
+    ensure_writable_dir(output)
+
+    overrides = {}
+    allowed = {"num_layers", "num_heads", "hidden_dim", "intermediate_dim", "max_sequence_length"}
+    for key, value in (architecture or {}).items():
+        if key not in allowed:
+            raise ValueError(f"Unknown architecture setting {key!r}; expected some of {sorted(allowed)}.")
+        if value is not None:
+            overrides[key] = _positive_int(key, value)
+    if overrides and os.path.isdir(os.fspath(preset)):
+        raise ValueError(
+            f"Cannot change the architecture ({', '.join(sorted(overrides))}) of preset directory "
+            f"{preset!r}: its weights fix it. Start from a built-in preset instead."
+        )
+    if dropout is not None:
+        overrides["dropout"] = float(dropout)
+    if mixed_precision:
+        overrides["dtype"] = "mixed_bfloat16"
+    config = _model_config(preset, overrides)
+    context = int(config["max_sequence_length"])
+    sequence_length = sequence_length or context
+    if sequence_length > context:
+        raise ValueError(
+            f"`sequence_length` {sequence_length} is longer than the model's context of {context} "
+            f"positions (preset {preset!r}). Use --sequence-length {context} or less."
+        )
+
+    from keras_gpt1.data import lm_dataset
+    from keras_gpt1.data.corpus import build_demo_corpus
+
+    if corpus is None:
+        corpus = [build_demo_corpus(os.path.join(output, DEMO_CORPUS_FILE))]
+        _log(verbose, f"Corpus: the built-in Python documentation corpus ({corpus[0]}).")
+        if steps is None and epochs is None:
+            steps = DEMO_STEPS
+    files = lm_dataset.resolve_corpus_files(corpus)
+    for path in files:
+        lm_dataset.check_corpus_file(path, text_field)
+
+    checkpoints_dir = os.path.join(output, CHECKPOINT_DIR)
+    if not resume and os.path.isdir(checkpoints_dir):
+        shutil.rmtree(checkpoints_dir)
+    restart_from = latest_checkpoint(checkpoints_dir) if resume else None
+
+    # --- 2. tokenizer ---
+    if restart_from and _has_tokenizer(output):
+        tokenizer = _load_tokenizer(output)
+    elif tokenizer is not None:
+        tokenizer = _load_tokenizer(tokenizer)
+    elif os.path.isdir(os.fspath(preset)) and _has_tokenizer(preset):
+        tokenizer = _load_tokenizer(preset)
+    else:
+        tokenizer = _train_tokenizer(files, vocabulary_size, text_field, output, verbose)
+    tokenizer.save_to_preset(output)
+
+    # --- 3. data ---
+    data = lm_dataset.LMDataset(
+        files,
+        tokenizer,
+        sequence_length,
+        micro_batch,
+        seed=seed,
+        validation_fraction=validation_fraction,
+        text_field=text_field,
+        check_files=False,
+    )
+    stats = data.check_size()
+    _log(
+        verbose,
+        f"Corpus: {stats['tokens']:,} tokens -> {stats['train_windows']:,} training and "
+        f"{stats['validation_windows']:,} validation sequences of {sequence_length} tokens "
+        f"({stats['remainder']} trailing tokens unused).",
+    )
+    if steps is None:
+        steps = max(1, math.ceil((epochs or 1) * stats["train_windows"] / batch_size))
+    eval_interval = min(eval_interval or max(1, min(1000, round(steps / 6))), steps)
+    warmup_steps = min(2000, steps // 10) if warmup_steps is None else warmup_steps
+    if warmup_steps >= steps:
+        raise ValueError(f"`warmup_steps` ({warmup_steps}) must be smaller than `steps` ({steps}).")
+
+    # --- 4. model ---
+    from keras_gpt1.models import GPT1Backbone, GPT1CausalLM
+
+    keras.utils.set_random_seed(seed)
+    vocab = int(tokenizer.vocabulary_size)
+    if os.path.isdir(os.fspath(preset)):
+        backbone = GPT1Backbone.from_preset(preset, **overrides)
+        if backbone.vocabulary_size < vocab:
+            raise ValueError(
+                f"The tokenizer has {vocab} tokens but the preset {preset!r} embeds only "
+                f"{backbone.vocabulary_size}. Use the preset's own tokenizer."
+            )
+    else:
+        backbone = GPT1Backbone.from_preset(preset, vocabulary_size=vocab, **overrides)
+    lm = GPT1CausalLM(backbone, tokenizer=tokenizer)
+    if learning_rate is None:
+        learning_rate = PRETRAINING_LEARNING_RATE if backbone.hidden_dim >= 768 else 1e-3
+    schedule = WarmupCosine(learning_rate, warmup_steps, steps)
+    lm.compile(
+        optimizer=create_optimizer(
+            schedule,
+            weight_decay=weight_decay,
+            global_clipnorm=global_clipnorm,
+            gradient_accumulation_steps=accumulation,
+        )
+    )
+    _log(
+        verbose,
+        f"Model: {backbone.num_layers} layers, hidden {backbone.hidden_dim}, vocabulary {vocab}, "
+        f"{lm.count_params():,} parameters, backend {keras.config.backend()}"
+        + (", mixed_bfloat16" if mixed_precision else "")
+        + ".",
+    )
+
+    # --- 5. resume or start ---
+    settings = _fingerprint(
+        corpus=[[os.path.abspath(p), os.path.getsize(p)] for p in files],
+        preset=os.path.abspath(preset) if os.path.isdir(os.fspath(preset)) else preset,
+        model=dict(backbone.get_config(), name=None),
+        vocabulary_size=vocab,
+        sequence_length=sequence_length,
+        batch_size=batch_size,
+        gradient_accumulation_steps=accumulation,
+        steps=steps,
+        learning_rate=learning_rate,
+        warmup_steps=warmup_steps,
+        weight_decay=weight_decay,
+        global_clipnorm=global_clipnorm,
+        mixed_precision=bool(mixed_precision),
+        eval_interval=eval_interval,
+        validation_fraction=validation_fraction,
+        seed=seed,
+        text_field=text_field,
+    )
+    run_file = os.path.join(output, RUN_FILE)
+    validation = data.validation_dataset(max_batches=validation_batches)
+    start_micro_step, run_state = 0, {}
+    if restart_from:
+        if os.path.isfile(run_file):
+            with open(run_file, encoding="utf-8") as f:
+                run_state = json.load(f)
+        previous = run_state.get("settings", {})
+        changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
+        fixed = [k for k in changed if k not in ADJUSTABLE_ON_RESUME]
+        if fixed:
+            raise ValueError(
+                f"{output!r} holds a run with different settings ({', '.join(fixed)} differ), so it "
+                "cannot be resumed. Use the same settings, another --output, or --restart."
+            )
+        start_micro_step = restore_checkpoint(restart_from, lm)["step"]
+        _log(verbose, f"Resuming from {restart_from} (update {start_micro_step // accumulation} of {steps}).")
+        if changed:
+            _log(verbose, f"Changed on resume: {', '.join(f'{k} {previous.get(k)} -> {settings[k]}' for k in changed)}.")
+            run_state["settings"] = settings
+            atomic_write_json(run_file, run_state)
+    else:
+        run_state = {"settings": settings}
+        if validation is not None:
+            _log(verbose, "Evaluating the untrained model...")
+            run_state["initial_validation"] = lm.evaluate(validation, verbose=0, return_dict=True)
+        atomic_write_json(run_file, run_state)
+    initial_ppl = run_state.get("initial_validation", {}).get("perplexity")
+    if initial_ppl is not None:
+        _log(verbose, f"Validation perplexity before training: {initial_ppl:.1f}")
+
+    # --- 6. fit ---
+    total_micro_steps = steps * accumulation
+    micro_steps_per_epoch = eval_interval * accumulation
+    epochs_total = math.ceil(total_micro_steps / micro_steps_per_epoch)
+    initial_epoch = start_micro_step // micro_steps_per_epoch
+    nan_guard = StopOnNaN(initial_step=start_micro_step)
+    checkpoint = TrainingCheckpoint(
+        checkpoints_dir,
+        save_every="epoch",
+        keep=keep_checkpoints,
+        initial_step=start_micro_step,
+        state_fn=lambda step, logs: {
+            "update": step // accumulation,
+            "sequences_consumed": step * micro_batch,
+            "logs": {k: float(v) for k, v in logs.items()},
+        },
+    )
+    fit_callbacks = [
+        nan_guard,
+        StopAtStep(total_micro_steps, initial_step=start_micro_step),
+        LearningRateLogger(),
+        checkpoint,
+    ]
+    if tensorboard:
+        try:
+            import tensorboard as _  # noqa: F401  (Keras's callback needs the package's summary ops)
+
+            fit_callbacks.append(keras.callbacks.TensorBoard(os.path.join(output, LOG_DIR)))
+        except ImportError:
+            _log(verbose, "TensorBoard logs skipped: the `tensorboard` package is not installed.")
+    fit_callbacks += list(callbacks or [])
+
+    history = {}
+    if start_micro_step < total_micro_steps:
+        _log(
+            verbose,
+            f"Training {steps} updates of {batch_size} x {sequence_length} tokens"
+            + (f" ({accumulation} micro-batches of {micro_batch})" if accumulation > 1 else "")
+            + f", peak learning rate {learning_rate:g}, warmup {warmup_steps}; evaluating and "
+            f"checkpointing every {eval_interval} updates.",
+        )
+        fit = lm.fit(
+            data.train_dataset(start_batch=start_micro_step),
+            epochs=epochs_total,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=micro_steps_per_epoch,
+            validation_data=validation,
+            callbacks=fit_callbacks,
+            shuffle=False,  # the pipeline shuffles, reproducibly
+            verbose=verbose if verbose in (0, 1, 2) else "auto",
+        )
+        history = {k: [float(x) for x in v] for k, v in fit.history.items()}
+    if nan_guard.bad_step is not None:
+        last_good = latest_checkpoint(checkpoints_dir)
+        raise FloatingPointError(
+            f"The training loss became {nan_guard.bad_value} at update "
+            f"{math.ceil(nan_guard.bad_step / accumulation)}; training stopped. "
+            + (
+                f"The last good checkpoint is {last_good}: rerun the same command to resume from it, "
+                "adding a lower --learning-rate (or more --warmup-steps, a smaller --clipnorm)."
+                if last_good
+                else "No checkpoint was written before it: lower --learning-rate and start again."
+            )
+        )
+
+    # --- 7. final preset, perplexity, sample ---
+    final_ppl = None
+    if "val_perplexity" in history and history["val_perplexity"]:
+        final_ppl = history["val_perplexity"][-1]
+    elif validation is not None:
+        final_ppl = float(lm.evaluate(validation, verbose=0, return_dict=True)["perplexity"])
+    lm.save_to_preset(output)
+    if final_ppl is not None:
+        start = f" (from {initial_ppl:.1f} before training)" if initial_ppl is not None else ""
+        _log(verbose, f"Validation perplexity after {steps} updates: {final_ppl:.1f}{start}")
+    _log(verbose, f"Preset written to {output} (GPT1CausalLM.from_preset({output!r})).")
+    sample = None
+    if sample_length:
+        sample = greedy_sample(lm, sample_prompt, sample_length)
+        _log(verbose, f"Sample (greedy): {sample}")
+    return PretrainResult(
+        model=lm,
+        output=output,
+        steps=steps,
+        initial_validation_perplexity=initial_ppl,
+        validation_perplexity=final_ppl,
+        history=history,
+        resumed_from=(start_micro_step // accumulation) if restart_from else None,
+        sample=sample,
+    )
+
+
+def main_verbosity():
+    """Progress-bar verbosity for the CLI: a live bar on a terminal, one line per interval otherwise."""
+    return 1 if sys.stdout.isatty() else 2

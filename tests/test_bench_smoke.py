@@ -1,0 +1,56 @@
+"""Smoke run of the benchmark harness (tools/benchmark.py), so that it cannot rot.
+
+No timing assertions: the harness's figures depend on the machine and its load. The test checks
+that a tiny training run completes in a subprocess and prints the table with its columns and a
+row for keras_gpt1, and that the ceilings module returns positive figures. The harness spawns its
+own processes with their own backends, so this runs under the TensorFlow backend only (it would
+test the same thing three times).
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import BACKEND
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOOLS = os.path.join(ROOT, "tools")
+
+pytestmark = pytest.mark.skipif(
+    BACKEND != "tensorflow", reason="the harness picks its own backends per subprocess; run once"
+)
+
+
+def test_train_quick_prints_table():
+    proc = subprocess.run(
+        [sys.executable, os.path.join(TOOLS, "benchmark.py"), "train", "--quick", "--peers",
+         "--backends", "tensorflow", "--steps", "1"],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("| contender"))
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    for column in ("tokens/s", "step s", "first step s", "vs KerasHub", "vs transformers", "MFU", "peak RSS GiB"):
+        assert column in columns
+    row = next(line for line in lines if line.startswith("| keras_gpt1 | tensorflow"))
+    cells = dict(zip(columns, (c.strip() for c in row.strip("|").split("|"))))
+    assert float(cells["tokens/s"]) > 0
+    assert 0 < float(cells["peak RSS GiB"]) < 64
+    assert cells["MFU"].endswith("%")
+    assert any(line.startswith("ceilings at start: matmul GFLOP/s: TF fp32") for line in lines)
+
+
+def test_ceilings_are_positive():
+    sys.path.insert(0, TOOLS)
+    try:
+        import ceilings
+    finally:
+        sys.path.remove(TOOLS)
+    result = ceilings.measure_ceilings(quick=True, libraries=("tensorflow",))
+    assert result["tf_fp32"] > 0 and result["tf_bf16"] > 0 and result["read_gbps"] > 0
+    assert result["fp32"] == result["tf_fp32"]
+    assert "cores" in ceilings.machine_summary()

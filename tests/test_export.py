@@ -1,0 +1,598 @@
+"""SavedModel export for TF Serving: raw-text signatures, checked the way a server would use them.
+
+The server binary cannot run here, so the contract is checked from outside this process:
+
+- every backend trains a tiny LM, saves a preset, exports it with one command (a TensorFlow
+  subprocess when the backend is JAX or PyTorch), and a *fresh* Python process where `keras` and
+  `keras_gpt1` cannot even be imported loads it with `tf.saved_model.load` and calls its
+  signatures; the answers must equal the Keras model's on this backend (identical greedy tokens,
+  scores within 1e-5), and bad input (empty, very long, invalid UTF-8, out-of-range
+  `max_new_tokens`, an empty batch) must get an answer;
+- once (TensorFlow run): the op set of the graphs, TF's `saved_model_cli show/run` (the TF1
+  session path TF Serving uses), a tf-keras (Keras 2) program, and the four task models, whose
+  answers must equal `model.predict` on the real packers' output (tensorflow-text trimmer).
+"""
+
+import contextlib
+import io
+import json
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import BACKEND, to_numpy
+from keras_gpt1 import GPT1Backbone, GPT1CausalLM
+
+tf = pytest.importorskip("tensorflow")
+
+CORPUS = [
+    "the cat sat on the mat .",
+    "the dog sat on the log .",
+    "a cat and a dog met on the mat .",
+    "the bird sang a song on the log .",
+] * 20
+CONTEXT = 32
+DEFAULT_NEW = 6
+PROMPTS = ["the cat sat", "a dog", "the bird sang a song on the"]
+LONG = " ".join(["the cat sat on the mat ."] * 12)  # ~84 tokens, far past the context
+ONLY_TF = pytest.mark.skipif(
+    BACKEND != "tensorflow",
+    reason="inspects the exported graph / runs TF tools; the graph is the same from every backend",
+)
+
+# Ops the exported graphs may contain: core TensorFlow ops linked by every TF Serving build.
+# tensorflow-text ops are deliberately absent: the `tensorflow/serving` images embed
+# tensorflow-text 2.12 and lack newer ops (`TFText>RoundRobinTrim`, tensorflow/serving#2267),
+# so the export uses core ops only.
+ALLOWED_OPS = {
+    "AddV2", "All", "Any", "ArgMax", "Assert", "AssignVariableOp", "BiasAdd", "Bitcast",
+    "BitwiseAnd", "BitwiseOr", "BroadcastTo", "Cast", "ConcatV2", "Const", "Cumsum", "DecodeRaw",
+    "DenseBincount", "DisableCopyOnRead", "DynamicStitch", "Einsum", "Equal", "Exp", "ExpandDims",
+    "Fill", "FloorMod", "GatherV2", "Greater", "GreaterEqual", "HashTableV2", "Identity", "If",
+    "Less", "LessEqual", "LogSoftmax", "LogicalAnd", "LogicalNot", "LogicalOr",
+    "LookupTableFindV2", "LookupTableImportV2", "LowerBound", "MatMul", "Max", "Maximum", "Mean",
+    "MergeV2Checkpoints", "Min", "Minimum", "Mul", "Neg", "NoOp", "NotEqual", "OnesLike", "Pack", "Pad",
+    "PartitionedCall", "Placeholder", "Pow", "Prod", "RaggedGather", "RaggedRange",
+    "RaggedTensorToTensor", "Range", "ReadVariableOp", "RealDiv", "ReduceJoin", "Reshape",
+    "RestoreV2", "RightShift", "Roll", "Rsqrt", "SaveV2", "Select", "SelectV2", "Shape",
+    "ShardedFilename", "Size", "Slice", "Softmax", "Split", "Sqrt", "SquaredDifference", "Squeeze",
+    "StatefulPartitionedCall", "StatelessIf", "StaticRegexFullMatch", "StaticRegexReplace",
+    "StopGradient", "StridedSlice", "StringJoin", "StringLength", "StringLower", "Sub", "Substr",
+    "Sum", "Tanh", "Tile", "Transpose", "UnicodeDecode", "UnicodeEncode", "Unique",
+    "UnsortedSegmentJoin", "UnsortedSegmentMin", "UnsortedSegmentSum", "Unpack", "VarHandleOp",
+    "VarIsInitializedOp", "Where", "While",
+}  # fmt: skip
+
+# Runs in a fresh interpreter: `python fresh.py REQUESTS.pkl RESULTS.pkl`, where each request is
+# `key: (export_dir, signature, inputs)`. `keras`, `keras_gpt1`, `tf_keras` and `keras_hub` are
+# made unimportable before TensorFlow is imported (a `None` entry in `sys.modules` makes `import`
+# and `find_spec` both fail, as if the package were not installed). `tensorflow_text` is not
+# imported: the graphs use none of its ops, and importing it imports Keras (its Keras layers).
+FRESH_SCRIPT = textwrap.dedent(
+    """
+    import pickle, sys
+    BLOCKED = ("keras", "keras_gpt1", "tf_keras", "keras_hub")
+    for name in BLOCKED:
+        sys.modules[name] = None
+    import tensorflow as tf
+
+    requests_path, results_path = sys.argv[1:3]
+    with open(requests_path, "rb") as f:
+        requests = pickle.load(f)
+    loaded, results = {}, {}
+    for key, (export_dir, signature, inputs) in requests.items():
+        if export_dir not in loaded:
+            loaded[export_dir] = tf.saved_model.load(export_dir)
+        function = loaded[export_dir].signatures[signature]
+        try:
+            out = function(**{k: tf.constant(v) for k, v in inputs.items()})
+            results[key] = {k: v.numpy() for k, v in out.items()}
+        except tf.errors.InvalidArgumentError as e:
+            results[key] = {"error": e.message}
+    leaked = sorted(
+        name for name, module in sys.modules.items()
+        if module is not None and name.split(".")[0] in BLOCKED
+    )
+    signatures = {d: sorted(m.signatures) for d, m in loaded.items()}
+    results["__process__"] = {"signatures": signatures, "leaked_modules": leaked}
+    with open(results_path, "wb") as f:
+        pickle.dump(results, f)
+    """
+)
+
+
+def _clean_env():
+    env = {k: v for k, v in os.environ.items() if k not in ("KERAS_BACKEND", "PYTHONPATH")}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    return env
+
+
+def run_fresh(requests, tmp_path):
+    """Runs `{key: (export_dir, signature, inputs)}` in a fresh process; returns `{key: outputs}`
+    (or `{"error": message}` for a request the graph rejected)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    script, requests_path, results_path = (tmp_path / n for n in ("fresh.py", "requests.pkl", "results.pkl"))
+    script.write_text(FRESH_SCRIPT)
+    requests = {k: (str(d), signature, inputs) for k, (d, signature, inputs) in requests.items()}
+    requests_path.write_bytes(pickle.dumps(requests))
+    proc = subprocess.run(
+        [sys.executable, str(script), str(requests_path), str(results_path)],
+        cwd=tmp_path, env=_clean_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = pickle.loads(results_path.read_bytes())
+    assert results["__process__"]["leaked_modules"] == []
+    return results
+
+
+def _strings(values):
+    """A `tf.string`-ready array (bytes kept as given, so invalid UTF-8 reaches the graph)."""
+    encoded = [[_bytes(v) for v in row] if isinstance(row, (list, tuple)) else _bytes(row) for row in values]
+    return np.array(encoded, dtype=object) if encoded else np.zeros([0], "S1")
+
+
+def _bytes(value):
+    return value.encode("utf-8") if isinstance(value, str) else value
+
+
+def _cli(argv):
+    from keras_gpt1.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+# === Fixtures: a tiny LM trained on this backend, exported, served by a fresh process ===
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    from keras_gpt1.tokenizers import train_tokenizer
+
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    path.write_text("\n".join(CORPUS) + "\n", encoding="utf-8")
+    return train_tokenizer([str(path)], vocabulary_size=120)
+
+
+@pytest.fixture(scope="module")
+def lm_preset(tokenizer, tmp_path_factory):
+    """A preset of a causal LM trained for a few steps on the current backend."""
+    keras.utils.set_random_seed(5)
+    config = dict(vocabulary_size=tokenizer.vocabulary_size, num_layers=2, num_heads=2, hidden_dim=32,
+                  intermediate_dim=64, max_sequence_length=CONTEXT, dropout=0.1)  # fmt: skip
+    lm = GPT1CausalLM(GPT1Backbone(**config), tokenizer=tokenizer)
+    ids = np.concatenate([to_numpy(tokenizer(line)) for line in CORPUS]).astype("int32")
+    windows = ids[: 16 * 17].reshape(16, 17)
+    before = to_numpy(lm.backbone.token_embedding.embeddings).copy()
+    lm.compile(optimizer=keras.optimizers.Adam(1e-2))
+    x = {"token_ids": windows[:, :-1], "padding_mask": np.ones((16, 16), "int32")}
+    lm.fit(x, windows[:, 1:], batch_size=8, epochs=1, verbose=0)
+    assert not np.allclose(to_numpy(lm.backbone.token_embedding.embeddings), before)
+    preset = tmp_path_factory.mktemp("lm_preset")
+    lm.save_to_preset(str(preset))
+    return preset
+
+
+@pytest.fixture(scope="module")
+def reference_lm(lm_preset):
+    return GPT1CausalLM.from_preset(str(lm_preset), dropout=0.0)
+
+
+@pytest.fixture(scope="module")
+def lm_export(lm_preset, tmp_path_factory):
+    """One command on this backend (a TensorFlow subprocess unless it is TensorFlow): the CLI on
+    a preset, or (PyTorch run) the Python API on the model object, saved to a temporary preset."""
+    out = tmp_path_factory.mktemp("lm_serving")
+    if BACKEND == "torch":
+        from keras_gpt1.export import export_saved_model
+
+        lm = GPT1CausalLM.from_preset(str(lm_preset))
+        path = export_saved_model(lm, str(out), version=3, max_new_tokens=DEFAULT_NEW)
+        assert path == str(out / "3")
+    else:
+        code, stdout, stderr = _cli(
+            ["export", "--model", str(lm_preset), "--output", str(out), "--version", "3", "--max-new-tokens", str(DEFAULT_NEW)]
+        )
+        assert code == 0, stderr
+        assert "serving_default(text: string[None])" in stdout
+    assert (out / "3" / "saved_model.pb").is_file() and (out / "3" / "variables").is_dir()
+    assert [p.name for p in out.iterdir()] == ["3"]  # no staging directory left behind
+    return out / "3"
+
+
+@pytest.fixture(scope="module")
+def served(lm_export, task_exports, tokenizer, tmp_path_factory):
+    """All requests, for the LM and (TensorFlow run) the task models, in one fresh process."""
+    def _generate(texts, new):
+        return (lm_export, "generate", {"text": _strings(texts), "max_new_tokens": np.int32(new)})
+
+    ids = np.array([[5, 6, 7, 8], [9, 10, 0, 0]], "int32")
+    mask = np.array([[1, 1, 1, 1], [1, 1, 0, 0]], "int32")
+    requests = {
+        "greedy": _generate(PROMPTS, 5),
+        "default": (lm_export, "serving_default", {"text": _strings(PROMPTS)}),
+        "bad_batch": _generate(["", LONG, b"the \xff\xfecat \xc3", "the cat", " \t\n"], 4),
+        "the_cat": _generate(["the cat"], 4),
+        "new_negative": _generate(["the cat sat"], -3),
+        "new_zero": _generate(["the cat sat"], 0),
+        "new_huge": _generate(["the cat sat"], 10**9),
+        "empty_batch": _generate([], 4),
+        "empty_score": (lm_export, "score", {"text": _strings([])}),
+        "score": (lm_export, "score", {"text": _strings(["the cat sat on the mat .", "a dog", "", "cat", LONG])}),
+        "logits": (lm_export, "token_ids", {"token_ids": ids, "padding_mask": mask}),
+        "bad_ids": (lm_export, "token_ids", {"token_ids": ids + 1000, "padding_mask": mask}),
+        "too_long": (lm_export, "token_ids", {"token_ids": np.ones((1, CONTEXT + 1), "int32"), "padding_mask": np.ones((1, CONTEXT + 1), "int32")}),
+    }  # fmt: skip
+    for task, (_, path) in task_exports.items():
+        requests[task] = (path, "serving_default", {k: _strings(v) for k, v in TASK_INPUTS[task].items()})
+        empty = {k: np.zeros([0, 2] if k == "candidates" else [0], "S1") for k in TASK_INPUTS[task]}
+        requests[f"{task}/empty"] = (path, "serving_default", empty)
+    return run_fresh(requests, tmp_path_factory.mktemp("fresh"))
+
+
+def _rows(out):
+    return [row[:n].tolist() for row, n in zip(out["token_ids"], out["lengths"])]
+
+
+def _ids(tokenizer, text):
+    return to_numpy(tokenizer(text)).astype("int32").tolist()
+
+
+# === Causal LM: the exported signatures answer as the Keras model does ===
+
+
+def test_signature_table(lm_export, tokenizer):
+    from keras_gpt1.export.saved_model import signature_summary
+
+    summary = signature_summary(lm_export)
+    assert sorted(summary) == ["generate", "score", "serving_default", "token_ids"]
+    generation = {
+        "completion": ("string", (None,)), "lengths": ("int32", (None,)),
+        "prompt_lengths": ("int32", (None,)), "text": ("string", (None,)),
+        "token_ids": ("int32", (None, None)),
+    }  # fmt: skip
+    assert summary["serving_default"] == {"inputs": {"text": ("string", (None,))}, "outputs": generation}
+    assert summary["generate"]["inputs"] == {"max_new_tokens": ("int32", ()), "text": ("string", (None,))}
+    assert summary["generate"]["outputs"] == generation
+    assert summary["score"]["outputs"] == {
+        "log_likelihood": ("float32", (None,)), "num_scored_tokens": ("int32", (None,)),
+        "perplexity": ("float32", (None,)),
+    }  # fmt: skip
+    assert summary["token_ids"]["outputs"] == {"logits": ("float32", (None, None, tokenizer.vocabulary_size))}
+
+
+def test_fresh_process_needs_no_keras(served, lm_export):
+    signatures = served["__process__"]["signatures"][str(lm_export)]
+    assert signatures == ["generate", "score", "serving_default", "token_ids"]
+
+
+def test_greedy_generation_matches_keras(served, reference_lm, tokenizer):
+    out = served["greedy"]
+    prompts = [_ids(tokenizer, p) for p in PROMPTS]
+    assert out["prompt_lengths"].tolist() == [len(p) for p in prompts]
+    assert _rows(out) == reference_lm.generate(prompts, max_new_tokens=5)
+    expected_text = reference_lm.generate(PROMPTS, max_new_tokens=5)
+    assert [t.decode() for t in out["text"]] == expected_text
+    for row, n, completion in zip(_rows(out), out["prompt_lengths"], out["completion"]):
+        assert completion == tokenizer.detokenize(np.array(row[n:], "int32")).numpy()
+    default = served["default"]
+    assert _rows(default) == reference_lm.generate(prompts, max_new_tokens=DEFAULT_NEW)
+
+
+def test_score_and_logits_match_keras(served, reference_lm):
+    out = served["score"]
+    expected = reference_lm.score(["the cat sat on the mat .", "a dog"])
+    np.testing.assert_allclose(out["log_likelihood"][:2], [e["log_likelihood"] for e in expected], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out["perplexity"][:2], [e["perplexity"] for e in expected], rtol=1e-5, atol=1e-5)
+    assert out["num_scored_tokens"][:2].tolist() == [e["num_scored_tokens"] for e in expected]
+    # Fewer than two tokens: nothing to score (documented NaN perplexity); long texts: the context.
+    assert out["num_scored_tokens"][2:].tolist() == [0, 0, CONTEXT - 1]
+    assert np.isnan(out["perplexity"][2:4]).all() and out["log_likelihood"][2:4].tolist() == [0.0, 0.0]
+    assert np.isfinite(out["perplexity"][4])
+
+    ids = np.array([[5, 6, 7, 8], [9, 10, 0, 0]], "int32")
+    mask = np.array([[1, 1, 1, 1], [1, 1, 0, 0]], "int32")
+    logits = to_numpy(reference_lm.predict({"token_ids": ids, "padding_mask": mask}, verbose=0))
+    np.testing.assert_allclose(served["logits"]["logits"], logits, atol=1e-5)
+
+
+def test_bad_input_gets_an_answer(served, reference_lm, tokenizer):
+    out = served["bad_batch"]
+    new = 4
+    # Empty and whitespace-only prompts: an empty answer, not an error.
+    for row in (0, 4):
+        assert out["text"][row] == b"" and out["completion"][row] == b""
+        assert out["lengths"][row] == 0 and out["prompt_lengths"][row] == 0
+        assert not out["token_ids"][row].any()
+    # A prompt longer than the context keeps its last CONTEXT - max_new_tokens tokens.
+    kept = _ids(tokenizer, LONG)[-(CONTEXT - new) :]
+    assert out["prompt_lengths"][1] == CONTEXT - new and out["lengths"][1] == CONTEXT
+    assert _rows(out)[1] == reference_lm.generate(kept, max_new_tokens=new)
+    # Invalid UTF-8 bytes are dropped by the tokenizer; rows do not disturb each other.
+    assert _rows(out)[2] == _rows(out)[3] == _rows(served["the_cat"])[0]
+    assert out["text"][2] == out["text"][3] == served["the_cat"]["text"][0]
+
+
+def test_max_new_tokens_is_clamped(served, reference_lm, tokenizer):
+    prompt = _ids(tokenizer, "the cat sat")
+    for key in ("new_negative", "new_zero"):
+        out = served[key]
+        assert out["lengths"].tolist() == [len(prompt) + 1]
+        assert _rows(out) == [reference_lm.generate(prompt, max_new_tokens=1)]
+    huge = served["new_huge"]  # clamped to CONTEXT - 1: the prompt keeps its last token
+    assert huge["prompt_lengths"].tolist() == [1] and huge["lengths"].tolist() == [CONTEXT]
+    assert _rows(huge) == [reference_lm.generate(prompt[-1:], max_new_tokens=CONTEXT - 1)]
+    empty = served["empty_batch"]
+    assert empty["text"].shape == (0,) and empty["token_ids"].shape[0] == 0
+    assert served["empty_score"]["perplexity"].shape == (0,)
+
+
+def test_token_ids_signature_rejects_bad_ids(served, tokenizer):
+    assert f"token ids must be < {tokenizer.vocabulary_size}" in served["bad_ids"]["error"]
+    assert f"at most {CONTEXT} tokens" in served["too_long"]["error"]
+
+
+# === Once: graph contents, TF's own tools, tf-keras, errors ===
+
+
+@ONLY_TF
+def test_graph_uses_only_core_ops_tf_serving_links(lm_export, task_exports):
+    from tensorflow.python.framework import op_def_registry
+
+    from keras_gpt1.export.saved_model import graph_op_types
+
+    ops = set(graph_op_types(lm_export))
+    assert {"While", "HashTableV2", "UnicodeDecode", "Einsum"} <= ops  # the loop, tokenizer, model
+    for _, path in task_exports.values():
+        ops.update(graph_op_types(path))
+    assert ops <= ALLOWED_OPS, f"ops outside the allow-list: {sorted(ops - ALLOWED_OPS)}"
+    assert not {op for op in ops if op.startswith("Xla") or "PyFunc" in op or ">" in op}
+    # Registered by TensorFlow itself (this process has not loaded tensorflow-text's kernels).
+    assert all(op_def_registry.get(op) is not None for op in ops)
+
+
+SAVED_MODEL_CLI = textwrap.dedent(
+    """
+    import json, sys
+    import tensorflow_text  # first, as a server links its ops
+    from absl import flags
+    from tensorflow.python.tools import saved_model_cli
+
+    # Each command is parsed as `saved_model_cli.main()` parses it (absl flags, then argparse);
+    # both run in this one process, so TensorFlow starts once.
+    parser = saved_model_cli.create_parser()
+    for argv in map(json.loads, sys.argv[1:]):
+        flags.FLAGS.unparse_flags()
+        flags.FLAGS(["saved_model_cli", *argv])
+        parser.parse_args(argv).func()
+    """
+)
+
+
+def _saved_model_cli(commands, tmp_path):
+    # TF's own saved_model_cli module. `run` opens a TF1 session on the exported MetaGraph and
+    # feeds tensors by name, as TF Serving's loader does; `tf.saved_model.load` alone would not
+    # catch a graph that only the TF2 loader can restore.
+    proc = subprocess.run(
+        [sys.executable, "-c", SAVED_MODEL_CLI, *map(json.dumps, commands)],
+        cwd=tmp_path, env=_clean_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+@ONLY_TF
+def test_saved_model_cli_show_and_run(lm_export, served, tmp_path):
+    outdir = tmp_path / "outputs"
+    exprs = "text=[b'the cat sat', b'a dog', b'the bird sang a song on the'];max_new_tokens=5"
+    shown = _saved_model_cli(
+        [["show", "--dir", str(lm_export), "--all"],
+         ["run", "--dir", str(lm_export), "--tag_set", "serve", "--signature_def", "generate",
+          "--input_exprs", exprs, "--outdir", str(outdir)]],
+        tmp_path,
+    )  # fmt: skip
+    for fragment in ("signature_def['generate']", "inputs['max_new_tokens'] tensor_info", "dtype: DT_STRING",
+                     "outputs['completion'] tensor_info", "signature_def['score']"):  # fmt: skip
+        assert fragment in shown
+    for key in ("token_ids", "lengths", "text", "completion"):
+        np.testing.assert_array_equal(np.load(outdir / f"{key}.npy", allow_pickle=True), served["greedy"][key])
+
+
+TF_KERAS_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import tensorflow as tf
+    import tf_keras
+
+    class GPT1Serving(tf_keras.layers.Layer):
+        \"\"\"One signature of the exported SavedModel as a tf-keras layer.\"\"\"
+
+        def __init__(self, export_dir, signature="serving_default", output_key="completion", **kwargs):
+            super().__init__(trainable=False, **kwargs)
+            self.loaded = tf.saved_model.load(export_dir)  # owns the variables and tables
+            self.signature_name, self.output_key = signature, output_key
+
+        def call(self, text):
+            return self.loaded.signatures[self.signature_name](text=text)[self.output_key]
+
+    text = tf_keras.Input(shape=(), dtype=tf.string, name="text")
+    completion = GPT1Serving(sys.argv[1])(text)
+    perplexity = GPT1Serving(sys.argv[1], "score", "perplexity")(text)
+    model = tf_keras.Model(text, {"completion": completion, "perplexity": perplexity})
+    out = model.predict(tf.constant(["the cat sat", "a dog"]), verbose=0)
+    completions = [c.decode() for c in out["completion"]]
+    print(json.dumps([tf_keras.__version__, completions, out["perplexity"].tolist()]))
+    """
+)
+
+
+@ONLY_TF
+def test_tf_keras_program_uses_the_export(lm_export, served, reference_lm, tmp_path):
+    pytest.importorskip("tf_keras")
+    script = tmp_path / "legacy.py"
+    script.write_text(TF_KERAS_SCRIPT)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(lm_export)], cwd=tmp_path, env=_clean_env(), capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    version, completions, perplexities = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert version.startswith("2.")  # Keras 2
+    assert completions == [c.decode() for c in served["default"]["completion"][:2]]
+    expected = [r["perplexity"] for r in reference_lm.score(["the cat sat", "a dog"])]
+    np.testing.assert_allclose(perplexities, expected, rtol=1e-5)
+
+
+@ONLY_TF
+def test_export_errors(lm_preset, tmp_path):
+    code, _, err = _cli(["export", "--model", str(tmp_path / "missing"), "--output", str(tmp_path / "o")])
+    assert code == 2 and "does not exist" in err
+    no_tokenizer = tmp_path / "no_tokenizer"
+    GPT1CausalLM.from_preset(str(lm_preset)).backbone.save_to_preset(str(no_tokenizer))
+    code, _, err = _cli(["export", "--model", str(no_tokenizer), "--output", str(tmp_path / "o")])
+    assert code == 2 and "no tokenizer" in err
+    (tmp_path / "o" / "1").mkdir(parents=True)
+    code, _, err = _cli(["export", "--model", str(lm_preset), "--output", str(tmp_path / "o")])
+    assert code == 2 and "already exists" in err
+    code, _, err = _cli(["export", "--model", str(lm_preset), "--output", str(tmp_path / "o"), "--version", "0"])
+    assert code == 2 and "`version`" in err
+
+
+@pytest.mark.skipif(BACKEND == "tensorflow", reason="the export runs in-process there (test_export_errors)")
+def test_subprocess_export_reports_user_errors(lm_preset, tmp_path):
+    from keras_gpt1.export import export_saved_model
+
+    no_tokenizer = tmp_path / "no_tokenizer"
+    GPT1CausalLM.from_preset(str(lm_preset)).backbone.save_to_preset(str(no_tokenizer))
+    # The TensorFlow subprocess's one-line error comes back as a ValueError here.
+    with pytest.raises(ValueError, match="has no tokenizer"):
+        export_saved_model(str(no_tokenizer), str(tmp_path / "out"))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        export_saved_model(str(tmp_path / "missing"), str(tmp_path / "out"))
+
+
+# === Task models (once): packed in the graph, answers equal to `predict` on the real packers ===
+
+CLASSIFIER_LENGTH = 20  # the classifier's finetune.json packed length (the others: CONTEXT)
+LABEL_NAMES = ["negative", "neutral", "positive"]
+TASK_INPUTS = {
+    "classification": {"text": ["the cat sat on the mat .", "", LONG, b"a \xffdog"]},
+    "entailment": {"text_a": ["the cat sat", "", LONG, LONG], "text_b": ["a cat sat", "a dog", "", LONG]},
+    "similarity": {"text_a": ["the cat sat", LONG, ""], "text_b": ["a cat sat", "the dog", ""]},
+    "multiple-choice": {
+        "context": ["the cat sat on the", LONG],
+        "candidates": [["mat .", "log .", ""], ["a song", LONG, "the dog"]],
+    },
+}
+
+
+def _task_models(tokenizer):
+    from keras_gpt1.tasks import GPT1Classifier, GPT1MultipleChoice, GPT1Similarity
+
+    def backbone():
+        return GPT1Backbone(vocabulary_size=tokenizer.vocabulary_size, num_layers=1, num_heads=2, hidden_dim=32,
+                            intermediate_dim=64, max_sequence_length=CONTEXT, dropout=0.0)  # fmt: skip
+
+    keras.utils.set_random_seed(9)
+    return {
+        "classification": GPT1Classifier(backbone(), num_classes=3, tokenizer=tokenizer),
+        "entailment": GPT1Classifier(backbone(), num_classes=3, tokenizer=tokenizer),
+        "similarity": GPT1Similarity(backbone(), num_classes=None, tokenizer=tokenizer),
+        "multiple-choice": GPT1MultipleChoice(backbone(), tokenizer=tokenizer),
+    }
+
+
+@pytest.fixture(scope="module")
+def task_exports(tokenizer, tmp_path_factory):
+    """`{task: (model, export_dir)}`; empty except in the TensorFlow run (the task signatures are
+    built by the same code whatever backend trained the model, which the LM checks)."""
+    if BACKEND != "tensorflow":
+        return {}
+    from keras_gpt1.export import export_saved_model
+
+    from keras_gpt1.tasks.finetune import FINETUNE_FILE
+
+    exports = {}
+    for task, model in _task_models(tokenizer).items():
+        preset = tmp_path_factory.mktemp(f"{task}_preset")
+        model.save_to_preset(str(preset))  # exported from the preset, as the CLI does
+        task_arg = "entailment" if task == "entailment" else None
+        if task == "classification":
+            # As `keras-gpt1 finetune` leaves it: the record gives classes and packed length.
+            record = {"task": task, "sequence_length": CLASSIFIER_LENGTH, "label_names": LABEL_NAMES}
+            (preset / FINETUNE_FILE).write_text(json.dumps(record))
+        exports[task] = (model, export_saved_model(str(preset), tmp_path_factory.mktemp(task), task=task_arg))
+    return exports
+
+
+def _expected_task_output(task, model, tokenizer):
+    from keras_gpt1.tasks.packers import packer_for_task
+
+    packer = packer_for_task(task, tokenizer, CLASSIFIER_LENGTH if task == "classification" else CONTEXT)
+    inputs = {k: _strings(v) for k, v in TASK_INPUTS[task].items()}
+    args = list(inputs.values())
+    packed = packer(args[0] if len(args) == 1 else tuple(args))
+    return to_numpy(model.predict(packed, verbose=0))
+
+
+@ONLY_TF
+@pytest.mark.parametrize("task", list(TASK_INPUTS))
+def test_task_signatures_match_keras(task, task_exports, served, tokenizer):
+    from keras_gpt1.export.saved_model import signature_summary
+
+    model, path = task_exports[task]
+    expected = _expected_task_output(task, model, tokenizer)
+    out = served[task]
+    summary = signature_summary(path)["serving_default"]
+    assert sorted(summary["inputs"]) == sorted(TASK_INPUTS[task])
+    if task == "similarity":  # regression: one score per pair
+        assert sorted(out) == ["score"]
+        np.testing.assert_allclose(out["score"], expected, atol=1e-5)
+    else:
+        names = ["label", "label_name", "probabilities"] if task == "classification" else ["label", "probabilities"]
+        assert sorted(out) == names
+        probabilities = to_numpy(keras.ops.softmax(expected, axis=-1))
+        np.testing.assert_allclose(out["probabilities"], probabilities, atol=1e-5)
+        assert out["label"].tolist() == expected.argmax(-1).tolist()
+        if task == "classification":
+            assert [n.decode() for n in out["label_name"]] == [LABEL_NAMES[i] for i in out["label"]]
+    empty = served[f"{task}/empty"]
+    assert all(v.shape[0] == 0 for v in empty.values())
+
+
+# === Core-TF replacements: same results as what they replace ===
+
+
+def test_round_robin_trim_equals_tensorflow_text():
+    tensorflow_text = pytest.importorskip("tensorflow_text")
+    from keras_gpt1.export.saved_model import round_robin_lengths
+
+    rng = np.random.default_rng(0)
+    for segments in (1, 2, 3):
+        lengths = rng.integers(0, 12, size=(64, segments)).astype("int32")
+        for budget in (1, 5, 8, 13, 40):
+            ragged = [tf.RaggedTensor.from_row_lengths(tf.zeros([int(lengths[:, i].sum())], tf.int32), lengths[:, i])
+                      for i in range(segments)]  # fmt: skip
+            trimmed = tensorflow_text.RoundRobinTrimmer(max_seq_length=budget).trim(ragged)
+            expected = np.stack([t.row_lengths().numpy() for t in trimmed], axis=1)
+            np.testing.assert_array_equal(round_robin_lengths(lengths, budget).numpy(), expected)
+
+
+def test_dynamic_update_slice_equals_slice_update():
+    from keras_gpt1.export.saved_model import dynamic_update_slice
+
+    rng = np.random.default_rng(1)
+    cache = rng.normal(size=(2, 7, 3, 4)).astype("float32")
+    update = rng.normal(size=(2, 2, 3, 4)).astype("float32")
+    for start in (0, 3, 5, 6):  # 6: clamped to 5 so that the update fits, as XLA does
+        expected = cache.copy()
+        expected[:, min(start, 5) : min(start, 5) + 2] = update
+        got = dynamic_update_slice(tf.constant(cache), (0, start, 0, 0), tf.constant(update)).numpy()
+        np.testing.assert_array_equal(got, expected)

@@ -1,0 +1,108 @@
+"""The notebooks in `notebooks/` run top to bottom, and are committed without outputs.
+
+Each notebook is executed with `nbclient` on a Jupyter kernel running this interpreter
+(`sys.executable`: jupyter_client maps the `python3` kernel spec that `ipykernel` installs into
+the environment onto it), in a temporary working directory, with `KERAS_GPT1_NOTEBOOK_QUICK=1`
+(the notebooks' smallest settings) and the `KERAS_BACKEND` of this test run, which the
+notebooks' first cell keeps. Any cell error fails the test with the cell and its traceback.
+
+Notebook 1 (pretraining and generation) runs under every backend. Notebooks 2-4 run under one
+backend each, the one their first cell defaults to, so each backend's run executes two notebooks:
+the library calls they make are tested on every backend in their own test files, and running
+each notebook three times would triple the suite's longest tests.
+"""
+
+import os
+import sys
+import time
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+pytest.importorskip("matplotlib")
+
+import keras  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NOTEBOOK_DIR = os.path.join(ROOT, "notebooks")
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import make_notebooks  # noqa: E402
+
+BACKEND = keras.config.backend()
+NOTEBOOKS = sorted(make_notebooks.NOTEBOOKS)
+# Where each notebook runs: all backends, or the one its first cell defaults to.
+RUNS_UNDER = {
+    make_notebooks.NB1: ("tensorflow", "jax", "torch"),
+    make_notebooks.NB2: ("jax",),  # fine-tuning
+    make_notebooks.NB3: ("tensorflow",),  # export: in-process under TensorFlow
+    make_notebooks.NB4: ("torch",),  # conversion: the transformers oracle runs on PyTorch anyway
+}
+DRAWS_PLOTS = {make_notebooks.NB1, make_notebooks.NB2}
+CELL_TIMEOUT = 600
+
+
+def _load(name):
+    with open(os.path.join(NOTEBOOK_DIR, name), encoding="utf-8") as f:
+        return nbformat.read(f, as_version=4)
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_runs(name, tmp_path, monkeypatch):
+    if BACKEND not in RUNS_UNDER[name]:
+        pytest.skip(f"{name} runs under the {RUNS_UNDER[name][0]} backend only (see the module docstring)")
+    monkeypatch.setenv("KERAS_GPT1_NOTEBOOK_QUICK", "1")
+    monkeypatch.setenv("KERAS_BACKEND", BACKEND)
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # ipykernel then draws figures inline
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    nb = _load(name)
+    client = nbclient.NotebookClient(
+        nb,
+        kernel_name="python3",
+        timeout=CELL_TIMEOUT,
+        startup_timeout=180,
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    start = time.perf_counter()
+    client.execute()  # raises CellExecutionError naming the failing cell
+    print(f"{name} on {BACKEND}: {time.perf_counter() - start:.1f} s")
+    text = "\n".join(
+        output.get("text", "") for cell in nb.cells if cell.cell_type == "code" for output in cell.outputs
+    )
+    # The first cell reports the backend it set: the kernel really ran the backend under test.
+    assert f"backend: {BACKEND}" in text
+    if name in DRAWS_PLOTS:
+        images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
+        assert images, f"{name} drew no figure"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_is_committed_without_outputs(name):
+    nb = _load(name)
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            assert cell.outputs == [], f"{name} cell {index} has outputs: strip them"
+            assert cell.execution_count is None, f"{name} cell {index} has an execution count"
+    nbformat.validate(nb)
+
+
+def test_notebooks_match_their_generator():
+    found = sorted(n for n in os.listdir(NOTEBOOK_DIR) if n.endswith(".ipynb"))
+    assert found == NOTEBOOKS, "notebooks/ and tools/make_notebooks.py disagree on the notebooks"
+    assert make_notebooks.main(["--check"]) == 0, "run `python tools/make_notebooks.py`"
+
+
+def test_notebook_layout():
+    assert sorted(RUNS_UNDER) == NOTEBOOKS
+    for name in NOTEBOOKS:
+        cells = _load(name).cells
+        code = [c.source for c in cells if c.cell_type == "code"]
+        assert 'os.environ["KERAS_BACKEND"]' in code[0], f"{name}: the first code cell must pick the backend"
+        if len(RUNS_UNDER[name]) == 1:  # the backend tested is the one a user gets by default
+            assert f'os.environ.get("KERAS_BACKEND", "{RUNS_UNDER[name][0]}")' in code[0], name
+        assert "find_spec(\"keras_gpt1\") is None" in code[1] and "%pip install" in code[1], name
+        assert not any("import keras" in c for c in code[:2]), f"{name}: Keras imported before the backend is set"
+        headings = [c.source.splitlines()[0] for c in cells if c.cell_type == "markdown"]
+        assert "## Scaling up on a GPU/TPU runtime" in headings, f"{name}: no scaling-up section"
+        assert "colab.research.google.com" in cells[0].source and "kaggle.com" in cells[0].source, name

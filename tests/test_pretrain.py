@@ -1,0 +1,209 @@
+"""Pretraining end to end on real text: learning, exact resume after a kill, NaN stop, bad input.
+
+Small configurations (hidden 32, 32-token sequences) on a slice of the built-in corpus (Python's
+docs) with a 300-token BPE tokenizer, so each run takes seconds; every test runs on the current
+Keras backend.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from conftest import BACKEND
+
+pytest.importorskip("tensorflow")
+
+from keras_gpt1 import GPT1CausalLM  # noqa: E402
+from keras_gpt1.cli import main  # noqa: E402
+from keras_gpt1.data.corpus import demo_corpus_lines  # noqa: E402
+from keras_gpt1.training import latest_checkpoint, list_checkpoints, pretrain  # noqa: E402
+
+ARCHITECTURE = dict(num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=64, max_sequence_length=32)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """(corpus file, tokenizer directory): ~60 KB of the built-in corpus, 300-token BPE."""
+    from keras_gpt1.tokenizers import train_tokenizer
+
+    root = tmp_path_factory.mktemp("pretrain_data")
+    corpus = root / "docs.txt"
+    corpus.write_text("\n".join(demo_corpus_lines(max_bytes=60_000)) + "\n", encoding="utf-8")
+    train_tokenizer([str(corpus)], vocabulary_size=300).save_to_preset(str(root / "tokenizer"))
+    return str(corpus), str(root / "tokenizer")
+
+
+def small_run(data, output, **overrides):
+    corpus, tokenizer = data
+    kwargs = dict(
+        corpus=[corpus],
+        tokenizer=tokenizer,
+        output=str(output),
+        preset="gpt1_tiny",
+        architecture=ARCHITECTURE,
+        sequence_length=32,
+        batch_size=8,
+        validation_batches=4,
+        tensorboard=False,
+        sample_length=0,
+        verbose=0,
+    )
+    kwargs.update(overrides)
+    return kwargs
+
+
+class LossRecorder(keras.callbacks.Callback):
+    """The running training loss after every batch (Keras resets it at each interval's start)."""
+
+    def __init__(self):
+        super().__init__()
+        self.losses = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.losses.append(float(logs["loss"]))
+
+
+def test_cli_loss_falls_on_real_text_and_writes_a_preset(data, tmp_path, capsys):
+    corpus, tokenizer = data
+    output = tmp_path / "run"
+    argv = ["pretrain", "--corpus", corpus, "--tokenizer", tokenizer, "--output", str(output)]
+    argv += ["--num-layers", "2", "--num-heads", "2", "--hidden-dim", "32", "--intermediate-dim", "64"]
+    argv += ["--max-sequence-length", "32", "--batch-size", "8", "--steps", "240", "--eval-interval", "80"]
+    argv += ["--learning-rate", "3e-3", "--dropout", "0", "--validation-batches", "4", "--sample-length", "6"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    before = float(out.split("Validation perplexity before training: ")[1].split()[0])
+    after = float(out.split("Validation perplexity after 240 updates: ")[1].split()[0])
+    assert before > 200  # ~ the vocabulary size: an untrained model is uniform
+    assert after < 0.3 * before, out
+    assert "Sample (greedy): the function returns" in out
+    with open(output / "run.json") as f:
+        assert json.load(f)["settings"]["steps"] == 240
+    assert [step for step, _ in list_checkpoints(output / "checkpoints")] == [80, 160, 240]
+    assert os.path.isdir(output / "logs") or "TensorBoard logs skipped" in out
+    lm = GPT1CausalLM.from_preset(str(output))  # the run directory is a preset
+    assert lm.tokenizer is not None and lm.backbone.num_layers == 2
+
+
+def test_resume_after_kill_matches_an_uninterrupted_run(data, tmp_path):
+    """SIGKILL mid-interval, rerun the same call: the loss trajectory and weights continue exactly.
+
+    Dropout is on, so this also checks that the dropout RNG state is restored.
+    """
+    kwargs = small_run(data, tmp_path / "full", steps=24, eval_interval=8, dropout=0.1)
+    full_losses = LossRecorder()
+    full = pretrain(**kwargs, callbacks=[full_losses])
+    assert len(full_losses.losses) == 24
+
+    # The same run in a fresh process, killed hard in the middle of the second interval.
+    interrupted = dict(kwargs, output=str(tmp_path / "interrupted"))
+    script = (
+        "import json, os, signal, sys, keras\n"
+        "from keras_gpt1.training import pretrain\n"
+        "class Kill(keras.callbacks.Callback):\n"
+        "    n = 0\n"
+        "    def on_train_batch_end(self, batch, logs=None):\n"
+        "        self.n += 1\n"
+        "        if self.n == 13: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "pretrain(**json.loads(sys.argv[1]), callbacks=[Kill()])\n"
+    )
+    env = dict(os.environ, KERAS_BACKEND=BACKEND)
+    process = subprocess.run([sys.executable, "-c", script, json.dumps(interrupted)], env=env, timeout=300)
+    assert process.returncode == -signal.SIGKILL
+    assert [step for step, _ in list_checkpoints(tmp_path / "interrupted" / "checkpoints")] == [8]
+
+    resumed_losses = LossRecorder()
+    resumed = pretrain(**interrupted, callbacks=[resumed_losses])
+    assert resumed.resumed_from == 8
+    np.testing.assert_allclose(resumed_losses.losses, full_losses.losses[8:], rtol=1e-5)
+    for a, b in zip(full.model.variables, resumed.model.variables):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b), rtol=1e-5, atol=1e-7)
+    assert resumed.validation_perplexity == pytest.approx(full.validation_perplexity, rel=1e-5)
+
+    # Rerunning a finished run trains nothing more. Optimizer settings may change on a resume
+    # (to recover from a divergence); settings that define the run may not.
+    again = pretrain(**dict(interrupted, learning_rate=5e-4))
+    assert again.resumed_from == 24 and again.history == {}
+    with open(tmp_path / "interrupted" / "run.json") as f:
+        assert json.load(f)["settings"]["learning_rate"] == 5e-4
+    with pytest.raises(ValueError, match="different settings.*batch_size"):
+        pretrain(**dict(interrupted, batch_size=4))
+
+
+def test_nan_stops_and_keeps_the_last_good_checkpoint(data, tmp_path):
+    """Also runs in mixed_bfloat16 with 2 micro-batches per update, so the NaN is caught there."""
+
+    class Poison(keras.callbacks.Callback):
+        count = 0
+
+        def on_train_begin(self, logs=None):
+            self.compute_dtype = self.model.backbone.transformer_layers[0].compute_dtype
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self.count += 1
+            if self.count == 13:  # the first micro-batch of update 7
+                kernel = self.model.backbone.transformer_layers[0].c_fc.kernel
+                kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+
+    kwargs = small_run(data, tmp_path / "run", steps=12, eval_interval=4)
+    kwargs.update(mixed_precision=True, gradient_accumulation_steps=2)
+    poison = Poison()
+    with pytest.raises(FloatingPointError, match=r"became nan at update 7.*ckpt-00000008.*rerun the same command"):
+        pretrain(**kwargs, callbacks=[poison])
+    assert poison.compute_dtype == "bfloat16"
+    run = tmp_path / "run"
+    # Checkpoints count micro-batches: update 4 is micro-batch 8. Nothing after the NaN was kept.
+    assert [step for step, _ in list_checkpoints(run / "checkpoints")] == [8]
+    state = json.load(open(os.path.join(latest_checkpoint(run / "checkpoints"), "state.json")))
+    assert state["state"]["update"] == 4 and np.isfinite(state["state"]["logs"]["loss"])
+    assert not os.path.exists(run / "model.weights.h5")  # no preset from a NaN model
+
+
+# --- bad input: each a clear error before any training starts ---
+
+
+def _cli_error(argv, capsys):
+    assert main(["pretrain", *argv]) == 2
+    return capsys.readouterr().err
+
+
+def test_bad_input_errors(data, tmp_path, capsys):
+    corpus, tokenizer = data
+    common = ["--tokenizer", tokenizer, "--steps", "2", "--no-tensorboard"]
+
+    err = _cli_error(["--corpus", str(tmp_path / "missing.txt"), "--output", str(tmp_path / "a"), *common], capsys)
+    assert "missing.txt' does not exist" in err
+
+    empty = tmp_path / "empty.txt"
+    empty.write_text("", encoding="utf-8")
+    err = _cli_error(["--corpus", str(empty), "--output", str(tmp_path / "b"), *common], capsys)
+    assert "empty.txt' is empty" in err
+
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("caf\u00e9 au lait\n".encode("latin-1"))
+    err = _cli_error(["--corpus", str(latin1), "--output", str(tmp_path / "c"), *common], capsys)
+    assert "latin1.txt' is not UTF-8 text" in err and "line 1" in err
+
+    short = tmp_path / "short.txt"
+    short.write_text("just a few words\n", encoding="utf-8")
+    err = _cli_error(["--corpus", str(short), "--output", str(tmp_path / "d"), "--sequence-length", "64", *common], capsys)
+    assert "fewer than one window of sequence_length + 1 = 65 tokens" in err
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x", encoding="utf-8")
+    err = _cli_error(["--corpus", corpus, "--output", str(blocker / "out"), *common], capsys)
+    assert "is not writable" in err
+
+    err = _cli_error(["--corpus", corpus, "--output", str(tmp_path / "e"), "--sequence-length", "129", *common], capsys)
+    assert "longer than the model's context of 128" in err
+
+    err = _cli_error(["--corpus", corpus, "--output", str(tmp_path / "f"), "--batch-size", "6", "--gradient-accumulation-steps", "4", *common], capsys)
+    assert "divisible" in err
+    # None of them trained anything.
+    for name in "abcdef":
+        assert not os.path.exists(tmp_path / name / "checkpoints")

@@ -1,0 +1,676 @@
+"""Fine-tuning: task models, the auxiliary LM loss, Hugging Face parity, data loading, metrics,
+learning on real text, and the `finetune` / `evaluate` commands.
+
+Real text: sentences of the Python Language Reference (`pydoc_data.topics`, shipped with
+Python). A tiny LM is pretrained on them once per module; the task models start from it.
+"""
+
+import json
+import math
+import os
+import random
+import re
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import BACKEND, TINY_CONFIG, random_inputs, to_numpy
+from keras_gpt1.models import GPT1Backbone, GPT1CausalLM
+from keras_gpt1.tasks import (
+    GPT1Classifier,
+    GPT1MultipleChoice,
+    GPT1Similarity,
+    GPT1TaskModel,
+    accuracy,
+    add_special_token_rows,
+    f1_score,
+    matthews_corrcoef,
+    pearson_correlation,
+    sequence_lm_loss,
+    spearman_correlation,
+    task_metrics,
+)
+from keras_gpt1.tasks.data import parse_columns, read_task_file
+
+CONFIG = {**TINY_CONFIG, "dropout": 0.0}
+
+
+def tiny_backbone(**overrides):
+    return GPT1Backbone(**{**CONFIG, **overrides})
+
+
+def choice_inputs(batch, sequences, length, vocabulary_size, seed=0):
+    """Right-padded `[batch, sequences, length]` inputs, each sequence 3..length tokens long."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(3, length + 1, size=(batch * sequences,))
+    flat = random_inputs(batch * sequences, length, vocabulary_size, seed=seed, lengths=lengths)
+    return {k: v.reshape(batch, sequences, length) for k, v in flat.items()}
+
+
+# === Parity with the Hugging Face port ===
+
+
+def test_multiple_choice_and_lm_logits_match_hf_double_heads_model():
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from keras_gpt1.convert.hf import hf_state_dict_to_weights
+    from keras_gpt1.convert.mapping import weights_to_backbone
+
+    torch.manual_seed(0)
+    hf_config = transformers.OpenAIGPTConfig(
+        vocab_size=CONFIG["vocabulary_size"],
+        n_positions=CONFIG["max_sequence_length"],
+        n_embd=CONFIG["hidden_dim"],
+        n_layer=CONFIG["num_layers"],
+        n_head=CONFIG["num_heads"],
+    )
+    hf = transformers.OpenAIGPTDoubleHeadsModel(hf_config).eval()
+    state = {k: v.detach().numpy() for k, v in hf.state_dict().items()}
+    head_kernel = state.pop("multiple_choice_head.summary.weight")  # Linear(hidden, 1): [1, hidden]
+    head_bias = state.pop("multiple_choice_head.summary.bias")
+    weights, _ = hf_state_dict_to_weights(state)
+    backbone = GPT1Backbone(**{**CONFIG, "intermediate_dim": 4 * CONFIG["hidden_dim"]})
+    weights_to_backbone(weights, backbone)
+    model = GPT1MultipleChoice(backbone)
+    model.head.kernel.assign(head_kernel.T)
+    model.head.bias.assign(head_bias)
+
+    x = choice_inputs(3, 4, 16, CONFIG["vocabulary_size"], seed=1)
+    extract = x["padding_mask"].sum(-1) - 1  # the last real token of each sequence
+    with torch.no_grad():
+        out = hf(input_ids=torch.tensor(x["token_ids"], dtype=torch.long), mc_token_ids=torch.tensor(extract))
+    mc = to_numpy(model(x))
+    np.testing.assert_allclose(mc, out.mc_logits.numpy(), atol=1e-4)
+    # LM logits at real positions (the port has no notion of padding without a mask; positions
+    # after the extract token are padding and carry no meaning).
+    lm = to_numpy(model.lm_logits(x))
+    real = x["padding_mask"].astype(bool)
+    np.testing.assert_allclose(lm[real], out.logits.numpy()[real], atol=1e-4)
+    assert lm.shape == (3, 4, 16, CONFIG["vocabulary_size"])
+
+
+# === The auxiliary LM loss ===
+
+
+def numpy_lm_loss(logits, token_ids, padding_mask):
+    """The original train.py's LM loss: per-sequence mean next-token NLL, mean over sequences."""
+    logits = logits.reshape(-1, *logits.shape[-2:]).astype(np.float64)
+    ids = token_ids.reshape(-1, token_ids.shape[-1])
+    mask = padding_mask.reshape(-1, padding_mask.shape[-1])
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    per_sequence = []
+    for lp, row, m in zip(log_probs, ids, mask):
+        n = int(m.sum())
+        per_sequence.append(-np.mean([lp[t, row[t + 1]] for t in range(n - 1)]))
+    return float(np.mean(per_sequence))
+
+
+def numpy_crossentropy(logits, labels):
+    logits = logits.astype(np.float64)
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    return float(-np.mean(log_probs[np.arange(len(labels)), labels]))
+
+
+@pytest.mark.parametrize("lm_weight", [0.5, 0.0])
+def test_total_loss_is_task_loss_plus_lambda_times_lm_loss(lm_weight):
+    model = GPT1Classifier(tiny_backbone(), num_classes=3, dropout=0.0, lm_weight=lm_weight)
+    x = random_inputs(8, 12, CONFIG["vocabulary_size"], seed=2, lengths=[12, 3, 7, 12, 5, 9, 4, 11])
+    y = np.array([0, 1, 2, 0, 1, 2, 0, 1])
+    logits = to_numpy(model(x))
+    task = numpy_crossentropy(logits, y)
+    lm = numpy_lm_loss(to_numpy(model.lm_logits(x)), x["token_ids"], x["padding_mask"])
+
+    out = model(x, training=True)
+    if lm_weight:
+        np.testing.assert_allclose(to_numpy(out["task"]), logits, atol=1e-5)
+        np.testing.assert_allclose(float(to_numpy(out["lm_loss"])), lm, rtol=1e-5)
+    else:
+        assert not isinstance(out, dict)  # no LM term: the vocabulary projection is skipped
+
+    # One full-batch `fit` step at learning rate 0 logs the losses of the initial weights.
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    logs = model.fit(x, y, batch_size=8, epochs=1, verbose=0).history
+    np.testing.assert_allclose(logs["loss"][0], task + lm_weight * lm, rtol=1e-5)
+    if lm_weight:
+        np.testing.assert_allclose(logs["task_loss"][0], task, rtol=1e-5)
+        np.testing.assert_allclose(logs["lm_loss"][0], lm, rtol=1e-5)
+    else:
+        assert "lm_loss" not in logs and "task_loss" not in logs
+    # Evaluation reports the task loss alone (the LM term is a training regulariser).
+    evaluation = model.evaluate(x, y, verbose=0, return_dict=True)
+    np.testing.assert_allclose(evaluation["loss"], task, rtol=1e-5)
+    assert "lm_loss" not in evaluation
+
+
+def test_sequence_lm_loss_matches_the_per_sequence_definition():
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(4, 6, 11)).astype("float32")
+    x = random_inputs(4, 6, 11, seed=3, lengths=[6, 2, 4, 1])  # the 1-token row has no target
+    expected = numpy_lm_loss(logits[:3], x["token_ids"][:3], x["padding_mask"][:3])
+    got = float(to_numpy(sequence_lm_loss(logits, x["token_ids"], x["padding_mask"])))
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+# === Models: shapes, heads, serialization ===
+
+
+def model_cases():
+    v = CONFIG["vocabulary_size"]
+    return [
+        ("classifier", lambda: GPT1Classifier(tiny_backbone(), num_classes=3), random_inputs(4, 10, v, lengths=[10, 4, 6, 3]), (4, 3)),
+        ("similarity-classes", lambda: GPT1Similarity(tiny_backbone(), num_classes=2), choice_inputs(4, 2, 10, v), (4, 2)),
+        ("similarity-regression", lambda: GPT1Similarity(tiny_backbone()), choice_inputs(4, 2, 10, v), (4,)),
+        ("multiple-choice", lambda: GPT1MultipleChoice(tiny_backbone()), choice_inputs(4, 3, 10, v), (4, 3)),
+    ]
+
+
+@pytest.mark.parametrize("name,make,x,shape", model_cases(), ids=[c[0] for c in model_cases()])
+def test_task_model_outputs_and_persistence(name, make, x, shape, tmp_path):
+    model = make()
+    out = to_numpy(model(x))
+    assert out.shape == shape and out.dtype == np.float32
+    np.testing.assert_allclose(to_numpy(model.predict(x, verbose=0)), out, atol=1e-5)
+
+    # The head reads the extract token: the ids at padding positions change nothing.
+    padded = {k: v.copy() for k, v in x.items()}
+    padded["token_ids"][padded["padding_mask"] == 0] = 5
+    np.testing.assert_allclose(to_numpy(model(padded)), out, atol=1e-5)
+
+    clone = type(model).from_config(model.get_config())
+    assert clone.get_config()["backbone"] == model.get_config()["backbone"]
+
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    assert type(restored) is type(model)
+    np.testing.assert_allclose(to_numpy(restored(x)), out, atol=1e-5)
+
+    preset = str(tmp_path / "preset")
+    model.save_to_preset(preset)
+    assert sorted(os.listdir(preset)) == ["config.json", "model.weights.h5", "task.json", "task.weights.h5"]
+    for loader in (type(model), GPT1TaskModel):
+        loaded = loader.from_preset(preset)
+        assert type(loaded) is type(model)
+        np.testing.assert_allclose(to_numpy(loaded(x)), out, atol=1e-5)
+    # A preset overridden at load time keeps its weights.
+    assert GPT1TaskModel.from_preset(preset, lm_weight=0.0).lm_weight == 0.0
+
+
+def test_similarity_adds_both_orders_before_the_head():
+    model = GPT1Similarity(tiny_backbone(), num_classes=2)
+    x = choice_inputs(2, 2, 8, CONFIG["vocabulary_size"], seed=4)
+    swapped = {k: v[:, ::-1].copy() for k, v in x.items()}
+    np.testing.assert_allclose(to_numpy(model(x)), to_numpy(model(swapped)), atol=1e-5)
+    # By hand: the two extract states summed, then the linear head.
+    flat = {k: v.reshape(4, 8) for k, v in x.items()}
+    hidden = to_numpy(model.backbone(flat))
+    states = hidden[np.arange(4), flat["padding_mask"].sum(-1) - 1].reshape(2, 2, -1).sum(1)
+    expected = states @ to_numpy(model.head.kernel) + to_numpy(model.head.bias)
+    np.testing.assert_allclose(to_numpy(model(x)), expected, atol=1e-4)
+
+
+def test_add_special_token_rows_copies_weights_and_draws_new_rows():
+    backbone = tiny_backbone()
+    extended = add_special_token_rows(backbone, 3, seed=0)
+    assert extended.vocabulary_size == CONFIG["vocabulary_size"] + 3
+    assert backbone.vocabulary_size == CONFIG["vocabulary_size"]  # the source is left alone
+    old = {v.path: to_numpy(v) for v in backbone.weights}
+    for variable in extended.weights:
+        value = to_numpy(variable)
+        if variable.path.endswith("token_embedding/embeddings"):
+            np.testing.assert_array_equal(value[: CONFIG["vocabulary_size"]], old[variable.path])
+            new_rows = value[CONFIG["vocabulary_size"] :]
+            assert new_rows.shape == (3, CONFIG["hidden_dim"])
+            assert 0.01 < new_rows.std() < 0.03 and abs(new_rows.mean()) < 0.01
+        else:
+            np.testing.assert_array_equal(value, old[variable.path])
+    # Text shared by both vocabularies gets the same hidden states.
+    x = random_inputs(2, 6, CONFIG["vocabulary_size"], seed=5)
+    np.testing.assert_allclose(to_numpy(extended(x)), to_numpy(backbone(x)), atol=1e-6)
+
+
+def test_bad_model_inputs_and_arguments(tmp_path):
+    v = CONFIG["vocabulary_size"]
+    classifier = GPT1Classifier(tiny_backbone(), num_classes=2)
+    with pytest.raises(ValueError, match="rank 2"):
+        classifier.predict(choice_inputs(2, 2, 6, v), verbose=0)
+    with pytest.raises(ValueError, match="token_ids"):
+        classifier.predict(np.zeros((2, 6), "int32"), verbose=0)
+    empty = random_inputs(2, 6, v)
+    empty["padding_mask"][1] = 0
+    with pytest.raises(ValueError, match="no real token"):
+        classifier.predict(empty, verbose=0)
+    too_big = random_inputs(2, 6, v)
+    too_big["token_ids"][0, 0] = v
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        classifier.predict(too_big, verbose=0)
+    with pytest.raises(ValueError, match="longer than the model's context"):
+        classifier.predict(random_inputs(1, CONFIG["max_sequence_length"] + 1, v), verbose=0)
+    with pytest.raises(ValueError, match="both orders"):
+        GPT1Similarity(tiny_backbone()).predict(choice_inputs(2, 3, 6, v), verbose=0)
+    with pytest.raises(ValueError, match="num_classes"):
+        GPT1Classifier(tiny_backbone(), num_classes=1)
+    with pytest.raises(ValueError, match="lm_weight"):
+        GPT1MultipleChoice(tiny_backbone(), lm_weight=-1)
+    # Presets: the wrong class, a backbone-only preset through the generic loader.
+    preset = str(tmp_path / "mc")
+    GPT1MultipleChoice(tiny_backbone()).save_to_preset(preset)
+    with pytest.raises(ValueError, match="holds a GPT1MultipleChoice"):
+        GPT1Classifier.from_preset(preset)
+    backbone_only = str(tmp_path / "backbone")
+    tiny_backbone().save_to_preset(backbone_only)
+    with pytest.raises(ValueError, match="holds no task model"):
+        GPT1TaskModel.from_preset(backbone_only)
+    assert GPT1Classifier.from_preset(backbone_only, num_classes=4).head.kernel.shape == (CONFIG["hidden_dim"], 4)
+
+
+# === Metrics ===
+
+
+def test_metrics_match_scipy_and_hand_computations():
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(6)
+    y_true = np.array([1, 1, 1, 0, 0, 0, 1, 0, 1, 1])
+    y_pred = np.array([1, 0, 1, 0, 1, 0, 1, 0, 0, 1])
+    # tp=4, fp=1, fn=2, tn=3.
+    assert accuracy(y_true, y_pred) == 0.7
+    assert f1_score(y_true, y_pred) == pytest.approx(2 * 4 / (2 * 4 + 1 + 2))
+    assert matthews_corrcoef(y_true, y_pred) == pytest.approx((4 * 3 - 1 * 2) / math.sqrt(5 * 6 * 4 * 5))
+    assert matthews_corrcoef([0, 0, 1], [0, 0, 0]) == 0.0  # undefined: no predicted positives
+    # Multiclass MCC: perfect is 1, a permutation of classes is negative.
+    assert matthews_corrcoef([0, 1, 2, 2], [0, 1, 2, 2]) == pytest.approx(1.0)
+    assert matthews_corrcoef([0, 1, 2], [1, 2, 0]) < 0
+    x, y = rng.normal(size=50), rng.normal(size=50)
+    y = x + 0.5 * y
+    assert pearson_correlation(x, y) == pytest.approx(stats.pearsonr(x, y)[0])
+    ties = np.round(y, 0)
+    assert spearman_correlation(x, ties) == pytest.approx(stats.spearmanr(x, ties)[0])
+    logits = np.array([[2.0, 1.0], [0.0, 3.0], [1.0, 0.0]])
+    assert task_metrics("classification", [0, 1, 1], logits) == {
+        "accuracy": pytest.approx(2 / 3),
+        "f1": pytest.approx(2 / 3),
+        "mcc": pytest.approx(0.5),
+    }
+    assert set(task_metrics("similarity", [0.0, 1.0, 2.0], np.array([0.1, 0.9, 2.5]), regression=True)) == {"pearson", "spearman", "mse"}
+    assert task_metrics("multiple-choice", [2, 0], np.array([[0, 1, 5], [3, 1, 2]])) == {"accuracy": 1.0}
+    with pytest.raises(ValueError, match="labels but"):
+        accuracy([0, 1], [0])
+
+
+# === Data files ===
+
+
+def write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_loaders_read_csv_tsv_jsonl_with_column_mappings(tmp_path):
+    csv_path = write(tmp_path / "a.csv", 'sentence,sentiment\n"Fine, truly",pos\nDull,neg\n"Two\nlines",pos\n')
+    data = read_task_file(csv_path, "classification", {"text": "sentence", "label": "sentiment"})
+    assert data.texts["text"] == ["Fine, truly", "Dull", "Two\nlines"]
+    assert data.label_names == ["neg", "pos"] and data.labels.tolist() == [1, 0, 1]
+    assert data.lines == [2, 3, 4]
+
+    tsv_path = write(tmp_path / "b.tsv", 'premise\thypothesis\tlabel\nA "quoted" man\tA man\t1\nA cat\tA dog\t0\n')
+    data = read_task_file(tsv_path, "entailment")
+    assert data.texts["premise"][0] == 'A "quoted" man' and data.labels.tolist() == [1, 0]
+
+    jsonl_path = write(
+        tmp_path / "c.jsonl",
+        '{"ctx": "He opened the door", "endings": ["and left", "the sky"], "answer": 0}\n\n'
+        '{"ctx": "She sat", "endings": ["down", "up high"], "answer": 1}\n',
+    )
+    data = read_task_file(jsonl_path, "multiple-choice", {"context": "ctx", "choices": "endings", "label": "answer"})
+    assert data.num_choices == 2 and data.labels.tolist() == [0, 1] and data.lines == [1, 3]
+
+    wide = write(tmp_path / "d.csv", "context,e0,e1,e2,label\nIt rained,so we stayed,purple,seven,0\n")
+    columns = parse_columns(["choices=e0,e1,e2"], "multiple-choice")
+    assert read_task_file(wide, "multiple-choice", columns).texts["choices"] == [["so we stayed", "purple", "seven"]]
+
+    scores = write(tmp_path / "e.jsonl", '{"first": "a", "second": "b", "label": 3.5}\n{"first": "c", "second": "d", "label": "1"}\n')
+    assert read_task_file(scores, "similarity", regression=True).labels.tolist() == [3.5, 1.0]
+    # Integer labels name the same classes from CSV ("1") and JSONL (1); declared order wins.
+    ints = write(tmp_path / "f.jsonl", '{"text": "x", "label": 1}\n{"text": "y", "label": 0}\n')
+    assert read_task_file(ints, "classification", label_names=["1", "0"]).labels.tolist() == [0, 1]
+
+
+@pytest.mark.parametrize(
+    "name,content,kwargs,message",
+    [
+        ("missing.csv", "sentence,label\nhello,1\n", {}, r"missing\.csv:2: missing column 'text'"),
+        ("empty.csv", "text,label\nhello,1\n   ,0\n", {}, r"empty\.csv:3: column 'text' \(the 'text'\) is empty"),
+        ("undeclared.jsonl", '{"text": "a", "label": "pos"}\n{"text": "b", "label": "meh"}\n', {"label_names": ["neg", "pos"]}, r"undeclared\.jsonl:2: label 'meh' is not one of the declared classes"),
+        ("nolabel.csv", "text,label\nhello,\n", {}, r"nolabel\.csv:2: the label .* is empty"),
+        ("fields.csv", "text,label\nhello,1,extra\n", {}, r"fields\.csv:2: 3 fields, but the header"),
+        ("broken.jsonl", '{"text": "a", "label": 1}\n{"text": "b", "label": \n', {}, r"broken\.jsonl:2: invalid JSON"),
+        ("one_class.csv", "text,label\na,1\nb,1\n", {}, r"one_class\.csv: every example has the label '1'"),
+        ("format.txt", "text,label\n", {}, r"format\.txt.*suffix"),
+    ],
+)
+def test_bad_classification_files_name_the_file_and_line(tmp_path, name, content, kwargs, message):
+    path = write(tmp_path / name, content)
+    with pytest.raises(ValueError, match=message):
+        read_task_file(path, "classification", **kwargs)
+
+
+def test_bad_multiple_choice_and_similarity_files(tmp_path):
+    rows = ['{"context": "c", "choices": ["a", "b", "c"], "label": 0}', '{"context": "d", "choices": ["a", "b"], "label": 1}']
+    path = write(tmp_path / "mc.jsonl", "\n".join(rows) + "\n")
+    with pytest.raises(ValueError, match=r"mc\.jsonl:2: 2 candidates, expected 3"):
+        read_task_file(path, "multiple-choice")
+    path = write(tmp_path / "idx.jsonl", '{"context": "c", "choices": ["a", "b"], "label": 2}\n')
+    with pytest.raises(ValueError, match=r"idx\.jsonl:1: answer index 2 is outside \[0, 2\)"):
+        read_task_file(path, "multiple-choice")
+    path = write(tmp_path / "wide.csv", "context,e0,e1,label\nc,a,,0\n")
+    with pytest.raises(ValueError, match=r"wide\.csv:2: column 'e1' \(the 'choices'\) is empty"):
+        read_task_file(path, "multiple-choice", {"choices": ["e0", "e1"]})
+    path = write(tmp_path / "one.csv", "context,choices,label\nc,a,0\n")
+    with pytest.raises(ValueError, match=r"one\.csv:2: column 'choices' must hold a list"):
+        read_task_file(path, "multiple-choice")
+    path = write(tmp_path / "sts.csv", "first,second,label\na,b,high\n")
+    with pytest.raises(ValueError, match=r"sts\.csv:2: a regression label must be a number"):
+        read_task_file(path, "similarity", regression=True)
+    with pytest.raises(FileNotFoundError, match="nowhere.csv"):
+        read_task_file(str(tmp_path / "nowhere.csv"), "similarity")
+    with pytest.raises(ValueError, match="Unknown role 'sentence'"):
+        parse_columns(["sentence=text"], "classification")
+    with pytest.raises(ValueError, match="ROLE=COLUMN"):
+        parse_columns(["text"], "classification")
+
+
+# === Learning on real text ===
+#
+# The text is the Python Language Reference (`pydoc_data.topics`, shipped with Python), cut into
+# sentences. A tiny LM is pretrained on all of it (next-token prediction, as GPT-1), then each
+# task starts from that preset, with the default auxiliary LM loss (λ = 0.5):
+#
+# - classification: is a sentence from the reference's pages on strings and containers, or from
+#   its pages on statements and control flow?
+# - entailment: is the hypothesis a sub-span (three quarters of the words) of the premise, or a
+#   span of another sentence?
+# - similarity: is the second sentence the first with two words deleted, or another sentence?
+# - multiple choice: which of three spans comes from the context sentence?
+#
+# The pair tasks all need the model to compare its two segments, which a 2-layer model learns
+# from a few hundred examples only if pretraining and the LM loss have taught it to look back at
+# earlier tokens; the thresholds sit well above chance and well below what the runs reach.
+
+STRING_PAGES = (
+    "string-methods", "typesseq", "typesseq-mutable", "typesmapping", "strings", "formatstrings",
+    "dict", "lists", "sequence-types", "slicings", "subscriptions", "specialnames", "customization",
+)
+STATEMENT_PAGES = (
+    "try", "raise", "exceptions", "with", "for", "while", "if", "import", "execmodel", "naming",
+    "compound", "break", "continue", "return", "assert", "context-managers", "global", "nonlocal",
+    "function", "class",
+)
+PACKED_LENGTH = 40  # the pair tasks' context; also the tiny model's
+TASK_BUDGET = dict(epochs=3, batch_size=32)
+TRAIN_SIZE, VALIDATION_SIZE = 600, 240
+
+
+def reference_sentences(page):
+    """Prose sentences of one reference page (code, grammar and doctest paragraphs left out)."""
+    from pydoc_data.topics import topics
+
+    sentences = []
+    for paragraph in re.split(r"\n\s*\n", topics[page]):
+        lines = [line.strip() for line in paragraph.split("\n")]
+        if any(line.startswith((">>>", "...")) for line in lines):
+            continue
+        for sentence in re.split(r"(?<=[.!?])\s+(?=[A-Z])", " ".join(lines)):
+            letters = sum(c.isalpha() or c == " " for c in sentence)
+            if 6 <= len(sentence.split()) <= 40 and letters > 0.85 * len(sentence):
+                sentences.append(sentence)
+    return sentences
+
+
+class Reference:
+    """The corpus, its tokenizer, and the pretrained and random tiny presets (built once)."""
+
+    def __init__(self, root):
+        from pydoc_data.topics import topics
+
+        from keras_gpt1.tokenizers import train_tokenizer
+
+        self.root = root
+        self.sentences = sorted({s for page in topics for s in reference_sentences(page)})
+        corpus = root / "reference.txt"
+        corpus.write_text("\n".join(self.sentences), encoding="utf-8")
+        self.tokenizer = train_tokenizer([str(corpus)], num_merges=600)
+        config = {
+            **CONFIG,
+            "vocabulary_size": self.tokenizer.vocabulary_size - 3,  # pretraining: no special tokens
+            "hidden_dim": 64,
+            "intermediate_dim": 128,
+            "max_sequence_length": PACKED_LENGTH,
+        }
+        self.pretrained = self._pretrain(GPT1Backbone(**config))
+        self.pretrained_preset = str(root / "pretrained")
+        GPT1CausalLM(self.pretrained, self.tokenizer).save_to_preset(self.pretrained_preset)
+        keras.utils.set_random_seed(99)
+        self.scratch_preset = str(root / "scratch")
+        GPT1CausalLM(GPT1Backbone(**config), self.tokenizer).save_to_preset(self.scratch_preset)
+
+    def _pretrain(self, backbone):
+        ids = np.concatenate([np.asarray(row) for row in self.tokenizer(self.sentences).to_list()])
+        width = PACKED_LENGTH + 1
+        chunks = ids[: len(ids) // width * width].reshape(-1, width).astype("int32")
+        lm = GPT1CausalLM(backbone)
+        lm.compile(
+            optimizer=keras.optimizers.Adam(2e-3),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        x = {"token_ids": chunks[:, :-1], "padding_mask": np.ones_like(chunks[:, :-1])}
+        history = lm.fit(x, chunks[:, 1:], batch_size=16, epochs=4, verbose=0).history["loss"]
+        assert history[-1] < history[0] - 1.0, history  # it did learn the language
+        return backbone
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    keras.utils.set_random_seed(0)
+    return Reference(tmp_path_factory.mktemp("reference"))
+
+
+def task_rows(reference, task, seed):
+    """`TRAIN_SIZE + VALIDATION_SIZE` examples of a task as dicts (the loaders' default roles)."""
+    rng = random.Random(seed)
+    if task == "classification":
+        strings = sorted({s for page in STRING_PAGES for s in reference_sentences(page)})
+        statements = sorted({s for page in STATEMENT_PAGES for s in reference_sentences(page)} - set(strings))
+        half = (TRAIN_SIZE + VALIDATION_SIZE) // 2
+        rows = [{"sentence": s, "topic": "strings"} for s in rng.sample(strings, half)]
+        rows += [{"sentence": s, "topic": "statements"} for s in rng.sample(statements, half)]
+        rng.shuffle(rows)
+        return rows
+    pool = [s for s in reference.sentences if len(s.split()) <= 16]
+    rng.shuffle(pool)
+
+    def another(i):
+        return pool[(i + 1 + rng.randrange(len(pool) - 1)) % len(pool)]
+
+    def drop_two_words(sentence):
+        words = sentence.split()
+        for _ in range(2):
+            words.pop(rng.randrange(len(words)))
+        return " ".join(words)
+
+    def span(sentence):
+        words = sentence.split()
+        k = max(3, round(0.75 * len(words)))
+        start = rng.randrange(len(words) - k + 1)
+        return " ".join(words[start : start + k])
+
+    rows = []
+    for i, sentence in enumerate(pool[: TRAIN_SIZE + VALIDATION_SIZE]):
+        label = rng.randrange(2)
+        if task == "entailment":  # a sub-sequence of the premise, or of another sentence
+            source = sentence if label else another(i)
+            rows.append({"premise": sentence, "hypothesis": drop_two_words(source), "label": label})
+        elif task == "similarity":  # the same words in another order, or another sentence
+            words = sentence.split()
+            cut = len(words) // 2
+            second = " ".join(words[cut:] + words[:cut]) if label else another(i)
+            rows.append({"first": sentence, "second": second, "label": label})
+        else:
+            choices = [span(another(i)), span(another(i))]
+            label = rng.randrange(3)
+            choices.insert(label, span(sentence))
+            rows.append({"context": sentence, "choices": choices, "label": label})
+    return rows
+
+
+def write_split(directory, name, rows, fmt):
+    """Writes rows as `<name>.train.<fmt>` and `<name>.validation.<fmt>`; returns both paths."""
+    import csv
+
+    paths = []
+    for split, part in (("train", rows[:TRAIN_SIZE]), ("validation", rows[TRAIN_SIZE:])):
+        path = os.path.join(directory, f"{name}.{split}.{fmt}")
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            if fmt == "csv":
+                writer = csv.DictWriter(f, fieldnames=list(part[0]))
+                writer.writeheader()
+                writer.writerows(part)
+            else:
+                f.writelines(json.dumps(row) + "\n" for row in part)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def classifier_run(reference, tmp_path_factory):
+    """`keras-gpt1 finetune` on the classification CSV, from the pretrained preset."""
+    import contextlib
+    import io
+
+    from keras_gpt1.cli import main
+
+    directory = tmp_path_factory.mktemp("classification")
+    train, validation = write_split(directory, "topics", task_rows(reference, "classification", seed=1), "csv")
+    output = str(directory / "classifier")
+    args = [
+        "finetune", "--task", "classification", "--train", train, "--validation", validation,
+        "--from", reference.pretrained_preset, "--output", output,
+        "--columns", "text=sentence", "label=topic",
+        "--learning-rate", "2e-3", "--warmup", "0.1", "--epochs", str(TASK_BUDGET["epochs"]),
+        "--batch-size", str(TASK_BUDGET["batch_size"]), "--seed", "0",
+    ]
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        assert main(args) == 0
+    return {"train": train, "validation": validation, "output": output, "stdout": stdout.getvalue(), "args": args}
+
+
+def test_finetune_command_trains_a_classifier_that_beats_chance(classifier_run):
+    output = classifier_run["output"]
+    for name in ("config.json", "model.weights.h5", "task.json", "task.weights.h5", "tokenizer.json", "finetune.json"):
+        assert os.path.isfile(os.path.join(output, name)), name
+    record = json.load(open(os.path.join(output, "finetune.json")))
+    assert record["task"] == "classification" and record["label_names"] == ["statements", "strings"]
+    assert record["columns"] == {"text": "sentence", "label": "topic"}
+    history = record["history"]
+    # Both losses are logged, and the loss minimised is their λ-weighted sum.
+    for epoch in range(TASK_BUDGET["epochs"]):
+        total = history["task_loss"][epoch] + 0.5 * history["lm_loss"][epoch]
+        assert history["loss"][epoch] == pytest.approx(total, rel=1e-4)
+    assert history["task_loss"][-1] < history["task_loss"][0]
+    metrics = record["validation_metrics"]
+    assert metrics["accuracy"] > 0.7, metrics  # balanced classes: chance is 0.5
+    assert metrics["mcc"] > 0.4, metrics
+    assert f"accuracy: {metrics['accuracy']:.4f}" in classifier_run["stdout"]
+
+
+def test_evaluate_command_reproduces_the_validation_metrics(classifier_run, capsys):
+    from keras_gpt1.cli import main
+
+    assert main(["evaluate", "--model", classifier_run["output"], "--data", classifier_run["validation"], "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    record = json.load(open(os.path.join(classifier_run["output"], "finetune.json")))
+    assert printed == pytest.approx(record["validation_metrics"], abs=1e-6)
+
+
+def test_pretrained_preset_beats_random_init_on_the_same_budget(reference, classifier_run):
+    from keras_gpt1.tasks.finetune import finetune
+
+    scratch = finetune(
+        "classification",
+        classifier_run["train"],
+        classifier_run["validation"],
+        preset=reference.scratch_preset,
+        columns={"text": "sentence", "label": "topic"},
+        learning_rate=2e-3,
+        warmup_fraction=0.1,
+        seed=0,
+        verbose=0,
+        **TASK_BUDGET,
+    )
+    record = json.load(open(os.path.join(classifier_run["output"], "finetune.json")))
+    pretrained = record["validation_metrics"]["accuracy"]
+    print("METRICS pre", pretrained, "scratch", scratch.metrics)
+    assert pretrained > scratch.metrics["accuracy"] + 0.05, (pretrained, scratch.metrics)
+
+
+@pytest.mark.parametrize("task,threshold", [("entailment", 0.6), ("similarity", 0.6), ("multiple-choice", 0.5)])
+def test_pair_tasks_train_with_fit_and_beat_chance(reference, tmp_path, task, threshold):
+    """Chance: 0.5 for the two binary tasks, 1/3 for three candidates."""
+    from keras_gpt1.tasks.data import make_dataset
+    from keras_gpt1.tasks.packers import packer_for_task
+
+    train_path, validation_path = write_split(tmp_path, task, task_rows(reference, task, seed=2), "jsonl")
+    train = read_task_file(train_path, task)
+    validation = read_task_file(validation_path, task, label_names=train.label_names, num_choices=train.num_choices)
+    packer = packer_for_task(task, reference.tokenizer, PACKED_LENGTH)
+    keras.utils.set_random_seed(0)
+    model_class = {"entailment": GPT1Classifier, "similarity": GPT1Similarity, "multiple-choice": GPT1MultipleChoice}[task]
+    model = model_class.from_preset(reference.pretrained_preset, **({} if task == "multiple-choice" else {"num_classes": 2}))
+    assert model.backbone.vocabulary_size == reference.tokenizer.vocabulary_size  # special rows added
+    model.compile(optimizer=keras.optimizers.Adam(2e-3))
+    history = model.fit(
+        make_dataset(train, packer, TASK_BUDGET["batch_size"], shuffle=True, seed=0),
+        epochs=TASK_BUDGET["epochs"],
+        verbose=0,
+    ).history
+    assert {"loss", "task_loss", "lm_loss", "accuracy"} <= set(history)
+    predictions = model.predict(make_dataset(validation, packer, 64), verbose=0)
+    metrics = task_metrics(task, validation.labels, to_numpy(predictions))
+    print("METRICS", task, metrics)
+    assert metrics["accuracy"] > threshold, (metrics, history)
+
+
+@pytest.fixture(scope="module")
+def small_preset(tmp_path_factory):
+    """A tiny backbone with a small tokenizer: enough for commands that fail before training."""
+    from keras_gpt1.tokenizers import train_tokenizer
+
+    directory = tmp_path_factory.mktemp("small_preset")
+    corpus = directory / "corpus.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog\n" * 5, encoding="utf-8")
+    tokenizer = train_tokenizer([str(corpus)], num_merges=10)
+    preset = str(directory / "preset")
+    GPT1CausalLM(tiny_backbone(vocabulary_size=tokenizer.vocabulary_size), tokenizer).save_to_preset(preset)
+    return preset
+
+
+def test_commands_report_bad_input_with_file_and_line(small_preset, tmp_path, capsys):
+    from keras_gpt1.cli import main
+
+    train = write(tmp_path / "train.csv", "text,label\nthe fox,a\nthe dog,b\n")
+    bad = write(tmp_path / "dev.csv", "text,label\nthe fox,a\nthe cat,c\n")
+    common = ["finetune", "--task", "classification", "--train", train, "--from", small_preset, "--output", str(tmp_path / "out")]
+    assert main(common + ["--validation", bad]) == 2
+    assert re.search(r"dev\.csv:3: label 'c' is not one of the declared classes \['a', 'b'\]", capsys.readouterr().err)
+    assert main(common + ["--columns", "text=sentence"]) == 2
+    assert re.search(r"train\.csv:2: missing column 'sentence'", capsys.readouterr().err)
+    assert main(common + ["--columns", "txt=text"]) == 2
+    assert "Unknown role 'txt'" in capsys.readouterr().err
+    assert main(common + ["--sequence-length", "1000"]) == 2
+    assert "longer than the model's context" in capsys.readouterr().err
+    # A built-in name has no tokenizer.
+    assert main(common[:-4] + ["--from", "gpt1_tiny", "--output", str(tmp_path / "out")]) == 2
+    assert "has no tokenizer" in capsys.readouterr().err
+    assert main(["evaluate", "--model", str(tmp_path / "missing"), "--data", train]) == 2
+    assert "does not exist" in capsys.readouterr().err

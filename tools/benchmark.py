@@ -1,0 +1,374 @@
+"""One harness for keras_gpt1's speed: `train`, `generate` and `tokenize` modes.
+
+    python tools/benchmark.py train                       # the README's training table
+    python tools/benchmark.py train --quick               # tiny config smoke run (CI)
+    python tools/benchmark.py train --backends tensorflow --policies float32 mixed_bfloat16 \\
+        --jit true false --shapes 4x256 --rounds 3
+    python tools/benchmark.py generate [bench_generate.py options]     # e.g. --quick
+    python tools/benchmark.py tokenize [bench_tokenizer.py options]
+
+`train` runs one training step loop per contender, each in its own subprocess (one backend per
+process, and the child's peak resident memory is its own `ru_maxrss`):
+
+- keras_gpt1: `GPT1CausalLM.from_preset("gpt1", dtype=policy)` compiled with the paper's
+  optimizer and schedule (`create_optimizer(WarmupCosine(...))`), `NextTokenLoss` and the
+  default perplexity and accuracy metrics, on each requested backend, policy and `jit_compile`;
+- KerasHub: `GPT2Backbone` + `GPT2CausalLM` with GPT-1's dimensions (vocabulary 40,478, 12
+  layers, 12 heads, 768/3072, context 512), AdamW with the same hyperparameters and warmup-cosine
+  schedule, sparse cross-entropy from logits and its default accuracy metric, on the same backends
+  and policies (its `jit_compile` left at Keras's default);
+- transformers: `OpenAIGPTLMHeadModel` (PyTorch eager), `torch.optim.AdamW`, warmup-cosine
+  `LambdaLR`, global-norm clipping 1.0, loss from `labels`.
+
+All use dropout 0.1 in training mode and the same random token batch. Each process runs
+`--warmup` untimed steps (the first compiles; its time is reported as "first step"), then
+`--steps` timed steps, each closed by reading the loss back. Contenders run in rounds whose order
+alternates (A B C, then C B A, ...), so that background load drifts over all of them alike; the
+table shows the median step time over all timed steps of all rounds.
+
+The machine's ceilings (matmul GFLOP/s in fp32 and bf16 through TensorFlow and PyTorch, memory
+read GB/s) are measured at the start and at the end of the run (see `tools/ceilings.py`);
+model-FLOPs utilisation (MFU) uses nanoGPT's count,
+
+    FLOPs per token = 6 N + 12 L d T      (N: parameters without position embeddings,
+                                            L layers, d model width, T sequence length)
+
+divided by the best dense-matmul rate measured in the run (the higher of fp32 and bf16).
+`generate` and `tokenize` run `tools/bench_generate.py` and `tools/bench_tokenizer.py` with the
+given options, between two ceiling measurements.
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+FULL = dict(vocabulary_size=40478, num_layers=12, num_heads=12, hidden_dim=768, intermediate_dim=3072,
+            max_sequence_length=512)
+TINY = dict(vocabulary_size=1024, num_layers=2, num_heads=2, hidden_dim=64, intermediate_dim=256,
+            max_sequence_length=128)
+PEAK_LEARNING_RATE, WARMUP_STEPS, TOTAL_STEPS = 2.5e-4, 2000, 100_000
+TRAIN_COLUMNS = ("contender", "backend", "policy", "jit", "batch x seq", "tokens/s", "step s", "first step s",
+                 "vs KerasHub", "vs transformers", "MFU", "peak RSS GiB")
+
+
+def flops_per_token(cfg, seq_len):
+    """nanoGPT's training FLOPs per token: 6 N + 12 L d T (N without position embeddings)."""
+    d, L, V, F = cfg["hidden_dim"], cfg["num_layers"], cfg["vocabulary_size"], cfg["intermediate_dim"]
+    per_layer = 4 * d * d + 4 * d + 2 * d * F + F + d + 4 * d  # attention, MLP, two LayerNorms
+    n = V * d + L * per_layer
+    return 6 * n + 12 * L * d * seq_len
+
+
+# --------------------------------------------------------------------------------------------
+# Workers: each runs in its own process and prints one `RESULT {json}` line.
+# --------------------------------------------------------------------------------------------
+
+
+def _batch(cfg, batch, seq, seed=0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, cfg["vocabulary_size"], size=(batch, seq + 1)).astype("int32")
+    return ids[:, :-1], ids[:, 1:], np.ones((batch, seq), "int32")
+
+
+def _jit_arg(jit):
+    return {"true": True, "false": False, "auto": "auto"}[jit]
+
+
+def _train_keras(model, x, y, mask, args):
+    """Times `train_on_batch` (the same compiled step as `fit`); the returned loss is a Python
+    float, so every step is finished when the clock stops (JAX dispatches asynchronously)."""
+    times = []
+    for step in range(args.warmup + args.steps):
+        start = time.perf_counter()
+        loss = model.train_on_batch(x, y, sample_weight=mask, return_dict=True)["loss"]
+        times.append(time.perf_counter() - start)
+        if step == 0 and not (float(loss) == float(loss)):
+            raise RuntimeError(f"loss is {loss} after the first step")
+    return times, float(loss)
+
+
+def worker_keras_gpt1(cfg, args):
+    import keras
+
+    from keras_gpt1 import GPT1Backbone, GPT1CausalLM
+    from keras_gpt1.training import WarmupCosine, create_optimizer
+
+    keras.utils.set_random_seed(0)
+    policy = None if args.policy == "float32" else args.policy
+    if args.quick:
+        lm = GPT1CausalLM(GPT1Backbone(**cfg, dropout=0.1, dtype=policy))
+    else:
+        lm = GPT1CausalLM.from_preset("gpt1", dtype=policy)
+    lm.compile(optimizer=create_optimizer(WarmupCosine(PEAK_LEARNING_RATE, WARMUP_STEPS, TOTAL_STEPS)),
+               jit_compile=_jit_arg(args.worker_jit))
+    ids, labels, mask = _batch(cfg, args.batch, args.seq)
+    times, loss = _train_keras(lm, {"token_ids": ids, "padding_mask": mask}, labels, mask, args)
+    return dict(times=times, loss=loss, params=lm.count_params())
+
+
+def worker_keras_hub(cfg, args):
+    import keras
+    import keras_hub
+
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.GPT2Backbone(
+        vocabulary_size=cfg["vocabulary_size"], num_layers=cfg["num_layers"], num_heads=cfg["num_heads"],
+        hidden_dim=cfg["hidden_dim"], intermediate_dim=cfg["intermediate_dim"],
+        max_sequence_length=cfg["max_sequence_length"], dropout=0.1,
+        dtype=None if args.policy == "float32" else args.policy,
+    )
+    lm = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0, TOTAL_STEPS - WARMUP_STEPS, warmup_target=PEAK_LEARNING_RATE, warmup_steps=WARMUP_STEPS)
+    optimizer = keras.optimizers.AdamW(schedule, weight_decay=0.01, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+                                       global_clipnorm=1.0)
+    kwargs = {} if args.worker_jit == "auto" else {"jit_compile": _jit_arg(args.worker_jit)}
+    lm.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), **kwargs)
+    ids, labels, mask = _batch(cfg, args.batch, args.seq)
+    times, loss = _train_keras(lm, {"token_ids": ids, "padding_mask": mask}, labels, mask, args)
+    return dict(times=times, loss=loss, params=lm.count_params())
+
+
+def worker_transformers(cfg, args):
+    import math
+
+    import torch
+    from transformers import OpenAIGPTConfig, OpenAIGPTLMHeadModel
+
+    torch.manual_seed(0)
+    config = OpenAIGPTConfig(vocab_size=cfg["vocabulary_size"], n_positions=cfg["max_sequence_length"],
+                             n_embd=cfg["hidden_dim"], n_layer=cfg["num_layers"], n_head=cfg["num_heads"])
+    model = OpenAIGPTLMHeadModel(config).train()
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
+                                  lr=PEAK_LEARNING_RATE, betas=(0.9, 0.999), eps=1e-8)
+
+    def lr_lambda(step):
+        if step < WARMUP_STEPS:
+            return step / WARMUP_STEPS
+        return 0.5 * (1 + math.cos(math.pi * (step - WARMUP_STEPS) / (TOTAL_STEPS - WARMUP_STEPS)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
+    ids, _, _ = _batch(cfg, args.batch, args.seq)
+    ids = torch.tensor(ids, dtype=torch.long)
+    autocast = args.policy == "mixed_bfloat16"
+    times = []
+    for _ in range(args.warmup + args.steps):
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            loss = model(ids, labels=ids).loss  # the model shifts the labels itself
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        loss = float(loss)
+        times.append(time.perf_counter() - start)
+    return dict(times=times, loss=loss, params=sum(p.numel() for p in model.parameters()))
+
+
+WORKERS = {"keras_gpt1": worker_keras_gpt1, "keras_hub": worker_keras_hub, "transformers": worker_transformers}
+
+
+def run_worker(args):
+    cfg = TINY if args.quick else FULL
+    load = os.getloadavg()[0]
+    result = WORKERS[args.worker](cfg, args)
+    result["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    result["load"] = (load + os.getloadavg()[0]) / 2
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Driver
+# --------------------------------------------------------------------------------------------
+
+
+def spawn(contender, batch, seq, args):
+    worker, backend, policy, jit = contender
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+    command = [sys.executable, os.path.abspath(__file__), "train", "--worker", worker, "--policy", policy,
+               "--worker-jit", jit, "--batch", str(batch), "--seq", str(seq), "--steps", str(args.steps),
+               "--warmup", str(args.warmup)]
+    if args.quick:
+        command.append("--quick")
+    try:
+        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        sys.stderr.write(f"{worker} ({backend}, {policy}) timed out after {args.timeout} s\n")
+        return None
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        sys.stderr.write(f"{worker} ({backend}, {policy}, jit {jit}) failed:\n{proc.stderr[-3000:]}\n")
+        return None
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def _contenders(args):
+    contenders = []
+    for backend in args.backends:
+        for policy in args.policies:
+            for jit in args.jit:
+                contenders.append(("keras_gpt1", backend, policy, jit))
+            if "keras_hub" in args.peers:
+                contenders.append(("keras_hub", backend, policy, "auto"))
+    if "transformers" in args.peers:
+        contenders.append(("transformers", "torch", "float32", "eager"))
+    return contenders
+
+
+def _fmt_ratio(ours, peer):
+    return f"{ours / peer:.2f}x" if ours and peer else "-"
+
+
+def train_main(args):
+    from ceilings import format_ceilings, machine_summary, measure_ceilings_subprocess
+
+    cfg = TINY if args.quick else FULL
+    shapes = [tuple(int(v) for v in s.lower().split("x")) for s in args.shapes]
+    contenders = _contenders(args)
+    libraries = [lib for lib, used in (
+        ("tensorflow", {"tensorflow", "jax"} & set(args.backends)),
+        ("torch", "torch" in args.backends or "transformers" in args.peers)) if used]
+    print(f"machine: {machine_summary()}", flush=True)
+    ceilings = [measure_ceilings_subprocess(quick=args.quick, libraries=libraries)]
+    print(f"ceilings at start: {format_ceilings(ceilings[0])}", flush=True)
+
+    results = {}  # (contender, shape) -> list of worker results
+    for round_index in range(args.rounds):
+        order = contenders if round_index % 2 == 0 else contenders[::-1]
+        for batch, seq in shapes:
+            for contender in order:
+                data = spawn(contender, batch, seq, args)
+                label = " ".join(contender)
+                if data is None:
+                    print(f"  round {round_index + 1}: {label} {batch}x{seq}: failed", flush=True)
+                    continue
+                timed = data["times"][args.warmup:]
+                print(f"  round {round_index + 1}: {label} {batch}x{seq}: median step "
+                      f"{statistics.median(timed):.3f} s, first {data['times'][0]:.1f} s, "
+                      f"peak RSS {data['peak_rss'] / 2**30:.2f} GiB, load {data['load']:.1f}", flush=True)
+                results.setdefault((contender, (batch, seq)), []).append(data)
+    ceilings.append(measure_ceilings_subprocess(quick=args.quick, libraries=libraries))
+    print(f"ceilings at end:   {format_ceilings(ceilings[-1])}", flush=True)
+    measured = [c for c in ceilings if c]
+    peak_gflops = max((max(c.get("fp32", 0), c.get("bf16", 0)) for c in measured), default=0.0)
+
+    table = []
+    for batch, seq in shapes:
+        rows = {}
+        for contender in contenders:
+            runs = results.get((contender, (batch, seq)))
+            if not runs:
+                rows[contender] = None
+                continue
+            timed = [t for r in runs for t in r["times"][args.warmup:]]
+            step = statistics.median(timed)
+            rows[contender] = dict(
+                step=step, tokens=batch * seq / step, first=statistics.median(r["times"][0] for r in runs),
+                rss=max(r["peak_rss"] for r in runs), load=statistics.mean(r["load"] for r in runs))
+        hub_best = {}  # per backend and policy
+        for (worker, backend, policy, _), row in rows.items():
+            if worker == "keras_hub" and row:
+                hub_best[(backend, policy)] = row["tokens"]
+        hf = next((row["tokens"] for (worker, *_), row in rows.items() if worker == "transformers" and row), None)
+        fpt = flops_per_token(cfg, seq)
+        for contender, row in rows.items():
+            table.append((contender, (batch, seq), row, hub_best.get(contender[1:3]), hf, fpt))
+
+    shape_desc = ", ".join(f"{b} x {s}" for b, s in shapes)
+    print(f"\nTraining throughput, {'tiny' if args.quick else '117M'} config (vocabulary {cfg['vocabulary_size']}, "
+          f"{cfg['num_layers']} layers, width {cfg['hidden_dim']}), batch x sequence {shape_desc}; median of "
+          f"{args.steps} timed steps x {args.rounds} round(s) after {args.warmup} warm-up step(s). MFU against "
+          f"{peak_gflops:.0f} GFLOP/s, the best matmul rate measured in this run. "
+          f"\"vs KerasHub\": against KerasHub on the same backend and policy.\n")
+    print("| " + " | ".join(TRAIN_COLUMNS) + " |")
+    print("|" + "---|" * 2 + "---|" * 3 + "---:|" * (len(TRAIN_COLUMNS) - 5))
+    for (worker, backend, policy, jit), (batch, seq), row, hub, hf, fpt in table:
+        head = f"| {worker} | {backend} | {policy} | {jit} | {batch} x {seq} |"
+        if row is None:
+            print(head + " failed |" + " |" * (len(TRAIN_COLUMNS) - 6))
+            continue
+        mfu = row["tokens"] * fpt / (peak_gflops * 1e9) if peak_gflops else 0.0
+        vs_hub = "-" if worker == "keras_hub" else _fmt_ratio(row["tokens"], hub)
+        vs_hf = "-" if worker == "transformers" else _fmt_ratio(row["tokens"], hf)
+        print(f"{head} {row['tokens']:.1f} | {row['step']:.3f} | {row['first']:.1f} | {vs_hub} | {vs_hf} | "
+              f"{100 * mfu:.1f}% | {row['rss'] / 2**30:.2f} |")
+    loads = [row["load"] for _, _, row, *_ in table if row]
+    if loads:
+        print(f"\nload average during the timed runs: {min(loads):.1f} to {max(loads):.1f} on {os.cpu_count()} cores")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(ceilings=ceilings, results=[
+                dict(contender=list(c), shape=list(s), row=row) for c, s, row, *_ in table]), f, indent=1)
+    return 0 if all(row for _, _, row, *_ in table) else 1
+
+
+def passthrough(script, argv):
+    from ceilings import format_ceilings, machine_summary, measure_ceilings_subprocess
+
+    quick = "--quick" in argv
+    print(f"machine: {machine_summary()}", flush=True)
+    print(f"ceilings at start: {format_ceilings(measure_ceilings_subprocess(quick=quick))}", flush=True)
+    code = subprocess.call([sys.executable, os.path.join(HERE, script), *argv])
+    print(f"ceilings at end:   {format_ceilings(measure_ceilings_subprocess(quick=quick))}", flush=True)
+    return code
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in ("generate", "tokenize"):
+        return passthrough({"generate": "bench_generate.py", "tokenize": "bench_tokenizer.py"}[argv[0]], argv[1:])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="mode", required=True)
+    sub.add_parser("generate", help="tools/bench_generate.py with the options that follow")
+    sub.add_parser("tokenize", help="tools/bench_tokenizer.py with the options that follow")
+    train = sub.add_parser("train", help="training throughput, memory and MFU against KerasHub and transformers")
+    train.add_argument("--quick", action="store_true", help="tiny config, 2 timed steps, TensorFlow only: a smoke run")
+    train.add_argument("--backends", nargs="+", choices=["tensorflow", "jax", "torch"])
+    train.add_argument("--policies", nargs="+", choices=["float32", "mixed_bfloat16"], default=["float32"])
+    train.add_argument("--jit", nargs="+", choices=["auto", "true", "false"], default=["auto"],
+                       help="keras_gpt1 jit_compile settings to measure (KerasHub keeps Keras's default)")
+    train.add_argument("--shapes", nargs="+", help="batch x sequence, e.g. 4x256 8x512")
+    train.add_argument("--peers", nargs="*", choices=["keras_hub", "transformers"],
+                       default=["keras_hub", "transformers"])
+    train.add_argument("--steps", type=int, help="timed steps per process")
+    train.add_argument("--warmup", type=int, help="untimed steps per process (the first compiles)")
+    train.add_argument("--rounds", type=int, help="alternating rounds over all contenders")
+    train.add_argument("--timeout", type=int, default=1800, help="seconds per subprocess")
+    train.add_argument("--json", help="also write the results to this file")
+    # Worker-only options.
+    train.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
+    train.add_argument("--policy", default="float32", help=argparse.SUPPRESS)
+    train.add_argument("--worker-jit", default="auto", help=argparse.SUPPRESS)
+    train.add_argument("--batch", type=int, help=argparse.SUPPRESS)
+    train.add_argument("--seq", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        return run_worker(args) or 0
+    if args.backends is None:
+        args.backends = ["tensorflow"] if args.quick else ["tensorflow", "jax", "torch"]
+    if args.shapes is None:
+        args.shapes = ["2x16"] if args.quick else ["4x256", "8x512"]
+    if args.steps is None:
+        args.steps = 2 if args.quick else 4
+    if args.warmup is None:
+        args.warmup = 1 if args.quick else 2
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 2
+    return train_main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

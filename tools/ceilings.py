@@ -1,0 +1,158 @@
+"""The machine's ceilings, measured now: dense matmul GFLOP/s (fp32, bf16) and memory read GB/s.
+
+Performance figures on a shared CPU drift from run to run, so every benchmark here reports its
+throughput next to ceilings measured in the same run (model-FLOPs utilisation against the matmul
+ceiling; bytes moved against the read bandwidth). The other benchmark scripts import this module:
+
+    from ceilings import measure_ceilings, machine_summary
+    c = measure_ceilings()            # {"tf_fp32": GFLOP/s, "tf_bf16": ..., "read_gbps": ...}
+
+Each matmul figure is the best of a few `n x n @ n x n` products timed after a warm-up: the
+TensorFlow kernels (oneDNN) are what the TensorFlow backend runs; the PyTorch figures are what the
+PyTorch backend and `transformers` run (numbers differ per library on the same machine). The
+bfloat16 figures are only fast where the CPU has native bf16 instructions (AVX512_BF16 or AMX);
+without them the kernels convert and run slower than fp32, which is itself worth knowing.
+Memory reads: numpy's sum over a large float32 array (one core).
+
+Run as a script for a one-line summary: `python tools/ceilings.py [--quick]`.
+"""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+
+def cpu_flags():
+    """The CPU's model name and its vector-extension flags that matter for matmuls."""
+    model, flags = platform.processor() or "unknown", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and model in ("unknown", "x86_64", ""):
+                    model = line.split(":", 1)[1].strip()
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+    return model, [f for f in wanted if f in flags]
+
+
+def machine_summary():
+    """One line describing the machine and its load now (load average over 1 minute)."""
+    model, flags = cpu_flags()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"{model}, {os.cpu_count()} cores, flags: {' '.join(flags) or 'none of avx2/avx512/amx'}; "
+            f"load average {load:.1f}")
+
+
+def _best_seconds(fn, repeats, budget):
+    fn()  # warm-up: kernel selection, allocation
+    best, spent = float("inf"), 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        elapsed = time.perf_counter() - start
+        best, spent = min(best, elapsed), spent + elapsed
+        if spent > budget:
+            break
+    return best
+
+
+def tf_matmul_gflops(dtype="float32", n=1024, repeats=5, budget=5.0):
+    """Best GFLOP/s of TensorFlow's `n x n` matmul in `dtype` (`float32` or `bfloat16`)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+
+    a = tf.cast(tf.random.normal((n, n)), dtype)
+    b = tf.cast(tf.random.normal((n, n)), dtype)
+    matmul = tf.function(lambda x, y: tf.reduce_sum(tf.cast(tf.matmul(x, y)[:1, :1], "float32")))
+    # Reading back one element forces completion without timing a large copy.
+    return 2 * n**3 / _best_seconds(lambda: matmul(a, b).numpy(), repeats, budget) / 1e9
+
+
+def torch_matmul_gflops(dtype="float32", n=1024, repeats=5, budget=5.0):
+    """Best GFLOP/s of PyTorch's `n x n` matmul in `dtype`."""
+    import torch
+
+    a = torch.randn(n, n).to(getattr(torch, dtype))
+    b = torch.randn(n, n).to(getattr(torch, dtype))
+    return 2 * n**3 / _best_seconds(lambda: a @ b, repeats, budget) / 1e9
+
+
+def read_bandwidth_gbps(gigabytes=1.0, repeats=3):
+    """Memory read GB/s: best of `repeats` numpy sums over a `gigabytes` float32 array."""
+    data = np.ones(int(gigabytes * 1e9 / 4), dtype=np.float32)
+    best = _best_seconds(data.sum, repeats, budget=10.0)
+    return data.nbytes / best / 1e9
+
+
+def measure_ceilings(quick=False, libraries=("tensorflow", "torch")):
+    """Measures the ceilings in this process; returns a dict of floats.
+
+    Keys: `tf_fp32`, `tf_bf16`, `torch_fp32`, `torch_bf16` (GFLOP/s, for the libraries asked
+    for), `fp32` / `bf16` (the best of those), `read_gbps`.
+    """
+    n = 256 if quick else 1024
+    repeats = 2 if quick else 5
+    out = {}
+    if "tensorflow" in libraries:
+        out["tf_fp32"] = tf_matmul_gflops("float32", n, repeats)
+        out["tf_bf16"] = tf_matmul_gflops("bfloat16", n, repeats)
+    if "torch" in libraries:
+        out["torch_fp32"] = torch_matmul_gflops("float32", n, repeats)
+        # Without native bf16 PyTorch's CPU bf16 matmul is very slow: a small size suffices.
+        out["torch_bf16"] = torch_matmul_gflops("bfloat16", min(n, 512), repeats, budget=2.0)
+    for kind in ("fp32", "bf16"):
+        values = [v for k, v in out.items() if k.endswith(kind)]
+        if values:
+            out[kind] = max(values)
+    out["read_gbps"] = read_bandwidth_gbps(0.1 if quick else 1.0, repeats)
+    return out
+
+
+def measure_ceilings_subprocess(quick=False, libraries=("tensorflow", "torch"), timeout=300):
+    """`measure_ceilings` in a fresh interpreter, so the caller imports no framework (and its
+    own memory peak stays clean). Returns the dict, or None if the measurement failed."""
+    command = [sys.executable, os.path.abspath(__file__), "--json", "--libraries", *libraries]
+    command += ["--quick"] if quick else []
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return None
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    return json.loads(lines[-1]) if proc.returncode == 0 and lines else None
+
+
+def format_ceilings(c):
+    """A short human-readable line for a `measure_ceilings` dict."""
+    if not c:
+        return "ceilings: not measured"
+    parts = []
+    for key, label in (("tf_fp32", "TF fp32"), ("tf_bf16", "TF bf16"), ("torch_fp32", "torch fp32"),
+                       ("torch_bf16", "torch bf16")):
+        if key in c:
+            parts.append(f"{label} {c[key]:.0f}" if c[key] >= 10 else f"{label} {c[key]:.1f}")
+    return f"matmul GFLOP/s: {', '.join(parts)}; memory read {c['read_gbps']:.1f} GB/s"
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Measures the machine's matmul and memory ceilings.")
+    parser.add_argument("--quick", action="store_true", help="small sizes: seconds, rough figures")
+    parser.add_argument("--json", action="store_true", help="print one JSON line")
+    parser.add_argument("--libraries", nargs="+", default=["tensorflow", "torch"], choices=["tensorflow", "torch"])
+    cli = parser.parse_args()
+    result = measure_ceilings(quick=cli.quick, libraries=cli.libraries)
+    if cli.json:
+        print(json.dumps(result))
+    else:
+        print(machine_summary())
+        print(format_ceilings(result))
