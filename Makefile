@@ -1,4 +1,5 @@
-# `make test` runs the suite once per Keras backend and fails if any backend fails.
+# `make test` runs the suite once per Keras backend (two pytest workers: the machines have two
+# cores, and many tests wait on compilation or subprocesses) and fails if any backend fails.
 PYTHON ?= python
 BACKENDS ?= tensorflow jax torch
 PYTEST_ARGS ?=
@@ -8,7 +9,7 @@ PYTEST_ARGS ?=
 test:
 	@status=0; for backend in $(BACKENDS); do \
 		echo "===== KERAS_BACKEND=$$backend ====="; \
-		KERAS_BACKEND=$$backend $(PYTHON) -m pytest -q $(PYTEST_ARGS) || status=1; \
+		KERAS_BACKEND=$$backend $(PYTHON) -m pytest -q -n 2 --durations=10 $(PYTEST_ARGS) || status=1; \
 	done; exit $$status
 
 test-slow:
