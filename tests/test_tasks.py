@@ -408,6 +408,7 @@ STATEMENT_PAGES = (
 )
 PACKED_LENGTH = 40  # the pair tasks' context; also the tiny model's
 TASK_BUDGET = dict(epochs=3, batch_size=32)
+PRETRAIN = {k: type(v)(os.environ.get("PT_" + k, v)) for k, v in dict(epochs=4, batch_size=16, learning_rate=2e-3).items()}
 TRAIN_SIZE, VALIDATION_SIZE = 600, 240
 
 
@@ -436,9 +437,12 @@ class Reference:
         from keras_gpt1.tokenizers import train_tokenizer
 
         self.root = root
-        self.sentences = sorted({s for page in topics for s in reference_sentences(page)})
+        # In reading order for pretraining (a sentence's neighbours are its context), and as a
+        # sorted set for sampling task examples.
+        self.reading_order = [s for page in sorted(topics) for s in reference_sentences(page)]
+        self.sentences = sorted(set(self.reading_order))
         corpus = root / "reference.txt"
-        corpus.write_text("\n".join(self.sentences), encoding="utf-8")
+        corpus.write_text("\n".join(self.reading_order), encoding="utf-8")
         self.tokenizer = train_tokenizer([str(corpus)], num_merges=600)
         config = {
             **CONFIG,
@@ -455,16 +459,16 @@ class Reference:
         GPT1CausalLM(GPT1Backbone(**config), self.tokenizer).save_to_preset(self.scratch_preset)
 
     def _pretrain(self, backbone):
-        ids = np.concatenate([np.asarray(row) for row in self.tokenizer(self.sentences).to_list()])
+        ids = np.concatenate([np.asarray(row) for row in self.tokenizer(self.reading_order).to_list()])
         width = PACKED_LENGTH + 1
         chunks = ids[: len(ids) // width * width].reshape(-1, width).astype("int32")
         lm = GPT1CausalLM(backbone)
         lm.compile(
-            optimizer=keras.optimizers.Adam(2e-3),
+            optimizer=keras.optimizers.Adam(PRETRAIN["learning_rate"]),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         )
         x = {"token_ids": chunks[:, :-1], "padding_mask": np.ones_like(chunks[:, :-1])}
-        history = lm.fit(x, chunks[:, 1:], batch_size=16, epochs=4, verbose=0).history["loss"]
+        history = lm.fit(x, chunks[:, 1:], batch_size=PRETRAIN["batch_size"], epochs=PRETRAIN["epochs"], verbose=0).history["loss"]
         assert history[-1] < history[0] - 1.0, history  # it did learn the language
         return backbone
 

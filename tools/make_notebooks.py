@@ -273,19 +273,19 @@ keep the backend of the first cell (`jax` suits TPUs; all three use a GPU), and 
 
 | setting | CPU (this notebook) | GPU / TPU |
 |---|---|---|
-| `CORPUS_BYTES` | 1.5 MB | the whole demo corpus (`build_demo_corpus(path)`, ~2 MB), or your own files: tens of MB to GBs |
+| `CORPUS_BYTES` | 1.5 MB (nearly all of the demo corpus) | your own text files instead: tens of MB to GBs |
 | `VOCABULARY_SIZE` | 2,000 | 8,000–40,478 (GPT-1: 40,000 merges) |
 | model | `gpt1_tiny` (2 × 64) | `GPT1Backbone.from_preset("gpt1_tiny", num_layers=6, hidden_dim=384, num_heads=6, intermediate_dim=1536, max_sequence_length=512, vocabulary_size=...)`, up to `"gpt1"` (117M) |
 | `SEQUENCE_LENGTH` | 64 | 512 (GPT-1's context) |
-| `BATCH_SIZE` | 32 | 64 (the paper's), with `create_optimizer(..., gradient_accumulation_steps=k)` if memory runs short |
+| `BATCH_SIZE` | 32 | 64 (the paper's); if memory runs short, batches of 64 / k with `create_optimizer(..., gradient_accumulation_steps=k)` |
 | `STEPS`, `EVAL_INTERVAL` | 600, 100 | 10,000+ and 1,000 |
 | `PEAK_LEARNING_RATE` | 2e-3 | 2.5e-4 for hidden size 768 (the paper), with `warmup_steps=2000` |
-| precision | float32 | `from_preset(..., dtype="mixed_bfloat16")` |
+| precision | float32 | `from_preset(..., dtype="mixed_bfloat16")` on a TPU or an A100 / L4-class GPU (a T4 has no bfloat16 units: keep float32) |
 
 For long runs, `keras_gpt1.training.pretrain(corpus=[...], preset="gpt1", steps=..., output=...)`
 (or `keras-gpt1 pretrain` on the command line) does all of the above in one call, and adds
 checkpoints that resume exactly, TensorBoard logs and a final preset. Multi-device training:
-`keras_gpt1.distribution.distribution_scope("data")`."""),
+build, compile and fit inside `keras_gpt1.distribution.distribution_scope("data")`."""),
     ]
 
 
@@ -479,7 +479,7 @@ for task, (train_file, dev_file) in files.items():
             epochs=EPOCHS,
             sequence_length=SEQUENCE_LENGTH,
             seed=SEED,
-            verbose=0,
+            verbose=2,
         )
         runs[task, lm_weight] = run
         print(f"{task:15s} λ={lm_weight}: {type(run.model).__name__}, validation "
@@ -539,7 +539,7 @@ from keras_gpt1.tasks import ClassificationPacker, MultipleChoicePacker
 
 run = runs["classification", 0.5]
 packer = ClassificationPacker(tokenizer, sequence_length=run.sequence_length)
-texts = ["the function returns a list of strings .", "list the strings returns of function a ."]
+texts = ["the function returns a list of strings .", "the strings of list a returns function ."]
 probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(run.model.predict(packer(texts), verbose=0)))
 for text, p in zip(texts, probabilities):
     print(f"P(acceptable) = {p[run.label_names.index('acceptable')]:.2f}   {text}")
@@ -565,7 +565,7 @@ task data. On a GPU / TPU runtime:
 | `LEARNING_RATE` | 1e-3 | 6.25e-5 (the paper's; `finetune`'s default) |
 | `EPOCHS`, `BATCH_SIZE` | 3, 32 | 3, 32 (the paper's) |
 | `LM_WEIGHTS` | 0 and 0.5 | 0.5 (the paper's; `finetune`'s default) |
-| sequence length | longest packed example | the same (`finetune`'s default), at most 512 |
+| `SEQUENCE_LENGTH` | 48 | `None`: the longest packed training example (`finetune`'s default), at most 512 |
 
 `finetune(..., dropout=0.1, warmup_fraction=0.002, weight_decay=0.01)` are the paper's other
 settings and the defaults. From the command line: `keras-gpt1 finetune` and `keras-gpt1 evaluate`."""),
@@ -707,8 +707,8 @@ assert library == exported"""),
 Start the server with Docker (`tensorflow/serving:latest-gpu` and `--gpus all` on a GPU machine):
 
 ```bash
-docker run --rm -p 8501:8501 \\\\
-  --mount type=bind,source="$PWD/gpt1_serving_notebook/serving/gpt1",target=/models/gpt1 \\\\
+docker run --rm -p 8501:8501 \\
+  --mount type=bind,source="$PWD/gpt1_serving_notebook/serving/gpt1",target=/models/gpt1 \\
   -e MODEL_NAME=gpt1 tensorflow/serving
 ```
 
@@ -718,12 +718,12 @@ The REST endpoint is `POST http://localhost:8501/v1/models/gpt1:predict` (a vers
 row (`instances`, answered with `predictions`) or by input name (`inputs`, answered with
 `outputs`; needed for `generate`, whose `max_new_tokens` is one scalar for the whole batch)."""),
         new_code_cell("""\
-requests = {
+bodies = {
     "serving_default": {"signature_name": "serving_default", "instances": [{"text": p} for p in prompts]},
     "generate": {"signature_name": "generate", "inputs": {"text": prompts, "max_new_tokens": 8}},
     "score": {"signature_name": "score", "inputs": {"text": ["the function returns a list of strings ."]}},
 }
-body = json.dumps(requests["generate"])
+body = json.dumps(bodies["generate"])
 print("curl -s -X POST http://localhost:8501/v1/models/gpt1:predict \\\\\\n"
       f"     -H 'Content-Type: application/json' -d '{body}'")"""),
         new_markdown_cell("""\
@@ -760,7 +760,7 @@ def server_predict(url, request):
         return json.load(response)
 
 url = os.environ.get("TF_SERVING_URL")
-for name, request in requests.items():
+for name, request in bodies.items():
     response = server_predict(url, request) if url else local_predict(request)
     print(f"{name}: {json.dumps(response)[:400]}\\n")"""),
         new_markdown_cell("""\

@@ -186,6 +186,9 @@ class TrainingCheckpoint(keras.callbacks.Callback):
         keep: how many checkpoints to keep (the newest).
         initial_step: global batch count already done when `fit` starts (0, or a restored step).
         state_fn: optional `state_fn(step, logs) -> dict` of extra JSON state to store.
+        resumed_from: the checkpoint `fit` continues from, if any. Its global RNG state (PyTorch)
+            is applied again when training begins: `fit`'s own set-up (a symbolic build of the
+            model) draws from that generator after `restore_checkpoint` has set it.
 
     Nothing is saved once a loss is not finite: the newest checkpoint stays the last good one.
 
@@ -196,7 +199,7 @@ class TrainingCheckpoint(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, directory, save_every="epoch", keep=3, initial_step=0, state_fn=None):
+    def __init__(self, directory, save_every="epoch", keep=3, initial_step=0, state_fn=None, resumed_from=None):
         super().__init__()
         if save_every != "epoch" and int(save_every) < 1:
             raise ValueError(f"`save_every` must be 'epoch' or a positive int; got {save_every!r}.")
@@ -206,7 +209,12 @@ class TrainingCheckpoint(keras.callbacks.Callback):
         self.step = int(initial_step)
         self.state_fn = state_fn
         self.last_saved = None
+        self.resumed_from = resumed_from
         self._healthy = True
+
+    def on_train_begin(self, logs=None):
+        if self.resumed_from:
+            _set_global_rng_state(os.path.join(self.resumed_from, RNG_FILE))
 
     def on_train_batch_end(self, batch, logs=None):
         self.step += 1

@@ -444,6 +444,7 @@ def pretrain(
         save_every="epoch",
         keep=keep_checkpoints,
         initial_step=start_micro_step,
+        resumed_from=restart_from,
         state_fn=lambda step, logs: {
             "update": step // accumulation,
             "sequences_consumed": step * micro_batch,
