@@ -112,9 +112,8 @@ def numpy_crossentropy(logits, labels):
     return float(-np.mean(log_probs[np.arange(len(labels)), labels]))
 
 
-@pytest.mark.parametrize("lm_weight", [0.5, 0.0])
-def test_total_loss_is_task_loss_plus_lambda_times_lm_loss(lm_weight):
-    model = GPT1Classifier(tiny_backbone(), num_classes=3, dropout=0.0, lm_weight=lm_weight)
+def test_total_loss_is_task_loss_plus_lambda_times_lm_loss():
+    model = GPT1Classifier(tiny_backbone(), num_classes=3, dropout=0.0, lm_weight=0.5)
     x = random_inputs(8, 12, CONFIG["vocabulary_size"], seed=2, lengths=[12, 3, 7, 12, 5, 9, 4, 11])
     y = np.array([0, 1, 2, 0, 1, 2, 0, 1])
     logits = to_numpy(model(x))
@@ -122,25 +121,34 @@ def test_total_loss_is_task_loss_plus_lambda_times_lm_loss(lm_weight):
     lm = numpy_lm_loss(to_numpy(model.lm_logits(x)), x["token_ids"], x["padding_mask"])
 
     out = model(x, training=True)
-    if lm_weight:
-        np.testing.assert_allclose(to_numpy(out["task"]), logits, atol=1e-5)
-        np.testing.assert_allclose(float(to_numpy(out["lm_loss"])), lm, rtol=1e-5)
-    else:
-        assert not isinstance(out, dict)  # no LM term: the vocabulary projection is skipped
+    np.testing.assert_allclose(to_numpy(out["task"]), logits, atol=1e-5)
+    np.testing.assert_allclose(float(to_numpy(out["lm_loss"])), lm, rtol=1e-5)
+
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    for lm_weight in (0.5, 2.0):
+        model.lm_weight = lm_weight
+        total = float(to_numpy(model.compute_loss(x, y, out)))
+        np.testing.assert_allclose(total, task + lm_weight * lm, rtol=1e-5)
+    model.lm_weight = 0.0  # off: the training output is the task output alone
+    off = model(x, training=True)
+    assert not isinstance(off, dict)
+    np.testing.assert_allclose(float(to_numpy(model.compute_loss(x, y, off))), task, rtol=1e-5)
+    model.lm_weight = 0.5
 
     # One full-batch `fit` step at learning rate 0 logs the losses of the initial weights.
-    model.compile(optimizer=keras.optimizers.SGD(0.0))
     logs = model.fit(x, y, batch_size=8, epochs=1, verbose=0).history
-    np.testing.assert_allclose(logs["loss"][0], task + lm_weight * lm, rtol=1e-5)
-    if lm_weight:
-        np.testing.assert_allclose(logs["task_loss"][0], task, rtol=1e-5)
-        np.testing.assert_allclose(logs["lm_loss"][0], lm, rtol=1e-5)
-    else:
-        assert "lm_loss" not in logs and "task_loss" not in logs
+    np.testing.assert_allclose(logs["loss"][0], task + 0.5 * lm, rtol=1e-5)
+    np.testing.assert_allclose(logs["task_loss"][0], task, rtol=1e-5)
+    np.testing.assert_allclose(logs["lm_loss"][0], lm, rtol=1e-5)
     # Evaluation reports the task loss alone (the LM term is a training regulariser).
     evaluation = model.evaluate(x, y, verbose=0, return_dict=True)
     np.testing.assert_allclose(evaluation["loss"], task, rtol=1e-5)
-    assert "lm_loss" not in evaluation
+    assert "lm_loss" not in evaluation and "task_loss" not in evaluation
+    # Gradients reach both terms: with a real step size both losses fall.
+    model.optimizer.learning_rate.assign(0.5)
+    logs = model.fit(x, y, batch_size=8, epochs=10, verbose=0).history
+    assert logs["task_loss"][-1] < 0.5 * logs["task_loss"][0], logs
+    assert logs["lm_loss"][-1] < logs["lm_loss"][0] - 0.1, logs
 
 
 def test_sequence_lm_loss_matches_the_per_sequence_definition():

@@ -247,7 +247,7 @@ for prompt, g, n in zip(prompts, greedy, nucleus):
 `score` gives each text's per-token log-likelihood and perplexity in one forward pass. Below, the
 same words in two orders (same first word, so the same tokens are scored): once the model has
 learned some English, the real order gets by far the lower perplexity (with the default settings,
-about 30 against several hundred; the quick settings stop too early to tell them apart)."""),
+about 30 against a few hundred; the quick settings stop too early to tell them apart)."""),
         new_code_cell("""\
 for text in ["the function returns a list of strings .", "the strings of list a returns function ."]:
     print(f"perplexity {lm.score(text)['perplexity']:8.1f}   {text}")"""),
