@@ -187,8 +187,9 @@ class TrainingCheckpoint(keras.callbacks.Callback):
         initial_step: global batch count already done when `fit` starts (0, or a restored step).
         state_fn: optional `state_fn(step, logs) -> dict` of extra JSON state to store.
         resumed_from: the checkpoint `fit` continues from, if any. Its global RNG state (PyTorch)
-            is applied again when training begins: `fit`'s own set-up (a symbolic build of the
-            model) draws from that generator after `restore_checkpoint` has set it.
+            is applied again just before the first batch: `fit`'s own set-up draws from that
+            generator after `restore_checkpoint` has set it (on PyTorch, Keras feeds a tf.data
+            dataset through a `torch.utils.data.DataLoader`, whose iterator draws a seed).
 
     Nothing is saved once a loss is not finite: the newest checkpoint stays the last good one.
 
@@ -212,9 +213,10 @@ class TrainingCheckpoint(keras.callbacks.Callback):
         self.resumed_from = resumed_from
         self._healthy = True
 
-    def on_train_begin(self, logs=None):
+    def on_train_batch_begin(self, batch, logs=None):
         if self.resumed_from:
             _set_global_rng_state(os.path.join(self.resumed_from, RNG_FILE))
+            self.resumed_from = None
 
     def on_train_batch_end(self, batch, logs=None):
         self.step += 1
