@@ -522,7 +522,6 @@ def task_exports(tokenizer, tmp_path_factory):
     if BACKEND != "tensorflow":
         return {}
     from keras_gpt1.export import export_saved_model
-
     from keras_gpt1.tasks.finetune import FINETUNE_FILE
 
     exports = {}

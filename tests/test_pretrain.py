@@ -73,18 +73,18 @@ def test_cli_loss_falls_on_real_text_and_writes_a_preset(data, tmp_path, capsys)
     output = tmp_path / "run"
     argv = ["pretrain", "--corpus", corpus, "--tokenizer", tokenizer, "--output", str(output)]
     argv += ["--num-layers", "2", "--num-heads", "2", "--hidden-dim", "32", "--intermediate-dim", "64"]
-    argv += ["--max-sequence-length", "32", "--batch-size", "8", "--steps", "240", "--eval-interval", "80"]
-    argv += ["--learning-rate", "3e-3", "--dropout", "0", "--validation-batches", "4", "--sample-length", "6"]
+    argv += ["--max-sequence-length", "32", "--batch-size", "8", "--steps", "200", "--eval-interval", "100"]
+    argv += ["--learning-rate", "5e-3", "--dropout", "0", "--validation-batches", "4", "--sample-length", "6"]
     assert main(argv) == 0
     out = capsys.readouterr().out
     before = float(out.split("Validation perplexity before training: ")[1].split()[0])
-    after = float(out.split("Validation perplexity after 240 updates: ")[1].split()[0])
+    after = float(out.split("Validation perplexity after 200 updates: ")[1].split()[0])
     assert before > 200  # ~ the vocabulary size: an untrained model is uniform
     assert after < 0.3 * before, out
     assert "Sample (greedy): the function returns" in out
     with open(output / "run.json") as f:
-        assert json.load(f)["settings"]["steps"] == 240
-    assert [step for step, _ in list_checkpoints(output / "checkpoints")] == [80, 160, 240]
+        assert json.load(f)["settings"]["steps"] == 200
+    assert [step for step, _ in list_checkpoints(output / "checkpoints")] == [100, 200]
     assert os.path.isdir(output / "logs") or "TensorBoard logs skipped" in out
     lm = GPT1CausalLM.from_preset(str(output))  # the run directory is a preset
     assert lm.tokenizer is not None and lm.backbone.num_layers == 2
