@@ -106,3 +106,11 @@ def test_notebook_layout():
         headings = [c.source.splitlines()[0] for c in cells if c.cell_type == "markdown"]
         assert "## Scaling up on a GPU/TPU runtime" in headings, f"{name}: no scaling-up section"
         assert "colab.research.google.com" in cells[0].source and "kaggle.com" in cells[0].source, name
+
+
+def test_readme_links_every_notebook():
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    for name in NOTEBOOKS:
+        assert make_notebooks.colab_url(name) in readme, f"README has no Open-in-Colab link to {name}"
+        assert make_notebooks.kaggle_url(name) in readme, f"README has no Open-in-Kaggle link to {name}"

@@ -5,6 +5,7 @@ their first cells (backend choice, install). Edit this file, then run
 
     python tools/make_notebooks.py            # rewrite notebooks/*.ipynb
     python tools/make_notebooks.py --check    # exit 1 if a notebook is out of date (CI test)
+    python tools/make_notebooks.py --readme   # print the README's table of notebooks
 
 `tests/test_notebooks.py` executes every notebook and checks the files match this script.
 """
@@ -975,6 +976,24 @@ NOTEBOOKS = {
     NB3: notebook_3,
     NB4: notebook_4,
 }
+# One line each for the README's table.
+SUMMARIES = {
+    NB1: "build the demo corpus, train a BPE tokenizer, pretrain a tiny GPT-1 with `model.fit`, plot "
+    "loss and perplexity, generate (greedy and top-p), score text",
+    NB2: "fine-tune classification (real vs scrambled sentences, like CoLA) and multiple choice "
+    "(sentence endings) with `finetune`; metrics table; λ = 0 vs λ = 0.5 plot",
+    NB3: "export a SavedModel, inspect its signatures, call it with raw strings, check it generates "
+    "what the library does, TF Serving REST requests",
+    NB4: "convert the original OpenAI release and the Hugging Face port to presets (the files to "
+    "download; offline, a stand-in in both layouts), logit parity with `transformers`",
+}
+
+
+def readme_table():
+    rows = ["| notebook | what it shows | open in |", "|---|---|---|"]
+    for name, summary in SUMMARIES.items():
+        rows.append(f"| [`{name[:-6]}`](notebooks/{name}) | {summary} | {badges(name)} |")
+    return "\n".join(rows)
 
 
 def build(name):
@@ -995,7 +1014,11 @@ def build(name):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="only check the notebooks are up to date")
+    parser.add_argument("--readme", action="store_true", help="print the README's notebook table")
     args = parser.parse_args(argv)
+    if args.readme:
+        print(readme_table())
+        return 0
     stale = []
     for name in NOTEBOOKS:
         path = os.path.join(NOTEBOOK_DIR, name)

@@ -1,8 +1,9 @@
 """Fine-tuning GPT-1 on the paper's four task families (classification, entailment, similarity,
 multiple choice) with the auxiliary language-modelling loss.
 
-Models (`keras.ops` only, any backend) are imported here; the packers and loaders need TensorFlow
-(`keras_gpt1.tasks.packers`, `keras_gpt1.tasks.data`) and load on first use.
+Models (`keras.ops` only, any backend) are imported here; the packers need TensorFlow
+(`keras_gpt1.tasks.packers`) and load on first use. The recipe lives in
+`keras_gpt1.tasks.finetune` (`from keras_gpt1.tasks.finetune import finetune, evaluate`).
 """
 
 from keras_gpt1.tasks.metrics import (
@@ -23,7 +24,8 @@ from keras_gpt1.tasks.models import (
     sequence_lm_loss,
 )
 
-TASKS = ("classification", "entailment", "similarity", "multiple-choice")
+# Reading files is plain Python; only `make_dataset` needs TensorFlow (imported when called).
+from keras_gpt1.tasks.data import TASKS, TaskData, make_dataset, parse_columns, read_task_file
 
 _LAZY = {
     "ClassificationPacker": "keras_gpt1.tasks.packers",
@@ -31,15 +33,11 @@ _LAZY = {
     "SimilarityPacker": "keras_gpt1.tasks.packers",
     "MultipleChoicePacker": "keras_gpt1.tasks.packers",
     "packer_for_task": "keras_gpt1.tasks.packers",
-    "read_task_file": "keras_gpt1.tasks.data",
-    "make_dataset": "keras_gpt1.tasks.data",
-    "finetune": "keras_gpt1.tasks.finetune",
-    "evaluate": "keras_gpt1.tasks.finetune",
 }
 
 
 def __getattr__(name):
-    # TensorFlow-backed pieces (packers, loaders, the fine-tuning driver) load on first use.
+    # The packers need TensorFlow: they load on first use.
     if name in _LAZY:
         import importlib
 
