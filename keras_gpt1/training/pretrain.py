@@ -197,6 +197,7 @@ def pretrain(
     sample_prompt=DEFAULT_SAMPLE_PROMPT,
     sample_length=40,
     callbacks=None,
+    jit_compile="auto",
     verbose=1,
 ):
     """Pretrains (or continues pretraining) a GPT-1 language model; see the module docstring.
@@ -234,6 +235,7 @@ def pretrain(
         tensorboard: write TensorBoard logs to `output/logs`.
         sample_prompt, sample_length: the greedy sample printed at the end (length 0: none).
         callbacks: extra Keras callbacks for `fit`.
+        jit_compile: passed to `compile` (`"auto"`: XLA where Keras can use it).
         verbose: 0 silent, 1 progress bar, 2 one line per evaluation interval.
 
     Returns:
@@ -372,7 +374,8 @@ def pretrain(
             weight_decay=weight_decay,
             global_clipnorm=global_clipnorm,
             gradient_accumulation_steps=accumulation,
-        )
+        ),
+        jit_compile=jit_compile,
     )
     _log(
         verbose,
