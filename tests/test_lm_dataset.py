@@ -123,6 +123,44 @@ def test_start_batch_resumes_the_same_stream(corpus):
         assert [x["token_ids"].tolist() for x, _, _ in resumed] == full[start : start + 3]
 
 
+def test_validation_padding_and_in_memory_cap(corpus, tmp_path):
+    """The last validation batch is padded with zero-weight rows on request; a capped split is
+    read once and kept in memory (later calls do not touch the files)."""
+    patterns, _ = corpus
+    data = LMDataset(patterns, CharTokenizer(), sequence_length=7, batch_size=5, validation_fraction=0.2)
+    held_out = _windows(data.windows("validation"))
+    assert len(held_out) % 5, "the fixture must leave a partial last batch"
+
+    plain = list(data.validation_dataset().as_numpy_iterator())
+    assert [len(x["token_ids"]) for x, _, _ in plain][-1] == len(held_out) % 5
+    padded = list(data.validation_dataset(pad_final_batch=True).as_numpy_iterator())
+    assert len(padded) == len(plain)
+    rows = []
+    for (x, labels, weights), (px, plabels, pweights) in zip(plain, padded):
+        assert px["token_ids"].shape == plabels.shape == pweights.shape == (5, 7)
+        real = len(x["token_ids"])
+        np.testing.assert_array_equal(px["token_ids"][:real], x["token_ids"])
+        np.testing.assert_array_equal(plabels[:real], labels)
+        assert (pweights[:real] == 1).all() and (pweights[real:] == 0).all()
+        assert (px["padding_mask"] == 1).all()  # dummy rows are ordinary inputs, only unweighted
+        rows += [list(t) + [int(y[-1])] for t, y in zip(px["token_ids"][:real], plabels[:real])]
+    assert rows == held_out
+    # Outside a keras.distribution the default is not to pad.
+    assert [len(x["token_ids"]) for x, _, _ in data.validation_dataset(pad_final_batch=None).as_numpy_iterator()][-1] < 5
+
+    # A cap: the first batches, identical to the streamed ones, then served from memory.
+    capped = list(data.validation_dataset(max_batches=2).as_numpy_iterator())
+    assert len(capped) == 2 and data.validation_dataset(max_batches=2).cardinality() == 2
+    for (x, labels, _), (y, ylabels, _) in zip(capped, plain[:2]):
+        np.testing.assert_array_equal(x["token_ids"], y["token_ids"])
+        np.testing.assert_array_equal(labels, ylabels)
+    for path in tmp_path.iterdir():
+        os.unlink(path)
+    again = list(data.validation_dataset(max_batches=2).as_numpy_iterator())
+    for (x, _, _), (y, _, _) in zip(again, capped):
+        np.testing.assert_array_equal(x["token_ids"], y["token_ids"])
+
+
 def test_real_tokenizer_stream(tmp_path):
     tokenizers = pytest.importorskip("keras_gpt1.tokenizers")
     if not hasattr(tokenizers, "train_tokenizer"):

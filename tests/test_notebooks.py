@@ -16,14 +16,14 @@ import os
 import sys
 import time
 
+# Plain imports, not importorskip: these are dev dependencies (pyproject.toml), and a missing one
+# must fail the suite rather than skip every notebook.
+import ipykernel  # noqa: F401
+import keras
+import matplotlib  # noqa: F401
+import nbclient
+import nbformat
 import pytest
-
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
-pytest.importorskip("ipykernel")
-pytest.importorskip("matplotlib")
-
-import keras  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK_DIR = os.path.join(ROOT, "notebooks")
@@ -40,6 +40,41 @@ RUNS_UNDER = {
     make_notebooks.NB4: ("torch",),  # conversion: the transformers oracle runs on PyTorch anyway
 }
 DRAWS_PLOTS = {make_notebooks.NB1, make_notebooks.NB2}
+# What each executed notebook must have shown (issue #9's list), beyond running without an error.
+SHOWS = {
+    make_notebooks.NB1: (
+        "tokens; special token ids",  # the tokenizer, trained
+        "Epoch 3/3",  # model.fit ran (the quick settings: 3 evaluation intervals)
+        "val_perplexity",  # with validation, plotted next to training loss (DRAWS_PLOTS)
+        "greedy :",  # the two samplers
+        "top-p  :",
+    ),
+    make_notebooks.NB2: (
+        "| task | λ | accuracy | F1 | MCC |",  # the metrics table
+        "| classification | 0.0 |",
+        "| classification | 0.5 |",
+        "| multiple-choice | 0.0 |",
+        "| multiple-choice | 0.5 |",
+        "P(acceptable) =",
+    ),
+    make_notebooks.NB3: (
+        "| `serving_default` |",  # the signatures, inspected
+        "| `generate` |",
+        "| `score` |",
+        "-> ",  # raw strings in, text out
+        "curl -s -X POST http://localhost:8501/v1/models/gpt1:predict",  # the REST request
+        '{"predictions": [',  # and its answer
+    ),
+    make_notebooks.NB4: (
+        f"https://huggingface.co/{make_notebooks.HF_REPO}/resolve/main/config.json",  # where to download
+        "raw.githubusercontent.com/openai/finetune-transformer-lm/master/model/params_shapes.json",
+        "params_shapes.json",  # the original layout's files ...
+        "model.safetensors",  # ... and the Hugging Face port's
+        "preset_from_hf: logits",  # parity with transformers, for both converted presets
+        "preset_from_original: logits",
+        "round trip gives identical weights: True",
+    ),
+}
 CELL_TIMEOUT = 600
 
 
@@ -72,6 +107,15 @@ def test_notebook_runs(name, tmp_path, monkeypatch):
     )
     # The first cell reports the backend it set: the kernel really ran the backend under test.
     assert f"backend: {BACKEND}" in text
+    shown = text + "\n".join(  # printed text and displayed objects (the Markdown tables)
+        output.get("data", {}).get(kind, "")
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        for kind in ("text/plain", "text/markdown")
+    )
+    for marker in SHOWS[name]:
+        assert marker in shown, f"{name} never showed {marker!r}"
     if name in DRAWS_PLOTS:
         images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
         assert images, f"{name} drew no figure"
@@ -94,7 +138,7 @@ def test_notebooks_match_their_generator():
 
 
 def test_notebook_layout():
-    assert sorted(RUNS_UNDER) == NOTEBOOKS
+    assert sorted(RUNS_UNDER) == NOTEBOOKS and sorted(SHOWS) == NOTEBOOKS
     for name in NOTEBOOKS:
         cells = _load(name).cells
         code = [c.source for c in cells if c.cell_type == "code"]
@@ -114,3 +158,6 @@ def test_readme_links_every_notebook():
     for name in NOTEBOOKS:
         assert make_notebooks.colab_url(name) in readme, f"README has no Open-in-Colab link to {name}"
         assert make_notebooks.kaggle_url(name) in readme, f"README has no Open-in-Kaggle link to {name}"
+    table = make_notebooks.readme_table()
+    assert table in readme, "README's notebook table is stale: paste `python tools/make_notebooks.py --readme`"
+    assert "Scaling up on a GPU/TPU runtime" in readme, "README does not say how to scale the notebooks up"

@@ -85,7 +85,9 @@ def test_cli_loss_falls_on_real_text_and_writes_a_preset(data, tmp_path, capsys)
     with open(output / "run.json") as f:
         assert json.load(f)["settings"]["steps"] == 200
     assert [step for step, _ in list_checkpoints(output / "checkpoints")] == [100, 200]
-    assert os.path.isdir(output / "logs") or "TensorBoard logs skipped" in out
+    # TensorBoard event files for training and validation (TensorFlow installs `tensorboard`).
+    for split in ("train", "validation"):
+        assert any(name.startswith("events.out.tfevents") for name in os.listdir(output / "logs" / split))
     lm = GPT1CausalLM.from_preset(str(output))  # the run directory is a preset
     assert lm.tokenizer is not None and lm.backbone.num_layers == 2
 
@@ -164,6 +166,62 @@ def test_nan_stops_and_keeps_the_last_good_checkpoint(data, tmp_path):
     assert not os.path.exists(run / "model.weights.h5")  # no preset from a NaN model
 
 
+def test_mixed_bfloat16_with_gradient_accumulation_learns(data, tmp_path):
+    """bfloat16 compute, float32 weights; 2 micro-batches of 4 per update; the schedule and the
+    update count follow updates, not micro-batches; validation perplexity falls."""
+    kwargs = small_run(data, tmp_path / "run", steps=40, eval_interval=20, dropout=0.0)
+    kwargs.update(mixed_precision=True, gradient_accumulation_steps=2, learning_rate=5e-3, warmup_steps=4)
+    result = pretrain(**kwargs)
+    lm = result.model
+    assert lm.backbone.transformer_layers[0].compute_dtype == "bfloat16"
+    assert {v.dtype for v in lm.trainable_variables} == {"float32"}
+    assert int(keras.ops.convert_to_numpy(lm.optimizer.iterations)) == 40  # updates
+    assert result.history["learning_rate"][-1] == pytest.approx(0.0, abs=1e-9)  # cosine reached 0
+    # Checkpoints count micro-batches (the data position): update 20 is micro-batch 40.
+    assert [step for step, _ in list_checkpoints(tmp_path / "run" / "checkpoints")] == [40, 80]
+    assert result.validation_perplexity < 0.65 * result.initial_validation_perplexity  # ~300 -> ~150
+
+
+def test_checkpoints_are_atomic_and_keep_the_last_k(tmp_path):
+    from keras_gpt1.training import callbacks as callbacks_module
+    from keras_gpt1.training import restore_checkpoint, save_checkpoint
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(np.ones((4, 3)), np.ones((4, 2)), verbose=0)
+    directory = tmp_path / "checkpoints"
+    for step in (10, 20, 30, 40):
+        save_checkpoint(directory, model, step, state={"n": step}, keep=2)
+    assert [step for step, _ in list_checkpoints(directory)] == [30, 40]
+    assert sorted(os.listdir(directory)) == ["ckpt-00000030", "ckpt-00000040"]
+
+    # A crash while writing leaves neither a partial checkpoint nor a temporary directory.
+    saved = [keras.ops.convert_to_numpy(v) for v in model.variables]
+    original = callbacks_module._save_variables
+
+    def crash(path, variables):
+        if path.endswith(callbacks_module.OPTIMIZER_FILE):
+            raise OSError("disk full")
+        original(path, variables)
+
+    callbacks_module._save_variables = crash
+    try:
+        with pytest.raises(OSError, match="disk full"):
+            save_checkpoint(directory, model, 50, keep=2)
+    finally:
+        callbacks_module._save_variables = original
+    assert sorted(os.listdir(directory)) == ["ckpt-00000030", "ckpt-00000040"]
+    # A directory without its `state.json` (written last) is not a checkpoint.
+    os.makedirs(directory / "ckpt-00000060")
+    assert latest_checkpoint(directory).endswith("ckpt-00000040")
+
+    model.fit(np.zeros((4, 3)), np.zeros((4, 2)), verbose=0)  # move away from the saved values
+    info = restore_checkpoint(latest_checkpoint(directory), model)
+    assert info == {"step": 40, "state": {"n": 40}}
+    for variable, value in zip(model.variables, saved):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(variable), value)
+
+
 # --- bad input: each a clear error before any training starts ---
 
 
@@ -207,3 +265,53 @@ def test_bad_input_errors(data, tmp_path, capsys):
     # None of them trained anything.
     for name in "abcdef":
         assert not os.path.exists(tmp_path / name / "checkpoints")
+
+
+# --- distribution: a partial last validation batch under JAX data parallelism ---
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="keras.distribution data parallelism: JAX")
+def test_data_parallel_validation_with_a_partial_last_batch(data, tmp_path):
+    """2 virtual devices: the odd-sized last validation batch is padded with zero-weight rows.
+
+    Unpadded, JAX refuses to split it (IndivisibleError). Padded, the validation perplexity is
+    the single-device one: the dummy rows carry no weight.
+    """
+    from keras_gpt1.data.lm_dataset import LMDataset
+    from keras_gpt1.tokenizers import GPT1Tokenizer
+
+    corpus, tokenizer = data
+    batch_size = 4
+    for fraction in (0.05, 0.1, 0.2, 0.25):  # find a split whose last batch has an odd size
+        counts = LMDataset([corpus], GPT1Tokenizer.from_preset(tokenizer), 32, batch_size, validation_fraction=fraction).count()
+        if counts["validation_windows"] % 2:
+            break
+    assert counts["validation_windows"] % 2, counts
+    kwargs = small_run(data, tmp_path / "run", steps=4, eval_interval=2, dropout=0.0, batch_size=batch_size)
+    kwargs.update(validation_fraction=fraction, validation_batches=None)
+    script = (
+        "import json, sys\n"
+        "from keras_gpt1.distribution import distribution_scope\n"
+        "from keras_gpt1.training import pretrain\n"
+        "kwargs = json.loads(sys.argv[1])\n"
+        "single = pretrain(**dict(kwargs, output=kwargs['output'] + '-single'))\n"
+        "with distribution_scope('data', '2') as dist:\n"
+        "    assert dist.num_replicas == 2\n"
+        "    parallel = pretrain(**kwargs)\n"
+        "    try:\n"
+        "        pretrain(**dict(kwargs, output=kwargs['output'] + '-odd', batch_size=3))\n"
+        "        odd = None\n"
+        "    except ValueError as e:\n"
+        "        odd = str(e)\n"
+        "print('RESULT', json.dumps([[r.initial_validation_perplexity, r.validation_perplexity]\n"
+        "                            for r in (single, parallel)] + [odd]))\n"
+    )
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2").strip()
+    process = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(kwargs)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert process.returncode == 0, process.stderr[-4000:]
+    single, parallel, odd = json.loads(process.stdout.split("RESULT ")[1])
+    np.testing.assert_allclose(parallel, single, rtol=1e-5)
+    assert "must be divisible by the 2 data-parallel devices" in odd

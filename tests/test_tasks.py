@@ -1,5 +1,6 @@
-"""Fine-tuning: task models, the auxiliary LM loss, Hugging Face parity, data loading, metrics,
-learning on real text, and the `finetune` / `evaluate` commands.
+"""Fine-tuning: task models, the auxiliary LM loss (and its scaling under TensorFlow data
+parallelism), Hugging Face parity, data loading, metrics, learning on real text, the recipe's
+defaults, and the `finetune` / `evaluate` commands.
 
 Real text: sentences of the Python Language Reference (`pydoc_data.topics`, shipped with
 Python). A tiny LM is pretrained on them once per module; the task models start from it.
@@ -149,6 +150,65 @@ def test_total_loss_is_task_loss_plus_lambda_times_lm_loss():
     logs = model.fit(x, y, batch_size=8, epochs=15, verbose=0).history
     assert logs["task_loss"][-1] < logs["task_loss"][0] - 0.3, logs
     assert logs["lm_loss"][-1] < logs["lm_loss"][0] - 0.1, logs
+
+
+MIRRORED_SCRIPT = r"""
+import json, os, sys
+os.environ["KERAS_BACKEND"] = "tensorflow"
+import keras, numpy as np
+from keras_gpt1.distribution import distribution_scope, use_virtual_cpu_devices
+use_virtual_cpu_devices(2)
+from keras_gpt1.models import GPT1Backbone
+from keras_gpt1.tasks import GPT1Classifier
+config, x, y = json.loads(sys.argv[1])
+x = {k: np.array(v, "int32") for k, v in x.items()}
+y = np.array(y, "int32")
+init = os.path.join(sys.argv[2], "init.weights.h5")
+result = {}
+for mode in ("none", "data"):
+    with distribution_scope(mode):
+        keras.utils.set_random_seed(0)
+        model = GPT1Classifier(GPT1Backbone(**config), num_classes=2, dropout=0.0, lm_weight=0.5)
+        if os.path.exists(init):
+            model.load_weights(init)
+        else:
+            model.save_weights(init)
+        # Plain SGD: a mis-scaled gradient of either term shows in the weights.
+        model.compile(optimizer=keras.optimizers.SGD(1.0))
+        logs = model.fit(x, y, batch_size=len(y), epochs=1, shuffle=False, verbose=0).history
+        result[mode] = dict(
+            logs={k: float(v[0]) for k, v in logs.items()},
+            weights=[keras.ops.convert_to_numpy(w).tolist() for w in model.weights],
+        )
+print("RESULT " + json.dumps(result))
+"""
+
+
+def test_lm_loss_is_scaled_for_tensorflow_data_parallel_replicas(tmp_path):
+    """Under MirroredStrategy (2 replicas) one step gives the single-device weights and logs."""
+    if BACKEND != "tensorflow":
+        pytest.skip("tf.distribute is TensorFlow's")
+    import subprocess
+    import sys
+
+    x = random_inputs(8, 10, CONFIG["vocabulary_size"], seed=7, lengths=[10, 3, 7, 10, 5, 9, 4, 8])
+    y = [0, 1, 1, 0, 1, 0, 0, 1]
+    payload = json.dumps([CONFIG, {k: v.tolist() for k, v in x.items()}, y])
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+    proc = subprocess.run(
+        [sys.executable, "-c", MIRRORED_SCRIPT, payload, str(tmp_path)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.split("RESULT ", 1)[1])
+    single, data = result["none"], result["data"]
+    for name in ("loss", "task_loss", "lm_loss"):
+        np.testing.assert_allclose(data["logs"][name], single["logs"][name], rtol=1e-5, err_msg=name)
+    np.testing.assert_allclose(
+        single["logs"]["loss"], single["logs"]["task_loss"] + 0.5 * single["logs"]["lm_loss"], rtol=1e-5
+    )
+    for a, b in zip(data["weights"], single["weights"]):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
 
 
 def test_sequence_lm_loss_matches_the_per_sequence_definition():
@@ -396,14 +456,17 @@ def test_bad_multiple_choice_and_similarity_files(tmp_path):
 #
 # - classification: is a sentence from the reference's pages on strings and containers, or from
 #   its pages on statements and control flow?
-# - entailment: is the hypothesis a sub-span (three quarters of the words) of the premise, or a
-#   span of another sentence?
-# - similarity: is the second sentence the first with two words deleted, or another sentence?
+# - entailment: is the hypothesis a span (three quarters of the words) of the premise, or a span
+#   of another sentence?
+# - similarity: is the second sentence the first with its halves swapped, or another sentence
+#   with its halves swapped?
 # - multiple choice: which of three spans comes from the context sentence?
 #
-# The pair tasks all need the model to compare its two segments, which a 2-layer model learns
-# from a few hundred examples only if pretraining and the LM loss have taught it to look back at
-# earlier tokens; the thresholds sit well above chance and well below what the runs reach.
+# The pair tasks all need the model to compare its two segments (each sentence gives one positive
+# and one negative example, so nothing else predicts the label), which a 2-layer model learns from
+# a few hundred sentences only if pretraining and the LM loss have taught it to look back at
+# earlier tokens; the thresholds sit well above chance and well below what the runs reach
+# (entailment and similarity about 0.7-0.77, multiple choice 0.8-0.9).
 
 STRING_PAGES = (
     "string-methods", "typesseq", "typesseq-mutable", "typesmapping", "strings", "formatstrings",
@@ -416,8 +479,13 @@ STATEMENT_PAGES = (
 )
 PACKED_LENGTH = 40  # the pair tasks' context; also the tiny model's
 TASK_BUDGET = dict(epochs=3, batch_size=32)
-PRETRAIN = {k: type(v)(os.environ.get("PT_" + k, v)) for k, v in dict(epochs=4, batch_size=16, learning_rate=2e-3).items()}
-TRAIN_SIZE, VALIDATION_SIZE = 600, 240
+# The binary pair tasks learn the comparison more slowly than multiple choice (whose softmax
+# compares the candidates directly): they get more epochs.
+PAIR_BUDGET = dict(batch_size=32, epochs={"entailment": 6, "similarity": 6, "multiple-choice": 4})
+PRETRAIN = dict(epochs=3, batch_size=32, learning_rate=3e-3)
+CLASSIFICATION_TRAIN, CLASSIFICATION_VALIDATION = 800, 260
+# Pair tasks: sentences per split (two examples each for the binary tasks).
+PAIR_TRAIN, PAIR_VALIDATION = 900, 280
 
 
 def reference_sentences(page):
@@ -457,6 +525,7 @@ class Reference:
             "vocabulary_size": self.tokenizer.vocabulary_size - 3,  # pretraining: no special tokens
             "hidden_dim": 64,
             "intermediate_dim": 128,
+            "num_heads": 4,  # heads that match a token to its copy in the other segment
             "max_sequence_length": PACKED_LENGTH,
         }
         self.pretrained = self._pretrain(GPT1Backbone(**config))
@@ -488,27 +557,30 @@ def reference(tmp_path_factory):
 
 
 def task_rows(reference, task, seed):
-    """`TRAIN_SIZE + VALIDATION_SIZE` examples of a task as dicts (the loaders' default roles)."""
+    """A task's `(train_rows, validation_rows)` as dicts (the loaders' default roles).
+
+    The two splits never share a sentence. For the pair tasks every sentence gives one positive
+    and one negative example (its own derived text, and another sentence's), so the classes are
+    balanced exactly and no sentence predicts its label: only comparing the two segments does.
+    """
     rng = random.Random(seed)
     if task == "classification":
         strings = sorted({s for page in STRING_PAGES for s in reference_sentences(page)})
         statements = sorted({s for page in STATEMENT_PAGES for s in reference_sentences(page)} - set(strings))
-        half = (TRAIN_SIZE + VALIDATION_SIZE) // 2
+        half = (CLASSIFICATION_TRAIN + CLASSIFICATION_VALIDATION) // 2
         rows = [{"sentence": s, "topic": "strings"} for s in rng.sample(strings, half)]
         rows += [{"sentence": s, "topic": "statements"} for s in rng.sample(statements, half)]
         rng.shuffle(rows)
-        return rows
+        return rows[:CLASSIFICATION_TRAIN], rows[CLASSIFICATION_TRAIN:]
     pool = [s for s in reference.sentences if len(s.split()) <= 16]
     rng.shuffle(pool)
+    assert len(pool) >= PAIR_TRAIN + PAIR_VALIDATION, len(pool)
+    splits = (pool[:PAIR_TRAIN], pool[PAIR_TRAIN : PAIR_TRAIN + PAIR_VALIDATION])
 
-    def another(i):
-        return pool[(i + 1 + rng.randrange(len(pool) - 1)) % len(pool)]
-
-    def drop_two_words(sentence):
+    def rotate(sentence):
         words = sentence.split()
-        for _ in range(2):
-            words.pop(rng.randrange(len(words)))
-        return " ".join(words)
+        cut = len(words) // 2
+        return " ".join(words[cut:] + words[:cut])
 
     def span(sentence):
         words = sentence.split()
@@ -516,31 +588,37 @@ def task_rows(reference, task, seed):
         start = rng.randrange(len(words) - k + 1)
         return " ".join(words[start : start + k])
 
-    rows = []
-    for i, sentence in enumerate(pool[: TRAIN_SIZE + VALIDATION_SIZE]):
-        label = rng.randrange(2)
-        if task == "entailment":  # a sub-sequence of the premise, or of another sentence
-            source = sentence if label else another(i)
-            rows.append({"premise": sentence, "hypothesis": drop_two_words(source), "label": label})
-        elif task == "similarity":  # the same words in another order, or another sentence
-            words = sentence.split()
-            cut = len(words) // 2
-            second = " ".join(words[cut:] + words[:cut]) if label else another(i)
-            rows.append({"first": sentence, "second": second, "label": label})
-        else:
-            choices = [span(another(i)), span(another(i))]
-            label = rng.randrange(3)
-            choices.insert(label, span(sentence))
-            rows.append({"context": sentence, "choices": choices, "label": label})
-    return rows
+    result = []
+    for sentences in splits:
+        rows = []
+        for i, sentence in enumerate(sentences):
+            # Another sentence of the same split.
+            def another():
+                return sentences[(i + 1 + rng.randrange(len(sentences) - 1)) % len(sentences)]
+
+            if task == "entailment":  # a span of the premise, or of another sentence
+                rows.append({"premise": sentence, "hypothesis": span(sentence), "label": 1})
+                rows.append({"premise": sentence, "hypothesis": span(another()), "label": 0})
+            elif task == "similarity":  # its own words rotated, or another sentence's
+                rows.append({"first": sentence, "second": rotate(sentence), "label": 1})
+                rows.append({"first": sentence, "second": rotate(another()), "label": 0})
+            else:  # which of three spans comes from the context?
+                choices = [span(another()), span(another())]
+                label = rng.randrange(3)
+                choices.insert(label, span(sentence))
+                rows.append({"context": sentence, "choices": choices, "label": label})
+        rng.shuffle(rows)
+        result.append(rows)
+    return tuple(result)
 
 
-def write_split(directory, name, rows, fmt):
-    """Writes rows as `<name>.train.<fmt>` and `<name>.validation.<fmt>`; returns both paths."""
+def write_split(directory, name, splits, fmt):
+    """Writes `(train_rows, validation_rows)` as `<name>.train.<fmt>` and
+    `<name>.validation.<fmt>`; returns both paths."""
     import csv
 
     paths = []
-    for split, part in (("train", rows[:TRAIN_SIZE]), ("validation", rows[TRAIN_SIZE:])):
+    for split, part in zip(("train", "validation"), splits):
         path = os.path.join(directory, f"{name}.{split}.{fmt}")
         with open(path, "w", encoding="utf-8", newline="") as f:
             if fmt == "csv":
@@ -642,8 +720,8 @@ def test_pair_tasks_train_with_fit_and_beat_chance(reference, tmp_path, task, th
     assert model.backbone.vocabulary_size == reference.tokenizer.vocabulary_size  # special rows added
     model.compile(optimizer=keras.optimizers.Adam(2e-3))
     history = model.fit(
-        make_dataset(train, packer, TASK_BUDGET["batch_size"], shuffle=True, seed=0),
-        epochs=TASK_BUDGET["epochs"],
+        make_dataset(train, packer, PAIR_BUDGET["batch_size"], shuffle=True, seed=0),
+        epochs=PAIR_BUDGET["epochs"][task],
         verbose=0,
     ).history
     assert {"loss", "task_loss", "lm_loss", "accuracy"} <= set(history)
@@ -686,3 +764,37 @@ def test_commands_report_bad_input_with_file_and_line(small_preset, tmp_path, ca
     assert "has no tokenizer" in capsys.readouterr().err
     assert main(["evaluate", "--model", str(tmp_path / "missing"), "--data", train]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_recipe_defaults(small_preset, tmp_path):
+    """LR 6.25e-5, batch 32, 3 epochs, WarmupLinear with 0.2 % warmup, decay 0.01, clip 1.0,
+    dropout 0.1, λ 0.5: from Python, from the command line, and in `compile()`."""
+    from keras_gpt1.cli import build_parser
+    from keras_gpt1.tasks.finetune import RECIPE, finetune
+    from keras_gpt1.training.schedules import WarmupLinear
+
+    expected = dict(learning_rate=6.25e-5, batch_size=32, epochs=3, warmup_fraction=0.002, weight_decay=0.01, dropout=0.1, lm_weight=0.5)
+    assert RECIPE == expected
+    args = build_parser().parse_args(["finetune", "--task", "classification", "--train", "t.csv", "--from", "p", "--output", "o"])
+    assert (args.learning_rate, args.batch_size, args.epochs, args.warmup, args.weight_decay, args.dropout, args.lm_weight) == (
+        6.25e-5, 32, 3, 0.002, 0.01, 0.1, 0.5
+    )
+
+    rows = "".join(f"the {w} fox,{i % 2}\n" for i, w in enumerate(["quick", "brown", "lazy", "red", "old", "big", "dog", "sly"] * 5))
+    train = write(tmp_path / "train.csv", "text,label\n" + rows)  # 40 rows: 2 batches of 32 an epoch
+    result = finetune("classification", train, preset=small_preset, seed=0, verbose=0)
+    model = result.model
+    assert (model.dropout, model.lm_weight) == (0.1, 0.5)
+    assert len(result.history["loss"]) == 3 and {"task_loss", "lm_loss"} <= set(result.history)
+    optimizer = model.optimizer
+    assert int(to_numpy(optimizer.iterations)) == 2 * 3  # batch 32, 3 epochs
+    assert (optimizer.weight_decay, optimizer.global_clipnorm) == (0.01, 1.0)
+    schedule = optimizer._learning_rate
+    assert isinstance(schedule, WarmupLinear)
+    assert schedule.get_config() == {"peak_learning_rate": 6.25e-5, "total_steps": 6, "warmup_fraction": 0.002}
+
+    # `compile()` alone: the optimizer at the recipe's peak rate, cross-entropy, accuracy.
+    fresh = GPT1Classifier(tiny_backbone(), num_classes=2)
+    fresh.compile()
+    assert float(to_numpy(fresh.optimizer.learning_rate)) == pytest.approx(6.25e-5)
+    assert (fresh.optimizer.weight_decay, fresh.optimizer.global_clipnorm) == (0.01, 1.0)

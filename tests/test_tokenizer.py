@@ -569,3 +569,22 @@ def test_train_sizes_and_bad_files(tokenizer_corpus, tmp_path):
         train_bpe([str(tmp_path / "nope.txt")], num_merges=10)
     with pytest.raises(ValueError, match="not both"):
         train_bpe([path], num_merges=10, vocabulary_size=100)
+
+
+def test_training_is_deterministic_across_processes(tokenizer_corpus):
+    """The trainer numbers word-final symbols in hash-map order and breaks ties by id; neither
+    the merges nor the ids may depend on the run."""
+    script = (
+        "import json, sys; from keras_gpt1.tokenizers.train import train_bpe; "
+        "v, m = train_bpe([sys.argv[1]], num_merges=2000); print(json.dumps([v, m]))"
+    )
+    runs = [
+        subprocess.run([sys.executable, "-c", script, tokenizer_corpus[1]], capture_output=True, text=True, check=True)
+        for _ in range(2)
+    ]
+    (vocabulary, merges), (vocabulary_again, merges_again) = (json.loads(r.stdout) for r in runs)
+    assert merges == merges_again and vocabulary == vocabulary_again
+    # The documented order: <unk>, the unmerged symbols sorted, then merged tokens as learned.
+    order = sorted(vocabulary, key=vocabulary.get)
+    merged = list(dict.fromkeys(a + b for a, b in merges))
+    assert order[0] == "<unk>" and order[len(order) - len(merged):] == merged

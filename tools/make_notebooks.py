@@ -315,9 +315,10 @@ builds two small tasks from *held-out* text of the same corpus, fine-tunes each 
 
 - **Classification** (like CoLA, grammatical acceptability): is a sentence in its original word
   order, or scrambled? Packed as `_start_ sentence _classify_`.
-- **Multiple choice** (like the Story Cloze Test): which of two endings continues the start of a
-  sentence? Each candidate is packed as `_start_ context _delimiter_ ending _classify_`; the model
-  scores each and takes a softmax across them.
+- **Multiple choice** (in the format of the Story Cloze Test and RACE): which of three endings
+  continues the start of a sentence: its real ending, the same words scrambled, or the ending of
+  another sentence? Each candidate is packed as `_start_ context _delimiter_ ending _classify_`;
+  the model scores each and takes a softmax across them.
 
 The first code cell picks the Keras backend; the last section says how to scale up."""),
         new_code_cell(backend_cell("jax")),
@@ -369,6 +370,7 @@ result = pretrain(
     preset="gpt1_tiny",
     output=f"{WORK_DIR}/pretrained",
     steps=PRETRAIN_STEPS,
+    eval_interval=PRETRAIN_STEPS // 3,
     batch_size=32,
     sequence_length=64,
     vocabulary_size=1000 if QUICK else 2000,
@@ -417,14 +419,18 @@ def classification_rows(pool):
     ]
 
 def multiple_choice_rows(pool):
+    # The real ending, the same words scrambled, and another sentence's ending, in random order.
     rows = []
     for i, words in enumerate(pool):
         cut = len(words) // 2
         other = pool[(i + 1) % len(pool)]
-        right, wrong = " ".join(words[cut:]), " ".join(other[len(other) // 2:])
-        label = rng.randrange(2)
-        choices = [wrong, right] if label else [right, wrong]
-        rows.append({"context": " ".join(words[:cut]), "choices": choices, "label": label})
+        endings = [words[cut:], scrambled(words[cut:]), other[len(other) // 2:]]
+        order = rng.sample(range(3), 3)
+        rows.append({
+            "context": " ".join(words[:cut]),
+            "choices": [" ".join(endings[j]) for j in order],
+            "label": order.index(0),
+        })
     return rows
 
 def write_csv(path, rows):
@@ -489,7 +495,8 @@ for task, (train_file, dev_file) in files.items():
 ## 4. Metrics
 
 Classification reports accuracy, F1 of the `acceptable` class and Matthews correlation (CoLA's
-metric); multiple choice reports accuracy. Chance is 50 % for both."""),
+metric); multiple choice reports accuracy. Chance: 50 % for classification, 33 % for multiple
+choice."""),
         new_code_cell("""\
 rows = ["| task | λ | accuracy | F1 | MCC | final task loss | final LM loss |", "|---|---|---|---|---|---|---|"]
 for (task, lm_weight), run in runs.items():
@@ -505,8 +512,10 @@ display(Markdown("\\n".join(rows)))"""),
 
 Left: validation accuracy of each task with and without the auxiliary loss. Right: the task loss
 during training. In the paper the auxiliary objective helped the larger datasets (NLI, QQP) and
-not the smaller ones; with a few hundred examples and a tiny model, expect differences of the size
-of the run-to-run noise (change `SEED` to see it)."""),
+not the smaller ones. Here the model is tiny and barely pretrained, so its LM loss (see the table)
+is several times the task loss, and λ = 0.5 can slow the task's learning: compare the curves. With
+a few thousand examples, differences of a point or two are within run-to-run noise (change `SEED`
+to see it)."""),
         new_code_cell("""\
 tasks = list(files)
 fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(11, 4))
@@ -520,7 +529,9 @@ for j, lm_weight in enumerate(LM_WEIGHTS):
         h = runs[task, lm_weight].history
         losses = h.get("task_loss", h["loss"])
         ax_loss.plot(range(1, len(losses) + 1), losses, style, marker="o", label=f"{task}, λ = {lm_weight}")
-ax_acc.axhline(0.5, color="gray", linestyle=":", label="chance")
+chance = {"classification": 1 / 2, "multiple-choice": 1 / 3}
+for x, task in enumerate(tasks):
+    ax_acc.hlines(chance[task], x - 0.4, x + 0.4, color="gray", linestyle=":", label="chance" if x == 0 else None)
 ax_acc.set(xticks=range(len(tasks)), xticklabels=tasks, ylim=(0, 1), ylabel="validation accuracy",
            title="Validation accuracy")
 ax_acc.legend(loc="lower right")
@@ -547,7 +558,8 @@ for text, p in zip(texts, probabilities):
 
 run = runs["multiple-choice", 0.5]
 packer = MultipleChoicePacker(tokenizer, sequence_length=run.sequence_length)
-context, endings = "if the argument is omitted ,", ["the default value is used .", "cheese moon the of ."]
+context = "if the argument is omitted ,"
+endings = ["the default value is used .", "value the used default is .", "the file is closed ."]
 scores = keras.ops.convert_to_numpy(run.model.predict(packer(([context], [endings])), verbose=0))[0]
 print(f"\\n{context} ...")
 for ending, p in zip(endings, keras.ops.convert_to_numpy(keras.ops.softmax(scores))):
@@ -981,7 +993,8 @@ SUMMARIES = {
     NB1: "build the demo corpus, train a BPE tokenizer, pretrain a tiny GPT-1 with `model.fit`, plot "
     "loss and perplexity, generate (greedy and top-p), score text",
     NB2: "fine-tune classification (real vs scrambled sentences, like CoLA) and multiple choice "
-    "(sentence endings) with `finetune`; metrics table; λ = 0 vs λ = 0.5 plot",
+    "(three candidate endings, like Story Cloze / RACE) with `finetune` and the auxiliary LM loss; "
+    "metrics table; λ = 0 vs λ = 0.5 plot",
     NB3: "export a SavedModel, inspect its signatures, call it with raw strings, check it generates "
     "what the library does, TF Serving REST requests",
     NB4: "convert the original OpenAI release and the Hugging Face port to presets (the files to "

@@ -16,7 +16,9 @@ The pipeline, streamed end to end (the corpus is never held in memory):
    A window gives `inputs = w[:-1]`, `labels = w[1:]`.
 4. Split: window `i` is held out for validation when `i % period == period - 1`, with
    `period = round(1 / validation_fraction)`. The split depends only on the corpus and the
-   sequence length, not on the seed.
+   sequence length, not on the seed. Validation batches keep corpus order; a capped split is
+   read once and kept in memory, and under a `keras.distribution` the last batch is padded
+   with zero-weight rows to a full batch (see `validation_dataset`).
 5. Training order: an infinite sequence of data epochs. Epoch `e` shuffles the training windows
    with stateless randomness seeded by `(seed, e)`, in blocks of `shuffle_block` windows (each
    block a uniform permutation; a corpus of at most one block is fully shuffled every epoch),
@@ -49,6 +51,25 @@ import tensorflow as tf
 LINES_PER_CHUNK = 256
 DEFAULT_SHUFFLE_BLOCK = 8192
 _READ_SIZE = 1 << 20
+
+
+def keras_distribution_active():
+    """Whether a `keras.distribution` (JAX data or model parallelism) is set: batches get split."""
+    import keras
+
+    return keras.distribution.distribution() is not None
+
+
+def data_parallel_size():
+    """How many ways the active `keras.distribution` splits each batch (1 without one)."""
+    import keras
+
+    distribution = keras.distribution.distribution()
+    if distribution is None:
+        return 1
+    mesh = distribution.device_mesh
+    name = getattr(distribution, "batch_dim_name", None) or mesh.axis_names[0]
+    return int(mesh.shape[list(mesh.axis_names).index(name)])
 
 
 # === Files ===
@@ -258,6 +279,7 @@ class LMDataset:
         self.shuffle_block = int(shuffle_block)
         self._stats = None
         self._token_ids = None
+        self._validation_windows = None
         if check_files:
             for path in self.files:
                 check_corpus_file(path, text_field)
@@ -376,10 +398,12 @@ class LMDataset:
 
         return blocks.map(shuffle).unbatch()
 
-    def _to_example(self, windows):
+    def _to_example(self, windows, rows=None):
+        """`(x, labels, sample_weight)` of a batch of windows; `rows` marks the real ones (padding)."""
         inputs, labels = windows[:, :-1], windows[:, 1:]
         padding_mask = tf.ones_like(inputs)
-        return {"token_ids": inputs, "padding_mask": padding_mask}, labels, padding_mask
+        weights = padding_mask if rows is None else padding_mask * tf.cast(rows, tf.int32)[:, None]
+        return {"token_ids": inputs, "padding_mask": padding_mask}, labels, weights
 
     def train_dataset(self, start_batch=0):
         """Infinite shuffled batches `(x, labels, padding_mask)`, starting at batch `start_batch`.
@@ -402,21 +426,51 @@ class LMDataset:
             .prefetch(tf.data.AUTOTUNE)
         )
 
-    def validation_dataset(self, max_batches=None):
-        """The held-out windows in corpus order, batched (last batch may be smaller), or None.
+    def validation_dataset(self, max_batches=None, pad_final_batch=None):
+        """The held-out windows in corpus order, batched, as `(x, labels, sample_weight)`; or None.
 
         `max_batches` caps the evaluation cost on a large corpus (the first batches are used).
+        With a cap, the (at most `max_batches * batch_size`) windows are read once and kept in
+        memory, so later evaluations do not re-read and re-tokenize the corpus; without one, the
+        split is streamed from the files at every evaluation.
+
+        The last batch may hold fewer than `batch_size` windows. `pad_final_batch=True` fills it
+        up to `batch_size` with dummy rows whose sample weight is 0: every batch then has the same
+        shape, which a data-parallel `keras.distribution` (JAX) needs to split it evenly over its
+        devices. Padding changes neither `Perplexity` nor `NextTokenAccuracy` (both count weighted
+        tokens); Keras's `loss` average weights the padded batch as a full one. The default
+        (`None`) pads exactly when a `keras.distribution` is active.
         """
         if not self.validation_period:
             return None
-        dataset = self.windows("validation").batch(self.batch_size)
-        batches = math.ceil(self.count()["validation_windows"] / self.batch_size)
+        if pad_final_batch is None:
+            pad_final_batch = keras_distribution_active()
+        size = self.count()["validation_windows"]
+        windows = self.windows("validation")
         if max_batches:
-            dataset = dataset.take(int(max_batches))
-            batches = min(batches, int(max_batches))
+            size = min(size, int(max_batches) * self.batch_size)
+            if self._validation_windows is None or len(self._validation_windows) != size:
+                chunks = list(windows.take(size).batch(1024).as_numpy_iterator())
+                empty = np.zeros((0, self.window_length), np.int32)
+                self._validation_windows = np.concatenate(chunks) if chunks else empty
+            windows = tf.data.Dataset.from_tensor_slices(self._validation_windows)
+        batches = math.ceil(size / self.batch_size)
+        dataset = windows.batch(self.batch_size)
+        if pad_final_batch:
+            batch_size = self.batch_size
+
+            def pad(w):
+                real = tf.shape(w)[0]
+                w = tf.pad(w, [[0, batch_size - real], [0, 0]])
+                w.set_shape([batch_size, self.window_length])
+                return self._to_example(w, tf.range(batch_size) < real)
+
+            dataset = dataset.map(pad)
+        else:
+            dataset = dataset.map(self._to_example)
         # A known length lets Keras show progress and end evaluation without a warning.
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
-        return dataset.map(self._to_example).prefetch(tf.data.AUTOTUNE)
+        return dataset.prefetch(tf.data.AUTOTUNE)
 
     def train_batches_per_epoch(self):
         """Training batches in one data epoch (fractional: batches may span epochs)."""

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_gpt1.layers.embedding import gpt1_initializer
+from keras_gpt1.layers.lean import attention_dropout
 
 
 def causal_attention_mask(padding_mask, query_length, key_length, query_start=0):
@@ -100,7 +101,7 @@ class GPT1Attention(keras.layers.Layer):
         # Softmax in float32: bfloat16 scores lose too much precision over 512 keys.
         scores = ops.where(mask, ops.cast(scores, "float32"), -1e9)
         probabilities = ops.cast(ops.softmax(scores, axis=-1), query.dtype)
-        probabilities = self.attention_dropout(probabilities, training=training)
+        probabilities = attention_dropout(probabilities, self.attention_dropout, training)
         return ops.einsum("bhqk,bkhd->bqhd", probabilities, value)
 
     def compute_output_shape(self, input_shape):

@@ -3,6 +3,7 @@ from keras import ops
 
 from keras_gpt1.layers.attention import GPT1Attention, causal_attention_mask
 from keras_gpt1.layers.embedding import gpt1_initializer
+from keras_gpt1.layers.lean import gelu_approximate
 
 # GPT-1's LayerNorm: biased variance, epsilon inside the square root.
 LAYER_NORM_EPSILON = 1e-5
@@ -64,7 +65,10 @@ class GPT1Block(keras.layers.Layer):
         if cache is not None:
             attended, cache = attended
         n = self.ln_1(x + attended)
-        m = self.c_proj(ops.gelu(self.c_fc(n), approximate=True))
+        # The lean GELU only pays off when a backward pass follows; inference (and so exported
+        # serving graphs) keeps the plain op.
+        gelu = gelu_approximate if training else lambda v: ops.gelu(v, approximate=True)
+        m = self.c_proj(gelu(self.c_fc(n)))
         h = self.ln_2(n + self.mlp_dropout(m, training=training))
         if cache is not None:
             return h, cache

@@ -28,7 +28,10 @@ and `predict` run the task head only, so a validation `loss` is the task loss al
 Mechanism (identical on TensorFlow, JAX and PyTorch, no custom `train_step`): called with
 `training=True` and `lm_weight > 0`, the model returns `{"task": logits, "lm_loss": scalar}`;
 otherwise the task output alone. `compute_loss` and `compute_metrics`, Keras's backend-neutral
-hooks, take the task output from that dict and add the weighted LM term.
+hooks, take the task output from that dict and add the weighted LM term. Under TensorFlow data
+parallelism (`MirroredStrategy`) the LM term is divided by the replica count as Keras divides the
+task loss (`keras_gpt1.distribution.scale_loss_for_replicas`), so the summed gradients are those
+of the global mean; the logged losses are global means.
 """
 
 import os
@@ -233,12 +236,17 @@ class GPT1TaskModel(CheckedInputsMixin, keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if not isinstance(y_pred, dict):
             return super().compute_loss(x, y, y_pred, sample_weight, training=training)
+        from keras_gpt1.distribution import scale_loss_for_replicas, unscale_loss_for_replicas
+
+        # Under tf.distribute (MirroredStrategy) Keras's task loss comes back divided by the
+        # replica count (the replicas' gradients are summed); the LM loss, computed by hand, is
+        # divided here the same way, and both are logged as global means. Identity elsewhere.
         task_loss = super().compute_loss(x, y, y_pred[TASK_OUTPUT], sample_weight, training=training)
         lm_loss = ops.cast(y_pred[LM_LOSS_OUTPUT], task_loss.dtype)
         batch_size = ops.shape(y_pred[TASK_OUTPUT])[0]
-        self.task_loss_tracker.update_state(task_loss, sample_weight=batch_size)
+        self.task_loss_tracker.update_state(unscale_loss_for_replicas(task_loss), sample_weight=batch_size)
         self.lm_loss_tracker.update_state(lm_loss, sample_weight=batch_size)
-        return task_loss + self.lm_weight * lm_loss
+        return task_loss + self.lm_weight * scale_loss_for_replicas(lm_loss)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         if isinstance(y_pred, dict):

@@ -140,19 +140,46 @@ def _check_utf8(path):
                 ) from None
 
 
-def _train(files, vocab_size, min_frequency, standardize, show_progress):
+def _train(files, vocab_size, min_frequency, standardize, show_progress, symbols=None):
+    """One `tokenizers` BPE training run; returns `(vocabulary, merges)` with canonical ids.
+
+    The trainer breaks ties between equally frequent pairs by token id, and it numbers the
+    word-final symbols (`e</w>`) in hash-map order, so equal inputs could learn different merges
+    (huggingface/tokenizers#1794). A first run with no merges finds every initial symbol; the real
+    run receives them, sorted, as its first tokens, which fixes every id and so every tie.
+    """
+    if symbols is None:
+        initial, _ = _train(files, 0, min_frequency, standardize, show_progress=False, symbols=[])
+        symbols = sorted(t for t in initial if t != UNK_TOKEN)
     tokenizer = _rust.build_tokenizer(standardize=standardize)
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=min_frequency,
-        special_tokens=[UNK_TOKEN],
+        special_tokens=[UNK_TOKEN, *symbols],
         end_of_word_suffix=END_OF_WORD,
         show_progress=show_progress,
     )
     tokenizer.train(files, trainer)
     model = json.loads(tokenizer.to_str())["model"]
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
-    return dict(model["vocab"]), merges
+    return _canonical_ids(model["vocab"], merges), merges
+
+
+def _canonical_ids(vocabulary, merges):
+    """Renumbers the trained vocabulary so equal merges always give equal ids.
+
+    The trainer numbers its alphabet in hash-map order, which changes between runs. Here `<unk>`
+    is 0, then the symbols no merge builds (sorted, each character before its `</w>` form), then
+    the merged tokens in the order they are first learned.
+    """
+    merged = list(dict.fromkeys(a + b for a, b in merges))
+    made = set(merged)
+    base = sorted(
+        (t for t in vocabulary if t not in made and t != UNK_TOKEN),
+        key=lambda t: (t.removesuffix(END_OF_WORD), t.endswith(END_OF_WORD)),
+    )
+    order = [UNK_TOKEN] + base + [t for t in merged if t in vocabulary]
+    return {token: index for index, token in enumerate(order)}
 
 
 def _truncate(vocabulary, merges, num_merges):

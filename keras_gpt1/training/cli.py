@@ -6,7 +6,7 @@ warmup/cosine schedule + clipping) on the backend chosen by KERAS_BACKEND.
 
 With no arguments: trains a small model on a built-in corpus made from Python's own
 documentation (no download), training a tokenizer first; it shows the validation perplexity
-before and after, writes a preset to outputs/gpt1-demo, and prints a greedy sample.
+before and after, writes a preset to outputs/gpt1-demo, and prints a greedy and a top-p sample.
 
 Rerunning the same command after an interruption resumes from the newest checkpoint in
 --output, exactly where it stopped. TensorBoard logs go to OUTPUT/logs.

@@ -18,7 +18,7 @@ What a call does, in order (every user error is raised before training starts):
    kept), and TensorBoard logs (`output/logs`). Data epochs are independent of these: the
    pipeline reshuffles each pass over the corpus by itself.
 7. Saves the final preset into `output` (`GPT1CausalLM.from_preset(output)` loads it) and
-   prints a greedy sample.
+   prints a greedy sample (and, when verbose, a nucleus-sampled one).
 
 Resuming is exact: checkpoints hold the weights, the optimizer state (moments, step, gradient
 accumulators), the dropout RNG state and the step; the data stream restarts at the same batch.
@@ -269,6 +269,14 @@ def pretrain(
     if learning_rate is not None and not learning_rate > 0:
         raise ValueError(f"`learning_rate` must be positive; got {learning_rate!r}.")
     micro_batch = batch_size // accumulation
+    from keras_gpt1.data import lm_dataset
+
+    replicas = lm_dataset.data_parallel_size()
+    if micro_batch % replicas:
+        raise ValueError(
+            f"The (micro-)batch of {micro_batch} sequences must be divisible by the {replicas} "
+            "data-parallel devices of the active keras.distribution (each gets an equal slice)."
+        )
     output = os.fspath(output)
     ensure_writable_dir(output)
 
@@ -297,7 +305,6 @@ def pretrain(
             f"positions (preset {preset!r}). Use --sequence-length {context} or less."
         )
 
-    from keras_gpt1.data import lm_dataset
     from keras_gpt1.data.corpus import build_demo_corpus
 
     if corpus is None:
@@ -517,6 +524,11 @@ def pretrain(
     if sample_length:
         sample = greedy_sample(lm, sample_prompt, sample_length)
         _log(verbose, f"Sample (greedy): {sample}")
+        if verbose:  # A small model's greedy text soon repeats itself; nucleus sampling does not.
+            from keras_gpt1.generation import generate
+
+            sampled = generate(lm, sample_prompt, max_new_tokens=sample_length, sampler="top_p", p=0.9, seed=seed)
+            _log(verbose, f"Sample (top-p 0.9, seed {seed}): {sampled}")
     return PretrainResult(
         model=lm,
         output=output,
