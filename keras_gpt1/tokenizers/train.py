@@ -71,10 +71,11 @@ def train_bpe(
     if output_dir is not None:
         ensure_writable_dir(output_dir)
 
+    symbols = _initial_symbols(files, min_frequency, standardize)
     if vocabulary_size is not None:
         # The trainer counts tokens, like `vocabulary_size` (less the special tokens added later).
         target = max(vocabulary_size - NUM_SPECIAL_TOKENS, 1)
-        vocabulary, merges = _train(files, target, min_frequency, standardize, show_progress)
+        vocabulary, merges = _train(files, target, min_frequency, standardize, show_progress, symbols)
     else:
         num_merges = DEFAULT_MERGES if num_merges is None else num_merges
         # The trainer stops at a vocabulary size, not a merge count, and a merge may rebuild an
@@ -82,7 +83,7 @@ def train_bpe(
         alphabet_guess = 1000
         while True:
             target = num_merges + alphabet_guess
-            vocabulary, merges = _train(files, target, min_frequency, standardize, show_progress)
+            vocabulary, merges = _train(files, target, min_frequency, standardize, show_progress, symbols)
             if len(merges) >= num_merges or len(vocabulary) < target:
                 break  # enough merges, or the corpus ran out of pairs
             base = len(vocabulary) - len({a + b for a, b in merges})
@@ -140,17 +141,21 @@ def _check_utf8(path):
                 ) from None
 
 
-def _train(files, vocab_size, min_frequency, standardize, show_progress, symbols=None):
-    """One `tokenizers` BPE training run; returns `(vocabulary, merges)` with canonical ids.
+def _initial_symbols(files, min_frequency, standardize):
+    """Every symbol BPE starts from (characters and word-final `c</w>` forms), sorted.
 
     The trainer breaks ties between equally frequent pairs by token id, and it numbers the
-    word-final symbols (`e</w>`) in hash-map order, so equal inputs could learn different merges
-    (huggingface/tokenizers#1794). A first run with no merges finds every initial symbol; the real
-    run receives them, sorted, as its first tokens, which fixes every id and so every tie.
+    word-final symbols in hash-map order, so equal inputs could learn different merges
+    (huggingface/tokenizers#1794). A run with no merges finds these symbols; `_train` gives them,
+    sorted, as its first tokens, which fixes every id and so every tie.
     """
-    if symbols is None:
-        initial, _ = _train(files, 0, min_frequency, standardize, show_progress=False, symbols=[])
-        symbols = sorted(t for t in initial if t != UNK_TOKEN)
+    initial, _ = _train(files, 0, min_frequency, standardize, show_progress=False, symbols=[])
+    return sorted(t for t in initial if t != UNK_TOKEN)
+
+
+def _train(files, vocab_size, min_frequency, standardize, show_progress, symbols):
+    """One `tokenizers` BPE training run whose first tokens are `<unk>` and `symbols`; returns
+    `(vocabulary, merges)` with canonical ids."""
     tokenizer = _rust.build_tokenizer(standardize=standardize)
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
