@@ -23,15 +23,19 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def test_train_quick_prints_table():
+def _harness(*args):
+    """stdout of `tools/benchmark.py ARGS`, which must succeed."""
     proc = subprocess.run(
-        [sys.executable, os.path.join(TOOLS, "benchmark.py"), "train", "--quick", "--peers",
-         "--backends", "tensorflow", "--steps", "1"],
+        [sys.executable, os.path.join(TOOLS, "benchmark.py"), *args],
         capture_output=True, text=True, timeout=600, cwd=ROOT,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = proc.stdout.splitlines()
+    return proc.stdout
+
+
+def test_train_quick_prints_table():
+    lines = _harness("train", "--quick", "--peers", "--backends", "tensorflow", "--steps", "1").splitlines()
     header = next(line for line in lines if line.startswith("| contender"))
     columns = [c.strip() for c in header.strip("|").split("|")]
     for column in ("tokens/s", "step s", "first step s", "vs KerasHub", "vs transformers", "MFU", "peak RSS GiB"):
@@ -54,3 +58,38 @@ def test_ceilings_are_positive():
     assert result["tf_fp32"] > 0 and result["tf_bf16"] > 0 and result["read_gbps"] > 0
     assert result["fp32"] == result["tf_fp32"]
     assert "cores" in ceilings.machine_summary()
+
+
+def _table(stdout, first_column):
+    """Header cells and rows (as dicts) of the markdown table whose header starts with `first_column`."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_column}"))
+    columns = [c.strip() for c in lines[start].strip("|").split("|")]
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append(dict(zip(columns, (c.strip() for c in line.strip("|").split("|")))))
+    return columns, rows
+
+
+def test_tokenize_quick_prints_table():
+    stdout = _harness("tokenize", "--megabytes", "0.03", "--merges", "200", "--repeats", "1", "--passes", "2")
+    columns, rows = _table(stdout, "contender")
+    for column in ("MB/s", "vs KerasHub", "vs tokenizers", "tf.data set-up (s)"):
+        assert column in columns
+    by_name = {row["contender"]: row for row in rows}
+    graph = by_name["GPT1Tokenizer, tf.data (in-graph)"]
+    assert float(graph["MB/s"]) > 0 and float(graph["tf.data set-up (s)"]) > 0
+    assert "KerasHub BytePairTokenizer, tf.data" in by_name
+    assert "in-graph vs KerasHub (warm cache)" in stdout
+
+
+def test_generate_quick_prints_table():
+    stdout = _harness("generate", "--quick", "--backends", "tensorflow", "--batch-sizes", "1", "2", "--repeats", "1")
+    columns, rows = _table(stdout, "library (backend)")
+    assert "fraction of bandwidth" in columns
+    ours = [row for row in rows if row["library (backend)"] == "keras_gpt1 (tensorflow)"]
+    assert [row["batch"] for row in ours] == ["1", "2"]
+    assert all(float(row["tokens/s"]) > 0 for row in ours)
+    assert any(row["library (backend)"] == "transformers (torch)" for row in rows)

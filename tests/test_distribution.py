@@ -242,8 +242,95 @@ def _scenario(backend, out_path, workdir):
         json.dump(result, f)
 
 
+# === Partial batches: `KERAS_BACKEND=jax python tests/test_distribution.py padding OUT WORKDIR` ===
+
+PAD_DEVICES = 2
+PAD_BATCH = 2
+PAD_TEXTS = ["the quick fox", "a lazy dog", "the dog", "quick brown fox", "lazy fox"]
+
+
+def _tiny_task_preset(workdir):
+    """A tiny LM preset with a small BPE tokenizer (fine-tuning needs one)."""
+    from keras_gpt1 import GPT1Backbone, GPT1CausalLM
+    from keras_gpt1.tokenizers import train_tokenizer
+
+    corpus = os.path.join(workdir, "corpus.txt")
+    with open(corpus, "w", encoding="utf-8") as f:
+        f.write("the quick brown fox jumps over the lazy dog\n" * 5)
+    tokenizer = train_tokenizer([corpus], num_merges=10)
+    preset = os.path.join(workdir, "preset")
+    backbone = GPT1Backbone(**dict(CONFIG, vocabulary_size=tokenizer.vocabulary_size))
+    GPT1CausalLM(backbone, tokenizer).save_to_preset(preset)
+    return preset
+
+
+def _write_task_file(path, labels):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("text,label\n" + "".join(f"{t},{l}\n" for t, l in zip(PAD_TEXTS, labels)))
+    return path
+
+
+def _padding_scenario(out_path, workdir):
+    """JAX, a data axis of 2: 5 examples in batches of 2 (fine-tuning, evaluation), 3 texts
+    scored in batches of 2; each result next to the same computation without a distribution."""
+    import keras
+
+    from keras_gpt1 import GPT1CausalLM
+    from keras_gpt1.distribution import distribution_scope
+    from keras_gpt1.generation.score import score
+    from keras_gpt1.tasks import GPT1TaskModel
+    from keras_gpt1.tasks.data import make_dataset, read_task_file
+    from keras_gpt1.tasks.finetune import evaluate, finetune
+    from keras_gpt1.tasks.packers import packer_for_task
+
+    assert keras.config.backend() == "jax"
+    preset = _tiny_task_preset(workdir)
+    train = _write_task_file(os.path.join(workdir, "train.csv"), "ababa")
+    dev = _write_task_file(os.path.join(workdir, "dev.csv"), "aabbb")
+    tuned_dir = os.path.join(workdir, "tuned")
+
+    def model_outputs(dataset_kwargs):
+        """`model.evaluate` and `model.predict` of the fine-tuned model on the dev file."""
+        model = GPT1TaskModel.from_preset(tuned_dir)
+        # As `finetune` compiles: Keras's plain `metrics` would ignore the sample weights.
+        model.compile(metrics=None, weighted_metrics=model._default_metrics())
+        data = read_task_file(dev, "classification", label_names=["a", "b"])
+        packer = packer_for_task("classification", model.tokenizer, sequence_length)
+        dataset = make_dataset(data, packer, PAD_BATCH, **dataset_kwargs)
+        batches = [len(b[0]["token_ids"]) for b in dataset.as_numpy_iterator()]
+        logs = model.evaluate(dataset, verbose=0, return_dict=True)
+        predictions = keras.ops.convert_to_numpy(model.predict(dataset, verbose=0))
+        return dict(logs=logs, predictions=predictions.tolist(), batches=batches)
+
+    texts = PAD_TEXTS[:3]
+    result = {"device_count": len(keras.distribution.list_devices())}
+    with distribution_scope("data", str(PAD_DEVICES)) as dist:
+        assert dist.num_replicas == PAD_DEVICES
+        tuned = finetune(
+            "classification", train, preset=preset, output=tuned_dir, batch_size=PAD_BATCH,
+            epochs=1, dropout=0.0, learning_rate=1e-3, seed=0, verbose=0,
+        )
+        sequence_length = tuned.sequence_length
+        result["history"] = tuned.history
+        result["steps"] = int(keras.ops.convert_to_numpy(tuned.model.optimizer.iterations))
+        result["evaluate"] = evaluate(tuned_dir, dev, batch_size=PAD_BATCH)
+        result["model"] = model_outputs({})
+        result["odd_batch"] = _error(lambda: evaluate(tuned_dir, dev, batch_size=3))
+        lm = GPT1CausalLM.from_preset(preset)
+        result["score"] = [r["token_log_likelihoods"].tolist() for r in score(lm, texts, batch_size=2)]
+    result["single_evaluate"] = evaluate(tuned_dir, dev, batch_size=PAD_BATCH)
+    result["single_model"] = model_outputs({})
+    lm = GPT1CausalLM.from_preset(preset)
+    result["single_score"] = [r["token_log_likelihoods"].tolist() for r in score(lm, texts, batch_size=2)]
+    with open(out_path, "w") as f:
+        json.dump(result, f)
+
+
 if __name__ == "__main__":
-    _scenario(os.environ["KERAS_BACKEND"], sys.argv[1], sys.argv[2])
+    if sys.argv[1] == "padding":
+        _padding_scenario(sys.argv[2], sys.argv[3])
+    else:
+        _scenario(os.environ["KERAS_BACKEND"], sys.argv[1], sys.argv[2])
     sys.exit(0)
 
 
@@ -267,17 +354,17 @@ BACKEND = keras.config.backend()
 RTOL = 1e-5  # float32 reductions re-ordered across shards differ by ~1e-7 relative
 
 
-def _run_scenario(tmp_path_factory):
+def _run_scenario(tmp_path_factory, devices=JAX_DEVICES, mode=()):
     workdir = tmp_path_factory.mktemp("distribution")
     out = workdir / "result.json"
     env = dict(os.environ, KERAS_BACKEND=BACKEND, TF_CPP_MIN_LOG_LEVEL="3")
     if BACKEND == "jax":
         env["XLA_FLAGS"] = (
-            env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={JAX_DEVICES}"
+            env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={devices}"
         ).strip()
         env["JAX_PLATFORMS"] = "cpu"
     proc = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), str(out), str(workdir)],
+        [sys.executable, os.path.abspath(__file__), *mode, str(out), str(workdir)],
         env=env,
         capture_output=True,
         text=True,
@@ -487,3 +574,85 @@ def test_user_errors(scenario):
         "Variables not distributed as intended: h_0/c_fc/kernel is laid out as "
         "(None, 'model'), expected ('model', None)"
     )
+
+
+# --- Partial last batches under JAX data parallelism (subprocess with 2 virtual devices) ---
+
+
+@pytest.fixture(scope="module")
+def padding_scenario(tmp_path_factory):
+    if BACKEND != "jax":
+        pytest.skip("keras.distribution splits batches on JAX only (tf.distribute takes partial batches)")
+    return _run_scenario(tmp_path_factory, devices=PAD_DEVICES, mode=("padding",))
+
+
+def test_finetuning_pads_the_partial_last_batch(padding_scenario):
+    """5 examples in batches of 2 over 2 devices: fine-tuning runs (3 steps an epoch), and the
+    fine-tuned model's evaluation equals the single-device one on the same weights."""
+    run = padding_scenario
+    assert run["device_count"] == PAD_DEVICES
+    assert run["steps"] == 3
+    assert {"loss", "accuracy"} <= set(run["history"])
+    assert all(np.isfinite(v).all() for v in run["history"].values())
+    # The GLUE metrics (from predictions, dummy rows dropped): the single-device values.
+    assert run["evaluate"] == run["single_evaluate"]
+    padded, single = run["model"], run["single_model"]
+    assert padded["batches"] == [2, 2, 2] and single["batches"] == [2, 2, 1]
+    # `predict` keeps the dummy row (callers drop rows past the data); the real rows match.
+    assert len(padded["predictions"]) == 6 and len(single["predictions"]) == 5
+    np.testing.assert_allclose(padded["predictions"][:5], single["predictions"], rtol=RTOL, atol=1e-6)
+    # `evaluate`: the zero-weight row changes no metric...
+    assert padded["logs"]["accuracy"] == pytest.approx(single["logs"]["accuracy"], abs=1e-7)
+    # ...and adds nothing to the summed loss; Keras averages it over 6 rows instead of 5.
+    assert padded["logs"]["loss"] * 6 == pytest.approx(single["logs"]["loss"] * 5, rel=RTOL)
+    logits = np.asarray(single["predictions"], "float64")
+    labels = np.array([0, 0, 1, 1, 1])
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    assert -log_probs[np.arange(5), labels].mean() == pytest.approx(single["logs"]["loss"], rel=RTOL)
+
+
+def test_batch_size_must_split_over_the_data_axis(padding_scenario):
+    assert "batch size (3) must be divisible by the 2 data-parallel devices" in padding_scenario["odd_batch"]
+
+
+def test_scoring_pads_rows_to_the_data_axis(padding_scenario):
+    """3 texts in batches of 2 over 2 devices (the second batch padded): the single-device scores."""
+    padded, single = padding_scenario["score"], padding_scenario["single_score"]
+    assert len(padded) == len(single) == 3
+    for p, q in zip(padded, single):
+        assert len(p) == len(q) > 0
+        np.testing.assert_allclose(p, q, rtol=0, atol=1e-5)
+
+
+def test_make_dataset_pads_with_zero_weight_rows(tmp_path):
+    """`pad_final_batch=True` (any backend): rank-3 multiple-choice inputs, real rows unchanged,
+    dummy rows one real token with weight 0."""
+    from keras_gpt1.tasks.data import make_dataset, read_task_file
+    from keras_gpt1.tasks.packers import packer_for_task
+    from keras_gpt1.tokenizers import train_tokenizer
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the quick brown fox jumps over the lazy dog\n" * 5, encoding="utf-8")
+    tokenizer = train_tokenizer([str(corpus)], num_merges=10)
+    rows = [{"context": "the fox", "choices": ["jumps", "sleeps"], "label": i % 2} for i in range(5)]
+    path = tmp_path / "mc.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    data = read_task_file(str(path), "multiple-choice")
+    packer = packer_for_task("multiple-choice", tokenizer, 12)
+    for pack_in_graph in (False, True):
+        plain = list(make_dataset(data, packer, 4, pack_in_graph=pack_in_graph).as_numpy_iterator())
+        padded = list(make_dataset(data, packer, 4, pack_in_graph=pack_in_graph, pad_final_batch=True).as_numpy_iterator())
+        assert [len(y) for _, y in plain] == [4, 1]
+        assert len(padded) == 2
+        for (x, y), (px, py, weights) in zip(plain, padded):
+            real = len(y)
+            assert px["token_ids"].shape == px["padding_mask"].shape == (4, 2, 12)
+            for key in ("token_ids", "padding_mask"):
+                np.testing.assert_array_equal(px[key][:real], x[key])
+            np.testing.assert_array_equal(py[:real], y)
+            np.testing.assert_array_equal(weights, [1.0] * real + [0.0] * (4 - real))
+            assert (px["token_ids"][real:] == 0).all() and (py[real:] == 0).all()
+            assert (px["padding_mask"][real:] == [1] + [0] * 11).all()
+    inputs_only = read_task_file(str(path), "multiple-choice", with_labels=False)
+    batches = list(make_dataset(inputs_only, packer, 4, pad_final_batch=True).as_numpy_iterator())
+    assert [len(x["token_ids"]) for x in batches] == [4, 4]

@@ -166,11 +166,14 @@ def test_nan_stops_and_keeps_the_last_good_checkpoint(data, tmp_path):
     assert not os.path.exists(run / "model.weights.h5")  # no preset from a NaN model
 
 
-def test_mixed_bfloat16_with_gradient_accumulation_learns(data, tmp_path):
+@pytest.mark.parametrize("head_chunk_size", [None, 100])
+def test_mixed_bfloat16_with_gradient_accumulation_learns(data, tmp_path, head_chunk_size):
     """bfloat16 compute, float32 weights; 2 micro-batches of 4 per update; the schedule and the
-    update count follow updates, not micro-batches; validation perplexity falls."""
+    update count follow updates, not micro-batches; validation perplexity falls. Also with the
+    LM head and loss computed in chunks (from bfloat16 hidden states)."""
     kwargs = small_run(data, tmp_path / "run", steps=40, eval_interval=20, dropout=0.0)
-    kwargs.update(mixed_precision=True, gradient_accumulation_steps=2, learning_rate=5e-3, warmup_steps=4)
+    kwargs.update(mixed_precision=True, gradient_accumulation_steps=2, learning_rate=5e-3, warmup_steps=4,
+                  head_chunk_size=head_chunk_size)
     result = pretrain(**kwargs)
     lm = result.model
     assert lm.backbone.transformer_layers[0].compute_dtype == "bfloat16"

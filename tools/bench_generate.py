@@ -42,6 +42,19 @@ def measure_bandwidth(gigabytes=1.0, repeats=3):
     return data.nbytes / best / 1e9
 
 
+def _gpu_bandwidth():
+    """A CUDA GPU's read GB/s (device-to-device copy, measured in a subprocess), or None."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from ceilings import measure_ceilings_subprocess
+
+    import shutil
+
+    if shutil.which("nvidia-smi") is None:
+        return None
+    ceilings = measure_ceilings_subprocess(libraries=("torch",))
+    return ceilings.get("gpu_read_gbps") if ceilings else None
+
+
 # --------------------------------------------------------------------------------------------
 # Workers (each in its own process)
 # --------------------------------------------------------------------------------------------
@@ -143,12 +156,13 @@ def worker_transformers(cfg, args):
         embd_pdrop=0.0,
         attn_pdrop=0.0,
     )
-    model = OpenAIGPTLMHeadModel(config).eval()
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # where the Keras backends run too
+    model = OpenAIGPTLMHeadModel(config).eval().to(device)
     if args.dtype == "bfloat16":
         model = model.to(torch.bfloat16)
     results = []
     for batch in args.hf_batch_sizes:
-        ids = torch.tensor(_prompts(batch, args.prompt_length, cfg["vocabulary_size"]), dtype=torch.long)
+        ids = torch.tensor(_prompts(batch, args.prompt_length, cfg["vocabulary_size"]), dtype=torch.long, device=device)
 
         def run():
             with torch.no_grad():
@@ -247,7 +261,8 @@ def main(argv=None):
         return run_worker(args)
 
     gigabytes = 0.1 if args.quick else 1.0
-    bandwidth = [measure_bandwidth(gigabytes)]
+    gpu = _gpu_bandwidth()
+    bandwidth = [gpu or measure_bandwidth(gigabytes)]
     load = os.getloadavg()
     rows = []
     for backend in args.backends:
@@ -256,7 +271,7 @@ def main(argv=None):
             rows.append((worker, b, spawn(worker, b, args)))
     if not args.skip_transformers:
         rows.append(("transformers", "torch", spawn("transformers", "torch", args)))
-    bandwidth.append(measure_bandwidth(gigabytes))
+    bandwidth.append(_gpu_bandwidth() or measure_bandwidth(gigabytes))
     gbps = float(np.mean(bandwidth))
 
     cfg = TINY if args.quick else FULL

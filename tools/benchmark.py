@@ -110,7 +110,7 @@ def worker_keras_gpt1(cfg, args):
     else:
         lm = GPT1CausalLM.from_preset("gpt1", dtype=policy)
     lm.compile(optimizer=create_optimizer(WarmupCosine(PEAK_LEARNING_RATE, WARMUP_STEPS, TOTAL_STEPS)),
-               jit_compile=_jit_arg(args.worker_jit))
+               jit_compile=_jit_arg(args.worker_jit), head_chunk_size=args.head_chunk_size)
     ids, labels, mask = _batch(cfg, args.batch, args.seq)
     times, loss = _train_keras(lm, {"token_ids": ids, "padding_mask": mask}, labels, mask, args)
     return dict(times=times, loss=loss, params=lm.count_params())
@@ -160,13 +160,15 @@ def worker_transformers(cfg, args):
         return 0.5 * (1 + math.cos(math.pi * (step - WARMUP_STEPS) / (TOTAL_STEPS - WARMUP_STEPS)))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # where the Keras backends run too
+    model.to(device)
     ids, _, _ = _batch(cfg, args.batch, args.seq)
-    ids = torch.tensor(ids, dtype=torch.long)
+    ids = torch.tensor(ids, dtype=torch.long, device=device)
     autocast = args.policy == "mixed_bfloat16"
     times = []
     for _ in range(args.warmup + args.steps):
         start = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=autocast):
             loss = model(ids, labels=ids).loss  # the model shifts the labels itself
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -203,6 +205,8 @@ def spawn(contender, batch, seq, args):
                "--warmup", str(args.warmup)]
     if args.quick:
         command.append("--quick")
+    if worker == "keras_gpt1" and args.head_chunk_size:
+        command += ["--head-chunk-size", str(args.head_chunk_size)]
     try:
         proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=args.timeout)
     except subprocess.TimeoutExpired:
@@ -296,7 +300,8 @@ def train_main(args):
     print("| " + " | ".join(TRAIN_COLUMNS) + " |")
     print("|" + "---|" * 2 + "---|" * 3 + "---:|" * (len(TRAIN_COLUMNS) - 5))
     for (worker, backend, policy, jit), (batch, seq), row, hub, hf, fpt in table:
-        head = f"| {worker} | {backend} | {policy} | {jit} | {batch} x {seq} |"
+        name = f"{worker}, head chunks of {args.head_chunk_size}" if worker == "keras_gpt1" and args.head_chunk_size else worker
+        head = f"| {name} | {backend} | {policy} | {jit} | {batch} x {seq} |"
         if row is None:
             print(head + " failed |" + " |" * (len(TRAIN_COLUMNS) - 6))
             continue
@@ -348,6 +353,8 @@ def main(argv=None):
     train.add_argument("--rounds", type=int, help="alternating rounds over all contenders")
     train.add_argument("--timeout", type=int, default=1800, help="seconds per subprocess")
     train.add_argument("--json", help="also write the results to this file")
+    train.add_argument("--head-chunk-size", type=int, default=None,
+                       help="keras_gpt1 trains with compile(head_chunk_size=N): no full logits (less memory)")
     # Worker-only options.
     train.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     train.add_argument("--policy", default="float32", help=argparse.SUPPRESS)

@@ -14,6 +14,10 @@ bfloat16 figures are only fast where the CPU has native bf16 instructions (AVX51
 without them the kernels convert and run slower than fp32, which is itself worth knowing.
 Memory reads: numpy's sum over a large float32 array (one core).
 
+On a machine with a CUDA GPU (seen through PyTorch) the same figures are measured on the GPU too
+(`gpu_fp32`, `gpu_bf16`: a large matmul; `gpu_read_gbps`: a device-to-device copy, bytes read),
+and `fp32`, `bf16` and `read_gbps` are the GPU's: that is where the models run there.
+
 Run as a script for a one-line summary: `python tools/ceilings.py [--quick]`.
 """
 
@@ -85,6 +89,34 @@ def torch_matmul_gflops(dtype="float32", n=1024, repeats=5, budget=5.0):
     return 2 * n**3 / _best_seconds(lambda: a @ b, repeats, budget) / 1e9
 
 
+def gpu_ceilings(repeats=5):
+    """GPU matmul TFLOP/s-scale figures (in GFLOP/s) and read GB/s, or {} without a CUDA GPU."""
+    try:
+        import torch
+    except ImportError:
+        return {}
+    if not torch.cuda.is_available():
+        return {}
+    out, n = {}, 8192
+
+    def timed(fn):
+        def run():
+            fn()
+            torch.cuda.synchronize()
+
+        return _best_seconds(run, repeats, budget=5.0)
+
+    for key, dtype in (("gpu_fp32", torch.float32), ("gpu_bf16", torch.bfloat16)):
+        a = torch.randn(n, n, device="cuda", dtype=dtype)
+        b = torch.randn(n, n, device="cuda", dtype=dtype)
+        out[key] = 2 * n**3 / timed(lambda: a @ b) / 1e9
+    source = torch.empty(2**30, dtype=torch.uint8, device="cuda")
+    target = torch.empty_like(source)
+    out["gpu_read_gbps"] = source.numel() / timed(lambda: target.copy_(source)) / 1e9
+    out["gpu_name"] = torch.cuda.get_device_name(0)
+    return out
+
+
 def read_bandwidth_gbps(gigabytes=1.0, repeats=3):
     """Memory read GB/s: best of `repeats` numpy sums over a `gigabytes` float32 array."""
     data = np.ones(int(gigabytes * 1e9 / 4), dtype=np.float32)
@@ -102,8 +134,11 @@ def measure_ceilings(quick=False, libraries=("tensorflow", "torch")):
     repeats = 2 if quick else 5
     out = {}
     if "tensorflow" in libraries:
-        out["tf_fp32"] = tf_matmul_gflops("float32", n, repeats)
-        out["tf_bf16"] = tf_matmul_gflops("bfloat16", n, repeats)
+        try:
+            out["tf_fp32"] = tf_matmul_gflops("float32", n, repeats)
+            out["tf_bf16"] = tf_matmul_gflops("bfloat16", n, repeats)
+        except ImportError:  # e.g. a GPU machine with JAX and PyTorch only
+            pass
     if "torch" in libraries:
         out["torch_fp32"] = torch_matmul_gflops("float32", n, repeats)
         # Without native bf16 PyTorch's CPU bf16 matmul is very slow: a small size suffices.
@@ -113,6 +148,9 @@ def measure_ceilings(quick=False, libraries=("tensorflow", "torch")):
         if values:
             out[kind] = max(values)
     out["read_gbps"] = read_bandwidth_gbps(0.1 if quick else 1.0, repeats)
+    gpu = {} if quick else gpu_ceilings(repeats)
+    if gpu:
+        out.update(gpu, fp32=gpu["gpu_fp32"], bf16=gpu["gpu_bf16"], read_gbps=gpu["gpu_read_gbps"])
     return out
 
 
@@ -139,6 +177,8 @@ def format_ceilings(c):
                        ("torch_bf16", "torch bf16")):
         if key in c:
             parts.append(f"{label} {c[key]:.0f}" if c[key] >= 10 else f"{label} {c[key]:.1f}")
+    if "gpu_fp32" in c:
+        parts.append(f"{c['gpu_name']} fp32 {c['gpu_fp32']:.0f}, bf16 {c['gpu_bf16']:.0f}")
     return f"matmul GFLOP/s: {', '.join(parts)}; memory read {c['read_gbps']:.1f} GB/s"
 
 

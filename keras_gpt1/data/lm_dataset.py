@@ -72,6 +72,40 @@ def data_parallel_size():
     return int(mesh.shape[list(mesh.axis_names).index(name)])
 
 
+def check_data_parallel_batch(batch_size, what="batch size"):
+    """Raises `ValueError` unless `batch_size` splits evenly over the active distribution's data axis."""
+    replicas = data_parallel_size()
+    if batch_size % replicas:
+        raise ValueError(
+            f"The {what} ({batch_size}) must be divisible by the {replicas} data-parallel devices "
+            "of the active keras.distribution (each gets an equal slice of every batch)."
+        )
+
+
+def pad_batch(batch, batch_size):
+    """Pads every tensor of the nest `batch` with zero rows to `batch_size` rows (in a tf graph).
+
+    For a batched `tf.data` pipeline whose last batch may be partial: a data-parallel
+    `keras.distribution` (JAX) can only split batches whose size is a multiple of its data axis.
+    Returns `(padded, real)`, `real` a bool `[batch_size]` vector that is True on the batch's own
+    rows; callers give the others a sample weight of 0 (or drop their predictions).
+
+    Example:
+    ```python
+    dataset = dataset.batch(8).map(lambda x, y: pad_batch((x, y), 8))
+    ```
+    """
+    flat = [tf.convert_to_tensor(t) for t in tf.nest.flatten(batch)]
+    rows = tf.shape(flat[0])[0]
+    padded = []
+    for t in flat:
+        rest = t.shape[1:].as_list()
+        t = tf.pad(t, [[0, batch_size - rows]] + [[0, 0]] * len(rest))
+        t.set_shape([batch_size] + rest)
+        padded.append(t)
+    return tf.nest.pack_sequence_as(batch, padded), tf.range(batch_size) < rows
+
+
 # === Files ===
 
 
@@ -457,15 +491,7 @@ class LMDataset:
         batches = math.ceil(size / self.batch_size)
         dataset = windows.batch(self.batch_size)
         if pad_final_batch:
-            batch_size = self.batch_size
-
-            def pad(w):
-                real = tf.shape(w)[0]
-                w = tf.pad(w, [[0, batch_size - real], [0, 0]])
-                w.set_shape([batch_size, self.window_length])
-                return self._to_example(w, tf.range(batch_size) < real)
-
-            dataset = dataset.map(pad)
+            dataset = dataset.map(lambda w: self._to_example(*pad_batch(w, self.batch_size)))
         else:
             dataset = dataset.map(self._to_example)
         # A known length lets Keras show progress and end evaluation without a warning.

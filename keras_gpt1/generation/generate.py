@@ -254,8 +254,12 @@ class TorchEngine:
 
     def empty(self, batch, length):
         shape = (batch, self.num_heads, length, self.head_dim)
-        zeros = self.torch.zeros
-        return [(zeros(shape, dtype=self.dtype), zeros(shape, dtype=self.dtype)) for _ in self.blocks]
+        device = self.token_embedding.device  # the weights' device (a GPU when there is one)
+
+        def zeros():
+            return self.torch.zeros(shape, dtype=self.dtype, device=device)
+
+        return [(zeros(), zeros()) for _ in self.blocks]
 
     def _layer_norm(self, x, params):
         gamma, beta, epsilon = params

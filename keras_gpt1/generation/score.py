@@ -13,6 +13,7 @@ result["perplexity"]                # exp(-mean of those)
 ```
 """
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -35,6 +36,9 @@ def score(lm, inputs, batch_size=8):
     `token_ids` (list), `token_log_likelihoods` (float32 array, one per token after the first, in
     nats), `log_likelihood` (their sum), `num_scored_tokens` and `perplexity`
     (`exp(-log_likelihood / num_scored_tokens)`).
+
+    Under a `keras.distribution` (JAX) each batch is split over the data-parallel devices, its rows
+    padded to a multiple of their count with dummy rows that are left out of the results.
 
     Example:
     ```python
@@ -64,19 +68,31 @@ def score(lm, inputs, batch_size=8):
                 f"[0, {backbone.vocabulary_size})."
             )
 
+    # Under a keras.distribution (JAX) each batch is split over the data-parallel devices: its
+    # rows are padded to a multiple of their count with dummy rows (one real token), whose
+    # results are never read. (lm_dataset imports TensorFlow: only then.)
+    distribution, replicas = keras.distribution.distribution(), 1
+    if distribution is not None:
+        from keras_gpt1.data.lm_dataset import data_parallel_size
+
+        replicas = data_parallel_size()
     results = []
     for start in range(0, len(sequences), batch_size):
         chunk = sequences[start : start + batch_size]
         length = _round_up(max(s.size for s in chunk), LENGTH_BUCKET, context)
-        token_ids = np.zeros((len(chunk), length), "int32")
-        padding_mask = np.zeros((len(chunk), length), "int32")
+        rows = -(-len(chunk) // replicas) * replicas
+        token_ids = np.zeros((rows, length), "int32")
+        padding_mask = np.zeros((rows, length), "int32")
+        padding_mask[len(chunk) :, 0] = 1
         for row, ids in enumerate(chunk):
             token_ids[row, : ids.size] = ids
             padding_mask[row, : ids.size] = 1
-        fns = _compile(lm, ("score", len(chunk), length), lambda: {"score": lambda t, m: _token_log_likelihoods(lm, t, m)})
-        values = ops.convert_to_numpy(
-            fns["score"](ops.convert_to_tensor(token_ids), ops.convert_to_tensor(padding_mask))
-        )
+        inputs = [ops.convert_to_tensor(token_ids), ops.convert_to_tensor(padding_mask)]
+        if distribution is not None:
+            layout = distribution.get_data_layout((rows, length))
+            inputs = [keras.distribution.distribute_tensor(x, layout) for x in inputs]
+        fns = _compile(lm, ("score", rows, length), lambda: {"score": lambda t, m: _token_log_likelihoods(lm, t, m)})
+        values = ops.convert_to_numpy(fns["score"](*inputs))
         for row, ids in enumerate(chunk):
             per_token = values[row, : ids.size - 1].astype("float32")
             total = float(per_token.astype("float64").sum())

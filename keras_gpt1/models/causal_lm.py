@@ -35,11 +35,14 @@ class GPT1CausalLM(CheckedInputsMixin, keras.Model):
         # === Config ===
         self.backbone = backbone
         self.tokenizer = tokenizer
+        # Set by `compile(head_chunk_size=...)`; None trains through the full logits.
+        self._head_chunk_size = None
+        object.__setattr__(self, "_chunked_metrics", ())
 
     def _check_inputs(self, x):
         self.backbone._check_inputs(x)
 
-    def compile(self, optimizer="auto", loss="auto", weighted_metrics="auto", **kwargs):
+    def compile(self, optimizer="auto", loss="auto", weighted_metrics="auto", head_chunk_size=None, **kwargs):
         """`keras.Model.compile` with GPT-1 pretraining defaults for every `"auto"` argument.
 
         - optimizer: `keras_gpt1.training.create_optimizer()`: Adam(0.9, 0.999, 1e-8), decoupled
@@ -48,6 +51,13 @@ class GPT1CausalLM(CheckedInputsMixin, keras.Model):
         - loss: `NextTokenLoss()`, cross-entropy of the labels (inputs shifted by one) averaged
           over tokens whose sample weight (`padding_mask`) is 1;
         - weighted_metrics: `Perplexity()` and token `accuracy`, weighted by the same mask.
+
+        `head_chunk_size` (an int, e.g. 1024) trains without ever materialising the
+        `[tokens, vocabulary]` logits: the tied head, the loss and both metrics are computed
+        `head_chunk_size` tokens at a time by `keras_gpt1.training.chunked_head_loss`, which cuts
+        peak memory by 0.4-1.2 GiB at batch 8 x 512 (see the README). It needs the default loss
+        and metrics. While it is on, `lm(x, training=True)` returns `{"hidden_states": ...}`
+        (what the loss needs); evaluation and prediction still return logits.
 
         Example:
         ```python
@@ -58,13 +68,64 @@ class GPT1CausalLM(CheckedInputsMixin, keras.Model):
         """
         from keras_gpt1 import training  # keras-only; imported here to keep model imports light
 
+        if head_chunk_size is not None:
+            if isinstance(head_chunk_size, bool) or not isinstance(head_chunk_size, int) or head_chunk_size < 1:
+                raise ValueError(f"`head_chunk_size` must be a positive integer; got {head_chunk_size!r}.")
+            if not (isinstance(loss, str) and loss == "auto"):
+                raise ValueError("`head_chunk_size` computes the default next-token loss itself; leave `loss='auto'`.")
+            if not (isinstance(weighted_metrics, str) and weighted_metrics == "auto"):
+                raise ValueError(
+                    "`head_chunk_size` computes the default metrics (perplexity, accuracy) itself; "
+                    "leave `weighted_metrics='auto'`."
+                )
         if isinstance(optimizer, str) and optimizer == "auto":
             optimizer = training.create_optimizer()
         if isinstance(loss, str) and loss == "auto":
             loss = training.NextTokenLoss()
         if isinstance(weighted_metrics, str) and weighted_metrics == "auto":
             weighted_metrics = [training.Perplexity(), training.NextTokenAccuracy()]
+        self._head_chunk_size = head_chunk_size
+        # The same objects Keras compiles: evaluation updates them from logits, chunked training
+        # from the sums `chunked_head_loss` returns. Set without Keras's attribute tracking, which
+        # would list them a second time among the model's metrics.
+        object.__setattr__(self, "_chunked_metrics", tuple(weighted_metrics) if head_chunk_size else ())
         super().compile(optimizer=optimizer, loss=loss, weighted_metrics=weighted_metrics, **kwargs)
+
+    def call(self, inputs, training=None, mask=None):
+        if training and self._head_chunk_size:
+            return {"hidden_states": self.backbone(inputs, training=training)}
+        return super().call(inputs, training=training, mask=mask)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if not (isinstance(y_pred, dict) and "hidden_states" in y_pred):
+            return super().compute_loss(x, y, y_pred, sample_weight, training=training)
+        from keras_gpt1.distribution import scale_loss_for_replicas
+        from keras_gpt1.training import chunked_head_loss
+
+        loss, loss_sum, hit_sum, weight_sum = chunked_head_loss(
+            y_pred["hidden_states"],
+            self.backbone.token_embedding.embeddings,
+            y,
+            sample_weight,
+            chunk_size=self._head_chunk_size,
+        )
+        perplexity, accuracy = self._chunked_metrics
+        perplexity.add_totals(loss_sum, weight_sum)
+        accuracy.add_totals(hit_sum, weight_sum)
+        loss = scale_loss_for_replicas(loss)
+        for extra in self.losses:
+            loss = loss + self._aggregate_additional_loss(extra)
+        return loss
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        if isinstance(y_pred, dict) and "hidden_states" in y_pred:
+            # The metrics were updated in `compute_loss`, from the same chunks. Keras builds its
+            # compiled-metrics container from the first batch's structure (not its values): a
+            # single output, like the logits the metrics read in evaluation.
+            if self._compile_metrics is not None and not self._compile_metrics.built:
+                self._compile_metrics.build(y, y)
+            return self.get_metrics_result()
+        return super().compute_metrics(x, y, y_pred, sample_weight)
 
     def call_with_cache(self, token_ids, cache, cache_update_index):
         """One incremental step: `(logits, hidden_states, new_cache)` for `token_ids` placed at

@@ -370,7 +370,14 @@ def _score(path, number, value):
 
 
 def make_dataset(
-    data, packer, batch_size=32, shuffle=False, seed=None, drop_remainder=False, pack_in_graph=False
+    data,
+    packer,
+    batch_size=32,
+    shuffle=False,
+    seed=None,
+    drop_remainder=False,
+    pack_in_graph=False,
+    pad_final_batch=None,
 ):
     """A `tf.data.Dataset` of `(packed_inputs, labels)` batches (inputs only without labels).
 
@@ -379,6 +386,16 @@ def make_dataset(
     tensors: `L` int32 ids and mask values per sequence stay in memory. With
     `pack_in_graph=True` the strings are batched and packed batch by batch inside the pipeline
     instead (the same ids; less memory, more time). `shuffle` reshuffles every epoch.
+
+    The last batch may hold fewer than `batch_size` examples. `pad_final_batch=True` (the default
+    `None`: exactly when a `keras.distribution` is active, which must split every batch evenly over
+    its data-parallel devices) fills it up to `batch_size` with dummy rows (one real token, no LM
+    target, label 0) and yields `(packed_inputs, labels, sample_weight)`, the weight 0 on dummy
+    rows and 1 elsewhere: `weighted_metrics` (as `finetune` compiles accuracy) and the auxiliary
+    LM loss ignore them; Keras's task loss adds 0 for them but still averages the padded batch
+    over `batch_size` rows (plain `metrics` ignore sample weights). Without labels the dummy rows are
+    simply appended: drop predictions past `len(data)`. Under a distribution `batch_size` must be
+    a multiple of the data-parallel device count (a `ValueError` says so).
 
     Example:
     ```python
@@ -389,6 +406,11 @@ def make_dataset(
     """
     import tensorflow as tf
 
+    from keras_gpt1.data import lm_dataset
+
+    if pad_final_batch is None:
+        pad_final_batch = lm_dataset.keras_distribution_active()
+    lm_dataset.check_data_parallel_batch(batch_size)
     roles = TASK_ROLES[data.task]
     single = len(roles) == 1
 
@@ -413,6 +435,21 @@ def make_dataset(
             dataset = dataset.map(lambda *features: pack(features), num_parallel_calls=tf.data.AUTOTUNE)
         else:
             dataset = dataset.map(lambda features, labels: (pack(features), labels), num_parallel_calls=tf.data.AUTOTUNE)
+    if pad_final_batch and not drop_remainder:
+
+        def pad(batch):
+            padded, real = lm_dataset.pad_batch(batch, batch_size)
+            x = padded if data.labels is None else padded[0]
+            # A dummy sequence is one real token (position 0): a valid input with no LM target.
+            mask = x["padding_mask"]
+            dummy = tf.reshape(tf.cast(~real, mask.dtype), [-1] + [1] * (mask.shape.rank - 1))
+            x = dict(x, padding_mask=mask + dummy * tf.one_hot(0, tf.shape(mask)[-1], dtype=mask.dtype))
+            return x if data.labels is None else (x, padded[1], tf.cast(real, "float32"))
+
+        if data.labels is None:
+            dataset = dataset.map(pad)
+        else:
+            dataset = dataset.map(lambda x, labels: pad((x, labels)))
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 

@@ -71,6 +71,14 @@ def _positive_int(name, value):
     return value
 
 
+def _check_batch_size(batch_size):
+    """Positive, and (under a `keras.distribution`) a multiple of the data-parallel devices."""
+    _positive_int("batch_size", batch_size)
+    from keras_gpt1.data import lm_dataset
+
+    lm_dataset.check_data_parallel_batch(batch_size)
+
+
 def _load_tokenizer(preset, tokenizer):
     from keras_gpt1.models import preset_io
 
@@ -120,6 +128,8 @@ def finetune(
         regression: similarity only: predict a number (STS-B) instead of classes.
         lm_weight: λ of the auxiliary LM loss (0 turns it off).
         learning_rate, batch_size, epochs, warmup_fraction, weight_decay, dropout: the recipe.
+            Under a `keras.distribution`, `batch_size` must be a multiple of the data-parallel
+            devices, and a partial last batch is padded with zero-weight rows (`make_dataset`).
         sequence_length: packed length (default: the longest packed training example, capped
             at the model's context; longer inputs are truncated evenly per segment).
         seed: seeds weight init of the head and new rows, dropout and shuffling.
@@ -144,7 +154,7 @@ def finetune(
     from keras_gpt1.training.schedules import WarmupLinear
 
     task_data.check_task(task)
-    _positive_int("batch_size", batch_size)
+    _check_batch_size(batch_size)
     _positive_int("epochs", epochs)
     if output is not None:
         ensure_writable_dir(output)
@@ -185,7 +195,13 @@ def finetune(
 
     steps_per_epoch = math.ceil(len(train_data) / batch_size)
     schedule = WarmupLinear(learning_rate, total_steps=steps_per_epoch * epochs, warmup_fraction=warmup_fraction)
-    model.compile(optimizer=create_optimizer(learning_rate=schedule, weight_decay=weight_decay))
+    # The metrics are weighted, so the zero-weight rows padding a partial last batch under a
+    # keras.distribution (see `make_dataset`) do not count; unweighted otherwise the same.
+    model.compile(
+        optimizer=create_optimizer(learning_rate=schedule, weight_decay=weight_decay),
+        metrics=None,
+        weighted_metrics=model._default_metrics(),
+    )
 
     train_ds = task_data.make_dataset(train_data, packer, batch_size, shuffle=True, seed=seed)
     history = model.fit(train_ds, epochs=epochs, callbacks=callbacks, verbose=verbose)
@@ -230,7 +246,10 @@ def _score(model, data, packer, batch_size, regression):
     import numpy as np
 
     predictions = model.predict(task_data.make_dataset(data, packer, batch_size), verbose=0)
-    return task_metrics(data.task, data.labels, np.asarray(predictions), regression=regression)
+    # Under a keras.distribution the last batch is padded with dummy rows: their predictions
+    # come last and are dropped, so they never reach the metrics.
+    predictions = np.asarray(predictions)[: len(data)]
+    return task_metrics(data.task, data.labels, predictions, regression=regression)
 
 
 def evaluate(model_dir, data, columns=None, batch_size=RECIPE["batch_size"]):
@@ -247,7 +266,7 @@ def evaluate(model_dir, data, columns=None, batch_size=RECIPE["batch_size"]):
     from keras_gpt1.tasks.models import GPT1TaskModel
     from keras_gpt1.tasks.packers import packer_for_task
 
-    _positive_int("batch_size", batch_size)
+    _check_batch_size(batch_size)
     info_path = os.path.join(os.fspath(model_dir), FINETUNE_FILE)
     if not os.path.isdir(model_dir):
         raise FileNotFoundError(f"Model directory {os.fspath(model_dir)!r} does not exist.")

@@ -15,6 +15,7 @@ from keras_gpt1.training.callbacks import (
     restore_checkpoint,
     save_checkpoint,
 )
+from keras_gpt1.training.chunked_loss import chunked_head_loss
 from keras_gpt1.training.losses import (
     NextTokenAccuracy,
     NextTokenLoss,

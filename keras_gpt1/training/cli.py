@@ -87,6 +87,11 @@ def add_parser(subparsers):
         help="micro-batches per update; --batch-size must be divisible by it (1)",
     )
     train.add_argument("--mixed-bfloat16", action="store_true", help="train with the mixed_bfloat16 policy")
+    train.add_argument(
+        "--head-chunk-size",
+        type=int,
+        help="compute the LM head and loss this many tokens at a time, never the full logits (saves memory)",
+    )
     train.add_argument("--seed", type=int, default=0, help="initialisation, dropout and data order (0)")
     run = parser.add_argument_group("output")
     run.add_argument("--output", default="outputs/gpt1-demo", help="run + preset directory (outputs/gpt1-demo)")
@@ -135,6 +140,7 @@ def _pretrain(args, pretrain, verbose):
         global_clipnorm=args.clipnorm,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_bfloat16,
+        head_chunk_size=args.head_chunk_size,
         dropout=args.dropout,
         architecture={
             "num_layers": args.num_layers,

@@ -96,8 +96,12 @@ class Perplexity(keras.metrics.Metric):
             weight = ops.ones_like(losses)
         else:
             weight = ops.cast(ops.reshape(sample_weight, ops.shape(losses)), "float32")
-        self.total.assign_add(ops.sum(losses * weight))
-        self.count.assign_add(ops.sum(weight))
+        self.add_totals(ops.sum(losses * weight), ops.sum(weight))
+
+    def add_totals(self, loss_sum, weight_sum):
+        """Adds precomputed sums (`chunked_head_loss` gives them): weighted losses, weights."""
+        self.total.assign_add(ops.cast(loss_sum, "float32"))
+        self.count.assign_add(ops.cast(weight_sum, "float32"))
 
     def result(self):
         return ops.exp(ops.divide_no_nan(self.total, self.count))
@@ -140,8 +144,12 @@ class NextTokenAccuracy(keras.metrics.Metric):
             weight = ops.ones_like(hits)
         else:
             weight = ops.cast(ops.reshape(sample_weight, ops.shape(hits)), "float32")
-        self.correct.assign_add(ops.sum(hits * weight))
-        self.count.assign_add(ops.sum(weight))
+        self.add_totals(ops.sum(hits * weight), ops.sum(weight))
+
+    def add_totals(self, hit_sum, weight_sum):
+        """Adds precomputed sums (`chunked_head_loss` gives them): weighted hits, weights."""
+        self.correct.assign_add(ops.cast(hit_sum, "float32"))
+        self.count.assign_add(ops.cast(weight_sum, "float32"))
 
     def result(self):
         return ops.divide_no_nan(self.correct, self.count)

@@ -198,6 +198,7 @@ def pretrain(
     sample_length=40,
     callbacks=None,
     jit_compile="auto",
+    head_chunk_size=None,
     verbose=1,
 ):
     """Pretrains (or continues pretraining) a GPT-1 language model; see the module docstring.
@@ -236,6 +237,8 @@ def pretrain(
         sample_prompt, sample_length: the greedy sample printed at the end (length 0: none).
         callbacks: extra Keras callbacks for `fit`.
         jit_compile: passed to `compile` (`"auto"`: XLA where Keras can use it).
+        head_chunk_size: passed to `GPT1CausalLM.compile`: compute the LM head, loss and
+            metrics this many tokens at a time, never holding the full logits (less memory).
         verbose: 0 silent, 1 progress bar, 2 one line per evaluation interval.
 
     Returns:
@@ -271,12 +274,7 @@ def pretrain(
     micro_batch = batch_size // accumulation
     from keras_gpt1.data import lm_dataset
 
-    replicas = lm_dataset.data_parallel_size()
-    if micro_batch % replicas:
-        raise ValueError(
-            f"The (micro-)batch of {micro_batch} sequences must be divisible by the {replicas} "
-            "data-parallel devices of the active keras.distribution (each gets an equal slice)."
-        )
+    lm_dataset.check_data_parallel_batch(micro_batch, "(micro-)batch size")
     output = os.fspath(output)
     ensure_writable_dir(output)
 
@@ -383,6 +381,7 @@ def pretrain(
             gradient_accumulation_steps=accumulation,
         ),
         jit_compile=jit_compile,
+        head_chunk_size=head_chunk_size,
     )
     _log(
         verbose,
