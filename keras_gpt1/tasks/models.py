@@ -256,7 +256,9 @@ class GPT1TaskModel(CheckedInputsMixin, keras.Model):
         return {k: v for k, v in logs.items() if k not in (TASK_LOSS_METRIC, LM_LOSS_METRIC)}
 
     def _default_loss(self):
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        # Averaged over the sample weights, not the batch size: the zero-weight rows that pad a
+        # partial last batch under a keras.distribution then change nothing. Equal otherwise.
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight")
 
     def _default_metrics(self):
         return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
@@ -564,7 +566,7 @@ class GPT1Similarity(GPT1TaskModel):
 
     def _default_loss(self):
         if self.is_regression:
-            return keras.losses.MeanSquaredError()
+            return keras.losses.MeanSquaredError(reduction="mean_with_sample_weight")
         return super()._default_loss()
 
     def _default_metrics(self):
