@@ -4,7 +4,8 @@ Greedy decoding, GPT-1's 117M dimensions (vocabulary 40,478, 12 layers, 12 heads
 context 512), random weights, a 32-token prompt and 128 new tokens, batch 1 and 8. Each library
 and backend runs in its own subprocess (KERAS_BACKEND is fixed per process), ours and KerasHub's
 alternating per backend; memory read bandwidth is measured in the same run (numpy sum over a
-1 GB array, best of 3, before and after) to give the fraction of the bandwidth ceiling:
+1 GB array, best of 3, before and after; on a machine with a CUDA GPU, a device-to-device copy on
+the GPU instead) to give the fraction of the bandwidth ceiling:
 
     fraction = (weight bytes read per decode step / seconds per step) / measured GB/s
 
@@ -21,6 +22,7 @@ Usage:
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -44,13 +46,11 @@ def measure_bandwidth(gigabytes=1.0, repeats=3):
 
 def _gpu_bandwidth():
     """A CUDA GPU's read GB/s (device-to-device copy, measured in a subprocess), or None."""
+    if shutil.which("nvidia-smi") is None:
+        return None
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from ceilings import measure_ceilings_subprocess
 
-    import shutil
-
-    if shutil.which("nvidia-smi") is None:
-        return None
     ceilings = measure_ceilings_subprocess(libraries=("torch",))
     return ceilings.get("gpu_read_gbps") if ceilings else None
 

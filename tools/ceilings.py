@@ -90,7 +90,7 @@ def torch_matmul_gflops(dtype="float32", n=1024, repeats=5, budget=5.0):
 
 
 def gpu_ceilings(repeats=5):
-    """GPU matmul TFLOP/s-scale figures (in GFLOP/s) and read GB/s, or {} without a CUDA GPU."""
+    """A CUDA GPU's matmul GFLOP/s (fp32, bf16), device-copy read GB/s and name; {} without one."""
     try:
         import torch
     except ImportError:
@@ -128,7 +128,8 @@ def measure_ceilings(quick=False, libraries=("tensorflow", "torch")):
     """Measures the ceilings in this process; returns a dict of floats.
 
     Keys: `tf_fp32`, `tf_bf16`, `torch_fp32`, `torch_bf16` (GFLOP/s, for the libraries asked
-    for), `fp32` / `bf16` (the best of those), `read_gbps`.
+    for), `fp32` / `bf16` (the best of those), `read_gbps`; with a CUDA GPU also `gpu_fp32`,
+    `gpu_bf16`, `gpu_read_gbps` and `gpu_name`, and then `fp32`, `bf16`, `read_gbps` are the GPU's.
     """
     n = 256 if quick else 1024
     repeats = 2 if quick else 5
