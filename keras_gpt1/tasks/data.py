@@ -392,7 +392,7 @@ def make_dataset(
     its data-parallel devices) fills it up to `batch_size` with dummy rows (one real token, no LM
     target, label 0) and yields `(packed_inputs, labels, sample_weight)`, the weight 0 on dummy
     rows and 1 elsewhere: the task models' default losses (averaged over the sample weights),
-    `weighted_metrics` (as `finetune` compiles accuracy) and the auxiliary LM loss ignore them
+    weighted metrics (the task models' default accuracy) and the auxiliary LM loss ignore them
     (plain `metrics` would not: they ignore sample weights). Without labels the dummy rows are
     simply appended: drop predictions past `len(data)`. Under a distribution `batch_size` must be
     a multiple of the data-parallel device count (a `ValueError` says so).

@@ -195,13 +195,7 @@ def finetune(
 
     steps_per_epoch = math.ceil(len(train_data) / batch_size)
     schedule = WarmupLinear(learning_rate, total_steps=steps_per_epoch * epochs, warmup_fraction=warmup_fraction)
-    # The metrics are weighted, so the zero-weight rows padding a partial last batch under a
-    # keras.distribution (see `make_dataset`) do not count; unweighted otherwise the same.
-    model.compile(
-        optimizer=create_optimizer(learning_rate=schedule, weight_decay=weight_decay),
-        metrics=None,
-        weighted_metrics=model._default_metrics(),
-    )
+    model.compile(optimizer=create_optimizer(learning_rate=schedule, weight_decay=weight_decay))
 
     train_ds = task_data.make_dataset(train_data, packer, batch_size, shuffle=True, seed=seed)
     history = model.fit(train_ds, epochs=epochs, callbacks=callbacks, verbose=verbose)

@@ -269,7 +269,9 @@ class GPT1TaskModel(CheckedInputsMixin, keras.Model):
         `"auto"` gives the paper's optimizer (Adam, decoupled weight decay 0.01 on matrices,
         global-norm clipping 1.0) at a constant 6.25e-5 (`keras_gpt1.tasks.finetune` adds the
         warmup-linear schedule), cross-entropy from logits (mean squared error for a regression
-        `GPT1Similarity`) and accuracy (none for regression).
+        `GPT1Similarity`) and accuracy (none for regression). The default accuracy is compiled as
+        a weighted metric, so rows of sample weight 0 (the padding `make_dataset` adds to a
+        partial batch under a `keras.distribution`) do not count; without weights it is the same.
         """
         if isinstance(optimizer, str) and optimizer == "auto":
             from keras_gpt1.training.optimizers import FINETUNING_LEARNING_RATE, create_optimizer
@@ -278,7 +280,8 @@ class GPT1TaskModel(CheckedInputsMixin, keras.Model):
         if isinstance(loss, str) and loss == "auto":
             loss = self._default_loss()
         if isinstance(metrics, str) and metrics == "auto":
-            metrics = self._default_metrics()
+            metrics = None
+            kwargs.setdefault("weighted_metrics", self._default_metrics())
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
     def compile_from_config(self, config):
