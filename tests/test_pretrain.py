@@ -75,6 +75,7 @@ def test_cli_loss_falls_on_real_text_and_writes_a_preset(data, tmp_path, capsys)
     argv += ["--num-layers", "2", "--num-heads", "2", "--hidden-dim", "32", "--intermediate-dim", "64"]
     argv += ["--max-sequence-length", "32", "--batch-size", "8", "--steps", "200", "--eval-interval", "100"]
     argv += ["--learning-rate", "5e-3", "--dropout", "0", "--validation-batches", "4", "--sample-length", "6"]
+    argv += ["--rematerialize"]
     assert main(argv) == 0
     out = capsys.readouterr().out
     before = float(out.split("Validation perplexity before training: ")[1].split()[0])
@@ -90,6 +91,7 @@ def test_cli_loss_falls_on_real_text_and_writes_a_preset(data, tmp_path, capsys)
         assert any(name.startswith("events.out.tfevents") for name in os.listdir(output / "logs" / split))
     lm = GPT1CausalLM.from_preset(str(output))  # the run directory is a preset
     assert lm.tokenizer is not None and lm.backbone.num_layers == 2
+    assert lm.backbone.rematerialize  # --rematerialize reached the model and its saved config
 
 
 def test_resume_after_kill_matches_an_uninterrupted_run(data, tmp_path):
@@ -166,16 +168,18 @@ def test_nan_stops_and_keeps_the_last_good_checkpoint(data, tmp_path):
     assert not os.path.exists(run / "model.weights.h5")  # no preset from a NaN model
 
 
-@pytest.mark.parametrize("head_chunk_size", [None, 100])
-def test_mixed_bfloat16_with_gradient_accumulation_learns(data, tmp_path, head_chunk_size):
+@pytest.mark.parametrize("head_chunk_size, rematerialize", [(None, False), (100, True)])
+def test_mixed_bfloat16_with_gradient_accumulation_learns(data, tmp_path, head_chunk_size, rematerialize):
     """bfloat16 compute, float32 weights; 2 micro-batches of 4 per update; the schedule and the
     update count follow updates, not micro-batches; validation perplexity falls. Also with the
-    LM head and loss computed in chunks (from bfloat16 hidden states)."""
+    memory options: the LM head and loss computed in chunks (from bfloat16 hidden states) and
+    the blocks rematerialized."""
     kwargs = small_run(data, tmp_path / "run", steps=40, eval_interval=20, dropout=0.0)
     kwargs.update(mixed_precision=True, gradient_accumulation_steps=2, learning_rate=5e-3, warmup_steps=4,
-                  head_chunk_size=head_chunk_size)
+                  head_chunk_size=head_chunk_size, rematerialize=rematerialize)
     result = pretrain(**kwargs)
     lm = result.model
+    assert lm.backbone.rematerialize == rematerialize
     assert lm.backbone.transformer_layers[0].compute_dtype == "bfloat16"
     assert {v.dtype for v in lm.trainable_variables} == {"float32"}
     assert int(keras.ops.convert_to_numpy(lm.optimizer.iterations)) == 40  # updates

@@ -106,9 +106,9 @@ def worker_keras_gpt1(cfg, args):
     keras.utils.set_random_seed(0)
     policy = None if args.policy == "float32" else args.policy
     if args.quick:
-        lm = GPT1CausalLM(GPT1Backbone(**cfg, dropout=0.1, dtype=policy))
+        lm = GPT1CausalLM(GPT1Backbone(**cfg, dropout=0.1, dtype=policy, rematerialize=args.rematerialize))
     else:
-        lm = GPT1CausalLM.from_preset("gpt1", dtype=policy)
+        lm = GPT1CausalLM.from_preset("gpt1", dtype=policy, rematerialize=args.rematerialize)
     lm.compile(optimizer=create_optimizer(WarmupCosine(PEAK_LEARNING_RATE, WARMUP_STEPS, TOTAL_STEPS)),
                jit_compile=_jit_arg(args.worker_jit), head_chunk_size=args.head_chunk_size)
     ids, labels, mask = _batch(cfg, args.batch, args.seq)
@@ -197,6 +197,15 @@ def run_worker(args):
 # --------------------------------------------------------------------------------------------
 
 
+def _contender_name(worker, args):
+    """The table's name for a contender, with keras_gpt1's memory options spelled out."""
+    if worker != "keras_gpt1":
+        return worker
+    options = [f"head chunks of {args.head_chunk_size}"] if args.head_chunk_size else []
+    options += ["rematerialized"] if args.rematerialize else []
+    return ", ".join([worker] + options)
+
+
 def spawn(contender, batch, seq, args):
     worker, backend, policy, jit = contender
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
@@ -207,6 +216,8 @@ def spawn(contender, batch, seq, args):
         command.append("--quick")
     if worker == "keras_gpt1" and args.head_chunk_size:
         command += ["--head-chunk-size", str(args.head_chunk_size)]
+    if worker == "keras_gpt1" and args.rematerialize:
+        command.append("--rematerialize")
     try:
         proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=args.timeout)
     except subprocess.TimeoutExpired:
@@ -300,7 +311,7 @@ def train_main(args):
     print("| " + " | ".join(TRAIN_COLUMNS) + " |")
     print("|" + "---|" * 2 + "---|" * 3 + "---:|" * (len(TRAIN_COLUMNS) - 5))
     for (worker, backend, policy, jit), (batch, seq), row, hub, hf, fpt in table:
-        name = f"{worker}, head chunks of {args.head_chunk_size}" if worker == "keras_gpt1" and args.head_chunk_size else worker
+        name = _contender_name(worker, args)
         head = f"| {name} | {backend} | {policy} | {jit} | {batch} x {seq} |"
         if row is None:
             print(head + " failed |" + " |" * (len(TRAIN_COLUMNS) - 6))
@@ -355,6 +366,8 @@ def main(argv=None):
     train.add_argument("--json", help="also write the results to this file")
     train.add_argument("--head-chunk-size", type=int, default=None,
                        help="keras_gpt1 trains with compile(head_chunk_size=N): no full logits (less memory)")
+    train.add_argument("--rematerialize", action="store_true",
+                       help="keras_gpt1 trains with GPT1Backbone(rematerialize=True): activations recomputed")
     # Worker-only options.
     train.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     train.add_argument("--policy", default="float32", help=argparse.SUPPRESS)

@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from keras_gpt1.layers.embedding import gpt1_initializer
-from keras_gpt1.layers.lean import attention_dropout
+from keras_gpt1.layers.lean import attention_dropout, dropout
 
 
 def causal_attention_mask(padding_mask, query_length, key_length, query_start=0):
@@ -36,6 +36,9 @@ class GPT1Attention(keras.layers.Layer):
     writes this call's keys and values at `cache_update_index` and attends over the whole cache; it
     then returns `(output, (keys, values))`. Separate tensors (not one stacked array) let XLA
     update them in place inside a decode loop.
+
+    `dropout_seeds`, a pair of seed tensors (attention probabilities, output) from
+    `lean.draw_dropout_seed`, replaces the dropout layers' own generators for one call.
 
     Example:
     ```python
@@ -72,7 +75,8 @@ class GPT1Attention(keras.layers.Layer):
         batch, length = ops.shape(x)[0], ops.shape(x)[1]
         return ops.reshape(x, (batch, length, self.num_heads, self.head_dim))
 
-    def call(self, x, attention_mask, cache=None, cache_update_index=0, training=None):
+    def call(self, x, attention_mask, cache=None, cache_update_index=0, training=None, dropout_seeds=None):
+        probabilities_seed, output_seed = dropout_seeds or (None, None)
         query, key, value = ops.split(self.c_attn(x), 3, axis=-1)
         query, key, value = self._split_heads(query), self._split_heads(key), self._split_heads(value)
         if cache is not None:
@@ -85,23 +89,23 @@ class GPT1Attention(keras.layers.Layer):
 
         mask = attention_mask[:, None, :, :]  # broadcast over heads
         if training and self.dropout > 0:
-            attended = self._attend_with_dropout(query, key, value, mask, training)
+            attended = self._attend_with_dropout(query, key, value, mask, training, probabilities_seed)
         else:
             # The fused kernel (SDPA on PyTorch, XLA's on JAX) when no probability dropout is needed.
             attended = ops.dot_product_attention(query, key, value, mask=mask)
         batch, length = ops.shape(x)[0], ops.shape(x)[1]
         attended = ops.reshape(attended, (batch, length, self.hidden_dim))
-        output = self.output_dropout(self.c_proj(attended), training=training)
+        output = dropout(self.c_proj(attended), self.output_dropout, training, output_seed)
         if cache is not None:
             return output, cache
         return output
 
-    def _attend_with_dropout(self, query, key, value, mask, training):
+    def _attend_with_dropout(self, query, key, value, mask, training, seed):
         scores = ops.einsum("bqhd,bkhd->bhqk", query, key) * (1.0 / math.sqrt(self.head_dim))
         # Softmax in float32: bfloat16 scores lose too much precision over 512 keys.
         scores = ops.where(mask, ops.cast(scores, "float32"), -1e9)
         probabilities = ops.cast(ops.softmax(scores, axis=-1), query.dtype)
-        probabilities = attention_dropout(probabilities, self.attention_dropout, training)
+        probabilities = attention_dropout(probabilities, self.attention_dropout, training, seed)
         return ops.einsum("bhqk,bkhd->bqhd", probabilities, value)
 
     def compute_output_shape(self, input_shape):

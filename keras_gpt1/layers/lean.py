@@ -16,6 +16,10 @@ peak memory of a training step:
   boolean mask (JAX) or use a fused kernel (PyTorch), so there it calls the layer.
 
 Both compute exactly what they replace (same formula, same keep probability and scaling).
+
+`dropout` and `attention_dropout` also take a pre-drawn `seed` tensor. A rematerialized block
+(`GPT1Block(rematerialize=True)`) draws its seeds before the recomputed function, so the backward
+pass's second forward drops exactly the entries the first one did.
 """
 
 import keras
@@ -53,11 +57,50 @@ def gelu_approximate(x):
     return _gelu_keep_input(x)
 
 
-def attention_dropout(probabilities, dropout_layer, training=None):
+class _FixedSeed(keras.random.SeedGenerator):
+    """A seed generator that hands out one given seed tensor and never advances.
+
+    Keras's random ops accept seed generators (and on some backends only those), so this is how a
+    seed drawn earlier reaches them. It has no state variable, so it cannot be tracked or saved.
+    """
+
+    def __init__(self, seed):  # deliberately skips the parent's state variable
+        self.name = "fixed_seed"
+        self.backend = keras.backend
+        self._initial_seed = seed
+        self._seed = seed
+
+    def next(self, ordered=True):
+        return self._seed
+
+
+def draw_dropout_seed(dropout_layer):
+    """The seed tensor `dropout_layer`'s next call would use (advances its generator)."""
+    return dropout_layer.seed_generator.next()
+
+
+def dropout(inputs, dropout_layer, training=None, seed=None):
+    """`dropout_layer(inputs, training)`, or with `seed` the same dropout drawn from that seed.
+
+    Example:
+    ```python
+    layer = keras.layers.Dropout(0.1)
+    seed = draw_dropout_seed(layer)
+    a = dropout(keras.ops.ones((4, 4)), layer, training=True, seed=seed)
+    b = dropout(keras.ops.ones((4, 4)), layer, training=True, seed=seed)  # same entries dropped
+    ```
+    """
+    if seed is None or not training or dropout_layer.rate <= 0:
+        return dropout_layer(inputs, training=training)
+    return keras.random.dropout(inputs, dropout_layer.rate, seed=_FixedSeed(seed))
+
+
+def attention_dropout(probabilities, dropout_layer, training=None, seed=None):
     """`dropout_layer(probabilities, training)` computed as a boolean select on TensorFlow.
 
     Keeps each entry with probability `1 - rate` and scales kept entries by `1 / (1 - rate)`,
-    exactly as `keras.layers.Dropout`, with random numbers from the layer's own seed generator.
+    exactly as `keras.layers.Dropout`, with random numbers from the layer's own seed generator
+    (or from `seed`, a tensor from `draw_dropout_seed`).
 
     Example:
     ```python
@@ -67,8 +110,9 @@ def attention_dropout(probabilities, dropout_layer, training=None):
     """
     rate = dropout_layer.rate
     if not training or rate <= 0 or keras.config.backend() != "tensorflow":
-        return dropout_layer(probabilities, training=training)
-    noise = keras.random.uniform(ops.shape(probabilities), seed=dropout_layer.seed_generator, dtype="float32")
+        return dropout(probabilities, dropout_layer, training, seed)
+    generator = dropout_layer.seed_generator if seed is None else _FixedSeed(seed)
+    noise = keras.random.uniform(ops.shape(probabilities), seed=generator, dtype="float32")
     keep = ops.greater_equal(noise, rate)
     scaled = probabilities * ops.cast(1.0 / (1.0 - rate), probabilities.dtype)
     return ops.where(keep, scaled, 0.0)

@@ -3,7 +3,7 @@ from keras import ops
 
 from keras_gpt1.layers.attention import GPT1Attention, causal_attention_mask
 from keras_gpt1.layers.embedding import gpt1_initializer
-from keras_gpt1.layers.lean import gelu_approximate
+from keras_gpt1.layers.lean import draw_dropout_seed, dropout, gelu_approximate
 
 # GPT-1's LayerNorm: biased variance, epsilon inside the square root.
 LAYER_NORM_EPSILON = 1e-5
@@ -21,6 +21,12 @@ class GPT1Block(keras.layers.Layer):
     Call with `padding_mask` (`[batch, length]`, 1 = real token) for a full forward pass, or with
     `cache` and `cache_update_index` for incremental decoding (returns `(hidden, cache)`).
 
+    With `rematerialize=True` a training call keeps only the block's input for the backward pass
+    and recomputes everything else there (`keras.remat`): activation memory falls roughly
+    twelve-fold for about one extra forward pass of compute. The dropout seeds are drawn before
+    the recomputed function, so both forward passes drop the same entries and the gradients are
+    those of the plain block. Inference is unaffected.
+
     Example:
     ```python
     block = GPT1Block(num_heads=2, hidden_dim=16, intermediate_dim=64)
@@ -28,8 +34,9 @@ class GPT1Block(keras.layers.Layer):
     ```
     """
 
-    def __init__(self, num_heads, hidden_dim, intermediate_dim, dropout=0.1, **kwargs):
+    def __init__(self, num_heads, hidden_dim, intermediate_dim, dropout=0.1, rematerialize=False, **kwargs):
         super().__init__(**kwargs)
+        self.rematerialize = bool(rematerialize)
         self.num_heads = int(num_heads)
         self.hidden_dim = int(hidden_dim)
         self.intermediate_dim = int(intermediate_dim)
@@ -59,8 +66,19 @@ class GPT1Block(keras.layers.Layer):
         query_length = ops.shape(x)[1]
         key_length = query_length if cache is None else ops.shape(cache[0])[1]
         mask = causal_attention_mask(padding_mask, query_length, key_length, cache_update_index)
+        if training and self.rematerialize and cache is None:
+            return self._rematerialized_forward(x, mask)
+        return self._forward(x, mask, cache, cache_update_index, training)
+
+    def _forward(self, x, mask, cache=None, cache_update_index=0, training=None, dropout_seeds=None):
+        attention_seeds, mlp_seed = (dropout_seeds[:2], dropout_seeds[2]) if dropout_seeds else (None, None)
         attended = self.attention(
-            x, mask, cache=cache, cache_update_index=cache_update_index, training=training
+            x,
+            mask,
+            cache=cache,
+            cache_update_index=cache_update_index,
+            training=training,
+            dropout_seeds=attention_seeds,
         )
         if cache is not None:
             attended, cache = attended
@@ -69,10 +87,26 @@ class GPT1Block(keras.layers.Layer):
         # serving graphs) keeps the plain op.
         gelu = gelu_approximate if training else lambda v: ops.gelu(v, approximate=True)
         m = self.c_proj(gelu(self.c_fc(n)))
-        h = self.ln_2(n + self.mlp_dropout(m, training=training))
+        h = self.ln_2(n + dropout(m, self.mlp_dropout, training, mlp_seed))
         if cache is not None:
             return h, cache
         return h
+
+    def _rematerialized_forward(self, x, mask):
+        if keras.config.backend() == "torch":
+            # torch.utils.checkpoint restores the global RNG state before recomputing, and Keras's
+            # unseeded dropout on PyTorch draws from that state: the same entries drop both times.
+            return keras.remat(lambda x: self._forward(x, mask, training=True))(x)
+        # Elsewhere dropout advances a seed-generator variable, so draw its seeds out here and
+        # pass them in: the recomputation then replays them instead of drawing new ones.
+        dropouts = (self.attention.attention_dropout, self.attention.output_dropout, self.mlp_dropout)
+        seeds = [draw_dropout_seed(layer) for layer in dropouts] if self.dropout > 0 else []
+
+        # The boolean mask is closed over: TensorFlow's recompute_grad cannot take bool arguments.
+        def forward(x, *seeds):
+            return self._forward(x, mask, training=True, dropout_seeds=seeds or None)
+
+        return keras.remat(forward)(x, *seeds)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
@@ -84,5 +118,6 @@ class GPT1Block(keras.layers.Layer):
             hidden_dim=self.hidden_dim,
             intermediate_dim=self.intermediate_dim,
             dropout=self.dropout,
+            rematerialize=self.rematerialize,
         )
         return config

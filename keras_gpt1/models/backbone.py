@@ -28,6 +28,9 @@ class GPT1Backbone(CheckedInputsMixin, keras.Model):
         max_sequence_length: learned positions, the context length (512).
         dropout: one rate for embeddings, attention probabilities and residual branches (0.1).
         dtype: a dtype or dtype policy, e.g. `"mixed_bfloat16"`.
+        rematerialize: recompute each block's activations in the backward pass instead of
+            keeping them (`keras.remat`): training memory falls by several GiB at 8 x 512 for
+            about a quarter more compute. Gradients are unchanged; inference is unaffected.
 
     Example:
     ```python
@@ -46,6 +49,7 @@ class GPT1Backbone(CheckedInputsMixin, keras.Model):
         max_sequence_length=512,
         dropout=0.1,
         dtype=None,
+        rematerialize=False,
         **kwargs,
     ):
         if hidden_dim % num_heads != 0:
@@ -58,7 +62,15 @@ class GPT1Backbone(CheckedInputsMixin, keras.Model):
         )
         embeddings_dropout = keras.layers.Dropout(dropout, dtype=dtype, name="embeddings_dropout")
         transformer_layers = [
-            GPT1Block(num_heads, hidden_dim, intermediate_dim, dropout, dtype=dtype, name=f"h_{i}")
+            GPT1Block(
+                num_heads,
+                hidden_dim,
+                intermediate_dim,
+                dropout,
+                rematerialize=rematerialize,
+                dtype=dtype,
+                name=f"h_{i}",
+            )
             for i in range(num_layers)
         ]
 
@@ -87,6 +99,7 @@ class GPT1Backbone(CheckedInputsMixin, keras.Model):
         self.intermediate_dim = int(intermediate_dim)
         self.max_sequence_length = int(max_sequence_length)
         self.dropout = float(dropout)
+        self.rematerialize = bool(rematerialize)
 
     def _check_inputs(self, x):
         if not isinstance(x, dict) or "token_ids" not in x:
@@ -133,6 +146,7 @@ class GPT1Backbone(CheckedInputsMixin, keras.Model):
             "intermediate_dim": self.intermediate_dim,
             "max_sequence_length": self.max_sequence_length,
             "dropout": self.dropout,
+            "rematerialize": self.rematerialize,
             "dtype": keras.dtype_policies.serialize(self.dtype_policy),
         }
 

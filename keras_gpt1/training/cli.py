@@ -92,6 +92,11 @@ def add_parser(subparsers):
         type=int,
         help="compute the LM head and loss this many tokens at a time, never the full logits (saves memory)",
     )
+    train.add_argument(
+        "--rematerialize",
+        action="store_true",
+        help="recompute each block's activations in the backward pass (much less memory, ~25%% more compute)",
+    )
     train.add_argument("--seed", type=int, default=0, help="initialisation, dropout and data order (0)")
     run = parser.add_argument_group("output")
     run.add_argument("--output", default="outputs/gpt1-demo", help="run + preset directory (outputs/gpt1-demo)")
@@ -141,6 +146,7 @@ def _pretrain(args, pretrain, verbose):
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_bfloat16,
         head_chunk_size=args.head_chunk_size,
+        rematerialize=args.rematerialize,
         dropout=args.dropout,
         architecture={
             "num_layers": args.num_layers,
