@@ -108,6 +108,22 @@ def test_torch_keras_engine_agrees_with_functional_engine(lm, greedy_run):
     np.testing.assert_array_equal(out["token_ids"], greedy_run["token_ids"])
 
 
+def test_generation_follows_weight_changes():
+    """Compiled loops and the PyTorch engine's prepacked weights are reused between calls, but
+    never after a weight changed (training, loading): the output is the new weights' output."""
+    keras.utils.set_random_seed(21)
+    model = GPT1CausalLM(GPT1Backbone(**TINY_CONFIG))
+    other = GPT1CausalLM(GPT1Backbone(**TINY_CONFIG))
+    prompts = _prompts()
+    before = generate_ids(model, prompts, max_new_tokens=NEW_TOKENS, return_logits=True)
+    expected = generate_ids(other, prompts, max_new_tokens=NEW_TOKENS, return_logits=True)
+    assert not np.allclose(before["logits"], expected["logits"])  # the two models differ
+    model.set_weights(other.get_weights())
+    after = generate_ids(model, prompts, max_new_tokens=NEW_TOKENS, return_logits=True)
+    np.testing.assert_array_equal(after["token_ids"], expected["token_ids"])
+    np.testing.assert_allclose(after["logits"], expected["logits"], atol=1e-5, rtol=0)
+
+
 def test_single_prompt_forms(lm):
     prompt = _prompts()[0].tolist()
     ids = lm.generate(prompt, max_new_tokens=3)

@@ -17,10 +17,10 @@ Per backend:
 - JAX: prefill and the whole `lax.while_loop` in one `jax.jit` (weights passed as arguments).
 - TensorFlow: the same loop as a `tf.while_loop` inside `tf.function(jit_compile=True)` (XLA).
 - PyTorch: an eager loop over a functional decode step that reads the model's own weight tensors
-  (on a CPU in float32, prepacked once per call into oneDNN's layout) and updates a
-  `[batch, heads, length, head_dim]` cache in place, attending only to the filled part of the
-  cache. `torch.compile` over Keras layers graph-breaks and recompiles per
-  layer and was slower than eager here; Keras's generic path copies the whole cache every step
+  (on a CPU in float32, prepacked into oneDNN's layout and reused until a weight changes) and
+  updates a `[batch, heads, length, head_dim]` cache in place, attending only to the filled part
+  of the cache. `torch.compile` over Keras layers graph-breaks and recompiles per layer and was
+  slower than eager here; Keras's generic path copies the whole cache every step
   (`slice_update` is functional). Quantized models on PyTorch fall back to the Keras layers.
 
 With a `streamer` callback the loop runs step by step on every backend (each step still compiled
@@ -217,11 +217,11 @@ class TorchEngine:
     than the compute dtype (a `mixed_*` policy) are cast once per `generate` call.
 
     On a CPU in float32, every matmul with a weight goes through oneDNN with the weight reordered
-    once per `generate` call into oneDNN's blocked layout for `rows` rows (the same prepacking
-    `torch.compile` does when it freezes weights). A plain matmul repacks the weight on every
+    once into oneDNN's blocked layout for `rows` rows (the same prepacking `torch.compile` does
+    when it freezes weights); `make_engine` reuses it until a weight changes. A plain matmul repacks the weight on every
     call, which at a few rows costs as much as the product: prepacked, a batch-8 step here takes
     half the time, and the batch-1 LM head 5 ms instead of 9. The packed copies cost one more
-    weight-sized buffer for the duration of the call.
+    weight-sized buffer, kept with the model while it is reused.
     """
 
     name = "torch"
@@ -339,6 +339,24 @@ class TorchEngine:
         return [(k.index_select(0, indices), v.index_select(0, indices)) for k, v in cache]
 
 
+def _cached_torch_engine(lm, rows):
+    """The model's last `TorchEngine` if it was built for `rows` rows from the current weights.
+
+    Prepacking takes about 0.2 s for 117M, as long as a few dozen batch-1 steps, so a short
+    generation would pay it again on every call. Any change to a weight (training, loading)
+    bumps that tensor's version counter, which is part of the key; one engine is kept per model.
+    """
+    tensors = [variable.value for variable in lm.backbone.weights]
+    key = (rows, tuple((id(t), t._version) for t in tensors))
+    cached = lm.__dict__.get("_keras_gpt1_torch_engine")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    lm.__dict__["_keras_gpt1_torch_engine"] = None  # release the old packed copy first
+    engine = TorchEngine(lm, rows)
+    lm.__dict__["_keras_gpt1_torch_engine"] = (key, engine)
+    return engine
+
+
 def make_engine(lm, engine="auto", rows=1):
     """`"auto"`: the functional PyTorch step on torch (unless quantized), else the Keras layers.
 
@@ -351,7 +369,7 @@ def make_engine(lm, engine="auto", rows=1):
             raise ValueError("engine='torch' needs KERAS_BACKEND=torch.")
         if _is_quantized(lm):
             raise ValueError("engine='torch' does not support quantized models; use engine='keras'.")
-        return TorchEngine(lm, rows)
+        return _cached_torch_engine(lm, rows)
     if engine == "keras":
         return KerasEngine(lm)
     raise ValueError(f"Unknown engine {engine!r}; choose 'auto', 'keras' or 'torch'.")
