@@ -48,6 +48,15 @@ def test_train_quick_prints_table():
     assert any(line.startswith("ceilings at start: matmul GFLOP/s: TF fp32") for line in lines)
 
 
+def test_train_quick_with_the_memory_options():
+    lines = _harness(
+        "train", "--quick", "--peers", "--backends", "tensorflow", "--steps", "1",
+        "--head-chunk-size", "16", "--rematerialize",
+    ).splitlines()
+    row = next(line for line in lines if line.startswith("| keras_gpt1, head chunks of 16, rematerialized | tensorflow"))
+    assert float(row.strip("|").split("|")[5]) > 0  # tokens/s
+
+
 def test_ceilings_are_positive():
     sys.path.insert(0, TOOLS)
     try:

@@ -4,6 +4,7 @@
     python tools/benchmark.py train --quick               # tiny config smoke run (CI)
     python tools/benchmark.py train --backends tensorflow --policies float32 mixed_bfloat16 \\
         --jit true false --shapes 4x256 --rounds 3
+    python tools/benchmark.py train --shapes 8x512 --peers --head-chunk-size 1024 --rematerialize
     python tools/benchmark.py generate [bench_generate.py options]     # e.g. --quick
     python tools/benchmark.py tokenize [bench_tokenizer.py options]
 
@@ -12,7 +13,8 @@ process, and the child's peak resident memory is its own `ru_maxrss`):
 
 - keras_gpt1: `GPT1CausalLM.from_preset("gpt1", dtype=policy)` compiled with the paper's
   optimizer and schedule (`create_optimizer(WarmupCosine(...))`), `NextTokenLoss` and the
-  default perplexity and accuracy metrics, on each requested backend, policy and `jit_compile`;
+  default perplexity and accuracy metrics, on each requested backend, policy and `jit_compile`
+  (with `--head-chunk-size N` / `--rematerialize`, its memory options);
 - KerasHub: `GPT2Backbone` + `GPT2CausalLM` with GPT-1's dimensions (vocabulary 40,478, 12
   layers, 12 heads, 768/3072, context 512), AdamW with the same hyperparameters and warmup-cosine
   schedule, sparse cross-entropy from logits and its default accuracy metric, on the same backends
