@@ -214,14 +214,14 @@ class TorchEngine:
     Same maths as `GPT1Block` (post-LN, tanh GELU, LayerNorm in float32), but the cache is
     `[batch, heads, length, head_dim]` updated in place and a step attends only to the filled
     positions, so nothing proportional to the cache is copied per token. Weights in a dtype other
-    than the compute dtype (a `mixed_*` policy) are cast once per `generate` call.
+    than the compute dtype (a `mixed_*` policy) are cast once, when the engine is built.
 
     On a CPU in float32, every matmul with a weight goes through oneDNN with the weight reordered
     once into oneDNN's blocked layout for `rows` rows (the same prepacking `torch.compile` does
-    when it freezes weights); `make_engine` reuses it until a weight changes. A plain matmul repacks the weight on every
-    call, which at a few rows costs as much as the product: prepacked, a batch-8 step here takes
-    half the time, and the batch-1 LM head 5 ms instead of 9. The packed copies cost one more
-    weight-sized buffer, kept with the model while it is reused.
+    when it freezes weights). A plain matmul repacks the weight on every call, which at a few rows
+    costs as much as the product: prepacked, a batch-8 step here takes half the time, and the
+    batch-1 LM head 5 ms instead of 9. The packed copies cost one more weight-sized buffer, kept
+    with the model while `make_engine` reuses the engine (until a weight changes).
     """
 
     name = "torch"

@@ -22,10 +22,11 @@ class GPT1Block(keras.layers.Layer):
     `cache` and `cache_update_index` for incremental decoding (returns `(hidden, cache)`).
 
     With `rematerialize=True` a training call keeps only the block's input for the backward pass
-    and recomputes everything else there (`keras.remat`): activation memory falls roughly
-    twelve-fold for about one extra forward pass of compute. The dropout seeds are drawn before
-    the recomputed function, so both forward passes drop the same entries and the gradients are
-    those of the plain block. Inference is unaffected.
+    and recomputes everything else there (`keras.remat`), for one extra forward pass of compute.
+    The dropout seeds are drawn before the recomputed function, so both forward passes drop the
+    same entries and the gradients are those of the plain block. Inference is unaffected. (Under
+    JAX on a CPU, XLA drops the barriers that keep the recomputation apart, so it saves nothing
+    there; see the README's Performance section.)
 
     Example:
     ```python
