@@ -1,11 +1,19 @@
 """`GPT1Backbone(rematerialize=True)` trains exactly like the plain backbone, dropout included."""
 
+import json
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
 
 from keras_gpt1 import GPT1Backbone, GPT1CausalLM
-from conftest import TINY_CONFIG, random_inputs, to_numpy
+from conftest import BACKEND, TINY_CONFIG, random_inputs, to_numpy
+
+# This process starts JAX without the XLA flag; the warning about that has its own test below.
+pytestmark = pytest.mark.filterwarnings("ignore:rematerialize=True saves no memory:UserWarning")
 
 
 def _one_sgd_step(rematerialize, dropout, jit_compile, head_chunk_size=None):
@@ -55,3 +63,56 @@ def test_rematerialize_is_saved_in_the_config_and_leaves_inference_alone():
     plain = GPT1Backbone(**dict(TINY_CONFIG, dropout=0.1))
     plain.set_weights(backbone.get_weights())
     np.testing.assert_allclose(to_numpy(restored(inputs)), to_numpy(plain(inputs)), rtol=1e-5, atol=1e-6)
+
+
+_XLA_TEMPORARIES = """
+import json, sys
+from keras_gpt1.layers import keep_rematerialization_on_jax_cpu
+if sys.argv[1] == "keep":
+    keep_rematerialization_on_jax_cpu()  # before JAX starts
+import jax, keras, numpy as np
+from keras_gpt1 import GPT1Backbone, GPT1CausalLM
+sizes = {}
+for rematerialize in (False, True):
+    keras.utils.set_random_seed(0)
+    config = dict(vocabulary_size=97, num_layers=4, num_heads=2, hidden_dim=64, intermediate_dim=256,
+                  max_sequence_length=128, dropout=0.1)
+    lm = GPT1CausalLM(GPT1Backbone(**config, rematerialize=rematerialize))
+    lm.compile(optimizer="sgd")
+    ids = np.ones((8, 128), "int32")
+    lm.optimizer.build(lm.trainable_variables)
+    state = jax.tree.map(lambda v: v.value, (lm.trainable_variables, lm.non_trainable_variables,
+                         lm.optimizer.variables, lm.metrics_variables),
+                         is_leaf=lambda v: isinstance(v, keras.Variable))
+    data = ({"token_ids": ids, "padding_mask": ids}, ids, ids)
+    compiled = jax.jit(lm.train_step).lower(state, data).compile()
+    sizes[str(rematerialize)] = compiled.memory_analysis().temp_size_in_bytes
+print(json.dumps(sizes))
+"""
+
+
+def _xla_temporaries(mode):
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)
+    out = subprocess.run([sys.executable, "-c", _XLA_TEMPORARIES, mode], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    sizes = json.loads(out.stdout.strip().splitlines()[-1])
+    return sizes["False"], sizes["True"]
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="XLA's CPU pipeline is JAX's concern here")
+def test_jax_cpu_needs_the_flag_for_rematerialization_to_save_memory():
+    plain, rematerialized = _xla_temporaries("keep")
+    assert rematerialized < 0.6 * plain, (plain, rematerialized)
+    # Without the flag XLA merges the recomputation back: (almost) nothing is saved. This pins
+    # down why the flag exists; if XLA changes, the warning and the flag can go.
+    plain, rematerialized = _xla_temporaries("default")
+    assert rematerialized > 0.8 * plain, (plain, rematerialized)
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="only JAX on a CPU undoes rematerialization")
+def test_rematerialize_without_the_flag_warns_on_jax_cpu(monkeypatch):
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    with pytest.warns(UserWarning, match="xla_disable_hlo_passes=cse_barrier_expander"):
+        GPT1Backbone(**TINY_CONFIG, rematerialize=True)

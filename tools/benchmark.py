@@ -100,6 +100,12 @@ def _train_keras(model, x, y, mask, args):
 
 
 def worker_keras_gpt1(cfg, args):
+    if args.rematerialize:
+        # As a user would (and `keras-gpt1 pretrain --rematerialize` does): before JAX starts, so
+        # that XLA on a CPU keeps the recomputation apart. A no-op for the other backends.
+        from keras_gpt1.layers import keep_rematerialization_on_jax_cpu
+
+        keep_rematerialization_on_jax_cpu()
     import keras
 
     from keras_gpt1 import GPT1Backbone, GPT1CausalLM

@@ -1,3 +1,6 @@
+import os
+import warnings
+
 import keras
 from keras import ops
 
@@ -7,6 +10,44 @@ from keras_gpt1.layers.lean import draw_dropout_seed, dropout, gelu_approximate
 
 # GPT-1's LayerNorm: biased variance, epsilon inside the square root.
 LAYER_NORM_EPSILON = 1e-5
+
+# `jax.checkpoint` fences the recomputed forward pass with optimization barriers. XLA's CPU
+# pipeline expands (removes) them in its `cse_barrier_expander` pass, after which CSE merges the
+# recomputation back into the original forward pass and rematerialization saves nothing. Disabling
+# that one pass keeps the barriers; XLA reads the flag when JAX creates its CPU client.
+XLA_FLAG_KEEP_REMAT_BARRIERS = "--xla_disable_hlo_passes=cse_barrier_expander"
+
+
+def keep_rematerialization_on_jax_cpu():
+    """Adds `XLA_FLAG_KEEP_REMAT_BARRIERS` to `XLA_FLAGS`, so rematerialization saves memory
+    under JAX on a CPU. Call it before JAX starts (before anything runs on it); later it has no
+    effect. Other backends and GPUs/TPUs do not need it.
+
+    Example:
+    ```python
+    from keras_gpt1.layers import keep_rematerialization_on_jax_cpu
+    keep_rematerialization_on_jax_cpu()   # first thing in the script
+    ```
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    if XLA_FLAG_KEEP_REMAT_BARRIERS not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} {XLA_FLAG_KEEP_REMAT_BARRIERS}".strip()
+
+
+def warn_if_rematerialization_is_undone():
+    """Warns when XLA on a CPU will undo rematerialization (JAX without the flag above)."""
+    if keras.config.backend() != "jax" or XLA_FLAG_KEEP_REMAT_BARRIERS in os.environ.get("XLA_FLAGS", ""):
+        return
+    import jax
+
+    if jax.default_backend() == "cpu":
+        warnings.warn(
+            "rematerialize=True saves no memory under JAX on a CPU unless XLA keeps the "
+            f"recomputation apart: set XLA_FLAGS={XLA_FLAG_KEEP_REMAT_BARRIERS} before JAX starts "
+            "(or call keras_gpt1.layers.keep_rematerialization_on_jax_cpu() first thing). "
+            "`keras-gpt1 pretrain --rematerialize` does this itself.",
+            stacklevel=3,
+        )
 
 
 @keras.saving.register_keras_serializable(package="keras_gpt1")
@@ -24,9 +65,8 @@ class GPT1Block(keras.layers.Layer):
     With `rematerialize=True` a training call keeps only the block's input for the backward pass
     and recomputes everything else there (`keras.remat`), for one extra forward pass of compute.
     The dropout seeds are drawn before the recomputed function, so both forward passes drop the
-    same entries and the gradients are those of the plain block. Inference is unaffected. (Under
-    JAX on a CPU, XLA drops the barriers that keep the recomputation apart, so it saves nothing
-    there; see the README's Performance section.)
+    same entries and the gradients are those of the plain block. Inference is unaffected. Under
+    JAX on a CPU it needs `XLA_FLAG_KEEP_REMAT_BARRIERS` (see `keep_rematerialization_on_jax_cpu`).
 
     Example:
     ```python

@@ -2,7 +2,7 @@ import keras
 from keras import ops
 
 from keras_gpt1.layers.embedding import GPT1Embedding
-from keras_gpt1.layers.transformer_block import GPT1Block
+from keras_gpt1.layers.transformer_block import GPT1Block, warn_if_rematerialization_is_undone
 from keras_gpt1.models import preset_io
 from keras_gpt1.utils.checks import CheckedInputsMixin, check_token_ids
 
@@ -31,7 +31,9 @@ class GPT1Backbone(CheckedInputsMixin, keras.Model):
         rematerialize: recompute each block's activations in the backward pass instead of
             keeping them (`keras.remat`). For 117M at 8 x 512 with the chunked head, peak memory
             fell from 10.2 to 5.1 GiB on TensorFlow for about 22 % fewer tokens/s. Gradients are
-            unchanged; inference is unaffected.
+            unchanged; inference is unaffected. Under JAX on a CPU it needs an XLA flag, set by
+            `keras_gpt1.layers.keep_rematerialization_on_jax_cpu()` before JAX
+            starts (a warning says so when it is missing).
 
     Example:
     ```python
@@ -57,6 +59,8 @@ class GPT1Backbone(CheckedInputsMixin, keras.Model):
             raise ValueError(
                 f"`hidden_dim` ({hidden_dim}) must be divisible by `num_heads` ({num_heads})."
             )
+        if rematerialize:
+            warn_if_rematerialization_is_undone()
         # === Layers ===
         embeddings = GPT1Embedding(
             vocabulary_size, hidden_dim, max_sequence_length, dtype=dtype, name="embeddings"

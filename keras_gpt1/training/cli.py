@@ -117,6 +117,12 @@ def add_parser(subparsers):
 def run_pretrain(args):
     import sys
 
+    if args.rematerialize:
+        # Before anything starts JAX's CPU client (which reads XLA_FLAGS once); harmless elsewhere.
+        from keras_gpt1.layers import keep_rematerialization_on_jax_cpu
+
+        keep_rematerialization_on_jax_cpu()
+
     from keras_gpt1.distribution import distribution_from_args
     from keras_gpt1.training.pretrain import main_verbosity, pretrain
 
