@@ -29,12 +29,18 @@ _SQRT_2_OVER_PI = 0.7978845608028654
 _CUBIC = 0.044715
 
 
+def upstream_gradient(args, upstream):
+    """The upstream gradient inside an `ops.custom_gradient` grad function `grad(*args, upstream=None)`:
+    TensorFlow and JAX pass it positionally, PyTorch as `upstream=`."""
+    if upstream is None:
+        (upstream,) = args
+    return upstream
+
+
 @ops.custom_gradient
 def _gelu_keep_input(x):
     def grad(*args, upstream=None):
-        # TensorFlow/JAX pass the upstream gradient positionally, PyTorch as `upstream=`.
-        if upstream is None:
-            (upstream,) = args
+        upstream = upstream_gradient(args, upstream)
         x2 = ops.square(x)
         t = ops.tanh(_SQRT_2_OVER_PI * (x + _CUBIC * x * x2))
         inner = _SQRT_2_OVER_PI * (1.0 + 3.0 * _CUBIC * x2)

@@ -17,6 +17,8 @@ import functools
 import keras
 from keras import ops
 
+from keras_gpt1.layers.lean import upstream_gradient
+
 
 def _totals(hidden, embeddings, labels, weights, chunk_size):
     """Loss statistics and their gradients for `hidden` [n, d] (n a multiple of `chunk_size`)."""
@@ -79,11 +81,8 @@ def _fused_op(chunk_size):
         )
 
         def grad(*args, upstream=None):
-            # TensorFlow/JAX pass the upstream gradient positionally, PyTorch as `upstream=`.
-            if upstream is None:
-                (upstream,) = args
             # Only the mean loss (element 0) carries a gradient; the sums are for metrics.
-            g = upstream[0]
+            g = upstream_gradient(args, upstream)[0]
             return (
                 ops.cast(grad_hidden * g, hidden.dtype),
                 ops.cast(grad_table * g, embeddings.dtype),
