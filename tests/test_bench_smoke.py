@@ -95,10 +95,13 @@ def test_tokenize_quick_prints_table():
 
 
 def test_generate_quick_prints_table():
-    stdout = _harness("generate", "--quick", "--backends", "tensorflow", "--batch-sizes", "1", "2", "--repeats", "1")
+    stdout = _harness("generate", "--quick", "--backends", "tensorflow", "--batch-sizes", "1", "2", "--repeats", "1",
+                      "--dtypes", "float32", "int8")
     columns, rows = _table(stdout, "library (backend)")
     assert "fraction of bandwidth" in columns
     ours = [row for row in rows if row["library (backend)"] == "keras_gpt1 (tensorflow)"]
-    assert [row["batch"] for row in ours] == ["1", "2"]
+    assert [(row["weights"], row["batch"]) for row in ours] == [("float32", "1"), ("float32", "2"), ("int8", "1"), ("int8", "2")]
     assert all(float(row["tokens/s"]) > 0 for row in ours)
-    assert any(row["library (backend)"] == "transformers (torch)" for row in rows)
+    assert [row["weights"] for row in rows if row["library (backend)"] == "keras_hub (tensorflow)"] == ["float32", "float32", "int8", "int8"]
+    assert [row["weights"] for row in rows if row["library (backend)"] == "transformers (torch)"] == ["float32", "float32"]
+    assert "batch 1, any weights: best keras_gpt1" in stdout

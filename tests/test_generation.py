@@ -253,9 +253,12 @@ def test_int8_and_bfloat16_generation_quality(sharp_lm, tmp_path):
     bf16.load_weights(path)
     assert bf16.backbone.transformer_layers[0].c_fc.kernel.dtype == "bfloat16"
 
+    runs = [("int8", quantized, "keras"), ("bfloat16", bf16, "auto")]
+    if BACKEND == "torch":  # int8 through fbgemm's kernels as well as through Keras's int8 layers
+        runs.append(("int8 (PyTorch engine)", quantized, "torch"))
     report = {}
-    for name, model in (("int8", quantized), ("bfloat16", bf16)):
-        out = generate_ids(model, prompts, max_new_tokens=NEW_TOKENS, return_logits=True)
+    for name, model, engine in runs:
+        out = generate_ids(model, prompts, max_new_tokens=NEW_TOKENS, return_logits=True, engine=engine)
         agree, errors, spread = [], [], []
         full = _full_logits(sharp_lm, [r[:n] for r, n in zip(out["token_ids"], out["lengths"])])
         for i, (p, n) in enumerate(zip(out["prompt_lengths"], out["lengths"])):
@@ -267,6 +270,42 @@ def test_int8_and_bfloat16_generation_quality(sharp_lm, tmp_path):
     for agreement, error in report.values():
         assert 0 < error < 0.25  # lossy, but close
         assert agreement >= 0.75
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="the PyTorch engine's int8 linears")
+@pytest.mark.filterwarnings("ignore:Layer .* does not have a `quantize`")
+def test_torch_engine_int8_linears_use_kerass_int8_weights(sharp_lm, tmp_path):
+    """The fbgemm linears hold Keras's own int8 weights and scales: against the float product
+    with the dequantized weights (`int8 / scale`), only the activations' quantization error is
+    left (about 1%). Reading the scale the other way round, or a transposed weight, is far off."""
+    import torch
+
+    from keras_gpt1.generation.generate import TorchEngine, make_engine
+
+    path = str(tmp_path / "w.weights.h5")
+    sharp_lm.save_weights(path)
+    quantized = GPT1CausalLM(GPT1Backbone(**TINY_CONFIG))
+    quantized.load_weights(path)
+    quantized.quantize("int8")
+    assert TorchEngine.supports(quantized)
+    engine = make_engine(quantized, "torch", rows=3)
+
+    def relative_error(got, want):
+        return float(((got - want).norm() / want.norm()).detach())
+
+    rng = np.random.default_rng(0)
+    block, layer = engine.blocks[0], quantized.backbone.transformer_layers[0]
+    for name, dense in (("c_attn", layer.attention.c_attn), ("c_fc", layer.c_fc), ("c_proj", layer.c_proj)):
+        x = torch.tensor(rng.normal(size=(3, dense.kernel.shape[0])), dtype=torch.float32)
+        weight = dense._kernel.value.float() / dense.kernel_scale.value[None, :]  # [in, out]
+        assert relative_error(block[name](x), x @ weight + dense.bias.value) < 0.03, name
+
+    embedding = quantized.backbone.token_embedding
+    table = embedding._embeddings.value.float() / embedding.embeddings_scale.value[:, None]
+    hidden = torch.tensor(rng.normal(size=(3, TINY_CONFIG["hidden_dim"])), dtype=torch.float32)
+    assert relative_error(engine.head(hidden), hidden @ table.T) < 0.03
+    ids = torch.tensor([[1, 5, VOCAB - 1]])
+    np.testing.assert_allclose(to_numpy(engine.token_embedding(ids)), to_numpy(embedding(ids)), rtol=1e-6)
 
 
 # --- bad input ---

@@ -10,13 +10,16 @@ the GPU instead) to give the fraction of the bandwidth ceiling:
     fraction = (weight bytes read per decode step / seconds per step) / measured GB/s
 
 At batch 1 a decode step reads every weight once, so this is the share of the memory-bound
-ceiling reached. Tokens/s include the prefill and the whole `generate` call; the first (compiling)
-call is reported separately and not timed.
+ceiling reached. `--dtypes` picks the weights: `float32`, `bfloat16`, and `int8` (float32 weights
+after Keras's `quantize("int8")`, for both Keras libraries; transformers gets no int8 run). Tokens/s
+include the prefill and the whole `generate` call; the first (compiling) call is reported
+separately and not timed.
 
 Usage:
-    python tools/bench_generate.py                 # full run (about 10 minutes on 2 cores)
+    python tools/bench_generate.py                 # full run (about 15 minutes on 2 cores)
     python tools/bench_generate.py --quick         # tiny config smoke run (seconds per backend)
     python tools/bench_generate.py --backends jax torch --batch-sizes 1 --repeats 3
+    python tools/bench_generate.py --dtypes float32 int8    # the README's table
 """
 
 import argparse
@@ -80,8 +83,9 @@ def worker_keras_gpt1(cfg, args):
     from keras_gpt1.generation import generate_ids
 
     keras.utils.set_random_seed(0)
-    kw = {"dtype": args.dtype} if args.dtype != "float32" else {}
+    kw = {"dtype": args.dtype} if args.dtype == "bfloat16" else {}
     lm = GPT1CausalLM(GPT1Backbone(**cfg, dropout=0.0, **kw))
+    _quantize(lm, args.dtype)
     results = []
     for batch in args.batch_sizes:
         prompts = list(_prompts(batch, args.prompt_length, cfg["vocabulary_size"]))
@@ -95,6 +99,15 @@ def worker_keras_gpt1(cfg, args):
         first = time.perf_counter() - start
         results.append(dict(batch=batch, first=first, seconds=_time(run, args.repeats)))
     return lm.count_params(), _bytes_per_param(lm), results
+
+
+def _quantize(lm, dtype):
+    if dtype == "int8":
+        import warnings
+
+        with warnings.catch_warnings():  # "Layer ... does not have a `quantize` method": no weights
+            warnings.simplefilter("ignore")
+            lm.quantize("int8")
 
 
 def _bytes_per_param(model):
@@ -117,9 +130,10 @@ def worker_keras_hub(cfg, args):
         intermediate_dim=cfg["intermediate_dim"],
         max_sequence_length=cfg["max_sequence_length"],
         dropout=0.0,
-        dtype=None if args.dtype == "float32" else args.dtype,
+        dtype="bfloat16" if args.dtype == "bfloat16" else None,
     )
     lm = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
+    _quantize(lm, args.dtype)
     lm.compile(sampler="greedy")
     total = args.prompt_length + args.new_tokens
     results = []
@@ -186,6 +200,7 @@ def worker_transformers(cfg, args):
 
 
 WORKERS = {"keras_gpt1": worker_keras_gpt1, "keras_hub": worker_keras_hub, "transformers": worker_transformers}
+DTYPES = ["float32", "bfloat16", "int8"]
 
 
 def run_worker(args):
@@ -203,10 +218,10 @@ def run_worker(args):
 # --------------------------------------------------------------------------------------------
 
 
-def spawn(worker, backend, args):
+def spawn(worker, backend, dtype, args):
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
     command = [sys.executable, os.path.abspath(__file__), "--worker", worker, "--new-tokens", str(args.new_tokens),
-               "--prompt-length", str(args.prompt_length), "--repeats", str(args.repeats), "--dtype", args.dtype,
+               "--prompt-length", str(args.prompt_length), "--repeats", str(args.repeats), "--dtype", dtype,
                "--batch-sizes", *map(str, args.batch_sizes), "--hf-batch-sizes", *map(str, args.hf_batch_sizes)]
     if args.quick:
         command.append("--quick")
@@ -216,11 +231,11 @@ def spawn(worker, backend, args):
     try:
         proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=args.timeout)
     except subprocess.TimeoutExpired:
-        sys.stderr.write(f"{worker} ({backend}) timed out after {args.timeout} s\n")
+        sys.stderr.write(f"{worker} ({backend}, {dtype}) timed out after {args.timeout} s\n")
         return None
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
-        sys.stderr.write(f"{worker} ({backend}) failed:\n{proc.stderr[-4000:]}\n")
+        sys.stderr.write(f"{worker} ({backend}, {dtype}) failed:\n{proc.stderr[-4000:]}\n")
         return None
     data = json.loads(lines[-1][len("RESULT "):])
     data["wall"] = time.perf_counter() - start
@@ -228,7 +243,7 @@ def spawn(worker, backend, args):
     summary = ", ".join(
         f"batch {r['batch']}: {r['batch'] * args.new_tokens / r['seconds']:.1f} tok/s" for r in data["results"]
     )
-    sys.stderr.write(f"[{worker} ({backend})] {summary} (wall {data['wall']:.0f} s)\n")
+    sys.stderr.write(f"[{worker} ({backend}, {dtype})] {summary} (wall {data['wall']:.0f} s)\n")
     sys.stderr.flush()
     return data
 
@@ -243,7 +258,9 @@ def main(argv=None):
     parser.add_argument("--prompt-length", type=int, default=None)
     parser.add_argument("--new-tokens", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=2, help="timed runs after the first; best is kept")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--dtypes", nargs="+", default=["float32"], choices=DTYPES,
+                        help="weights to measure, each in its own processes (int8: Keras's quantize('int8'))")
+    parser.add_argument("--dtype", choices=DTYPES, help=argparse.SUPPRESS)  # a worker's one dtype
     parser.add_argument("--skip-keras-hub", action="store_true")
     parser.add_argument("--skip-transformers", action="store_true")
     parser.add_argument("--timeout", type=int, default=900, help="seconds per subprocess")
@@ -264,60 +281,66 @@ def main(argv=None):
     gpu = _gpu_bandwidth()
     bandwidth = [gpu or measure_bandwidth(gigabytes)]
     load = os.getloadavg()
-    rows = []
-    for backend in args.backends:
-        runs = [("keras_gpt1", backend)] + ([] if args.skip_keras_hub else [("keras_hub", backend)])
-        for worker, b in runs:
-            rows.append((worker, b, spawn(worker, b, args)))
-    if not args.skip_transformers:
-        rows.append(("transformers", "torch", spawn("transformers", "torch", args)))
+    rows = []  # (worker, backend, dtype, result)
+    for dtype in args.dtypes:
+        for backend in args.backends:
+            for worker in ["keras_gpt1"] + ([] if args.skip_keras_hub else ["keras_hub"]):
+                rows.append((worker, backend, dtype, spawn(worker, backend, dtype, args)))
+        if not args.skip_transformers and dtype != "int8":  # its Conv1D layers have no int8 path
+            rows.append(("transformers", "torch", dtype, spawn("transformers", "torch", dtype, args)))
     bandwidth.append(_gpu_bandwidth() or measure_bandwidth(gigabytes))
     gbps = float(np.mean(bandwidth))
 
     cfg = TINY if args.quick else FULL
     print(f"\nGreedy generation, {'tiny' if args.quick else '117M'} config ({cfg['num_layers']} layers, hidden "
-          f"{cfg['hidden_dim']}, vocabulary {cfg['vocabulary_size']}), {args.dtype}, prompt {args.prompt_length} + "
+          f"{cfg['hidden_dim']}, vocabulary {cfg['vocabulary_size']}), prompt {args.prompt_length} + "
           f"{args.new_tokens} new tokens. Memory read bandwidth measured in this run: "
           f"{', '.join(f'{b:.1f}' for b in bandwidth)} GB/s (mean {gbps:.1f} GB/s); load average at start "
           f"{load[0]:.1f} on {os.cpu_count()} CPUs"
           + (f"; PyTorch threads: {args.torch_threads}" if args.torch_threads else "") + ".\n")
-    print("| library (backend) | batch | tokens/s | ms per step | first call s | weights read GB/s | fraction of bandwidth |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| library (backend) | weights | batch | tokens/s | ms per step | first call s | weights read GB/s "
+          "| fraction of bandwidth |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     table = {}
-    for worker, backend, data in rows:
+    for worker, backend, dtype, data in rows:
         name = f"{worker} ({backend})"
         if data is None:
-            print(f"| {name} | | failed | | | | |")
+            print(f"| {name} | {dtype} | | failed | | | | |")
             continue
         weight_bytes = data["params"] * data["bytes_per_param"]
         for r in data["results"]:
             per_step = r["seconds"] / args.new_tokens
             tokens_per_s = r["batch"] * args.new_tokens / r["seconds"]
             read = weight_bytes / per_step / 1e9
-            table[(worker, backend, r["batch"])] = tokens_per_s
-            print(f"| {name} | {r['batch']} | {tokens_per_s:.1f} | {per_step * 1e3:.1f} | {r['first']:.1f} | "
+            table[(worker, backend, dtype, r["batch"])] = tokens_per_s
+            print(f"| {name} | {dtype} | {r['batch']} | {tokens_per_s:.1f} | {per_step * 1e3:.1f} | {r['first']:.1f} | "
                   f"{read:.1f} | {read / gbps:.2f} |")
-    ours = {k: v for k, v in table.items() if k[0] == "keras_gpt1"}
-    hub = {k: v for k, v in table.items() if k[0] == "keras_hub"}
     lines = []
-    if ours and hub:
-        b = min(args.batch_sizes)
-        best_ours = max((v, k[1]) for k, v in ours.items() if k[2] == b)
-        best_hub = max(((v, k[1]) for k, v in hub.items() if k[2] == b), default=None)
-        if best_hub:
-            lines.append(f"batch {b}: best keras_gpt1 ({best_ours[1]}) {best_ours[0]:.1f} tok/s vs best KerasHub "
-                         f"({best_hub[1]}) {best_hub[0]:.1f} tok/s = {best_ours[0] / best_hub[0]:.2f}x")
-    if len(args.batch_sizes) > 1:
-        small, large = min(args.batch_sizes), max(args.batch_sizes)
-        for backend in args.backends:
-            if ("keras_gpt1", backend, small) in ours and ("keras_gpt1", backend, large) in ours:
-                ratio = ours[("keras_gpt1", backend, large)] / ours[("keras_gpt1", backend, small)]
-                lines.append(f"keras_gpt1 ({backend}): batch {large} / batch {small} tokens/s = {ratio:.2f}x")
+    small, large = min(args.batch_sizes), max(args.batch_sizes)
+
+    def best(worker, dtypes):
+        found = [(v, f"{k[1]}, {k[2]}") for k, v in table.items() if k[0] == worker and k[2] in dtypes and k[3] == small]
+        return max(found, default=None)
+
+    comparisons = [[dtype] for dtype in args.dtypes] + ([args.dtypes] if len(args.dtypes) > 1 else [])
+    for dtypes in comparisons:
+        ours, hub = best("keras_gpt1", dtypes), best("keras_hub", dtypes)
+        if ours and hub:
+            which = dtypes[0] if len(dtypes) == 1 else "any weights"
+            lines.append(f"batch {small}, {which}: best keras_gpt1 ({ours[1]}) {ours[0]:.1f} tok/s vs best KerasHub "
+                         f"({hub[1]}) {hub[0]:.1f} tok/s = {ours[0] / hub[0]:.2f}x")
+    if large != small:
+        for dtype in args.dtypes:
+            for backend in args.backends:
+                pair = [table.get(("keras_gpt1", backend, dtype, b)) for b in (small, large)]
+                if None not in pair:
+                    lines.append(f"keras_gpt1 ({backend}, {dtype}): batch {large} / batch {small} tokens/s = "
+                                 f"{pair[1] / pair[0]:.2f}x")
     if lines:
         print()
         for line in lines:
             print("- " + line)
-    return 0 if all(data is not None for _, _, data in rows) else 1
+    return 0 if all(data is not None for *_, data in rows) else 1
 
 
 if __name__ == "__main__":
