@@ -308,6 +308,24 @@ def test_torch_engine_int8_linears_use_kerass_int8_weights(sharp_lm, tmp_path):
     np.testing.assert_allclose(to_numpy(engine.token_embedding(ids)), to_numpy(embedding(ids)), rtol=1e-6)
 
 
+@pytest.mark.skipif(BACKEND != "torch", reason="the PyTorch engine's int8 support")
+@pytest.mark.filterwarnings("ignore:Layer .* does not have a `quantize`")
+def test_int8_models_the_torch_engine_cannot_run_use_the_keras_layers():
+    """Weight-only int8 (float activations) is not fbgemm's scheme: "auto" picks the Keras
+    layers, and asking for the PyTorch engine says why it cannot."""
+    from keras_gpt1.generation.generate import KerasEngine, TorchEngine, make_engine
+
+    model = GPT1CausalLM(GPT1Backbone(**TINY_CONFIG))
+    model.quantize(config=keras.quantizers.Int8QuantizationConfig(activation_quantizer=None))
+    assert model.backbone.transformer_layers[0].c_fc.quantization_mode == "int8"
+    assert not TorchEngine.supports(model)
+    assert isinstance(make_engine(model), KerasEngine)
+    with pytest.raises(ValueError, match="engine='torch' runs float models, and int8 ones"):
+        make_engine(model, "torch")
+    out = generate_ids(model, _prompts(), max_new_tokens=2)
+    assert (out["lengths"] == np.array(PROMPT_LENGTHS) + 2).all()
+
+
 # --- bad input ---
 
 

@@ -221,14 +221,23 @@ def _can_prepack_for_onednn(weight):
     )
 
 
+def _torch_engine_dtype(backbone):
+    """The dtype `TorchEngine` computes in: the layers' compute dtype, except float32 for 16-bit
+    floats on a CPU. (The functional backbone's own policy stays float32 whatever `dtype=` it was
+    given; its layers carry the policy.) PyTorch runs bfloat16 matmuls on a CPU without native
+    bfloat16 at about 1 GFLOP/s against 180 in float32 here, so a bfloat16 117M model would
+    decode 7x slower; the weights keep their 16-bit values either way."""
+    dtype = keras.backend.standardize_dtype(backbone.embeddings.compute_dtype)
+    on_cpu = backbone.embeddings.position_embeddings.value.device.type == "cpu"
+    return "float32" if on_cpu and dtype in ("bfloat16", "float16") else dtype
+
+
 def _int8_layers_supported(lm):
-    """Whether `TorchEngine` can run `lm`'s int8 layers: float32 compute on a CPU with fbgemm,
-    and Keras's default int8 scheme (per-output-channel weight scales, quantized activations)."""
+    """Whether `TorchEngine` can run `lm`'s int8 layers: on a CPU with fbgemm, and in Keras's
+    default int8 scheme (per-output-channel weight scales, quantized activations)."""
     import torch
 
     backbone = lm.backbone
-    if keras.backend.standardize_dtype(backbone.compute_dtype) != "float32":
-        return False
     if "fbgemm" not in torch.backends.quantized.supported_engines:
         return False
     if not hasattr(torch, "_make_per_channel_quantized_tensor"):
@@ -260,8 +269,9 @@ class TorchEngine:
 
     Same maths as `GPT1Block` (post-LN, tanh GELU, LayerNorm in float32), but the cache is
     `[batch, heads, length, head_dim]` updated in place and a step attends only to the filled
-    positions, so nothing proportional to the cache is copied per token. Weights in a dtype other
-    than the compute dtype (a `mixed_*` policy) are cast once, when the engine is built.
+    positions, so nothing proportional to the cache is copied per token. It computes in the
+    layers' compute dtype, except in float32 for 16-bit floats on a CPU (see
+    `_torch_engine_dtype`); weights in another dtype are cast once, when the engine is built.
 
     On a CPU, every matmul with a weight runs on weights laid out once, when the engine is built:
     - float32 weights are reordered into oneDNN's blocked layout for `rows` rows (the same
@@ -287,7 +297,7 @@ class TorchEngine:
 
         self.torch = torch
         backbone = lm.backbone
-        self.dtype = getattr(torch, keras.backend.standardize_dtype(backbone.compute_dtype))
+        self.dtype = getattr(torch, _torch_engine_dtype(backbone))
         self.num_heads = backbone.num_heads
         self.hidden_dim = backbone.hidden_dim
         self.head_dim = backbone.hidden_dim // backbone.num_heads
@@ -358,7 +368,7 @@ class TorchEngine:
 
     @staticmethod
     def supports(lm):
-        """Runs on PyTorch for float models, and for int8 ones on a CPU in float32."""
+        """Runs on PyTorch for float models, and for Keras int8 ones on a CPU."""
         if keras.config.backend() != "torch":
             return False
         modes = {getattr(layer, "quantization_mode", None) for layer in lm._flatten_layers()} - {None}
@@ -447,8 +457,9 @@ def make_engine(lm, engine="auto", rows=1):
             raise ValueError("engine='torch' needs KERAS_BACKEND=torch.")
         if not TorchEngine.supports(lm):
             raise ValueError(
-                "engine='torch' runs float models, and int8 ones (Keras's default int8 scheme) in "
-                "float32 on a CPU; this model is quantized otherwise. Use engine='keras'."
+                "engine='torch' runs float models, and int8 ones in Keras's default int8 scheme "
+                "(per-channel weight scales, quantized activations) on a CPU; this model is "
+                "quantized otherwise. Use engine='keras'."
             )
         return _cached_torch_engine(lm, rows)
     if engine == "keras":
