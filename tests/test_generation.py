@@ -9,6 +9,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import warnings
 
 import keras
 import numpy as np
@@ -441,6 +442,20 @@ def test_cli_generate_streams_and_score(lm, greedy_run, tmp_path):
 
     record = json.loads(out)
     np.testing.assert_allclose(record["log_likelihood"], lm.score([5, 6, 7, 8])["log_likelihood"], atol=1e-4)
+
+    # --quantize int8: the tokens of the quantized model, without Keras's per-layer warnings.
+    quantized = GPT1CausalLM.from_preset(preset, dropout=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantized.quantize("int8")
+    expected = generate_ids(quantized, [prompt], max_new_tokens=NEW_TOKENS)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, out, _ = _cli(["generate", "--model", preset, "--prompt-ids", " ".join(map(str, prompt)),
+                             "--max-new-tokens", str(NEW_TOKENS), "--quantize", "int8", "--no-stream"])
+    assert code == 0
+    assert [int(t) for t in out.split()] == expected["token_ids"][0, : expected["lengths"][0]].tolist()
+    assert not [w for w in caught if "quantize" in str(w.message)]
 
     code, _, err = _cli(["generate", "--model", preset, "--prompt-ids", "5", "--top-p", "1.5"])
     assert code == 2 and "(0, 1]" in err

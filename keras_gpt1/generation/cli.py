@@ -2,6 +2,7 @@
 
 import json
 import sys
+import warnings
 
 GENERATE_DESCRIPTION = """\
 Generate text from a preset with a KV cache. Tokens are printed as they are produced (the loop
@@ -91,7 +92,10 @@ def _load(args):
         overrides["dtype"] = args.dtype
     lm = GPT1CausalLM.from_preset(args.model, **overrides)
     if args.quantize:
-        lm.quantize(args.quantize)
+        with warnings.catch_warnings():
+            # Keras warns for every layer without weights to quantize (LayerNorm, Dropout).
+            warnings.filterwarnings("ignore", message=".*does not have a `quantize` method")
+            lm.quantize(args.quantize)
     return lm
 
 
