@@ -221,6 +221,10 @@ def _can_prepack_for_onednn(weight):
     )
 
 
+def _weights_on_cpu(backbone):
+    return backbone.embeddings.position_embeddings.value.device.type == "cpu"
+
+
 def _torch_engine_dtype(backbone):
     """The dtype `TorchEngine` computes in: the layers' compute dtype, except float32 for 16-bit
     floats on a CPU. (The functional backbone's own policy stays float32 whatever `dtype=` it was
@@ -228,40 +232,28 @@ def _torch_engine_dtype(backbone):
     bfloat16 at about 1 GFLOP/s against 180 in float32 here, so a bfloat16 117M model would
     decode 7x slower; the weights keep their 16-bit values either way."""
     dtype = keras.backend.standardize_dtype(backbone.embeddings.compute_dtype)
-    on_cpu = backbone.embeddings.position_embeddings.value.device.type == "cpu"
-    return "float32" if on_cpu and dtype in ("bfloat16", "float16") else dtype
+    return "float32" if _weights_on_cpu(backbone) and dtype in ("bfloat16", "float16") else dtype
 
 
-def _int8_layers_supported(lm):
-    """Whether `TorchEngine` can run `lm`'s int8 layers: on a CPU with fbgemm, and in Keras's
-    default int8 scheme (per-output-channel weight scales, quantized activations)."""
+def _fbgemm_int8_available():
     import torch
 
-    backbone = lm.backbone
-    if "fbgemm" not in torch.backends.quantized.supported_engines:
-        return False
-    if not hasattr(torch, "_make_per_channel_quantized_tensor"):
-        return False
-    if not all(hasattr(torch.ops.quantized, op) for op in ("linear_prepack", "linear_dynamic")):
-        return False
-    embedding = backbone.token_embedding
-    if embedding.embeddings.value.device.type != "cpu":
-        return False
-    layers = [embedding] + [
-        dense
-        for block in backbone.transformer_layers
-        for dense in (block.attention.c_attn, block.attention.c_proj, block.c_fc, block.c_proj)
-    ]
-    for layer in layers:
-        if layer.quantization_mode is None:
-            continue
-        if layer is embedding:
-            per_channel = tuple(layer.embeddings_scale.shape) == (layer.input_dim,)
-        else:
-            per_channel = tuple(layer.kernel_scale.shape) == (layer.units,)
-        if not (per_channel and layer.inputs_quantizer is not None):
-            return False
-    return True
+    return (
+        "fbgemm" in torch.backends.quantized.supported_engines
+        and hasattr(torch, "_make_per_channel_quantized_tensor")
+        and all(hasattr(torch.ops.quantized, op) for op in ("linear_prepack", "linear_dynamic"))
+    )
+
+
+def _fbgemm_takes(layer):
+    """Whether an int8 layer is in Keras's default scheme, the one fbgemm's dynamic linear runs:
+    one weight scale per output channel (a Dense unit, a row of the tied embedding) and quantized
+    activations."""
+    if hasattr(layer, "kernel_scale"):
+        per_channel = tuple(layer.kernel_scale.shape) == (layer.units,)
+    else:
+        per_channel = tuple(layer.embeddings_scale.shape) == (layer.input_dim,)
+    return per_channel and layer.inputs_quantizer is not None
 
 
 class TorchEngine:
@@ -357,7 +349,7 @@ class TorchEngine:
         channels = weight.shape[0]
         with warnings.catch_warnings():
             # PyTorch 2.13 deprecates its quantized tensor types, and fbgemm's packing still takes
-            # one; `_int8_layers_supported` sends the model to the Keras engine once they are gone.
+            # one; `TorchEngine.supports` sends the model to the Keras engine once they are gone.
             warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
             quantized = torch._make_per_channel_quantized_tensor(
                 weight.contiguous(), (1.0 / scale.double()), torch.zeros(channels, dtype=torch.long), 0
@@ -368,11 +360,17 @@ class TorchEngine:
 
     @staticmethod
     def supports(lm):
-        """Runs on PyTorch for float models, and for Keras int8 ones on a CPU."""
+        """Runs on PyTorch for float models, and on a CPU with fbgemm for Keras int8 ones."""
         if keras.config.backend() != "torch":
             return False
-        modes = {getattr(layer, "quantization_mode", None) for layer in lm._flatten_layers()} - {None}
-        return not modes or (modes == {"int8"} and _int8_layers_supported(lm))
+        quantized = [layer for layer in lm._flatten_layers() if getattr(layer, "quantization_mode", None)]
+        if not quantized:
+            return True
+        return (
+            _weights_on_cpu(lm.backbone)
+            and _fbgemm_int8_available()
+            and all(layer.quantization_mode == "int8" and _fbgemm_takes(layer) for layer in quantized)
+        )
 
     def empty(self, batch, length):
         shape = (batch, self.num_heads, length, self.head_dim)
@@ -451,7 +449,7 @@ def make_engine(lm, engine="auto", rows=1):
     `rows` (prompts times beams) lets the PyTorch engine lay its weights out for that many rows.
     """
     if engine == "auto":
-        engine = "torch" if TorchEngine.supports(lm) else "keras"
+        return _cached_torch_engine(lm, rows) if TorchEngine.supports(lm) else KerasEngine(lm)
     if engine == "torch":
         if keras.config.backend() != "torch":
             raise ValueError("engine='torch' needs KERAS_BACKEND=torch.")
