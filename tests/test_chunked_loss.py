@@ -25,12 +25,11 @@ def _loss_and_grads(loss_fn, hidden, table):
 
         loss, grads = jax.value_and_grad(loss_fn, argnums=(0, 1))(hidden, table)
         return float(loss), [np.asarray(g) for g in grads]
-    import torch
-
-    hidden, table = torch.tensor(hidden, requires_grad=True), torch.tensor(table, requires_grad=True)
+    # On Keras's device (a GPU when there is one), as the layers' own tensors are.
+    hidden, table = (ops.convert_to_tensor(a).detach().requires_grad_(True) for a in (hidden, table))
     loss = loss_fn(hidden, table)
     loss.backward()
-    return float(loss.detach()), [hidden.grad.numpy(), table.grad.numpy()]
+    return float(loss.detach()), [to_numpy(hidden.grad), to_numpy(table.grad)]
 
 
 @pytest.mark.parametrize("chunk_size", [4, 5, 64])  # divides 3 x 12 tokens; leaves padding; one chunk

@@ -109,6 +109,37 @@ def test_torch_keras_engine_agrees_with_functional_engine(lm, greedy_run):
     np.testing.assert_array_equal(out["token_ids"], greedy_run["token_ids"])
 
 
+@pytest.mark.skipif(BACKEND != "torch", reason="the PyTorch engine's decode step")
+def test_torch_engine_position_tensor_step_equals_eager_step(lm):
+    """On a GPU every decode step is one CUDA graph replay of `_position_step`, whose shapes do
+    not depend on the position: keys and values go in with `index_copy_` and attention reads the
+    whole cache, masked past the position. On any device it must give the eager step's logits and
+    cache (and on a GPU, so must `step`, the replayed graph)."""
+    import torch
+
+    from keras_gpt1.generation.generate import make_engine
+
+    engine = make_engine(lm, "torch", rows=3)
+    length = TINY_CONFIG["max_sequence_length"]
+    prompt = torch.tensor(np.stack([p[:2] for p in _prompts()]), device=engine.device)
+    caches = {name: engine.empty(3, length) for name in ("eager", "position", "step")}
+    with torch.no_grad():
+        for cache in caches.values():
+            engine.prefill(prompt, cache)
+        tokens = prompt[:, 1]
+        for index in range(2, 9):
+            eager = engine._eager_step(tokens, caches["eager"], index)
+            position = torch.tensor([index], device=engine.device)
+            by_position = engine._position_step(tokens, caches["position"], position)
+            stepped, _ = engine.step(tokens, caches["step"], index)
+            for got, cache in ((by_position, caches["position"]), (stepped, caches["step"])):
+                np.testing.assert_allclose(to_numpy(got), to_numpy(eager), atol=1e-5, rtol=0)
+                for got_pair, eager_pair in zip(cache, caches["eager"]):
+                    for got_part, eager_part in zip(got_pair, eager_pair):
+                        np.testing.assert_allclose(to_numpy(got_part), to_numpy(eager_part), atol=1e-6, rtol=0)
+            tokens = eager.argmax(-1)
+
+
 def test_generation_follows_weight_changes():
     """Compiled loops and the PyTorch engine's prepacked weights are reused between calls, but
     never after a weight changed (training, loading): the output is the new weights' output."""
@@ -255,8 +286,15 @@ def test_int8_and_bfloat16_generation_quality(sharp_lm, tmp_path):
     assert bf16.backbone.transformer_layers[0].c_fc.kernel.dtype == "bfloat16"
 
     runs = [("int8", quantized, "keras"), ("bfloat16", bf16, "auto")]
-    if BACKEND == "torch":  # int8 through fbgemm's kernels as well as through Keras's int8 layers
-        runs.append(("int8 (PyTorch engine)", quantized, "torch"))
+    if BACKEND == "torch":
+        from keras_gpt1.generation.generate import TorchEngine
+
+        # int8 through fbgemm's kernels as well as through Keras's int8 layers, on a CPU (on a
+        # GPU, where fbgemm does not run, "auto" uses the Keras layers).
+        reason = TorchEngine.unsupported_reason(quantized)
+        assert reason is None or "on a GPU" in reason, reason
+        if reason is None:
+            runs.append(("int8 (PyTorch engine)", quantized, "torch"))
     report = {}
     for name, model, engine in runs:
         out = generate_ids(model, prompts, max_new_tokens=NEW_TOKENS, return_logits=True, engine=engine)
@@ -281,13 +319,15 @@ def test_torch_engine_int8_linears_use_kerass_int8_weights(sharp_lm, tmp_path):
     left (about 1%). Reading the scale the other way round, or a transposed weight, is far off."""
     import torch
 
-    from keras_gpt1.generation.generate import TorchEngine, make_engine
+    from keras_gpt1.generation.generate import TorchEngine, _weights_on_cpu, make_engine
 
     path = str(tmp_path / "w.weights.h5")
     sharp_lm.save_weights(path)
     quantized = GPT1CausalLM(GPT1Backbone(**TINY_CONFIG))
     quantized.load_weights(path)
     quantized.quantize("int8")
+    if not _weights_on_cpu(quantized.backbone):
+        pytest.skip("fbgemm's int8 linears run on a CPU")
     assert TorchEngine.supports(quantized)
     engine = make_engine(quantized, "torch", rows=3)
 
@@ -321,7 +361,7 @@ def test_int8_models_the_torch_engine_cannot_run_use_the_keras_layers():
     assert model.backbone.transformer_layers[0].c_fc.quantization_mode == "int8"
     assert not TorchEngine.supports(model)
     assert isinstance(make_engine(model), KerasEngine)
-    with pytest.raises(ValueError, match="engine='torch' runs float models, and int8 ones"):
+    with pytest.raises(ValueError, match="engine='torch' cannot run this model: it runs int8 models in Keras's default int8 scheme only"):
         make_engine(model, "torch")
     out = generate_ids(model, _prompts(), max_new_tokens=2)
     assert (out["lengths"] == np.array(PROMPT_LENGTHS) + 2).all()

@@ -26,12 +26,11 @@ def _value_and_grad(function, x):
 
         y, vjp = jax.vjp(function, x)
         return np.asarray(y), np.asarray(vjp(weights)[0])
-    import torch
-
-    x = torch.tensor(x, requires_grad=True)
+    # On Keras's device (a GPU when there is one), as the layers' own tensors are.
+    x = ops.convert_to_tensor(x).detach().requires_grad_(True)
     y = function(x)
-    (y * torch.tensor(weights)).sum().backward()
-    return y.detach().numpy(), x.grad.numpy()
+    (y * ops.convert_to_tensor(weights)).sum().backward()
+    return to_numpy(y.detach()), to_numpy(x.grad)
 
 
 def test_gelu_approximate_matches_ops_gelu_in_value_and_gradient():
