@@ -105,3 +105,20 @@ def test_generate_quick_prints_table():
     assert [row["weights"] for row in rows if row["library (backend)"] == "keras_hub (tensorflow)"] == ["float32", "float32", "int8", "int8"]
     assert [row["weights"] for row in rows if row["library (backend)"] == "transformers (torch)"] == ["float32", "float32"]
     assert "batch 1, any weights: best keras_gpt1" in stdout
+
+
+def test_train_quick_levers_table():
+    stdout = _harness(
+        "train", "--quick", "--peers", "keras_hub", "--backends", "tensorflow", "--steps", "1",
+        "--levers", "keras_loss", "sgd", "no_dropout", "einsum_attention", "split_qkv",
+    )
+    columns, rows = _table(stdout, "lever")
+    assert "vs shipped" in columns
+    ours = {row["lever"]: row for row in rows if row["library"] == "keras_gpt1"}
+    # "shipped" is added as the reference when it is not asked for.
+    assert list(ours) == ["shipped", "keras_loss", "sgd", "no_dropout", "einsum_attention", "split_qkv"]
+    assert all(float(row["tokens/s"]) > 0 for row in ours.values())
+    assert ours["shipped"]["vs shipped"] == "-"
+    assert all(row["vs shipped"].endswith("x") for name, row in ours.items() if name != "shipped")
+    # KerasHub takes only the dropout lever.
+    assert [row["lever"] for row in rows if row["library"] == "keras_hub"] == ["shipped", "no_dropout"]

@@ -5,6 +5,8 @@
     python tools/benchmark.py train --backends tensorflow --policies float32 mixed_bfloat16 \\
         --jit true false --shapes 4x256 --rounds 3
     python tools/benchmark.py train --shapes 8x512 --peers --head-chunk-size 1024 --rematerialize
+    python tools/benchmark.py train --shapes 4x256 --levers shipped keras_loss sgd no_dropout \\
+        einsum_attention split_qkv         # one lever changed at a time, see LEVERS
     python tools/benchmark.py generate [bench_generate.py options]     # e.g. --quick
     python tools/benchmark.py tokenize [bench_tokenizer.py options]
 
@@ -27,6 +29,10 @@ All use dropout 0.1 in training mode and the same random token batch. Each proce
 `--steps` timed steps, each closed by reading the loss back. Contenders run in rounds whose order
 alternates (A B C, then C B A, ...), so that background load drifts over all of them alike; the
 table shows the median step time over all timed steps of all rounds.
+
+`--levers` runs keras_gpt1 once per lever, each changing one thing from the shipped training
+step (`LEVERS` says what), and prints a second table with each lever's tokens/s against the
+shipped step's in the same run. With `no_dropout` among them, KerasHub also runs with dropout 0.
 
 The machine's ceilings (matmul GFLOP/s in fp32 and bf16 through TensorFlow and PyTorch, memory
 read GB/s) are measured at the start and at the end of the run (see `tools/ceilings.py`);
@@ -99,6 +105,58 @@ def _train_keras(model, x, y, mask, args):
     return times, float(loss)
 
 
+# One change each from the shipped training step, to measure what each lever is worth.
+LEVERS = {
+    "shipped": "the training step as shipped",
+    "keras_loss": "Keras's SparseCategoricalCrossentropy(from_logits=True) instead of NextTokenLoss",
+    "sgd": "plain SGD instead of AdamW with clipping and the schedule (the gap is the update's cost)",
+    "no_dropout": "dropout 0: attention through ops.dot_product_attention, no random numbers drawn",
+    "einsum_attention": "dropout 0, attention through einsum + softmax (the path dropout takes)",
+    "split_qkv": "q, k and v as three matmuls instead of the fused c_attn",
+}
+
+
+def _einsum_attention(query, key, value, mask=None):
+    """`ops.dot_product_attention` as GPT1Attention computes it when it needs dropout."""
+    import math
+
+    from keras import ops
+
+    scores = ops.einsum("bqhd,bkhd->bhqk", query, key) * (1.0 / math.sqrt(query.shape[-1]))
+    probabilities = ops.softmax(ops.where(mask, scores, -1e9), axis=-1)
+    return ops.einsum("bhqk,bkhd->bqhd", probabilities, value)
+
+
+def _route_attention_through_einsum():
+    """GPT1Attention's dropout-free path calls `ops.dot_product_attention` from its module's
+    `ops`; this swaps that module global for keras.ops with `_einsum_attention` in its place."""
+    import types
+
+    from keras import ops
+
+    from keras_gpt1.layers import attention
+
+    shim = types.SimpleNamespace(**{name: getattr(ops, name) for name in dir(ops) if not name.startswith("_")})
+    shim.dot_product_attention = _einsum_attention
+    attention.ops = shim
+
+
+def _split_qkv(lm):
+    """Each block's fused `c_attn` (hidden -> 3 x hidden) computed as three matmuls."""
+    from keras import ops
+
+    for block in lm.backbone.transformer_layers:
+        dense = block.attention.c_attn
+        width = dense.units // 3
+
+        def call(inputs, training=None, dense=dense, width=width):
+            kernel = dense.kernel
+            parts = [ops.matmul(inputs, kernel[:, i * width : (i + 1) * width]) for i in range(3)]
+            return ops.concatenate(parts, axis=-1) + dense.bias
+
+        dense.call = call
+
+
 def worker_keras_gpt1(cfg, args):
     if args.rematerialize:
         # As a user would (and `keras-gpt1 pretrain --rematerialize` does): before JAX starts, so
@@ -113,12 +171,23 @@ def worker_keras_gpt1(cfg, args):
 
     keras.utils.set_random_seed(0)
     policy = None if args.policy == "float32" else args.policy
+    lever = args.lever
+    dropout = 0.0 if lever in ("no_dropout", "einsum_attention") else 0.1
+    if lever == "einsum_attention":
+        _route_attention_through_einsum()
     if args.quick:
-        lm = GPT1CausalLM(GPT1Backbone(**cfg, dropout=0.1, dtype=policy, rematerialize=args.rematerialize))
+        lm = GPT1CausalLM(GPT1Backbone(**cfg, dropout=dropout, dtype=policy, rematerialize=args.rematerialize))
     else:
-        lm = GPT1CausalLM.from_preset("gpt1", dtype=policy, rematerialize=args.rematerialize)
-    lm.compile(optimizer=create_optimizer(WarmupCosine(PEAK_LEARNING_RATE, WARMUP_STEPS, TOTAL_STEPS)),
-               jit_compile=_jit_arg(args.worker_jit), head_chunk_size=args.head_chunk_size)
+        lm = GPT1CausalLM.from_preset("gpt1", dtype=policy, dropout=dropout, rematerialize=args.rematerialize)
+    if lever == "split_qkv":
+        _split_qkv(lm)
+    if lever == "sgd":
+        optimizer = keras.optimizers.SGD(PEAK_LEARNING_RATE)
+    else:
+        optimizer = create_optimizer(WarmupCosine(PEAK_LEARNING_RATE, WARMUP_STEPS, TOTAL_STEPS))
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True) if lever == "keras_loss" else "auto"
+    lm.compile(optimizer=optimizer, loss=loss, jit_compile=_jit_arg(args.worker_jit),
+               head_chunk_size=args.head_chunk_size)
     ids, labels, mask = _batch(cfg, args.batch, args.seq)
     times, loss = _train_keras(lm, {"token_ids": ids, "padding_mask": mask}, labels, mask, args)
     return dict(times=times, loss=loss, params=lm.count_params())
@@ -132,7 +201,7 @@ def worker_keras_hub(cfg, args):
     backbone = keras_hub.models.GPT2Backbone(
         vocabulary_size=cfg["vocabulary_size"], num_layers=cfg["num_layers"], num_heads=cfg["num_heads"],
         hidden_dim=cfg["hidden_dim"], intermediate_dim=cfg["intermediate_dim"],
-        max_sequence_length=cfg["max_sequence_length"], dropout=0.1,
+        max_sequence_length=cfg["max_sequence_length"], dropout=0.0 if args.lever == "no_dropout" else 0.1,
         dtype=None if args.policy == "float32" else args.policy,
     )
     lm = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
@@ -205,21 +274,21 @@ def run_worker(args):
 # --------------------------------------------------------------------------------------------
 
 
-def _contender_name(worker, args):
-    """The table's name for a contender, with keras_gpt1's memory options spelled out."""
-    if worker != "keras_gpt1":
-        return worker
-    options = [f"head chunks of {args.head_chunk_size}"] if args.head_chunk_size else []
-    options += ["rematerialized"] if args.rematerialize else []
+def _contender_name(worker, lever, args):
+    """The table's name for a contender, with keras_gpt1's memory options and the lever spelled out."""
+    options = [lever] if lever != "shipped" else []
+    if worker == "keras_gpt1":
+        options += [f"head chunks of {args.head_chunk_size}"] if args.head_chunk_size else []
+        options += ["rematerialized"] if args.rematerialize else []
     return ", ".join([worker] + options)
 
 
 def spawn(contender, batch, seq, args):
-    worker, backend, policy, jit = contender
+    worker, backend, policy, jit, lever = contender
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
     command = [sys.executable, os.path.abspath(__file__), "train", "--worker", worker, "--policy", policy,
-               "--worker-jit", jit, "--batch", str(batch), "--seq", str(seq), "--steps", str(args.steps),
-               "--warmup", str(args.warmup)]
+               "--worker-jit", jit, "--lever", lever, "--batch", str(batch), "--seq", str(seq),
+               "--steps", str(args.steps), "--warmup", str(args.warmup)]
     if args.quick:
         command.append("--quick")
     if worker == "keras_gpt1" and args.head_chunk_size:
@@ -229,25 +298,29 @@ def spawn(contender, batch, seq, args):
     try:
         proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=args.timeout)
     except subprocess.TimeoutExpired:
-        sys.stderr.write(f"{worker} ({backend}, {policy}) timed out after {args.timeout} s\n")
+        sys.stderr.write(f"{worker} ({backend}, {policy}, {lever}) timed out after {args.timeout} s\n")
         return None
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
-        sys.stderr.write(f"{worker} ({backend}, {policy}, jit {jit}) failed:\n{proc.stderr[-3000:]}\n")
+        sys.stderr.write(f"{worker} ({backend}, {policy}, jit {jit}, {lever}) failed:\n{proc.stderr[-3000:]}\n")
         return None
     return json.loads(lines[-1][len("RESULT "):])
 
 
 def _contenders(args):
+    """(worker, backend, policy, jit, lever) tuples; KerasHub takes only the dropout lever."""
     contenders = []
+    hub_levers = ["shipped"] + (["no_dropout"] if "no_dropout" in args.levers else [])
     for backend in args.backends:
         for policy in args.policies:
             for jit in args.jit:
-                contenders.append(("keras_gpt1", backend, policy, jit))
+                for lever in args.levers:
+                    contenders.append(("keras_gpt1", backend, policy, jit, lever))
             if "keras_hub" in args.peers:
-                contenders.append(("keras_hub", backend, policy, "auto"))
+                for lever in hub_levers:
+                    contenders.append(("keras_hub", backend, policy, "auto", lever))
     if "transformers" in args.peers:
-        contenders.append(("transformers", "torch", "float32", "eager"))
+        contenders.append(("transformers", "torch", "float32", "eager", "shipped"))
     return contenders
 
 
@@ -301,9 +374,9 @@ def train_main(args):
             rows[contender] = dict(
                 step=step, tokens=batch * seq / step, first=statistics.median(r["times"][0] for r in runs),
                 rss=max(r["peak_rss"] for r in runs), load=statistics.mean(r["load"] for r in runs))
-        hub_best = {}  # per backend and policy
-        for (worker, backend, policy, _), row in rows.items():
-            if worker == "keras_hub" and row:
+        hub_best = {}  # per backend and policy, KerasHub as shipped
+        for (worker, backend, policy, _, lever), row in rows.items():
+            if worker == "keras_hub" and lever == "shipped" and row:
                 hub_best[(backend, policy)] = row["tokens"]
         hf = next((row["tokens"] for (worker, *_), row in rows.items() if worker == "transformers" and row), None)
         fpt = flops_per_token(cfg, seq)
@@ -318,8 +391,8 @@ def train_main(args):
           f"\"vs KerasHub\": against KerasHub on the same backend and policy.\n")
     print("| " + " | ".join(TRAIN_COLUMNS) + " |")
     print("|" + "---|" * 2 + "---|" * 3 + "---:|" * (len(TRAIN_COLUMNS) - 5))
-    for (worker, backend, policy, jit), (batch, seq), row, hub, hf, fpt in table:
-        name = _contender_name(worker, args)
+    for (worker, backend, policy, jit, lever), (batch, seq), row, hub, hf, fpt in table:
+        name = _contender_name(worker, lever, args)
         head = f"| {name} | {backend} | {policy} | {jit} | {batch} x {seq} |"
         if row is None:
             print(head + " failed |" + " |" * (len(TRAIN_COLUMNS) - 6))
@@ -329,6 +402,8 @@ def train_main(args):
         vs_hf = "-" if worker == "transformers" else _fmt_ratio(row["tokens"], hf)
         print(f"{head} {row['tokens']:.1f} | {row['step']:.3f} | {row['first']:.1f} | {vs_hub} | {vs_hf} | "
               f"{100 * mfu:.1f}% | {row['rss'] / 2**30:.2f} |")
+    if len(args.levers) > 1:
+        print_levers(table)
     loads = [row["load"] for _, _, row, *_ in table if row]
     if loads:
         print(f"\nload average during the timed runs: {min(loads):.1f} to {max(loads):.1f} on {os.cpu_count()} cores")
@@ -337,6 +412,22 @@ def train_main(args):
             json.dump(dict(ceilings=ceilings, results=[
                 dict(contender=list(c), shape=list(s), row=row) for c, s, row, *_ in table]), f, indent=1)
     return 0 if all(row for _, _, row, *_ in table) else 1
+
+
+def print_levers(table):
+    """Each lever's tokens/s against the shipped step's (same library, backend, policy, jit, shape)."""
+    rows = {(contender, shape): row for contender, shape, row, *_ in table}
+    print("\nLevers, one at a time (\"vs shipped\": against the same library's shipped step in this run):\n")
+    print("| lever | library | backend | policy | batch x seq | tokens/s | vs shipped | what changes |")
+    print("|---|---|---|---|---|---:|---:|---|")
+    for (worker, backend, policy, jit, lever), (batch, seq) in rows:
+        if worker == "transformers":
+            continue
+        row = rows[((worker, backend, policy, jit, lever), (batch, seq))]
+        shipped = rows.get(((worker, backend, policy, jit, "shipped"), (batch, seq)))
+        tokens = f"{row['tokens']:.1f}" if row else "failed"
+        vs = "-" if lever == "shipped" or not row or not shipped else _fmt_ratio(row["tokens"], shipped["tokens"])
+        print(f"| {lever} | {worker} | {backend} | {policy} | {batch} x {seq} | {tokens} | {vs} | {LEVERS[lever]} |")
 
 
 def passthrough(script, argv):
@@ -376,10 +467,14 @@ def main(argv=None):
                        help="keras_gpt1 trains with compile(head_chunk_size=N): no full logits (less memory)")
     train.add_argument("--rematerialize", action="store_true",
                        help="keras_gpt1 trains with GPT1Backbone(rematerialize=True): activations recomputed")
+    train.add_argument("--levers", nargs="+", choices=list(LEVERS), default=["shipped"],
+                       help="keras_gpt1 variants, each one change from the shipped step: "
+                            + "; ".join(f"{name}: {what}" for name, what in LEVERS.items()))
     # Worker-only options.
     train.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     train.add_argument("--policy", default="float32", help=argparse.SUPPRESS)
     train.add_argument("--worker-jit", default="auto", help=argparse.SUPPRESS)
+    train.add_argument("--lever", default="shipped", choices=list(LEVERS), help=argparse.SUPPRESS)
     train.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     train.add_argument("--seq", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -395,6 +490,8 @@ def main(argv=None):
         args.warmup = 1 if args.quick else 2
     if args.rounds is None:
         args.rounds = 1 if args.quick else 2
+    if len(args.levers) > 1 and "shipped" not in args.levers:
+        args.levers.insert(0, "shipped")  # what every lever is measured against
     return train_main(args)
 
 
