@@ -4,6 +4,7 @@ from keras import ops
 from keras_gpt1.models import preset_io
 from keras_gpt1.models.backbone import GPT1Backbone
 from keras_gpt1.utils.checks import CheckedInputsMixin
+from keras_gpt1.utils.jit import resolve_jit_compile
 
 
 @keras.saving.register_keras_serializable(package="keras_gpt1")
@@ -89,6 +90,7 @@ class GPT1CausalLM(CheckedInputsMixin, keras.Model):
         # from the sums `chunked_head_loss` returns. Set without Keras's attribute tracking, which
         # would list them a second time among the model's metrics.
         object.__setattr__(self, "_chunked_metrics", tuple(weighted_metrics) if head_chunk_size else ())
+        kwargs["jit_compile"] = resolve_jit_compile(self, kwargs.get("jit_compile", "auto"), kwargs.get("run_eagerly"))
         super().compile(optimizer=optimizer, loss=loss, weighted_metrics=weighted_metrics, **kwargs)
 
     def call(self, inputs, training=None, mask=None):

@@ -47,6 +47,7 @@ from keras_gpt1.models.backbone import GPT1Backbone
 from keras_gpt1.training.losses import next_token_crossentropy
 from keras_gpt1.utils.checks import CheckedInputsMixin, check_token_ids, is_concrete
 from keras_gpt1.utils.files import atomic_path, atomic_write_json, read_json, require_file
+from keras_gpt1.utils.jit import resolve_jit_compile
 
 DEFAULT_LM_WEIGHT = 0.5
 DEFAULT_CLASSIFIER_DROPOUT = 0.1
@@ -282,6 +283,7 @@ class GPT1TaskModel(CheckedInputsMixin, keras.Model):
         if isinstance(metrics, str) and metrics == "auto":
             metrics = None
             kwargs.setdefault("weighted_metrics", self._default_metrics())
+        kwargs["jit_compile"] = resolve_jit_compile(self, kwargs.get("jit_compile", "auto"), kwargs.get("run_eagerly"))
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
     def compile_from_config(self, config):

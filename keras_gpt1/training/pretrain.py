@@ -237,7 +237,8 @@ def pretrain(
         tensorboard: write TensorBoard logs to `output/logs`.
         sample_prompt, sample_length: the greedy sample printed at the end (length 0: none).
         callbacks: extra Keras callbacks for `fit`.
-        jit_compile: passed to `compile` (`"auto"`: XLA where Keras can use it).
+        jit_compile: passed to `compile` (`"auto"`: XLA on TensorFlow and JAX, also on a CPU;
+            PyTorch eager; see `keras_gpt1.utils.jit`).
         head_chunk_size: passed to `GPT1CausalLM.compile`: compute the LM head, loss and
             metrics this many tokens at a time, never holding the full logits (less memory).
         rematerialize: recompute each block's activations in the backward pass instead of
