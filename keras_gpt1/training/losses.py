@@ -31,7 +31,8 @@ def next_token_crossentropy(labels, logits):
     if keras.config.backend() == "tensorflow":
         # TensorFlow's fused sparse softmax cross-entropy kernel (which keras.ops calls there)
         # computes the loss and its gradient in one pass, with no scatter of the gathered target
-        # logit's gradient: 4-8 % faster 117M training steps than the expression below.
+        # logit's gradient: 5-8 % faster 117M training steps than the expression below without
+        # XLA (as under tf.distribute), the same speed with it.
         return ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)
     target = ops.take_along_axis(logits, labels[..., None], axis=-1)[..., 0]
     return ops.logsumexp(logits, axis=-1) - target
