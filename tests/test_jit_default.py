@@ -50,3 +50,12 @@ def test_tf_distribute_keeps_keras_choice():
         lm = GPT1CausalLM(GPT1Backbone(**TINY_CONFIG))
         lm.compile()
     assert lm.jit_compile is False
+
+
+def test_a_model_keras_cannot_compile_stays_uncompiled_without_a_warning():
+    lm = GPT1CausalLM(GPT1Backbone(**TINY_CONFIG))
+    lm.backbone.supports_jit = False  # as a layer without an XLA kernel declares itself
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Keras warns when jit_compile=True meets such a model
+        lm.compile()
+    assert lm.jit_compile is False

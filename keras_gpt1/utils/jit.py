@@ -4,7 +4,10 @@ Keras's "auto" turns XLA off for TensorFlow on a machine without accelerators. G
 step is 1.13x faster with it there (117M, 4 x 256, float32, two CPU cores; `tools/benchmark.py
 train --backends tensorflow --jit auto true`), so `GPT1CausalLM.compile` and
 `GPT1TaskModel.compile` ask for it. Everything else stays Keras's choice: other backends, an
-explicit `jit_compile`, `run_eagerly=True`, and tf.distribute (where Keras turns XLA off).
+explicit `jit_compile`, `run_eagerly=True`, tf.distribute (where Keras turns XLA off), and a
+model Keras's own `model_supports_jit` rejects (TensorFlow op determinism, a layer with
+`supports_jit=False`, TensorFlow on an Apple GPU): asking for XLA there would only make Keras warn
+and turn it off again.
 """
 
 import keras
@@ -29,4 +32,8 @@ def resolve_jit_compile(model, jit_compile="auto", run_eagerly=False):
     # Keras's own test for a strategy: one active now, or one the model was built under.
     if tf.distribute.has_strategy() or getattr(model, "_distribute_strategy", None) is not None:
         return jit_compile
-    return True
+    try:
+        from keras.src.trainers.trainer import model_supports_jit
+    except ImportError:  # moved in a later Keras: its `jit_compile` setter still checks
+        return True
+    return True if model_supports_jit(model) else jit_compile
