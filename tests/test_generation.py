@@ -398,6 +398,11 @@ def test_bad_inputs_give_clear_errors(lm):
         lm.generate([1, VOCAB], max_new_tokens=1)
     with pytest.raises(ValueError, match="Stop token id"):
         lm.generate(ok, max_new_tokens=2, stop_token_ids=[VOCAB])
+    for bad in (True, [2, 3.0], ["2"]):
+        with pytest.raises(ValueError, match="Stop token ids must be integers"):
+            lm.generate(ok, max_new_tokens=2, stop_token_ids=bad)
+    with pytest.raises(ValueError, match="`num_beams` must be an integer >= 1"):
+        lm.generate(ok, sampler="beam", num_beams=1.5)
     with pytest.raises(ValueError, match="need a tokenizer"):
         lm.generate("hello", max_new_tokens=1)
     with pytest.raises(ValueError, match="max_new_tokens"):
@@ -405,6 +410,9 @@ def test_bad_inputs_give_clear_errors(lm):
     with pytest.raises(ValueError, match="at least 2"):
         lm.score([[5]])
     assert isinstance(get_sampler("top-k", k=2), TopK) and isinstance(get_sampler(TopP(0.5)), TopP)
+    # Counts and stop ids computed with NumPy are integers too.
+    assert get_sampler("top_k", k=np.int64(2)).k == 2 and get_sampler("beam", num_beams=np.int32(2)).num_beams == 2
+    assert lm.generate(ok, max_new_tokens=2, stop_token_ids=np.array([2, 3])) == lm.generate(ok, max_new_tokens=2, stop_token_ids=[2, 3])
 
 
 # --- text in, text out (with a trained GPT1Tokenizer) ---

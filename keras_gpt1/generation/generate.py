@@ -171,11 +171,15 @@ def _check_stop_ids(stop_token_ids, vocabulary_size):
         return ()
     if isinstance(stop_token_ids, (int, np.integer)):
         stop_token_ids = (stop_token_ids,)
-    stop = tuple(int(t) for t in stop_token_ids)
-    for t in stop:
+    stop = []
+    for t in np.asarray(stop_token_ids, dtype=object).reshape(-1):
+        # A bool or a float is a mistake, not a token id (True would silently mean token 1).
+        if isinstance(t, (bool, np.bool_)) or not isinstance(t, (int, np.integer)):
+            raise ValueError(f"Stop token ids must be integers; got {t!r}.")
         if not 0 <= t < vocabulary_size:
             raise ValueError(f"Stop token id {t} is outside the vocabulary [0, {vocabulary_size}).")
-    return stop
+        stop.append(int(t))
+    return tuple(stop)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ lm.generate([5, 6, 7], max_new_tokens=10, sampler=sampler, seed=1)
 """
 
 import math
+import numbers
 
 from keras import ops
 
@@ -31,6 +32,13 @@ def _gumbel(uniform):
     # Clip away 0 and 1: log(0) would give inf and a NaN argmax.
     u = ops.clip(uniform, 1e-10, 1.0 - 1e-7)
     return -ops.log(-ops.log(u))
+
+
+def _check_count(name, value):
+    """An integer >= 1 (a NumPy integer too; a bool is not a count)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"`{name}` must be an integer >= 1; got {value!r}.")
+    return int(value)
 
 
 def _check_temperature(temperature):
@@ -107,9 +115,7 @@ class TopK(Sampler):
     name = "top_k"
 
     def __init__(self, k=5, temperature=1.0):
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"`k` must be an integer >= 1; got {k!r}.")
-        self.k = k
+        self.k = _check_count("k", k)
         self.temperature = _check_temperature(temperature)
 
     def choose(self, logits, uniform):
@@ -167,9 +173,7 @@ class Beam(Sampler):
     name = "beam"
 
     def __init__(self, num_beams=4):
-        if isinstance(num_beams, bool) or not isinstance(num_beams, int) or num_beams < 1:
-            raise ValueError(f"`num_beams` must be an integer >= 1; got {num_beams!r}.")
-        self.num_beams = num_beams
+        self.num_beams = _check_count("num_beams", num_beams)
 
     def choose(self, logits, uniform=None):
         raise TypeError("Beam search is run by the decode loop, not token by token.")
