@@ -265,6 +265,35 @@ def test_score_matches_full_forward_log_softmax(lm):
     np.testing.assert_allclose(single["log_likelihood"], results[0]["log_likelihood"], atol=1e-4)
 
 
+def test_score_with_stride_scores_every_token_once_with_its_window(lm):
+    """A text longer than the context, in windows: token p (p >= 1) is scored from the first
+    window reaching past it, window k holding tokens k*stride .. k*stride + context - 1; each
+    expected value comes from a full forward pass over that window alone."""
+    context = lm.backbone.max_sequence_length
+    text = np.random.default_rng(3).integers(0, VOCAB, size=2 * context + 22).tolist()
+    short = [5, 6, 7, 8]
+    for stride in (1, 10, context - 1):
+        result, short_result = lm.score([text, short], stride=stride, batch_size=4)
+        expected = []
+        for p in range(1, len(text)):
+            begin = max(0, (p - context) // stride + 1) * stride
+            window = text[begin : begin + context]
+            logits = _full_logits(lm, [window])[0]
+            log_probs = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
+            expected.append(log_probs[p - begin - 1, text[p]])
+            assert p - begin >= min(p, context - stride)  # the context the stride promises
+        assert result["num_scored_tokens"] == len(text) - 1
+        np.testing.assert_allclose(result["token_log_likelihoods"], expected, atol=1e-4)
+        np.testing.assert_allclose(result["log_likelihood"], np.sum(expected, dtype="float64"), atol=1e-3)
+        # A text that fits is scored as without a stride.
+        np.testing.assert_allclose(short_result["token_log_likelihoods"], lm.score(short)["token_log_likelihoods"], atol=1e-5)
+    with pytest.raises(ValueError, match="Pass `stride=`"):
+        lm.score(text)
+    for bad in (0, context, 2.5, True):
+        with pytest.raises(ValueError, match=r"`stride` must be an integer in \[1, "):
+            lm.score(text, stride=bad)
+
+
 # --- int8 and bfloat16 inference ---
 
 
@@ -448,6 +477,26 @@ def test_text_prompts_return_text(text_lm):
     assert scored[0]["token_ids"] == np.asarray(tokenizer("the cat sat on the mat .")).tolist()
     assert np.isfinite(scored[1]["perplexity"])
     assert isinstance(text_lm.score("the cat sat"), dict)
+
+
+def test_cli_scores_a_whole_file_in_windows(text_lm, tmp_path):
+    preset = str(tmp_path / "preset")
+    text_lm.save_to_preset(preset)
+    path = tmp_path / "essay.txt"
+    path.write_text("\n".join(CORPUS[:12]) + "\n", encoding="utf-8")
+    document = path.read_text(encoding="utf-8").strip()
+    assert len(np.asarray(text_lm.tokenizer(document))) > text_lm.backbone.max_sequence_length
+    code, out, _ = _cli(["score", "--model", preset, "--file", str(path), "--whole-file", "--stride", "16", "--json"])
+    assert code == 0
+    import json
+
+    record = json.loads(out)
+    np.testing.assert_allclose(record["log_likelihood"], text_lm.score(document, stride=16)["log_likelihood"], rtol=1e-5)
+    # One record per line without --whole-file; a file too long for the context without --stride.
+    code, out, _ = _cli(["score", "--model", preset, "--file", str(path), "--json"])
+    assert code == 0 and len(out.splitlines()) == 12
+    code, _, err = _cli(["score", "--model", preset, "--file", str(path), "--whole-file"])
+    assert code != 0 and "stride" in err
 
 
 # --- CLI ---

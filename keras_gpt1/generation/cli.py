@@ -13,6 +13,11 @@ implies random sampling; beam search with --sampler beam --num-beams N (not stre
 
 SCORE_DESCRIPTION = """\
 Score text: per-token log-likelihood (nats) and perplexity under a preset (one forward pass).
+
+A text longer than the model's context (512 tokens) needs --stride: it is then scored in
+overlapping windows of the context's length, starting --stride tokens apart.
+
+  keras-gpt1 score --model DIR --file essay.txt --whole-file --stride 256
 """
 
 
@@ -56,10 +61,14 @@ def add_parser(subparsers):
     source = score.add_mutually_exclusive_group(required=True)
     source.add_argument("--text", action="append", metavar="TEXT", help="text to score (repeatable)")
     source.add_argument("--file", metavar="FILE", help="text file: one text per non-empty line")
+    score.add_argument("--whole-file", action="store_true", help="with --file: score the whole file as one text")
     source.add_argument("--ids", action="append", metavar="IDS", help="token ids to score (repeatable)")
     score.add_argument("--per-token", action="store_true", help="also print each token's log-likelihood")
     score.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
-    score.add_argument("--batch-size", type=int, default=8, help="texts per forward pass (8)")
+    score.add_argument("--batch-size", type=int, default=8, help="texts (windows) per forward pass (8)")
+    score.add_argument(
+        "--stride", type=int, default=None, help="score texts longer than the context in windows this many tokens apart"
+    )
     score.set_defaults(func=run_score)
 
 
@@ -183,6 +192,8 @@ def run_generate(args):
 def run_score(args):
     from keras_gpt1.generation.score import score
 
+    if args.whole_file and not args.file:
+        raise ValueError("--whole-file needs --file.")
     lm = _load(args)
     if args.ids:
         inputs = [_parse_ids(text, "--ids") for text in args.ids]
@@ -192,13 +203,14 @@ def run_score(args):
             from keras_gpt1.utils.files import require_file
 
             with open(require_file(args.file, "text file"), encoding="utf-8") as f:
-                inputs = [line.strip() for line in f if line.strip()]
+                texts = [f.read()] if args.whole_file else f
+                inputs = [text.strip() for text in texts if text.strip()]
             if not inputs:
-                raise ValueError(f"{args.file!r} has no non-empty lines to score.")
+                raise ValueError(f"{args.file!r} has no text to score (it is empty or all whitespace).")
         else:
             inputs = list(args.text)
         labels = inputs
-    results = score(lm, inputs, batch_size=args.batch_size)
+    results = score(lm, inputs, batch_size=args.batch_size, stride=args.stride)
     total_ll = sum(r["log_likelihood"] for r in results)
     total_n = sum(r["num_scored_tokens"] for r in results)
     for label, r in zip(labels, results):

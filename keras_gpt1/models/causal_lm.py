@@ -167,9 +167,10 @@ class GPT1CausalLM(CheckedInputsMixin, keras.Model):
             self, inputs, max_new_tokens, sampler, stop_token_ids, seed, streamer, **sampler_args
         )
 
-    def score(self, inputs, batch_size=8):
+    def score(self, inputs, batch_size=8, stride=None):
         """Per-token log-likelihoods and perplexity of given text or ids (one forward pass per
-        batch); see `keras_gpt1.generation.score`.
+        batch); `stride` scores texts longer than the context in overlapping windows. See
+        `keras_gpt1.generation.score`.
 
         Example:
         ```python
@@ -178,7 +179,7 @@ class GPT1CausalLM(CheckedInputsMixin, keras.Model):
         """
         from keras_gpt1.generation import score
 
-        return score(self, inputs, batch_size=batch_size)
+        return score(self, inputs, batch_size=batch_size, stride=stride)
 
     def get_config(self):
         return {
