@@ -74,6 +74,7 @@ import tensorflow as tf
 
 from keras_gpt1 import presets
 from keras_gpt1.export import DEFAULT_MAX_NEW_TOKENS
+from keras_gpt1.utils.checks import check_integer
 
 _STRINGS = tf.TensorSpec([None], tf.string)
 _TRACE_LOCK = threading.Lock()
@@ -247,12 +248,6 @@ def _tf_variable(variable):
     # `saved_model_cli run`) restore by name. Tracking the wrappers saved a second, unused copy.
     value = getattr(variable, "value", variable)
     return value if isinstance(value, tf.Variable) else variable
-
-
-def _check_length(name, value, low, high):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
-        raise ValueError(f"`{name}` must be an integer in [{low}, {high}]; got {value!r}.")
-    return int(value)
 
 
 # === Causal LM signatures ===
@@ -485,13 +480,13 @@ def build_serving_module(
     tokenizer = _untruncated_tokenizer(getattr(model, "tokenizer", None), model)
     context = model.backbone.max_sequence_length
     if isinstance(model, GPT1CausalLM):
-        limit = _check_length("max_length", context if max_length is None else max_length, 2, context)
-        new = _check_length("default_max_new_tokens", default_max_new_tokens, 1, 1 << 30)
+        limit = check_integer("max_length", context if max_length is None else max_length, 2, context)
+        new = check_integer("default_max_new_tokens", default_max_new_tokens, 1, 1 << 30)
         functions = _causal_lm_functions(model, tokenizer, limit, min(new, limit - 1))
     else:
         task = _task_name(model, task)
         minimum = 5 if task != "classification" else 3  # special tokens + one token per segment
-        limit = _check_length("max_length", context if max_length is None else max_length, minimum, context)
+        limit = check_integer("max_length", context if max_length is None else max_length, minimum, context)
         functions = _task_functions(model, tokenizer, task, limit, label_names)
 
     module = tf.Module(name="gpt1_serving")
@@ -526,7 +521,7 @@ def export_in_process(model, output_dir, version=1, max_length=None, default_max
     """
     from keras_gpt1.models import GPT1CausalLM
 
-    version = _check_length("version", version, 1, 2**63 - 1)
+    version = check_integer("version", version, 1, 2**63 - 1)
     output_dir = os.path.abspath(os.fspath(output_dir))
     target = os.path.join(output_dir, str(version))
     if os.path.exists(target) and not overwrite:

@@ -20,9 +20,10 @@ lm.generate([5, 6, 7], max_new_tokens=10, sampler=sampler, seed=1)
 """
 
 import math
-import numbers
 
 from keras import ops
+
+from keras_gpt1.utils.checks import check_integer
 
 # Logit given to excluded tokens. Finite, so that softmax/log-softmax never see inf - inf.
 MASKED_LOGIT = -1e9
@@ -32,13 +33,6 @@ def _gumbel(uniform):
     # Clip away 0 and 1: log(0) would give inf and a NaN argmax.
     u = ops.clip(uniform, 1e-10, 1.0 - 1e-7)
     return -ops.log(-ops.log(u))
-
-
-def _check_count(name, value):
-    """An integer >= 1 (a NumPy integer too; a bool is not a count)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"`{name}` must be an integer >= 1; got {value!r}.")
-    return int(value)
 
 
 def _check_temperature(temperature):
@@ -115,7 +109,7 @@ class TopK(Sampler):
     name = "top_k"
 
     def __init__(self, k=5, temperature=1.0):
-        self.k = _check_count("k", k)
+        self.k = check_integer("k", k, 1)
         self.temperature = _check_temperature(temperature)
 
     def choose(self, logits, uniform):
@@ -173,7 +167,7 @@ class Beam(Sampler):
     name = "beam"
 
     def __init__(self, num_beams=4):
-        self.num_beams = _check_count("num_beams", num_beams)
+        self.num_beams = check_integer("num_beams", num_beams, 1)
 
     def choose(self, logits, uniform=None):
         raise TypeError("Beam search is run by the decode loop, not token by token.")

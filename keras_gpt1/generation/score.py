@@ -23,6 +23,7 @@ import numpy as np
 from keras import ops
 
 from keras_gpt1.generation.generate import LENGTH_BUCKET, _compile, _round_up, normalize_prompts
+from keras_gpt1.utils.checks import check_integer
 
 
 def _token_log_likelihoods(lm, token_ids, padding_mask):
@@ -75,12 +76,8 @@ def score(lm, inputs, batch_size=8, stride=None):
     sequences, form = normalize_prompts(inputs, getattr(lm, "tokenizer", None))
     backbone = lm.backbone
     context = backbone.max_sequence_length
-    if stride is not None and (
-        isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or not 1 <= stride < context
-    ):
-        raise ValueError(
-            f"`stride` must be an integer in [1, {context - 1}] (the context is {context}); got {stride!r}."
-        )
+    if stride is not None:
+        stride = check_integer("stride", stride, 1, context - 1)
     for i, ids in enumerate(sequences):
         if ids.size < 2:
             raise ValueError(

@@ -9,6 +9,23 @@ import keras
 import numpy as np
 
 
+def check_integer(name, value, low, high=None):
+    """`value` as an `int` if it is an integer (a NumPy one too; a bool is not) in `[low, high]`
+    (`high=None`: no upper bound), else a ValueError that names `name` and the bounds.
+
+    Example:
+    ```python
+    check_integer("k", np.int64(5), 1)          # 5
+    check_integer("stride", 512, 1, 511)        # ValueError: `stride` must be an integer in [1, 511]
+    ```
+    """
+    is_integer = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if not is_integer or value < low or (high is not None and value > high):
+        bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"`{name}` must be an integer {bounds}; got {value!r}.")
+    return int(value)
+
+
 def is_concrete(x):
     """True if `x` holds real values we can inspect now (not a tracer or symbolic tensor)."""
     if isinstance(x, (np.ndarray, np.generic, int, list, tuple)):
