@@ -436,6 +436,10 @@ def test_bad_inputs_give_clear_errors(lm):
         lm.generate("hello", max_new_tokens=1)
     with pytest.raises(ValueError, match="max_new_tokens"):
         lm.generate(ok, max_new_tokens=2.5)
+    # The seed enters the decode loop as an int32: beyond it, an error rather than an OverflowError.
+    for bad in (2**31, 1.0):
+        with pytest.raises(ValueError, match=r"`seed` must be an integer in \[-2147483648, 2147483647\]"):
+            lm.generate(ok, max_new_tokens=1, sampler="random", seed=bad)
     with pytest.raises(ValueError, match="at least 2"):
         lm.score([[5]])
     assert isinstance(get_sampler("top-k", k=2), TopK) and isinstance(get_sampler(TopP(0.5)), TopP)

@@ -42,6 +42,7 @@ import numpy as np
 from keras import ops
 
 from keras_gpt1.generation.samplers import MASKED_LOGIT, Beam, get_sampler
+from keras_gpt1.utils.checks import check_integer
 
 # Bucket sizes: total length (cache length) and prefill length are rounded up to these, so the
 # number of distinct compiled shapes stays small.
@@ -136,10 +137,7 @@ def normalize_prompts(inputs, tokenizer=None):
 
 
 def _check_prompts(prompts, vocabulary_size, context, max_new_tokens):
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)):
-        raise ValueError(f"`max_new_tokens` must be a positive integer; got {max_new_tokens!r}.")
-    if max_new_tokens <= 0:
-        raise ValueError(f"`max_new_tokens` must be >= 1; got {max_new_tokens}.")
+    check_integer("max_new_tokens", max_new_tokens, 1)
     for i, ids in enumerate(prompts):
         if ids.size == 0:
             raise ValueError(
@@ -820,8 +818,8 @@ def generate_ids(
         raise ValueError("Beam search does not stream or return logits (its hypotheses reorder).")
     if seed is None:
         seed = int(np.random.randint(0, 2**31 - 1))
-    elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"`seed` must be an integer; got {seed!r}.")
+    else:
+        seed = check_integer("seed", seed, -(2**31), 2**31 - 1)  # it enters the loop as an int32
 
     batch = len(prompts)
     lengths = np.array([p.size for p in prompts], dtype="int32")

@@ -71,8 +71,7 @@ def score(lm, inputs, batch_size=8, stride=None):
     lm.score(long_document, stride=256)["perplexity"]   # windows of 512 tokens, 256 apart
     ```
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be a positive integer; got {batch_size!r}.")
+    batch_size = check_integer("batch_size", batch_size, 1)
     sequences, form = normalize_prompts(inputs, getattr(lm, "tokenizer", None))
     backbone = lm.backbone
     context = backbone.max_sequence_length

@@ -3,7 +3,7 @@ from keras import ops
 
 from keras_gpt1.models import preset_io
 from keras_gpt1.models.backbone import GPT1Backbone
-from keras_gpt1.utils.checks import CheckedInputsMixin
+from keras_gpt1.utils.checks import CheckedInputsMixin, check_integer
 from keras_gpt1.utils.jit import resolve_jit_compile
 
 
@@ -70,8 +70,7 @@ class GPT1CausalLM(CheckedInputsMixin, keras.Model):
         from keras_gpt1 import training  # keras-only; imported here to keep model imports light
 
         if head_chunk_size is not None:
-            if isinstance(head_chunk_size, bool) or not isinstance(head_chunk_size, int) or head_chunk_size < 1:
-                raise ValueError(f"`head_chunk_size` must be a positive integer; got {head_chunk_size!r}.")
+            head_chunk_size = check_integer("head_chunk_size", head_chunk_size, 1)
             if not (isinstance(loss, str) and loss == "auto"):
                 raise ValueError("`head_chunk_size` computes the default next-token loss itself; leave `loss='auto'`.")
             if not (isinstance(weighted_metrics, str) and weighted_metrics == "auto"):

@@ -19,6 +19,7 @@ import os
 
 from keras_gpt1.tasks import data as task_data
 from keras_gpt1.tasks.metrics import task_metrics
+from keras_gpt1.utils.checks import check_integer
 from keras_gpt1.utils.files import atomic_write_json, ensure_writable_dir, read_json
 
 FINETUNE_FILE = "finetune.json"
@@ -65,18 +66,14 @@ def _model_class(task):
     }[task]
 
 
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer; got {value!r}.")
-    return value
-
-
 def _check_batch_size(batch_size):
-    """Positive, and (under a `keras.distribution`) a multiple of the data-parallel devices."""
-    _positive_int("batch_size", batch_size)
+    """`batch_size` as an int: positive, and (under a `keras.distribution`) a multiple of the
+    data-parallel devices."""
+    batch_size = check_integer("batch_size", batch_size, 1)
     from keras_gpt1.data import lm_dataset
 
     lm_dataset.check_data_parallel_batch(batch_size)
+    return batch_size
 
 
 def _load_tokenizer(preset, tokenizer):
@@ -154,8 +151,8 @@ def finetune(
     from keras_gpt1.training.schedules import WarmupLinear
 
     task_data.check_task(task)
-    _check_batch_size(batch_size)
-    _positive_int("epochs", epochs)
+    batch_size = _check_batch_size(batch_size)
+    epochs = check_integer("epochs", epochs, 1)
     if output is not None:
         ensure_writable_dir(output)
     if seed is not None:
@@ -179,7 +176,7 @@ def finetune(
     context = int(backbone_config["max_sequence_length"])
     if sequence_length is None:
         sequence_length = min(packed_length(task, tokenizer, train_data.texts), context)
-    elif _positive_int("sequence_length", sequence_length) > context:
+    elif check_integer("sequence_length", sequence_length, 1) > context:
         raise ValueError(
             f"`sequence_length` {sequence_length} is longer than the model's context of "
             f"{context} positions."
@@ -260,7 +257,7 @@ def evaluate(model_dir, data, columns=None, batch_size=RECIPE["batch_size"]):
     from keras_gpt1.tasks.models import GPT1TaskModel
     from keras_gpt1.tasks.packers import packer_for_task
 
-    _check_batch_size(batch_size)
+    batch_size = _check_batch_size(batch_size)
     info_path = os.path.join(os.fspath(model_dir), FINETUNE_FILE)
     if not os.path.isdir(model_dir):
         raise FileNotFoundError(f"Model directory {os.fspath(model_dir)!r} does not exist.")

@@ -45,7 +45,7 @@ from keras_gpt1.layers.embedding import gpt1_initializer
 from keras_gpt1.models import preset_io
 from keras_gpt1.models.backbone import GPT1Backbone
 from keras_gpt1.training.losses import next_token_crossentropy
-from keras_gpt1.utils.checks import CheckedInputsMixin, check_token_ids, is_concrete
+from keras_gpt1.utils.checks import CheckedInputsMixin, check_integer, check_token_ids, is_concrete
 from keras_gpt1.utils.files import atomic_path, atomic_write_json, read_json, require_file
 from keras_gpt1.utils.jit import resolve_jit_compile
 
@@ -503,9 +503,7 @@ class GPT1Classifier(GPT1TaskModel):
     """
 
     def __init__(self, backbone, num_classes, dropout=DEFAULT_CLASSIFIER_DROPOUT, lm_weight=DEFAULT_LM_WEIGHT, tokenizer=None, **kwargs):
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"`num_classes` must be an integer >= 2; got {num_classes!r}.")
-        self.num_classes = num_classes
+        self.num_classes = check_integer("num_classes", num_classes, 2)
         super().__init__(backbone, dropout=dropout, lm_weight=lm_weight, tokenizer=tokenizer, **kwargs)
 
     def _num_outputs(self):
@@ -542,10 +540,8 @@ class GPT1Similarity(GPT1TaskModel):
     _input_layout = "[batch, 2 orders, length]"
 
     def __init__(self, backbone, num_classes=None, dropout=DEFAULT_CLASSIFIER_DROPOUT, lm_weight=DEFAULT_LM_WEIGHT, tokenizer=None, **kwargs):
-        if num_classes is not None and (
-            isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2
-        ):
-            raise ValueError(f"`num_classes` must be None (regression) or an integer >= 2; got {num_classes!r}.")
+        if num_classes is not None:  # None: regression
+            num_classes = check_integer("num_classes", num_classes, 2)
         self.num_classes = num_classes
         super().__init__(backbone, dropout=dropout, lm_weight=lm_weight, tokenizer=tokenizer, **kwargs)
 

@@ -30,6 +30,8 @@ Outputs are TensorFlow tensors on every backend (Keras converts them when they a
 import keras
 import tensorflow as tf
 
+from keras_gpt1.utils.checks import check_integer
+
 SPECIAL_TOKEN_NAMES = ("start_token_id", "delimiter_token_id", "classify_token_id")
 
 
@@ -67,8 +69,7 @@ class _TaskPacker(keras.layers.Layer):
                 "Give the packer a tokenizer without `sequence_length` (it must see whole "
                 "segments to trim them evenly); set the length on the packer instead."
             )
-        if isinstance(sequence_length, bool) or not isinstance(sequence_length, int):
-            raise ValueError(f"`sequence_length` must be an integer; got {sequence_length!r}.")
+        sequence_length = check_integer("sequence_length", sequence_length)
         # s + one delimiter between segments + e, and at least one token per segment.
         minimum = 2 * self.num_segments + 1
         if sequence_length < minimum:

@@ -55,6 +55,7 @@ from keras_gpt1.tokenizers.vocab_files import (
     read_vocabulary_json,
     write_hf_vocabulary,
 )
+from keras_gpt1.utils.checks import check_integer
 from keras_gpt1.utils.files import atomic_write_json, read_json, require_file
 
 # The original fine-tuning code's extra tokens, appended after the base vocabulary in this order.
@@ -591,12 +592,8 @@ class GPT1Tokenizer(*_LAYER_BASES):
         self._convert_input_args = False  # keep TensorFlow string tensors as they are
         self._allow_non_tensor_positional_args = True  # accept Python strings
         self.built = True
-        if sequence_length is not None and (
-            isinstance(sequence_length, bool) or not isinstance(sequence_length, int) or sequence_length < 1
-        ):
-            raise ValueError(
-                f"`sequence_length` must be a positive integer or None; got {sequence_length!r}."
-            )
+        if sequence_length is not None:  # None: no padding or truncation
+            sequence_length = check_integer("sequence_length", sequence_length, 1)
         self.sequence_length = sequence_length
         self.standardize = _rust.check_standardize(standardize)
         self.add_special_tokens = bool(add_special_tokens)

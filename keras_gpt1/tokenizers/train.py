@@ -18,6 +18,7 @@ from tokenizers import trainers
 
 from keras_gpt1.tokenizers import _rust
 from keras_gpt1.tokenizers.vocab_files import END_OF_WORD, UNK_TOKEN, write_hf_vocabulary
+from keras_gpt1.utils.checks import check_integer
 from keras_gpt1.utils.files import ensure_writable_dir, require_file
 
 DEFAULT_MERGES = 40000
@@ -63,9 +64,10 @@ def train_bpe(
     if num_merges is not None and vocabulary_size is not None:
         raise ValueError("Give `num_merges` or `vocabulary_size`, not both.")
     _rust.check_standardize(standardize)
-    for name, value in (("num_merges", num_merges), ("vocabulary_size", vocabulary_size)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-            raise ValueError(f"`{name}` must be a non-negative integer; got {value!r}.")
+    if num_merges is not None:
+        num_merges = check_integer("num_merges", num_merges, 0)
+    if vocabulary_size is not None:
+        vocabulary_size = check_integer("vocabulary_size", vocabulary_size, 0)
     for path in files:
         _check_utf8(path)
     if output_dir is not None:

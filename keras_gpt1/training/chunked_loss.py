@@ -18,6 +18,7 @@ import keras
 from keras import ops
 
 from keras_gpt1.layers.lean import upstream_gradient
+from keras_gpt1.utils.checks import check_integer
 
 
 def _totals(hidden, embeddings, labels, weights, chunk_size):
@@ -119,8 +120,7 @@ def chunked_head_loss(hidden, embeddings, labels, sample_weight=None, chunk_size
     loss, *_ = chunked_head_loss(hidden, table, labels, chunk_size=4)
     ```
     """
-    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
-        raise ValueError(f"`chunk_size` must be a positive integer; got {chunk_size!r}.")
+    chunk_size = check_integer("chunk_size", chunk_size, 1)
     width = ops.shape(hidden)[-1]
     hidden = ops.reshape(hidden, (-1, width))
     labels = ops.reshape(ops.cast(labels, "int32"), (-1,))

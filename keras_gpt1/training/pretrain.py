@@ -49,6 +49,7 @@ from keras_gpt1.training.callbacks import (
 )
 from keras_gpt1.training.optimizers import PRETRAINING_LEARNING_RATE, create_optimizer
 from keras_gpt1.training.schedules import WarmupCosine
+from keras_gpt1.utils.checks import check_integer
 from keras_gpt1.utils.files import atomic_write_json, ensure_writable_dir
 
 DEFAULT_OUTPUT = os.path.join("outputs", "gpt1-demo")
@@ -93,14 +94,6 @@ class PretrainResult:
 def _log(verbose, message):
     if verbose:
         print(message, flush=True)
-
-
-def _positive_int(name, value, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer; got {value!r}.")
-    return value
 
 
 def _model_config(preset, overrides):
@@ -257,14 +250,17 @@ def pretrain(
     ```
     """
     # --- 1. arguments, output, model size, corpus: fail before any work ---
-    _positive_int("batch_size", batch_size)
-    accumulation = _positive_int("gradient_accumulation_steps", gradient_accumulation_steps)
-    _positive_int("steps", steps, allow_none=True)
-    _positive_int("sequence_length", sequence_length, allow_none=True)
-    _positive_int("eval_interval", eval_interval, allow_none=True)
-    if warmup_steps is not None and (isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0):
-        raise ValueError(f"`warmup_steps` must be a non-negative integer; got {warmup_steps!r}.")
-    _positive_int("vocabulary_size", vocabulary_size)
+    batch_size = check_integer("batch_size", batch_size, 1)
+    accumulation = check_integer("gradient_accumulation_steps", gradient_accumulation_steps, 1)
+    vocabulary_size = check_integer("vocabulary_size", vocabulary_size, 1)
+    if steps is not None:
+        steps = check_integer("steps", steps, 1)
+    if sequence_length is not None:
+        sequence_length = check_integer("sequence_length", sequence_length, 1)
+    if eval_interval is not None:
+        eval_interval = check_integer("eval_interval", eval_interval, 1)
+    if warmup_steps is not None:
+        warmup_steps = check_integer("warmup_steps", warmup_steps, 0)
     if steps is not None and epochs is not None:
         raise ValueError("Give either `steps` or `epochs`, not both.")
     if epochs is not None and not epochs > 0:
@@ -289,7 +285,7 @@ def pretrain(
         if key not in allowed:
             raise ValueError(f"Unknown architecture setting {key!r}; expected some of {sorted(allowed)}.")
         if value is not None:
-            overrides[key] = _positive_int(key, value)
+            overrides[key] = check_integer(key, value, 1)
     if overrides and os.path.isdir(os.fspath(preset)):
         raise ValueError(
             f"Cannot change the architecture ({', '.join(sorted(overrides))}) of preset directory "

@@ -9,20 +9,30 @@ import keras
 import numpy as np
 
 
-def check_integer(name, value, low, high=None):
+def check_integer(name, value, low=None, high=None):
     """`value` as an `int` if it is an integer (a NumPy one too; a bool is not) in `[low, high]`
-    (`high=None`: no upper bound), else a ValueError that names `name` and the bounds.
+    (a bound of None: none on that side), else a ValueError that names `name` and the bounds.
 
     Example:
     ```python
     check_integer("k", np.int64(5), 1)          # 5
     check_integer("stride", 512, 1, 511)        # ValueError: `stride` must be an integer in [1, 511]
+    check_integer("seed", True)                 # ValueError: `seed` must be an integer
     ```
     """
     is_integer = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-    if not is_integer or value < low or (high is not None and value > high):
-        bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"`{name}` must be an integer {bounds}; got {value!r}.")
+    too_low = is_integer and low is not None and value < low
+    too_high = is_integer and high is not None and value > high
+    if not is_integer or too_low or too_high:
+        if low is not None and high is not None:
+            bounds = f" in [{low}, {high}]"
+        elif low is not None:
+            bounds = f" >= {low}"
+        elif high is not None:
+            bounds = f" <= {high}"
+        else:
+            bounds = ""
+        raise ValueError(f"`{name}` must be an integer{bounds}; got {value!r}.")
     return int(value)
 
 
