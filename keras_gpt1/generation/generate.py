@@ -42,7 +42,7 @@ import numpy as np
 from keras import ops
 
 from keras_gpt1.generation.samplers import MASKED_LOGIT, Beam, get_sampler
-from keras_gpt1.utils.checks import check_integer
+from keras_gpt1.utils.checks import check_integer, is_integer
 
 # Bucket sizes: total length (cache length) and prefill length are rounded up to these, so the
 # number of distinct compiled shapes stays small.
@@ -122,7 +122,7 @@ def normalize_prompts(inputs, tokenizer=None):
             raise ValueError("No prompts given (an empty list).")
         if all(isinstance(x, str) for x in inputs):
             return _tokenize(tokenizer, inputs), "texts"
-        if all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in inputs):
+        if all(is_integer(x) for x in inputs):
             return [_as_id_list(inputs, "the prompt")], "ids"
         if all(isinstance(x, (list, tuple, np.ndarray)) for x in inputs):
             return [_as_id_list(x, f"prompt {i}") for i, x in enumerate(inputs)], "ids_batch"
@@ -172,7 +172,7 @@ def _check_stop_ids(stop_token_ids, vocabulary_size):
     stop = []
     for t in np.asarray(stop_token_ids, dtype=object).reshape(-1):
         # A bool or a float is a mistake, not a token id (True would silently mean token 1).
-        if isinstance(t, (bool, np.bool_)) or not isinstance(t, (int, np.integer)):
+        if not is_integer(t):
             raise ValueError(f"Stop token ids must be integers; got {t!r}.")
         if not 0 <= t < vocabulary_size:
             raise ValueError(f"Stop token id {t} is outside the vocabulary [0, {vocabulary_size}).")

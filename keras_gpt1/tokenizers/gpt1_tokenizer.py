@@ -55,7 +55,7 @@ from keras_gpt1.tokenizers.vocab_files import (
     read_vocabulary_json,
     write_hf_vocabulary,
 )
-from keras_gpt1.utils.checks import check_integer
+from keras_gpt1.utils.checks import check_integer, is_integer
 from keras_gpt1.utils.files import atomic_write_json, read_json, require_file
 
 # The original fine-tuning code's extra tokens, appended after the base vocabulary in this order.
@@ -672,7 +672,7 @@ class GPT1Tokenizer(*_LAYER_BASES):
         return list(self._vocab.merges)
 
     def id_to_token(self, id):
-        if isinstance(id, bool) or not isinstance(id, (int, np.integer)) or not 0 <= id < len(self._vocab.full):
+        if not is_integer(id) or not 0 <= id < len(self._vocab.full):
             raise ValueError(f"Token id {id!r} is outside the vocabulary [0, {self.vocabulary_size}).")
         return self._vocab.id_to_token[int(id)]
 

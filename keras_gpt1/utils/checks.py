@@ -9,6 +9,11 @@ import keras
 import numpy as np
 
 
+def is_integer(value):
+    """True for a Python or NumPy integer; False for a bool (which Python counts as an int)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def check_integer(name, value, low=None, high=None):
     """`value` as an `int` if it is an integer (a NumPy one too; a bool is not) in `[low, high]`
     (a bound of None: none on that side), else a ValueError that names `name` and the bounds.
@@ -20,10 +25,10 @@ def check_integer(name, value, low=None, high=None):
     check_integer("seed", True)                 # ValueError: `seed` must be an integer
     ```
     """
-    is_integer = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-    too_low = is_integer and low is not None and value < low
-    too_high = is_integer and high is not None and value > high
-    if not is_integer or too_low or too_high:
+    integer = is_integer(value)
+    too_low = integer and low is not None and value < low
+    too_high = integer and high is not None and value > high
+    if not integer or too_low or too_high:
         if low is not None and high is not None:
             bounds = f" in [{low}, {high}]"
         elif low is not None:
