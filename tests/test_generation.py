@@ -247,6 +247,36 @@ def test_stop_tokens_end_each_row_independently(lm, greedy_run):
     ]
 
 
+@pytest.mark.skipif(BACKEND != "torch", reason="the host-side step loop runs on PyTorch")
+def test_gpu_loop_reads_done_every_few_steps_with_the_same_output(lm, greedy_run, monkeypatch):
+    """On a GPU the PyTorch loop reads `done` back every 8 steps, not every step, so it runs a
+    few steps after every row has stopped. Forced on here: more steps, the same output."""
+    import importlib
+
+    generate_module = importlib.import_module("keras_gpt1.generation.generate")  # not the function
+
+    # Every row stops on its first new token; the longest prompt gets there last.
+    stop = [int(ids[p]) for ids, p in zip(greedy_run["token_ids"], PROMPT_LENGTHS)]
+    steps = []
+    body = generate_module._Loop.body
+
+    def counted(self, state):
+        steps.append(1)
+        return body(self, state)
+
+    monkeypatch.setattr(generate_module._Loop, "body", counted)
+    expected = generate_ids(lm, _prompts(), max_new_tokens=NEW_TOKENS, stop_token_ids=stop)
+    every_step = len(steps)
+    steps.clear()
+    monkeypatch.setattr(generate_module, "_on_gpu", lambda tensor: True)
+    out = generate_ids(lm, _prompts(), max_new_tokens=NEW_TOKENS, stop_token_ids=stop)
+    assert len(steps) > every_step
+    assert set(out) == set(expected)
+    for key in out:
+        np.testing.assert_array_equal(out[key], expected[key])
+    assert (out["lengths"] == np.array(PROMPT_LENGTHS) + 1).all()
+
+
 # --- scoring ---
 
 

@@ -567,6 +567,13 @@ def _column(tokens, j):
     return ops.slice(tokens, (0, j), (ops.shape(tokens)[0], 1))[:, 0]
 
 
+def _filled_like(x, value):
+    """`x`'s shape and dtype, every element `value` (a Python or traced scalar), made on `x`'s
+    device. Not `full_like` or `where(c, value, x)`: on PyTorch those copy the scalar from the
+    host, and before such a copy PyTorch waits for every kernel queued on the GPU."""
+    return ops.zeros_like(x) + value
+
+
 def _is_stop(token_ids, stop_ids):
     if stop_ids is None:
         return ops.zeros(ops.shape(token_ids), "bool")
@@ -641,10 +648,10 @@ class _Loop:
         sampled = self.sampler.choose(logits, noise)
         in_prompt = j < lengths
         token = ops.where(in_prompt, _column(tokens, j), sampled)
-        token = ops.where(done, PAD_TOKEN_ID, token)
+        token = ops.where(done, _filled_like(token, PAD_TOKEN_ID), token)
         new = dict(state)
         new["tokens"] = ops.slice_update(tokens, (0, j), ops.cast(token, tokens.dtype)[:, None])
-        new["out_len"] = ops.where(done, state["out_len"], j + 1)
+        new["out_len"] = ops.where(done, state["out_len"], _filled_like(state["out_len"], j + 1))
         stop = ops.logical_or(_is_stop(token, state.get("stop_ids")), j >= state["ends"] - 1)
         new["done"] = ops.logical_or(done, ops.logical_and(ops.logical_not(in_prompt), stop))
         new["index"] = j
@@ -676,10 +683,11 @@ class _Loop:
         cache = self.engine.reorder(state["cache"], source)
         finished = ops.take(finished, source, axis=0)
         out_len = ops.take(state["out_len"], source, axis=0)
-        token = ops.where(finished, PAD_TOKEN_ID, ops.reshape(next_token, (-1,)))
+        next_token = ops.reshape(next_token, (-1,))
+        token = ops.where(finished, _filled_like(next_token, PAD_TOKEN_ID), next_token)
         new = dict(state, cache=cache, scores=scores, index=j)
         new["tokens"] = ops.slice_update(tokens, (0, j), ops.cast(token, tokens.dtype)[:, None])
-        new["out_len"] = ops.where(finished, out_len, j + 1)
+        new["out_len"] = ops.where(finished, out_len, _filled_like(out_len, j + 1))
         lengths = ops.repeat(state["lengths"], beams, axis=0)
         ends = ops.repeat(state["ends"], beams, axis=0)
         stop = ops.logical_or(_is_stop(token, state.get("stop_ids")), j >= ends - 1)
@@ -866,10 +874,17 @@ def generate_ids(
         state = fns["init"](*args)
         _stream(streamer, state, prefill_len, lengths)
         end = int(ends.max()) - 1
-        while int(ops.convert_to_numpy(state["index"])) < end and not bool(
-            ops.convert_to_numpy(ops.all(state["done"]))
+        # Reading `done` back makes the host wait for the device. On a GPU it is read every few
+        # steps, so the host queues the next steps while the GPU runs; steps after every row has
+        # stopped write only padding, so the output is the same. (Not for beam search: there the
+        # extra steps re-rank finished hypotheses, which could swap two of equal score.)
+        check_every = 8 if streamer is None and not is_beam and _on_gpu(state["done"]) else 1
+        steps = 0
+        while int(ops.convert_to_numpy(state["index"])) < end and (
+            steps % check_every or not bool(ops.convert_to_numpy(ops.all(state["done"])))
         ):
             state = fns["step"](state)
+            steps += 1
             _stream(streamer, state, None, lengths)
         out = loop.outputs(state)
 
@@ -886,6 +901,11 @@ def generate_ids(
     if return_logits:
         result["logits"] = out["logits"][:, :final]
     return result
+
+
+def _on_gpu(tensor):
+    device = getattr(tensor, "device", None)  # a torch.device on PyTorch
+    return getattr(device, "type", None) == "cuda"
 
 
 def _stream(streamer, state, prefill_len, lengths):
