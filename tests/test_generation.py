@@ -250,7 +250,7 @@ def test_stop_tokens_end_each_row_independently(lm, greedy_run):
 @pytest.mark.skipif(BACKEND != "torch", reason="the host-side step loop runs on PyTorch")
 def test_gpu_loop_reads_done_every_few_steps_with_the_same_output(lm, greedy_run, monkeypatch):
     """On a GPU the PyTorch loop reads `done` back every 8 steps, not every step, so it runs a
-    few steps after every row has stopped. Forced on here: more steps, the same output."""
+    few steps after every row has stopped. Forced off, then on: more steps, the same output."""
     import importlib
 
     generate_module = importlib.import_module("keras_gpt1.generation.generate")  # not the function
@@ -265,6 +265,7 @@ def test_gpu_loop_reads_done_every_few_steps_with_the_same_output(lm, greedy_run
         return body(self, state)
 
     monkeypatch.setattr(generate_module._Loop, "body", counted)
+    monkeypatch.setattr(generate_module, "_on_gpu", lambda tensor: False)
     expected = generate_ids(lm, _prompts(), max_new_tokens=NEW_TOKENS, stop_token_ids=stop)
     every_step = len(steps)
     steps.clear()
