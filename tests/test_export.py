@@ -72,7 +72,7 @@ ALLOWED_OPS = {
     "StopGradient", "StridedSlice", "StringJoin", "StringLength", "StringLower", "Sub", "Substr",
     "Sum", "Tanh", "Tile", "Transpose", "UnicodeDecode", "UnicodeEncode", "Unique",
     "UnsortedSegmentJoin", "UnsortedSegmentMin", "UnsortedSegmentSum", "Unpack", "VarHandleOp",
-    "VarIsInitializedOp", "Where", "While",
+    "VarIsInitializedOp", "Where", "While", "ZerosLike",
 }  # fmt: skip
 
 # Runs in a fresh interpreter: `python fresh.py REQUESTS.pkl RESULTS.pkl`, where each request is
