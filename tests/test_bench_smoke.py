@@ -105,6 +105,9 @@ def test_generate_quick_prints_table():
     assert [row["weights"] for row in rows if row["library (backend)"] == "keras_hub (tensorflow)"] == ["float32", "float32", "int8", "int8"]
     assert [row["weights"] for row in rows if row["library (backend)"] == "transformers (torch)"] == ["float32", "float32"]
     assert "batch 1, any weights: best keras_gpt1" in stdout
+    # The batch sizes alternate round by round, and the ratio's spread over the rounds is printed.
+    assert "keras_gpt1 (tensorflow, int8): batch 2 / batch 1 tokens/s = " in stdout
+    assert "round by round: median" in stdout
 
 
 def test_train_quick_levers_table():

@@ -119,7 +119,7 @@ def test_torch_engine_position_tensor_step_equals_eager_step(lm):
 
     from keras_gpt1.generation.generate import make_engine
 
-    engine = make_engine(lm, "torch", rows=3)
+    engine = make_engine(lm, "torch")
     length = TINY_CONFIG["max_sequence_length"]
     prompt = torch.tensor(np.stack([p[:2] for p in _prompts()]), device=engine.device)
     caches = {name: engine.empty(3, length) for name in ("eager", "position", "step")}
@@ -138,6 +138,21 @@ def test_torch_engine_position_tensor_step_equals_eager_step(lm):
                     for got_part, eager_part in zip(got_pair, eager_pair):
                         np.testing.assert_allclose(to_numpy(got_part), to_numpy(eager_part), atol=1e-6, rtol=0)
             tokens = eager.argmax(-1)
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="the PyTorch engine's packed weights")
+def test_torch_engine_is_kept_across_batch_sizes(lm):
+    """The PyTorch engine's packed weights serve every batch size: generating for another number
+    of prompts reuses the engine instead of packing the weights again, with the same tokens."""
+    from keras_gpt1.generation.generate import make_engine
+
+    prompts = _prompts()
+    alone = generate_ids(lm, prompts[:1], max_new_tokens=NEW_TOKENS)
+    engine = make_engine(lm)
+    together = generate_ids(lm, prompts, max_new_tokens=NEW_TOKENS)
+    assert make_engine(lm) is engine
+    n = int(alone["lengths"][0])
+    np.testing.assert_array_equal(together["token_ids"][0, :n], alone["token_ids"][0, :n])
 
 
 def test_generation_follows_weight_changes():
@@ -389,7 +404,7 @@ def test_torch_engine_int8_linears_use_kerass_int8_weights(sharp_lm, tmp_path):
     if not _weights_on_cpu(quantized.backbone):
         pytest.skip("fbgemm's int8 linears run on a CPU")
     assert TorchEngine.supports(quantized)
-    engine = make_engine(quantized, "torch", rows=3)
+    engine = make_engine(quantized, "torch")
 
     def relative_error(got, want):
         return float(((got - want).norm() / want.norm()).detach())

@@ -76,6 +76,29 @@ def _time(fn, repeats):
     return best
 
 
+def _time_batches(runs, repeats):
+    """Times `runs` ({batch: fn}) in `repeats` rounds, each round running every batch once.
+
+    The first call of each (compiling) is timed apart and reported as `first`. Interleaving the
+    batch sizes gives each the same share of the host's ups and downs (on a shared machine memory
+    bandwidth drifts over seconds), so the batch-8 / batch-1 ratio compares like with like.
+    `seconds` is the best round, `rounds` every round's time.
+    """
+    results = {}
+    for batch, fn in runs.items():
+        start = time.perf_counter()
+        fn()
+        results[batch] = dict(batch=batch, first=time.perf_counter() - start, rounds=[])
+    for _ in range(repeats):
+        for batch, fn in runs.items():
+            start = time.perf_counter()
+            fn()
+            results[batch]["rounds"].append(time.perf_counter() - start)
+    for result in results.values():
+        result["seconds"] = min(result["rounds"])
+    return list(results.values())
+
+
 def worker_keras_gpt1(cfg, args):
     import keras
 
@@ -86,18 +109,17 @@ def worker_keras_gpt1(cfg, args):
     kw = {"dtype": args.dtype} if args.dtype == "bfloat16" else {}
     lm = GPT1CausalLM(GPT1Backbone(**cfg, dropout=0.0, **kw))
     _quantize(lm, args.dtype)
-    results = []
-    for batch in args.batch_sizes:
+
+    def runner(batch):
         prompts = list(_prompts(batch, args.prompt_length, cfg["vocabulary_size"]))
 
         def run():
             out = generate_ids(lm, prompts, max_new_tokens=args.new_tokens)
             assert out["lengths"].min() == args.prompt_length + args.new_tokens
 
-        start = time.perf_counter()
-        run()
-        first = time.perf_counter() - start
-        results.append(dict(batch=batch, first=first, seconds=_time(run, args.repeats)))
+        return run
+
+    results = _time_batches({batch: runner(batch) for batch in args.batch_sizes}, args.repeats)
     return lm.count_params(), _bytes_per_param(lm), results
 
 
@@ -136,8 +158,8 @@ def worker_keras_hub(cfg, args):
     _quantize(lm, args.dtype)
     lm.compile(sampler="greedy")
     total = args.prompt_length + args.new_tokens
-    results = []
-    for batch in args.batch_sizes:
+
+    def runner(batch):
         token_ids = np.zeros((batch, total), "int32")
         token_ids[:, : args.prompt_length] = _prompts(batch, args.prompt_length, cfg["vocabulary_size"])
         mask = np.zeros((batch, total), bool)
@@ -148,10 +170,9 @@ def worker_keras_hub(cfg, args):
             out = lm.generate(inputs, stop_token_ids=None)
             assert np.asarray(out["padding_mask"]).all()
 
-        start = time.perf_counter()
-        run()
-        first = time.perf_counter() - start
-        results.append(dict(batch=batch, first=first, seconds=_time(run, args.repeats)))
+        return run
+
+    results = _time_batches({batch: runner(batch) for batch in args.batch_sizes}, args.repeats)
     return lm.count_params(), _bytes_per_param(lm), results
 
 
@@ -257,7 +278,9 @@ def main(argv=None):
                         help="transformers batch sizes (default: same as --batch-sizes)")
     parser.add_argument("--prompt-length", type=int, default=None)
     parser.add_argument("--new-tokens", type=int, default=None)
-    parser.add_argument("--repeats", type=int, default=2, help="timed runs after the first; best is kept")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="timed rounds after the first call; each round runs every batch size once "
+                             "(transformers: one timed run); the best round is kept")
     parser.add_argument("--dtypes", nargs="+", default=["float32"], choices=DTYPES,
                         help="weights to measure, each in its own processes (int8: Keras's quantize('int8'))")
     parser.add_argument("--dtype", choices=DTYPES, help=argparse.SUPPRESS)  # a worker's one dtype
@@ -302,6 +325,7 @@ def main(argv=None):
           "| fraction of bandwidth |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     table = {}
+    rounds = {}  # (backend, dtype, batch) -> keras_gpt1's seconds per round
     for worker, backend, dtype, data in rows:
         name = f"{worker} ({backend})"
         if data is None:
@@ -313,6 +337,8 @@ def main(argv=None):
             tokens_per_s = r["batch"] * args.new_tokens / r["seconds"]
             read = weight_bytes / per_step / 1e9
             table[(worker, backend, dtype, r["batch"])] = tokens_per_s
+            if worker == "keras_gpt1":
+                rounds[(backend, dtype, r["batch"])] = r["rounds"]
             print(f"| {name} | {dtype} | {r['batch']} | {tokens_per_s:.1f} | {per_step * 1e3:.1f} | {r['first']:.1f} | "
                   f"{read:.1f} | {read / gbps:.2f} |")
     lines = []
@@ -334,8 +360,12 @@ def main(argv=None):
             for backend in args.backends:
                 pair = [table.get(("keras_gpt1", backend, dtype, b)) for b in (small, large)]
                 if None not in pair:
+                    # Round by round (the batch sizes alternate), how much the ratio moves with the host.
+                    per_round = [large * a / (small * b) for a, b in zip(rounds[(backend, dtype, small)],
+                                                                         rounds[(backend, dtype, large)])]
                     lines.append(f"keras_gpt1 ({backend}, {dtype}): batch {large} / batch {small} tokens/s = "
-                                 f"{pair[1] / pair[0]:.2f}x")
+                                 f"{pair[1] / pair[0]:.2f}x (best rounds); round by round: median "
+                                 f"{np.median(per_round):.2f}x, {min(per_round):.2f}-{max(per_round):.2f}x")
     if lines:
         print()
         for line in lines:

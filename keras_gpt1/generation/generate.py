@@ -210,6 +210,14 @@ class KerasEngine:
         return tuple((ops.take(k, indices, axis=0), ops.take(v, indices, axis=0)) for k, v in cache)
 
 
+# The row count oneDNN lays float32 weights out for. On this project's 2-core AVX2 machine,
+# weights laid out for 8 rows multiplied 1, 32 and 256 rows (a decode step, a beam batch, a
+# prefill) within the noise of weights laid out for that exact count, and a whole batch-1
+# `generate` was no slower; weights laid out for 1 row multiplied 8 rows 1.2-1.3x slower. So one
+# layout serves every batch size, and a new one does not pack the weights again.
+_ONEDNN_PACK_ROWS = 8
+
+
 def _can_prepack_for_onednn(weight):
     """Whether oneDNN can hold `weight` prepacked: a float32 tensor on a CPU."""
     import torch
@@ -269,10 +277,11 @@ class TorchEngine:
     `_torch_engine_dtype`); weights in another dtype are cast once, when the engine is built.
 
     On a CPU, every matmul with a weight runs on weights laid out once, when the engine is built:
-    - float32 weights are reordered into oneDNN's blocked layout for `rows` rows (the same
-      prepacking `torch.compile` does when it freezes weights). A plain matmul repacks the weight
-      on every call, which at a few rows costs as much as the product: prepacked, a batch-8 step
-      here takes half the time, and the batch-1 LM head 5 ms instead of 9.
+    - float32 weights are reordered into oneDNN's blocked layout (the same prepacking
+      `torch.compile` does when it freezes weights). A plain matmul repacks the weight on every
+      call, which at a few rows costs as much as the product: prepacked, a batch-8 step here takes
+      half the time, and the batch-1 LM head 5 ms instead of 9. One layout serves every batch
+      size (see `_ONEDNN_PACK_ROWS`), so changing the batch does not rebuild the engine.
     - int8 weights (after Keras's `quantize("int8")`) are packed for fbgemm's dynamically
       quantized linear, `torch.ops.quantized.linear_dynamic`: the same int8 weights and
       per-output-channel scales Keras holds, with activations quantized on the fly. A decode step
@@ -289,7 +298,7 @@ class TorchEngine:
 
     name = "torch"
 
-    def __init__(self, lm, rows=1):
+    def __init__(self, lm):
         import torch
 
         self.torch = torch
@@ -298,7 +307,6 @@ class TorchEngine:
         self.num_heads = backbone.num_heads
         self.hidden_dim = backbone.hidden_dim
         self.head_dim = backbone.hidden_dim // backbone.num_heads
-        self.rows = rows
         self._graph = None  # (cache key, CUDA graph, its input and output buffers) on a GPU
 
         embedding = backbone.token_embedding
@@ -344,7 +352,7 @@ class TorchEngine:
         """`x -> x @ weight.T + bias` for `weight` `[out, in]`, prepacked where oneDNN can take it."""
         torch = self.torch
         if _can_prepack_for_onednn(weight):
-            packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), self.rows)
+            packed = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), _ONEDNN_PACK_ROWS)
             return lambda x: torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
         return lambda x: torch.nn.functional.linear(x, weight, bias)
 
@@ -504,37 +512,34 @@ class TorchEngine:
         return cache
 
 
-def _cached_torch_engine(lm, rows):
-    """The model's last `TorchEngine` if it was built for `rows` rows from the current weights.
+def _cached_torch_engine(lm):
+    """The model's last `TorchEngine` if it was built from the current weights.
 
-    Prepacking takes about 0.2 s for 117M, as long as a few dozen batch-1 steps, so a short
-    generation would pay it again on every call. Any change to a weight (training, loading)
+    Packing 117M's weights takes about 0.5 s in float32 and 1.1 s in int8 on two CPU cores, as
+    long as 40-90 batch-1 steps, so a short generation would pay it again on every call. Any change to a weight (training, loading)
     bumps that tensor's version counter, which is part of the key; one engine is kept per model.
     """
     tensors = [variable.value for variable in lm.backbone.weights]
-    key = (rows, tuple((id(t), t._version) for t in tensors))
+    key = tuple((id(t), t._version) for t in tensors)
     cached = lm.__dict__.get("_keras_gpt1_torch_engine")
     if cached is not None and cached[0] == key:
         return cached[1]
     lm.__dict__["_keras_gpt1_torch_engine"] = None  # release the old packed copy first
-    engine = TorchEngine(lm, rows)
+    engine = TorchEngine(lm)
     lm.__dict__["_keras_gpt1_torch_engine"] = (key, engine)
     return engine
 
 
-def make_engine(lm, engine="auto", rows=1):
+def make_engine(lm, engine="auto"):
     """`"auto"`: the functional PyTorch step where it supports the model (`TorchEngine.supports`:
-    PyTorch with float weights, or Keras int8 ones on a CPU), else the Keras layers.
-
-    `rows` (prompts times beams) lets the PyTorch engine lay its weights out for that many rows.
-    """
+    PyTorch with float weights, or Keras int8 ones on a CPU), else the Keras layers."""
     if engine == "auto":
-        return _cached_torch_engine(lm, rows) if TorchEngine.supports(lm) else KerasEngine(lm)
+        return _cached_torch_engine(lm) if TorchEngine.supports(lm) else KerasEngine(lm)
     if engine == "torch":
         reason = TorchEngine.unsupported_reason(lm)
         if reason is not None:
             raise ValueError(f"engine='torch' cannot run this model: {reason}. Use engine='keras'.")
-        return _cached_torch_engine(lm, rows)
+        return _cached_torch_engine(lm)
     if engine == "keras":
         return KerasEngine(lm)
     raise ValueError(f"Unknown engine {engine!r}; choose 'auto', 'keras' or 'torch'.")
@@ -840,7 +845,7 @@ def generate_ids(
         tokens[i, : p.size] = p
     ends = lengths + int(max_new_tokens)
 
-    eng = make_engine(lm, engine, rows=batch * (sampler.num_beams if is_beam else 1))
+    eng = make_engine(lm, engine)
     if eng.name == "torch":
         # Eager: prefill exactly the shared prefix; no bucketing needed.
         prefill_bucket = prefill_len
