@@ -516,8 +516,9 @@ def _cached_torch_engine(lm):
     """The model's last `TorchEngine` if it was built from the current weights.
 
     Packing 117M's weights takes about 0.5 s in float32 and 1.1 s in int8 on two CPU cores, as
-    long as 40-90 batch-1 steps, so a short generation would pay it again on every call. Any change to a weight (training, loading)
-    bumps that tensor's version counter, which is part of the key; one engine is kept per model.
+    long as 40-90 batch-1 steps, so a short generation would pay it again on every call. Any
+    change to a weight (training, loading) bumps that tensor's version counter, which is part of
+    the key; one engine is kept per model.
     """
     tensors = [variable.value for variable in lm.backbone.weights]
     key = tuple((id(t), t._version) for t in tensors)
