@@ -67,15 +67,6 @@ def _prompts(batch, length, vocab, seed=0):
     return np.random.default_rng(seed).integers(1, vocab, size=(batch, length)).astype("int32")
 
 
-def _time(fn, repeats):
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def _time_batches(runs, repeats):
     """Times `runs` ({batch: fn}) in `repeats` rounds, each round running every batch once.
 
@@ -195,8 +186,8 @@ def worker_transformers(cfg, args):
     model = OpenAIGPTLMHeadModel(config).eval().to(device)
     if args.dtype == "bfloat16":
         model = model.to(torch.bfloat16)
-    results = []
-    for batch in args.hf_batch_sizes:
+
+    def runner(batch):
         ids = torch.tensor(_prompts(batch, args.prompt_length, cfg["vocabulary_size"]), dtype=torch.long, device=device)
 
         def run():
@@ -211,11 +202,10 @@ def worker_transformers(cfg, args):
                 )
             assert out.shape[1] == args.prompt_length + args.new_tokens
 
-        start = time.perf_counter()
-        run()
-        first = time.perf_counter() - start
-        # No KV cache: every step recomputes the prefix, so one timed run is plenty.
-        results.append(dict(batch=batch, first=first, seconds=_time(run, 1)))
+        return run
+
+    # No KV cache: every step recomputes the prefix, so one timed round is plenty.
+    results = _time_batches({batch: runner(batch) for batch in args.hf_batch_sizes}, 1)
     params = sum(p.numel() for p in model.parameters())
     return params, next(model.parameters()).element_size(), results
 
