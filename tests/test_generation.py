@@ -155,6 +155,52 @@ def test_torch_engine_is_kept_across_batch_sizes(lm):
     np.testing.assert_array_equal(together["token_ids"][0, :n], alone["token_ids"][0, :n])
 
 
+@pytest.mark.skipif(BACKEND != "torch", reason="the PyTorch engine's CPU decode attention")
+def test_cpu_decode_attention_matches_scaled_dot_product_attention():
+    """The numba kernel a CPU decode step uses writes the step's keys and values at `position`
+    and attends over positions `0..position` only: it must give PyTorch's
+    `scaled_dot_product_attention` over the filled part (the first and last cache slots
+    included), leave the rest of the cache alone, and be what the engine runs on a CPU, with
+    the same tokens and logits as the engine without it."""
+    import torch
+
+    from keras_gpt1.generation import cpu_attention
+    from keras_gpt1.generation.generate import make_engine
+
+    if not cpu_attention.available():
+        pytest.skip("numba is not installed; the engine uses scaled_dot_product_attention")
+    batch, heads, head_dim, length = 3, 4, 16, 10
+    hidden = heads * head_dim
+    generator = torch.Generator().manual_seed(0)
+    for position in (0, 4, length - 1):
+        keys, values = (torch.randn(batch, heads, length, head_dim, generator=generator) for _ in range(2))
+        qkv = torch.randn(batch, 3 * hidden, generator=generator) * 3.0  # sharp softmax
+        query, key, value = qkv.view(batch, 3, heads, 1, head_dim).unbind(1)
+        want_keys, want_values = keys.clone(), values.clone()
+        want_keys[:, :, position : position + 1] = key
+        want_values[:, :, position : position + 1] = value
+        want = torch.nn.functional.scaled_dot_product_attention(
+            query, want_keys[:, :, : position + 1], want_values[:, :, : position + 1]
+        )
+        got = cpu_attention.decode_attention(qkv, keys, values, position, torch.empty(batch, hidden))
+        np.testing.assert_allclose(got.numpy(), want.transpose(1, 2).reshape(batch, hidden).numpy(), atol=1e-5)
+        np.testing.assert_array_equal(keys.numpy(), want_keys.numpy())
+        np.testing.assert_array_equal(values.numpy(), want_values.numpy())
+
+    with pytest.raises(ValueError, match="position 10 is outside the KV cache's 10 positions"):
+        cpu_attention.decode_attention(qkv, keys, values, length, torch.empty(batch, hidden))
+
+    # The engine runs the kernel on a CPU, and without it (no numba) decodes the same.
+    model = GPT1CausalLM(GPT1Backbone(**TINY_CONFIG))
+    engine = make_engine(model, "torch")
+    assert engine._fused_attention == (engine.device.type == "cpu")
+    fused = generate_ids(model, _prompts(), max_new_tokens=NEW_TOKENS, return_logits=True)
+    engine._fused_attention = False
+    plain = generate_ids(model, _prompts(), max_new_tokens=NEW_TOKENS, return_logits=True)
+    np.testing.assert_array_equal(fused["token_ids"], plain["token_ids"])
+    np.testing.assert_allclose(fused["logits"], plain["logits"], atol=1e-5, rtol=0)
+
+
 def test_generation_follows_weight_changes():
     """Compiled loops and the PyTorch engine's prepacked weights are reused between calls, but
     never after a weight changed (training, loading): the output is the new weights' output."""
