@@ -15,9 +15,10 @@ cached on disk by numba, so later processes load it in a fraction of that.
 
 import math
 
+import numpy as np
+
 try:
     import numba
-    import numpy as np
 except ImportError:  # numba is optional: the engine falls back to scaled_dot_product_attention
     numba = None
 
