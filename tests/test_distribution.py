@@ -341,13 +341,13 @@ import pytest  # noqa: E402
 from keras_gpt1.distribution import (  # noqa: E402
     LAYOUT_RULES,
     MODEL_AXIS,
-    add_distribution_arguments,
     check_model_config,
     configure_distribution,
     distribution_scope,
     gpt1_layout_map,
     parse_mesh,
 )
+from keras_gpt1.distribution.cli import add_distribution_arguments  # noqa: E402
 
 BACKEND = keras.config.backend()
 RTOL = 1e-5  # float32 reductions re-ordered across shards differ by ~1e-7 relative
@@ -477,11 +477,13 @@ def test_torch_names_the_alternatives():
 # --- The scenario (subprocess with virtual devices; JAX or TensorFlow) ---
 
 
+@pytest.mark.integration
 def test_scenario_sees_virtual_devices(scenario):
     assert scenario["device_count"] == (JAX_DEVICES if BACKEND == "jax" else TF_DEVICES)
 
 
 @pytest.mark.parametrize("mode", ["data", "model_2x4", "data_next_token_loss"])
+@pytest.mark.integration
 def test_distributed_losses_match_single_device(scenario, mode, request):
     if mode == "model_2x4" and BACKEND != "jax":
         pytest.skip("model parallelism is JAX-only")
@@ -497,6 +499,7 @@ def test_distributed_losses_match_single_device(scenario, mode, request):
 
 
 @pytest.mark.skipif(BACKEND != "jax", reason="sharded layouts exist on JAX only")
+@pytest.mark.integration
 def test_variables_are_really_sharded(scenario):
     report = scenario["model_2x4"]["report"]
     # Mesh 2x4: hidden 32 → 8 per device, 3·hidden 96 → 24, intermediate 64 → 16.
@@ -520,6 +523,7 @@ def test_variables_are_really_sharded(scenario):
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="tf.distribute loss scaling is TensorFlow's")
+@pytest.mark.integration
 def test_loss_scaling_for_replicas(scenario):
     assert scenario["scaled_one"] == [1 / TF_DEVICES] * TF_DEVICES
     assert scenario["unscaled_one"] == TF_DEVICES
@@ -534,12 +538,14 @@ def test_loss_scaling_is_identity_without_a_strategy():
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="MirroredStrategy is TensorFlow's")
+@pytest.mark.integration
 def test_variables_are_mirrored(scenario):
     report = scenario["data"]["report"]
     assert set(report.values()) == {f"mirrored x{TF_DEVICES}"}
     assert len(report) == 2 + 12 * CONFIG["num_layers"]
 
 
+@pytest.mark.integration
 def test_checkpoints_cross_the_distribution_boundary(scenario):
     # Saved under the distribution (after training), loaded on one device: the same values.
     assert scenario["distributed_to_single_diff"] == 0.0
@@ -552,6 +558,7 @@ def test_checkpoints_cross_the_distribution_boundary(scenario):
         assert layouts == {f"mirrored x{TF_DEVICES}"}
 
 
+@pytest.mark.integration
 def test_user_errors(scenario):
     errors = scenario["errors"]
     assert "needs 16 devices" in errors["mesh_too_big"]
@@ -585,6 +592,7 @@ def padding_scenario(tmp_path_factory):
     return _run_scenario(tmp_path_factory, devices=PAD_DEVICES, mode=("padding",))
 
 
+@pytest.mark.integration
 def test_finetuning_pads_the_partial_last_batch(padding_scenario):
     """5 examples in batches of 2 over 2 devices: fine-tuning runs (3 steps an epoch), and the
     fine-tuned model's evaluation equals the single-device one on the same weights."""
@@ -613,10 +621,12 @@ def test_finetuning_pads_the_partial_last_batch(padding_scenario):
     assert padded["logs"]["loss"] == pytest.approx(np.mean(batch_losses), rel=RTOL)
 
 
+@pytest.mark.integration
 def test_batch_size_must_split_over_the_data_axis(padding_scenario):
     assert "batch size (3) must be divisible by the 2 data-parallel devices" in padding_scenario["odd_batch"]
 
 
+@pytest.mark.integration
 def test_scoring_pads_rows_to_the_data_axis(padding_scenario):
     """3 texts in batches of 2 over 2 devices (the second batch padded): the single-device scores."""
     padded, single = padding_scenario["score"], padding_scenario["single_score"]

@@ -55,9 +55,9 @@ class GPT1CausalLM(CheckedInputsMixin, keras.Model):
 
         `head_chunk_size` (an int, e.g. 1024) trains without ever materialising the
         `[tokens, vocabulary]` logits: the tied head, the loss and both metrics are computed
-        `head_chunk_size` tokens at a time by `keras_gpt1.training.chunked_head_loss`, which cuts
-        peak memory by 0.4-1.2 GiB at batch 8 x 512 (see the README). It needs the default loss
-        and metrics. While it is on, `lm(x, training=True)` returns `{"hidden_states": ...}`
+        `head_chunk_size` tokens at a time by `keras_gpt1.models.chunked_head.chunked_head_loss`,
+        which lowers peak memory at large batches (docs/performance.md). It needs the default
+        loss and metrics. While it is on, `lm(x, training=True)` returns `{"hidden_states": ...}`
         (what the loss needs); evaluation and prediction still return logits.
 
         Example:
@@ -67,7 +67,8 @@ class GPT1CausalLM(CheckedInputsMixin, keras.Model):
         lm.fit(data.train_dataset(), steps_per_epoch=100)   # batches of (x, labels, padding_mask)
         ```
         """
-        from keras_gpt1 import training  # keras-only; imported here to keep model imports light
+        from keras_gpt1.models import losses
+        from keras_gpt1.training.optimizers import create_optimizer
 
         if head_chunk_size is not None:
             head_chunk_size = check_integer("head_chunk_size", head_chunk_size, 1)
@@ -79,11 +80,11 @@ class GPT1CausalLM(CheckedInputsMixin, keras.Model):
                     "leave `weighted_metrics='auto'`."
                 )
         if isinstance(optimizer, str) and optimizer == "auto":
-            optimizer = training.create_optimizer()
+            optimizer = create_optimizer()
         if isinstance(loss, str) and loss == "auto":
-            loss = training.NextTokenLoss()
+            loss = losses.NextTokenLoss()
         if isinstance(weighted_metrics, str) and weighted_metrics == "auto":
-            weighted_metrics = [training.Perplexity(), training.NextTokenAccuracy()]
+            weighted_metrics = [losses.Perplexity(), losses.NextTokenAccuracy()]
         self._head_chunk_size = head_chunk_size
         # The same objects Keras compiles: evaluation updates them from logits, chunked training
         # from the sums `chunked_head_loss` returns. Set without Keras's attribute tracking, which
@@ -100,8 +101,8 @@ class GPT1CausalLM(CheckedInputsMixin, keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if not (isinstance(y_pred, dict) and "hidden_states" in y_pred):
             return super().compute_loss(x, y, y_pred, sample_weight, training=training)
-        from keras_gpt1.distribution import scale_loss_for_replicas
-        from keras_gpt1.training import chunked_head_loss
+        from keras_gpt1.distribution.replicas import scale_loss_for_replicas
+        from keras_gpt1.models.chunked_head import chunked_head_loss
 
         loss, loss_sum, hit_sum, weight_sum = chunked_head_loss(
             y_pred["hidden_states"],

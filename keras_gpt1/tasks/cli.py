@@ -57,7 +57,7 @@ def add_parser(subparsers):
     parser.add_argument("--dropout", type=float, default=0.1, help="classifier dropout (default 0.1)")
     parser.add_argument("--sequence-length", type=int, help="packed length (default: longest training example, capped at the context)")
     parser.add_argument("--seed", type=int, help="random seed")
-    from keras_gpt1.distribution import add_distribution_arguments
+    from keras_gpt1.distribution.cli import add_distribution_arguments
 
     add_distribution_arguments(parser)
     parser.set_defaults(func=run_finetune)
@@ -92,7 +92,7 @@ def run_finetune(args):
         labels = [name.strip() for name in args.labels.split(",")]
         if not all(labels):
             raise ValueError(f"--labels {args.labels!r} contains an empty class name.")
-    from keras_gpt1.distribution import distribution_from_args
+    from keras_gpt1.distribution.cli import distribution_from_args
 
     with distribution_from_args(args, preset=args.preset):
         result = finetune(

@@ -44,7 +44,7 @@ from keras_gpt1 import presets
 from keras_gpt1.layers.embedding import gpt1_initializer
 from keras_gpt1.models import preset_io
 from keras_gpt1.models.backbone import GPT1Backbone
-from keras_gpt1.training.losses import next_token_crossentropy
+from keras_gpt1.models.losses import next_token_crossentropy
 from keras_gpt1.utils.checks import CheckedInputsMixin, check_integer, check_token_ids, is_concrete
 from keras_gpt1.utils.files import atomic_path, atomic_write_json, read_json, require_file
 from keras_gpt1.utils.jit import resolve_jit_compile
@@ -237,7 +237,7 @@ class GPT1TaskModel(CheckedInputsMixin, keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if not isinstance(y_pred, dict):
             return super().compute_loss(x, y, y_pred, sample_weight, training=training)
-        from keras_gpt1.distribution import scale_loss_for_replicas, unscale_loss_for_replicas
+        from keras_gpt1.distribution.replicas import scale_loss_for_replicas, unscale_loss_for_replicas
 
         # Under tf.distribute (MirroredStrategy) Keras's task loss comes back divided by the
         # replica count (the replicas' gradients are summed); the LM loss, computed by hand, is

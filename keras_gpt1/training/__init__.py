@@ -2,8 +2,11 @@
 `pretrain` (the engine of `keras-gpt1 pretrain`).
 
 These modules use Keras only (any backend); `pretrain` also needs TensorFlow for its tf.data
-pipeline, which it imports when called.
+pipeline, which it imports when called. `pretrain` is imported on first use: it builds models, so
+importing it here would make every model import the whole trainer.
 """
+
+import importlib
 
 from keras_gpt1.training.callbacks import (
     LearningRateLogger,
@@ -15,8 +18,8 @@ from keras_gpt1.training.callbacks import (
     restore_checkpoint,
     save_checkpoint,
 )
-from keras_gpt1.training.chunked_loss import chunked_head_loss
-from keras_gpt1.training.losses import (
+from keras_gpt1.models.chunked_head import chunked_head_loss
+from keras_gpt1.models.losses import (
     NextTokenAccuracy,
     NextTokenLoss,
     Perplexity,
@@ -33,4 +36,13 @@ from keras_gpt1.training.schedules import (
     warmup_linear,
 )
 
-from keras_gpt1.training.pretrain import PretrainResult, pretrain
+
+def __getattr__(name):
+    # `pretrain` sits above the models (it builds them); importing it lazily keeps
+    # `import keras_gpt1.training.optimizers` (which the models use) from importing the models.
+    # The function is bound over the submodule of the same name, which importing it sets here.
+    if name in ("pretrain", "PretrainResult"):
+        module = importlib.import_module("keras_gpt1.training.pretrain")
+        globals().update(pretrain=module.pretrain, PretrainResult=module.PretrainResult)
+        return globals()[name]
+    raise AttributeError(f"module 'keras_gpt1.training' has no attribute {name!r}")

@@ -107,7 +107,7 @@ def add_parser(subparsers):
     run.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard logs")
     run.add_argument("--sample-prompt", default="the function returns", help="prompt of the final sample")
     run.add_argument("--sample-length", type=int, default=40, help="tokens of the final sample (0: none)")
-    from keras_gpt1.distribution import add_distribution_arguments
+    from keras_gpt1.distribution.cli import add_distribution_arguments
 
     add_distribution_arguments(parser)
     parser.set_defaults(func=run_pretrain)
@@ -123,8 +123,9 @@ def run_pretrain(args):
 
         keep_rematerialization_on_jax_cpu()
 
-    from keras_gpt1.distribution import distribution_from_args
-    from keras_gpt1.training.pretrain import main_verbosity, pretrain
+    from keras_gpt1.distribution.cli import distribution_from_args
+    from keras_gpt1.training import pretrain  # first, so the name is the function
+    from keras_gpt1.training.pretrain import main_verbosity
 
     try:
         with distribution_from_args(args, preset=args.preset):
