@@ -162,6 +162,7 @@ def test_preset_round_trip(tmp_path):
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="spawns the other backends itself; once is enough")
+@pytest.mark.integration
 def test_same_preset_gives_same_logits_on_every_backend(tmp_path):
     lm = tiny_lm()
     inputs = random_inputs(2, 9, TINY_CONFIG["vocabulary_size"], lengths=[9, 5])

@@ -18,9 +18,12 @@ from conftest import BACKEND
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOLS = os.path.join(ROOT, "tools")
 
-pytestmark = pytest.mark.skipif(
-    BACKEND != "tensorflow", reason="the harness picks its own backends per subprocess; run once"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        BACKEND != "tensorflow", reason="the harness picks its own backends per subprocess; run once"
+    ),
+    pytest.mark.integration,
+]
 
 
 def _harness(*args):

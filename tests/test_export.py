@@ -28,6 +28,10 @@ import numpy as np
 import pytest
 
 from conftest import BACKEND, to_numpy
+
+# Exports run in subprocesses (the graph is always traced under TensorFlow) and are loaded in
+# fresh processes.
+pytestmark = pytest.mark.integration
 from keras_gpt1 import GPT1Backbone, GPT1CausalLM
 
 tf = pytest.importorskip("tensorflow")

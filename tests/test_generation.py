@@ -662,6 +662,7 @@ def test_cli_generate_streams_and_score(lm, greedy_run, tmp_path):
 
 
 @pytest.mark.skipif(BACKEND != "torch", reason="runs its own per-backend subprocesses; once is enough")
+@pytest.mark.integration
 def test_bench_generate_quick_runs():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     result = subprocess.run(

@@ -84,6 +84,7 @@ def _load(name):
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
+@pytest.mark.integration
 def test_notebook_runs(name, tmp_path, monkeypatch):
     if BACKEND not in RUNS_UNDER[name]:
         pytest.skip(f"{name} runs under the {RUNS_UNDER[name][0]} backend only (see the module docstring)")

@@ -94,6 +94,7 @@ def test_cli_loss_falls_on_real_text_and_writes_a_preset(data, tmp_path, capsys)
     assert lm.backbone.rematerialize  # --rematerialize reached the model and its saved config
 
 
+@pytest.mark.integration
 def test_resume_after_kill_matches_an_uninterrupted_run(data, tmp_path):
     """SIGKILL mid-interval, rerun the same call: the loss trajectory and weights continue exactly.
 
@@ -278,6 +279,7 @@ def test_bad_input_errors(data, tmp_path, capsys):
 
 
 @pytest.mark.skipif(BACKEND != "jax", reason="keras.distribution data parallelism: JAX")
+@pytest.mark.integration
 def test_data_parallel_validation_with_a_partial_last_batch(data, tmp_path):
     """2 virtual devices: the odd-sized last validation batch is padded with zero-weight rows.
 

@@ -102,6 +102,7 @@ def _xla_temporaries(mode):
 
 
 @pytest.mark.skipif(BACKEND != "jax", reason="XLA's CPU pipeline is JAX's concern here")
+@pytest.mark.integration
 def test_jax_cpu_needs_the_flag_for_rematerialization_to_save_memory():
     plain, rematerialized = _xla_temporaries("keep")
     assert rematerialized < 0.6 * plain, (plain, rematerialized)

@@ -184,6 +184,7 @@ print("RESULT " + json.dumps(result))
 """
 
 
+@pytest.mark.integration
 def test_lm_loss_is_scaled_for_tensorflow_data_parallel_replicas(tmp_path):
     """Under MirroredStrategy (2 replicas) one step gives the single-device weights and logs."""
     if BACKEND != "tensorflow":

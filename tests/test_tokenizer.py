@@ -207,6 +207,7 @@ def test_same_ids_eagerly_in_tf_data_and_in_a_tf_function(tokenizer, tokenizer_c
     assert dense.numpy().tolist() == [(r + [padded.pad_token_id] * 16)[:16] for r in eager]
 
 
+@pytest.mark.integration
 def test_saved_model_round_trip_in_a_tensorflow_only_process(tokenizer, tokenizer_corpus, tmp_path):
     lines = tokenizer_corpus[0][:50] + ["", "Émoji 🤗 and 中文", "x" * 3000]
     module = tf.Module()
