@@ -308,6 +308,29 @@ def test_stop_tokens_end_each_row_independently(lm, greedy_run):
     ]
 
 
+@pytest.mark.parametrize("chunk", [1, 3, 64])
+def test_streaming_gives_each_rows_tokens_in_order_with_the_same_output(lm, greedy_run, monkeypatch, chunk):
+    # JAX and TensorFlow stream from compiled chunks of steps; chunk boundaries (1, an odd size,
+    # more than the whole run) must not change which tokens are streamed, or the result.
+    import importlib
+
+    generate_module = importlib.import_module("keras_gpt1.generation.generate")
+
+    monkeypatch.setattr(generate_module, "STREAM_CHUNK", chunk)
+    ids, lengths = greedy_run["token_ids"], greedy_run["lengths"]
+    stop = int(ids[0, PROMPT_LENGTHS[0] + 1])  # row 0 stops early; the others keep going
+    reference = generate_ids(lm, _prompts(), max_new_tokens=NEW_TOKENS, stop_token_ids=[stop])
+    calls = []
+    out = generate_ids(lm, _prompts(), max_new_tokens=NEW_TOKENS, stop_token_ids=[stop], streamer=calls.append)
+    for key in ("token_ids", "lengths"):
+        np.testing.assert_array_equal(out[key], reference[key])
+    streamed = np.stack(calls)  # [calls, batch]: one call per position after the shortest prompt
+    assert streamed.shape[1] == len(PROMPT_LENGTHS)
+    for i, p in enumerate(PROMPT_LENGTHS):
+        row = [int(t) for t in streamed[:, i] if t >= 0]
+        assert row == reference["token_ids"][i, p : reference["lengths"][i]].tolist(), i
+
+
 @pytest.mark.skipif(BACKEND != "torch", reason="the host-side step loop runs on PyTorch")
 def test_gpu_loop_reads_done_every_few_steps_with_the_same_output(lm, greedy_run, monkeypatch):
     """On a GPU the PyTorch loop reads `done` back every 8 steps, not every step, so it runs a
