@@ -13,6 +13,7 @@ each notebook three times would triple the suite's longest tests.
 """
 
 import os
+import re
 import sys
 import time
 
@@ -138,6 +139,17 @@ def test_notebooks_match_their_generator():
     assert make_notebooks.main(["--check"]) == 0, "run `python tools/make_notebooks.py`"
 
 
+def test_notebook_sources_are_plain_python():
+    # The sources are what people edit and review: each must parse as Python, so linters and
+    # editors read them as code. jupytext comments out IPython magics (`# %pip install ...`); a
+    # magic stands for a statement, as IPython runs it.
+    for name in NOTEBOOKS:
+        with open(make_notebooks.source_path(name), encoding="utf-8") as f:
+            text = re.sub(r"^(\s*)# %pip .*$", r"\1pass", f.read(), flags=re.MULTILINE)
+        assert text.startswith("# ---\n# jupyter:") and "\n# %%\n" in text, name
+        compile(text, make_notebooks.source_path(name), "exec")
+
+
 def test_notebook_layout():
     assert sorted(RUNS_UNDER) == NOTEBOOKS and sorted(SHOWS) == NOTEBOOKS
     for name in NOTEBOOKS:
@@ -161,4 +173,6 @@ def test_readme_links_every_notebook():
         assert make_notebooks.kaggle_url(name) in readme, f"README has no Open-in-Kaggle link to {name}"
     table = make_notebooks.readme_table()
     assert table in readme, "README's notebook table is stale: paste `python tools/make_notebooks.py --readme`"
-    assert "Scaling up on a GPU/TPU runtime" in readme, "README does not say how to scale the notebooks up"
+    assert "(docs/notebooks.md)" in readme, "README does not link the notebooks page"
+    with open(os.path.join(ROOT, "docs", "notebooks.md"), encoding="utf-8") as f:
+        assert "## Scaling up on a GPU/TPU runtime" in f.read(), "docs/notebooks.md does not say how to scale up"
