@@ -7,6 +7,7 @@ own processes with their own backends, so this runs under the TensorFlow backend
 test the same thing three times).
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -37,8 +38,10 @@ def _harness(*args):
     return proc.stdout
 
 
-def test_train_quick_prints_table():
-    lines = _harness("train", "--quick", "--peers", "--backends", "tensorflow", "--steps", "1").splitlines()
+def test_train_quick_prints_table(tmp_path):
+    results = str(tmp_path / "train.json")
+    lines = _harness("train", "--quick", "--peers", "--backends", "tensorflow", "--steps", "1",
+                     "--json", results).splitlines()
     header = next(line for line in lines if line.startswith("| contender"))
     columns = [c.strip() for c in header.strip("|").split("|")]
     for column in ("tokens/s", "step s", "first step s", "vs KerasHub", "vs transformers", "MFU", "peak RSS GiB"):
@@ -49,6 +52,7 @@ def test_train_quick_prints_table():
     assert 0 < float(cells["peak RSS GiB"]) < 64
     assert cells["MFU"].endswith("%")
     assert any(line.startswith("ceilings at start: matmul GFLOP/s: TF fp32") for line in lines)
+    _check_rendered_page(results, tmp_path, "## Training (tiny)", "| keras_gpt1 | tensorflow | float32 |")
 
 
 def test_train_quick_with_the_memory_options():
@@ -97,9 +101,10 @@ def test_tokenize_quick_prints_table():
     assert "in-graph vs KerasHub (warm cache)" in stdout
 
 
-def test_generate_quick_prints_table():
+def test_generate_quick_prints_table(tmp_path):
+    results = str(tmp_path / "generate.json")
     stdout = _harness("generate", "--quick", "--backends", "tensorflow", "--batch-sizes", "1", "2", "--repeats", "1",
-                      "--dtypes", "float32", "int8")
+                      "--dtypes", "float32", "int8", "--json", results)
     columns, rows = _table(stdout, "library (backend)")
     assert "fraction of bandwidth" in columns
     ours = [row for row in rows if row["library (backend)"] == "keras_gpt1 (tensorflow)"]
@@ -111,6 +116,26 @@ def test_generate_quick_prints_table():
     # The batch sizes alternate round by round, and the ratio's spread over the rounds is printed.
     assert "keras_gpt1 (tensorflow, int8): batch 2 / batch 1 tokens/s = " in stdout
     assert "round by round: median" in stdout
+    # The streamed call (the CLI's default) is timed in the same rounds and compared.
+    assert "keras_gpt1 (tensorflow, float32): streamed / unstreamed tokens/s at batch 1 = " in stdout
+    _check_rendered_page(results, tmp_path, "## Generation (tiny", "| keras_gpt1 (tensorflow) | int8 | 2 |",
+                         "| tensorflow | float32 | 1 |")
+
+
+def _check_rendered_page(results, tmp_path, *expected):
+    """The JSON results render into docs/performance.md's format, machine and date included."""
+    with open(results) as f:
+        data = json.load(f)
+    assert data["schema"] == 1 and data["machine"]["cores"] == os.cpu_count()
+    assert all(row["tokens_per_s"] > 0 for row in data["rows"] if row.get("tokens_per_s") is not None)
+    page = tmp_path / "performance.md"
+    proc = subprocess.run([sys.executable, os.path.join(TOOLS, "perf_page.py"), results, "--output", str(page)],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    text = page.read_text()
+    assert f"measured {data['machine']['date']}" in text and "AVX2:" in text
+    for line in expected:
+        assert line in text, line
 
 
 def test_train_quick_levers_table():

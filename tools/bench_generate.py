@@ -16,7 +16,7 @@ include the prefill and the whole `generate` call; the first (compiling) call is
 separately and not timed.
 
 Usage:
-    python tools/bench_generate.py                 # full run (about 15 minutes on 2 cores)
+    python tools/bench_generate.py                 # full run (many minutes on a small CPU)
     python tools/bench_generate.py --quick         # tiny config smoke run (seconds per backend)
     python tools/bench_generate.py --backends jax torch --batch-sizes 1 --repeats 3
     python tools/bench_generate.py --dtypes float32 int8    # the README's table
@@ -101,16 +101,24 @@ def worker_keras_gpt1(cfg, args):
     lm = GPT1CausalLM(GPT1Backbone(**cfg, dropout=0.0, **kw))
     _quantize(lm, args.dtype)
 
-    def runner(batch):
+    def runner(batch, stream=False):
         prompts = list(_prompts(batch, args.prompt_length, cfg["vocabulary_size"]))
+        streamer = (lambda ids: None) if stream else None
 
         def run():
-            out = generate_ids(lm, prompts, max_new_tokens=args.new_tokens)
+            out = generate_ids(lm, prompts, max_new_tokens=args.new_tokens, streamer=streamer)
             assert out["lengths"].min() == args.prompt_length + args.new_tokens
 
         return run
 
-    results = _time_batches({batch: runner(batch) for batch in args.batch_sizes}, args.repeats)
+    # The streamed call (what `keras-gpt1 generate` does by default) runs in the same rounds as
+    # the unstreamed ones, at the smallest batch size.
+    runs = {batch: runner(batch) for batch in args.batch_sizes}
+    runs["streamed"] = runner(min(args.batch_sizes), stream=True)
+    results = _time_batches(runs, args.repeats)
+    for result in results:
+        if result["batch"] == "streamed":
+            result.update(batch=min(args.batch_sizes), streamed=True)
     return lm.count_params(), _bytes_per_param(lm), results
 
 
@@ -279,6 +287,7 @@ def main(argv=None):
     parser.add_argument("--timeout", type=int, default=900, help="seconds per subprocess")
     parser.add_argument("--torch-threads", type=int, default=None,
                         help="torch.set_num_threads for every PyTorch worker (default: PyTorch's own)")
+    parser.add_argument("--json", help="also write the results to this file (tools/perf_page.py renders it)")
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.prompt_length is None:
@@ -314,7 +323,9 @@ def main(argv=None):
     print("| library (backend) | weights | batch | tokens/s | ms per step | first call s | weights read GB/s "
           "| fraction of bandwidth |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
+    records = []
     table = {}
+    streamed = {}  # (backend, dtype) -> keras_gpt1's streamed tokens/s at the smallest batch
     rounds = {}  # (backend, dtype, batch) -> keras_gpt1's seconds per round
     for worker, backend, dtype, data in rows:
         name = f"{worker} ({backend})"
@@ -325,10 +336,16 @@ def main(argv=None):
         for r in data["results"]:
             per_step = r["seconds"] / args.new_tokens
             tokens_per_s = r["batch"] * args.new_tokens / r["seconds"]
+            if r.get("streamed"):
+                streamed[(backend, dtype)] = tokens_per_s
+                continue
             read = weight_bytes / per_step / 1e9
             table[(worker, backend, dtype, r["batch"])] = tokens_per_s
             if worker == "keras_gpt1":
                 rounds[(backend, dtype, r["batch"])] = r["rounds"]
+            records.append(dict(library=worker, backend=backend, weights=dtype, batch=r["batch"],
+                                tokens_per_s=tokens_per_s, ms_per_step=per_step * 1e3, first_call_s=r["first"],
+                                weights_gbps=read, fraction_of_bandwidth=read / gbps))
             print(f"| {name} | {dtype} | {r['batch']} | {tokens_per_s:.1f} | {per_step * 1e3:.1f} | {r['first']:.1f} | "
                   f"{read:.1f} | {read / gbps:.2f} |")
     lines = []
@@ -356,10 +373,25 @@ def main(argv=None):
                     lines.append(f"keras_gpt1 ({backend}, {dtype}): batch {large} / batch {small} tokens/s = "
                                  f"{pair[1] / pair[0]:.2f}x (best rounds); round by round: median "
                                  f"{np.median(per_round):.2f}x, {min(per_round):.2f}-{max(per_round):.2f}x")
+    for (backend, dtype), rate in streamed.items():
+        plain = table.get(("keras_gpt1", backend, dtype, small))
+        if plain:
+            lines.append(f"keras_gpt1 ({backend}, {dtype}): streamed / unstreamed tokens/s at batch {small} = "
+                         f"{rate / plain:.2f}x ({rate:.1f} against {plain:.1f})")
     if lines:
         print()
         for line in lines:
             print("- " + line)
+    if args.json:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from benchmark import write_results
+
+        settings = dict(config="tiny" if args.quick else "117M", prompt_length=args.prompt_length,
+                        new_tokens=args.new_tokens, repeats=args.repeats, bandwidth_gbps=gbps)
+        streams = [dict(backend=b, weights=d, batch=small, streamed_tokens_per_s=rate,
+                        ratio=rate / table[("keras_gpt1", b, d, small)])
+                   for (b, d), rate in streamed.items() if ("keras_gpt1", b, d, small) in table]
+        write_results(args.json, "generate", dict(settings, streaming=streams), [], records, argv or sys.argv[1:], lines)
     return 0 if all(data is not None for *_, data in rows) else 1
 
 

@@ -324,6 +324,18 @@ def _contenders(args):
     return contenders
 
 
+def write_results(path, kind, settings, ceilings, rows, argv, summary=()):
+    """Writes one run's results as JSON (`tools/perf_page.py` renders docs/performance.md from it)."""
+    from ceilings import machine_record
+
+    data = dict(schema=1, kind=kind, machine=machine_record(), command=["tools/benchmark.py", kind, *argv],
+                settings=settings, ceilings=ceilings, rows=rows, summary=list(summary))
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1)
+    os.replace(tmp, path)
+
+
 def _fmt_ratio(ours, peer):
     return f"{ours / peer:.2f}x" if ours and peer else "-"
 
@@ -408,9 +420,21 @@ def train_main(args):
     if loads:
         print(f"\nload average during the timed runs: {min(loads):.1f} to {max(loads):.1f} on {os.cpu_count()} cores")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(dict(ceilings=ceilings, results=[
-                dict(contender=list(c), shape=list(s), row=row) for c, s, row, *_ in table]), f, indent=1)
+        rows = []
+        for (worker, backend, policy, jit, lever), (batch, seq), row, hub, hf, fpt in table:
+            record = dict(contender=_contender_name(worker, lever, args), library=worker, backend=backend,
+                          policy=policy, jit=jit, lever=lever, batch=batch, sequence=seq, row=row)
+            if row:
+                record.update(
+                    tokens_per_s=row["tokens"], step_s=row["step"], first_step_s=row["first"],
+                    peak_rss_gib=row["rss"] / 2**30,
+                    vs_keras_hub=None if worker == "keras_hub" or not hub else row["tokens"] / hub,
+                    vs_transformers=None if worker == "transformers" or not hf else row["tokens"] / hf,
+                    mfu=row["tokens"] * fpt / (peak_gflops * 1e9) if peak_gflops else None)
+            rows.append(record)
+        write_results(args.json, "train", dict(
+            config="tiny" if args.quick else "117M", steps=args.steps, rounds=args.rounds, warmup=args.warmup,
+            peak_gflops=peak_gflops), ceilings, rows, sys.argv[1:])
     return 0 if all(row for _, _, row, *_ in table) else 1
 
 

@@ -55,6 +55,22 @@ def machine_summary():
             f"load average {load:.1f}")
 
 
+def machine_record():
+    """The machine as a JSON-able dict, for result files (`tools/perf_page.py` renders it)."""
+    import datetime
+
+    model, flags = cpu_flags()
+    return dict(
+        cpu=model,
+        cores=os.cpu_count(),
+        flags=flags,
+        avx2="avx2" in flags,
+        bf16=any(f in flags for f in ("avx512_bf16", "amx_bf16")),
+        amx="amx_tile" in flags,
+        date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+    )
+
+
 def _best_seconds(fn, repeats, budget):
     fn()  # warm-up: kernel selection, allocation
     best, spent = float("inf"), 0.0
