@@ -29,8 +29,8 @@ class GPT1Backbone(CheckedInputsMixin, keras.Model):
         dropout: one rate for embeddings, attention probabilities and residual branches (0.1).
         dtype: a dtype or dtype policy, e.g. `"mixed_bfloat16"`.
         rematerialize: recompute each block's activations in the backward pass instead of
-            keeping them (`keras.remat`). For 117M at 8 x 512 with the chunked head, peak memory
-            fell from 10.2 to 5.1 GiB on TensorFlow for about 22 % fewer tokens/s. Gradients are
+            keeping them (`keras.remat`): with the chunked head it roughly halves a 117M step's
+            peak memory at 8 x 512, for a slower step (docs/performance.md). Gradients are
             unchanged; inference is unaffected. Under JAX on a CPU it needs an XLA flag, set by
             `keras_gpt1.layers.keep_rematerialization_on_jax_cpu()` before JAX
             starts (a warning says so when it is missing).

@@ -1,9 +1,9 @@
 """The models' `jit_compile="auto"`: XLA on TensorFlow on a CPU too.
 
 Keras's "auto" turns XLA off for TensorFlow on a machine without accelerators. GPT-1's training
-step is 1.13x faster with it there (117M, 4 x 256, float32, two CPU cores; `tools/benchmark.py
-train --backends tensorflow --jit auto true`), so `GPT1CausalLM.compile` and
-`GPT1TaskModel.compile` ask for it. Everything else stays Keras's choice: other backends, an
+step is faster with it there too (`tools/benchmark.py train --backends tensorflow --jit auto
+true` measures it; docs/performance.md), so `GPT1CausalLM.compile` and `GPT1TaskModel.compile`
+ask for it. Everything else stays Keras's choice: other backends, an
 explicit `jit_compile`, `run_eagerly=True`, tf.distribute (where Keras turns XLA off), and a
 model Keras's own `model_supports_jit` rejects (TensorFlow op determinism, a layer with
 `supports_jit=False`, TensorFlow on an Apple GPU): asking for XLA there would only make Keras warn
