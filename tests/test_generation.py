@@ -317,6 +317,7 @@ def test_streaming_gives_each_rows_tokens_in_order_with_the_same_output(lm, gree
     generate_module = importlib.import_module("keras_gpt1.generation.generate")
 
     monkeypatch.setattr(generate_module, "STREAM_CHUNK", chunk)
+    monkeypatch.setattr(generate_module, "STREAM_INTERVAL", 0.0)  # every chunk STREAM_CHUNK steps
     ids, lengths = greedy_run["token_ids"], greedy_run["lengths"]
     stop = int(ids[0, PROMPT_LENGTHS[0] + 1])  # row 0 stops early; the others keep going
     reference = generate_ids(lm, _prompts(), max_new_tokens=NEW_TOKENS, stop_token_ids=[stop])
@@ -596,6 +597,30 @@ def test_text_prompts_return_text(text_lm):
     assert scored[0]["token_ids"] == np.asarray(tokenizer("the cat sat on the mat .")).tolist()
     assert np.isfinite(scored[1]["perplexity"])
     assert isinstance(text_lm.score("the cat sat"), dict)
+
+
+def test_cli_streams_the_same_text_it_prints_unstreamed(text_lm, tmp_path):
+    # The streamer prints each token's text as it comes; the result must be the text that
+    # detokenizing the whole output gives, as `--no-stream` prints it (special tokens included).
+    preset = str(tmp_path / "preset")
+    text_lm.save_to_preset(preset)
+    for prompt in ("a dog", "the cat sat on the mat ."):
+        outputs = []
+        for flags in ([], ["--no-stream"]):
+            code, out, err = _cli(["generate", "--model", preset, "--prompt", prompt, "--max-new-tokens", "12",
+                                   "--top-k", "20", "--seed", "1", *flags])
+            assert code == 0, err
+            outputs.append(out)
+        assert outputs[0] == outputs[1] and outputs[0].startswith(prompt.split()[0]), outputs
+    from keras_gpt1.generation.cli import _TextStreamer
+
+    out = io.StringIO()
+    streamer = _TextStreamer(text_lm.tokenizer, out, "")
+    special = text_lm.tokenizer.vocabulary_size - 1  # `_classify_`, a word of its own
+    ids = [special, *np.asarray(text_lm.tokenizer("a dog sat")).tolist(), special]
+    for token in ids:
+        streamer(np.array([token]))
+    assert out.getvalue() == text_lm.tokenizer.detokenize(np.array(ids)).numpy().decode()
 
 
 def test_cli_scores_a_whole_file_in_windows(text_lm, tmp_path):

@@ -127,14 +127,26 @@ def _pick_sampler(args):
 
 
 class _TextStreamer:
-    """Prints new text as ids arrive: re-detokenizes the continuation and prints what was added."""
+    """Prints each new token's text as it arrives.
+
+    GPT-1's detokenization joins the tokens and reads each `</w>` (end of word) as a space, so the
+    text grows token by token: a token's text is printed at once, and the space its `</w>` stands
+    for when the next token comes (none after the last). Detokenizing the whole continuation
+    again for every token would cost more than generating it.
+    """
 
     def __init__(self, tokenizer, out, header):
         self.tokenizer = tokenizer
         self.out = out
         self.header = header  # the prompt, printed with the first token (after input checks)
-        self.ids = []
-        self.printed = ""
+        self.space_pending = False
+
+    def _text(self, token):
+        from keras_gpt1.tokenizers.gpt1_tokenizer import SPECIAL_TOKENS
+        from keras_gpt1.tokenizers.vocab_files import END_OF_WORD
+
+        piece = self.tokenizer.id_to_token(token)
+        return piece + END_OF_WORD if piece in SPECIAL_TOKENS else piece  # a word of its own
 
     def __call__(self, ids):
         if self.header is not None:
@@ -143,17 +155,15 @@ class _TextStreamer:
         token = int(ids[0])
         if token < 0:
             return
-        self.ids.append(token)
         if self.tokenizer is None:
             self.out.write(f" {token}")
         else:
-            from keras_gpt1.generation.generate import detokenize
+            from keras_gpt1.tokenizers.vocab_files import END_OF_WORD
 
-            text = detokenize(self.tokenizer, self.ids)
-            # Print only an extension of what is on screen; BPE words finish at `</w>`.
-            if text.startswith(self.printed):
-                self.out.write(text[len(self.printed) :])
-                self.printed = text
+            piece = self._text(token)
+            ends_word = piece.endswith(END_OF_WORD)
+            self.out.write((" " if self.space_pending else "") + (piece[: -len(END_OF_WORD)] if ends_word else piece))
+            self.space_pending = ends_word
         self.out.flush()
 
 

@@ -26,9 +26,9 @@ Per backend:
   run there too, through fbgemm's int8 matmuls on a CPU; other quantized models on PyTorch fall
   back to the Keras layers.
 
-With a `streamer` callback, JAX and TensorFlow run the same compiled loop in chunks of
-`STREAM_CHUNK` steps and hand each chunk's tokens to the streamer when it finishes: one compiled
-call per chunk instead of one per token, so streaming costs about what the fully compiled loop
+With a `streamer` callback, JAX and TensorFlow run the same compiled loop in chunks of steps
+and hand each chunk's tokens to the streamer when it finishes: one compiled call per chunk
+(sized to the measured pace, see `STREAM_INTERVAL`) instead of one per token, so streaming costs about what the fully compiled loop
 does (`tools/bench_generate.py` measures the ratio). PyTorch runs its step loop eagerly anyway
 and streams every step.
 
@@ -39,6 +39,7 @@ out = generate(lm, [[5, 6, 7], [8, 9]], max_new_tokens=4)   # a list of two id l
 ```
 """
 
+import time
 import warnings
 
 import keras
@@ -54,9 +55,12 @@ LENGTH_BUCKET = 64
 PREFILL_BUCKET = 16
 # Written after a row has stopped (the output's padding mask says which positions are real).
 PAD_TOKEN_ID = 0
-# Steps per compiled call when streaming on JAX and TensorFlow: each call costs a dispatch and a
-# read-back, so tokens appear in small bursts, and the loop runs nearly as fast as unstreamed.
+# Streaming on JAX and TensorFlow: each compiled call costs a dispatch and a read-back, so the
+# loop runs in chunks of steps. The first chunk has STREAM_CHUNK steps (the first tokens show
+# at once); later ones as many as the measured pace fits in STREAM_INTERVAL seconds (at least
+# STREAM_CHUNK), so a fast model streams in a few calls and a slow one in bursts a person reads.
 STREAM_CHUNK = 8
+STREAM_INTERVAL = 0.2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -966,14 +970,18 @@ def _on_gpu(tensor):
 
 
 def _stream_in_chunks(fns, args, streamer, lengths, end):
-    """Runs the compiled loop `STREAM_CHUNK` steps at a time, streaming each chunk's tokens."""
+    """Runs the compiled loop a chunk of steps at a time, streaming each chunk's tokens."""
     state = fns["init"](*args)
     _stream(streamer, state, None, lengths)
     shown = int(ops.convert_to_numpy(state["index"]))
+    chunk = STREAM_CHUNK
     while shown < end and not bool(ops.convert_to_numpy(ops.all(state["done"]))):
-        limit = ops.convert_to_tensor(np.int32(min(shown + STREAM_CHUNK, end)))
+        limit = ops.convert_to_tensor(np.int32(min(shown + chunk, end)))
+        start = time.perf_counter()
         state = fns["chunk"](state, limit)
         index = int(ops.convert_to_numpy(state["index"]))
+        steps_per_second = (index - shown) / max(time.perf_counter() - start, 1e-9)
+        chunk = max(STREAM_CHUNK, int(steps_per_second * STREAM_INTERVAL))
         tokens = ops.convert_to_numpy(state["tokens"])
         out_len = ops.convert_to_numpy(state["out_len"])
         for j in range(shown + 1, index + 1):
