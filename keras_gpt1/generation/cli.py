@@ -5,8 +5,8 @@ import sys
 import warnings
 
 GENERATE_DESCRIPTION = """\
-Generate text from a preset with a KV cache. Tokens are printed as they are produced (the loop
-runs step by step when streaming; pass --no-stream for the fully compiled loop, printed at the end).
+Generate text from a preset with a KV cache. Tokens are printed as they are produced (the
+compiled loop runs in chunks of steps, as fast as unstreamed); --no-stream prints at the end.
 Sampler: greedy by default; --top-k implies top_k, --top-p implies top_p, --temperature alone
 implies random sampling; beam search with --sampler beam --num-beams N (not streamed).
 """
