@@ -31,6 +31,7 @@ fetch_preset("openai-community/openai-gpt")   # the converted preset's directory
 
 import os
 import shutil
+import sys
 import tempfile
 
 from keras_gpt1 import presets
@@ -186,7 +187,8 @@ def _download_and_convert(repo_id, output):
     snapshot = _download_checkpoint(repo_id)
     from keras_gpt1.convert.hf import convert_hf_to_preset
 
-    print(f"Converting hf://{repo_id} to a keras_gpt1 preset in {cached_preset_dir(repo_id)}", flush=True)
+    # stderr, like huggingface_hub's progress bars: stdout belongs to the command's own output.
+    print(f"Converting hf://{repo_id} to a keras_gpt1 preset in {cached_preset_dir(repo_id)}", file=sys.stderr, flush=True)
     convert_hf_to_preset(snapshot, output, overwrite=True)
 
 

@@ -366,7 +366,7 @@ def test_two_processes_converting_at_once(tmp_path):
         assert p.returncode == 0, err[-3000:]
         assert "LOADED 97 100" in out
     # One converted, the other waited for it and loaded its result.
-    assert sum(out.count("Converting hf://someone/raced") for out, _ in outputs) == 1
+    assert sum(err.count("Converting hf://someone/raced") for _, err in outputs) == 1
     entries = sorted(p.name for p in (home / "keras_gpt1").iterdir() if not p.name.endswith(".lock"))
     assert entries == ["someone--raced"]
 
