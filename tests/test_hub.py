@@ -216,6 +216,19 @@ def test_cli_finetune_and_evaluate_from_gpt1(standin, tmp_path, capsys):
     assert "accuracy" in json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
+def test_pretrain_continues_from_gpt1_whose_tokenizer_outgrows_the_embedding(standin, tmp_path):
+    """LM data is plain text: the 3 special tokens without rows do not stop continued pretraining."""
+    from keras_gpt1.training.pretrain import pretrain
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the cat and the dog at home .\n" * 40)
+    result = pretrain(corpus=[str(corpus)], preset="hf://openai-community/openai-gpt", output=str(tmp_path / "run"),
+                      steps=2, batch_size=2, sequence_length=16, tensorboard=False, sample_length=4, verbose=0)
+    lm = GPT1CausalLM.from_preset(str(tmp_path / "run"))
+    assert lm.backbone.vocabulary_size == 97 and lm.tokenizer.vocabulary_size == 100
+    assert result is not None
+
+
 # === Export and serving: the pretrained tokenizer has special tokens beyond the embedding ===
 
 SERVE_SCRIPT = textwrap.dedent(
