@@ -363,7 +363,11 @@ TWO_PROCESSES = textwrap.dedent(
 )
 
 
+ONCE = pytest.mark.skipif(keras.config.backend() != "tensorflow", reason="once (TensorFlow run): backend-independent")
+
+
 @pytest.mark.integration
+@ONCE
 def test_two_processes_converting_at_once(tmp_path):
     home = tmp_path / "home"
     write_standin(home, "someone/raced", seed=3)
