@@ -8,6 +8,9 @@ from keras_gpt1.layers import GPT1Attention, GPT1Block, GPT1Embedding
 from keras_gpt1.models import GPT1Backbone, GPT1CausalLM
 from keras_gpt1.presets import BUILTIN_PRESETS
 
+# Registers the `"gpt1"` / `hf://` resolver with `models.preset_io` (see keras_gpt1/hub.py).
+from keras_gpt1 import hub  # noqa: E402,F401  (isort: skip)
+
 __version__ = "0.1.0"
 
 

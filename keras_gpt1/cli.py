@@ -41,7 +41,7 @@ def main(argv=None):
         return 0 if args.command is None else 2
     try:
         return args.func(args) or 0
-    except (ValueError, FileNotFoundError, PermissionError) as e:
+    except (ValueError, FileNotFoundError, PermissionError, ConnectionError) as e:
         # User errors: one clear line, no traceback.
         print(f"keras-gpt1 {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -8,8 +8,10 @@ A preset directory holds:
     tokenizer.json              {"class_name": "GPT1Tokenizer", "config": {...}}
     assets/tokenizer/vocab.json, assets/tokenizer/merges.txt   (Hugging Face format)
 
-Built-in names describe architectures only: nothing can be downloaded here, so `gpt1` gives the
-paper's 117M model randomly initialised. Real weights come from `keras-gpt1 convert`.
+Built-in names describe architectures. One also names published weights (`"weights"`, a
+Hugging Face handle): `from_preset("gpt1")` loads OpenAI's GPT-1, fetched and converted once by
+`keras_gpt1.hub`; `from_preset("gpt1", load_weights=False)` is the 117M architecture randomly
+initialised. `gpt1_tiny` has no published weights: it is always a small random model.
 """
 
 CONFIG_FILE = "config.json"
@@ -26,7 +28,9 @@ GPT1_BASE_VOCABULARY_SIZE = 40478
 
 BUILTIN_PRESETS = {
     "gpt1": {
-        "description": "The paper's 117M configuration (random weights; convert real ones).",
+        "description": "OpenAI's pretrained GPT-1 (117M), from the Hugging Face Hub; "
+        "load_weights=False gives the architecture with random weights.",
+        "weights": "hf://openai-community/openai-gpt",
         "config": {
             "vocabulary_size": GPT1_BASE_VOCABULARY_SIZE,
             "num_layers": 12,
@@ -38,7 +42,8 @@ BUILTIN_PRESETS = {
         },
     },
     "gpt1_tiny": {
-        "description": "2 layers, hidden 64: for tests, demos and CPU experiments.",
+        "description": "2 layers, hidden 64, random weights (no pretrained weights exist): "
+        "for tests, demos and CPU experiments.",
         "config": {
             "vocabulary_size": 1024,
             "num_layers": 2,

@@ -22,7 +22,7 @@ def tiny_lm(**overrides):
 
 
 def test_paper_configuration_has_exactly_116_534_784_parameters():
-    backbone = GPT1Backbone.from_preset("gpt1")
+    backbone = GPT1Backbone.from_preset("gpt1", load_weights=False)  # the architecture, nothing fetched
     assert backbone.count_params() == 116_534_784
     # The language model adds nothing: its output layer is the tied token embedding.
     assert GPT1CausalLM(backbone).count_params() == 116_534_784

@@ -40,6 +40,7 @@ LAYERS = (
             "keras_gpt1.tasks.finetune",
             "keras_gpt1.export",
             "keras_gpt1.convert",
+            "keras_gpt1.hub",
         ),
     ),
     ("task models", ("keras_gpt1.tasks",)),

@@ -13,7 +13,7 @@
 `train` runs one training step loop per contender, each in its own subprocess (one backend per
 process, and the child's peak resident memory is its own `ru_maxrss`):
 
-- keras_gpt1: `GPT1CausalLM.from_preset("gpt1", dtype=policy)` compiled with the paper's
+- keras_gpt1: `GPT1CausalLM.from_preset("gpt1", load_weights=False, dtype=policy)` compiled with the paper's
   optimizer and schedule (`create_optimizer(WarmupCosine(...))`), `NextTokenLoss` and the
   default perplexity and accuracy metrics, on each requested backend, policy and `jit_compile`
   (with `--head-chunk-size N` / `--rematerialize`, its memory options);
@@ -178,7 +178,7 @@ def worker_keras_gpt1(cfg, args):
     if args.quick:
         lm = GPT1CausalLM(GPT1Backbone(**cfg, dropout=dropout, dtype=policy, rematerialize=args.rematerialize))
     else:
-        lm = GPT1CausalLM.from_preset("gpt1", dtype=policy, dropout=dropout, rematerialize=args.rematerialize)
+        lm = GPT1CausalLM.from_preset("gpt1", load_weights=False, dtype=policy, dropout=dropout, rematerialize=args.rematerialize)
     if lever == "split_qkv":
         _split_qkv(lm)
     if lever == "sgd":

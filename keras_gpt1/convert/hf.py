@@ -171,19 +171,37 @@ def _read_bfloat16(path, key):
     return (words.astype(np.uint32) << 16).view(np.float32).reshape(entry["shape"])
 
 
+# safetensors dtype names → NumPy dtypes (little-endian, as the format stores them).
+_SAFETENSORS_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2",
+                       "I8": "i1", "U8": "u1", "BOOL": "?"}  # fmt: skip
+
+
 def read_safetensors(path):
-    """All tensors of a `.safetensors` file as NumPy arrays (bfloat16 widened to float32)."""
+    """All tensors of a `.safetensors` file as NumPy arrays (bfloat16 widened to float32).
+
+    The arrays are read-only views of the memory-mapped file, not copies: converting the 117M
+    model then holds the file's pages and the model's variables, and no third copy.
+    """
     from safetensors import SafetensorError, safe_open
 
     require_file(path, "safetensors weights")
-    tensors = {}
     try:
+        # safetensors validates the header (offsets, shapes, dtypes); the data is mapped below.
         with safe_open(path, framework="np") as f:
-            for key in f.keys():
-                if f.get_slice(key).get_dtype() == "BF16":
-                    tensors[key] = _read_bfloat16(path, key)
-                else:
-                    tensors[key] = f.get_tensor(key)
+            dtypes = {key: f.get_slice(key).get_dtype() for key in f.keys()}
+        with open(path, "rb") as f:
+            (header_size,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(header_size))
+        data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + header_size) if dtypes else None
+        tensors = {}
+        for key, dtype in dtypes.items():
+            begin, end = header[key]["data_offsets"]
+            if dtype == "BF16":
+                tensors[key] = _read_bfloat16(path, key)
+            elif dtype in _SAFETENSORS_DTYPES:
+                tensors[key] = data[begin:end].view(_SAFETENSORS_DTYPES[dtype]).reshape(header[key]["shape"])
+            else:
+                raise ValueError(f"tensor {key} has dtype {dtype}, which this reader does not handle")
     except (SafetensorError, OSError, ValueError, KeyError) as e:
         raise ValueError(f"Could not read safetensors file {path!r}: {e}") from e
     return tensors

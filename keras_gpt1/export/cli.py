@@ -21,7 +21,7 @@ def add_parser(subparsers):
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--model", required=True, metavar="DIR", help="preset directory to export")
+    parser.add_argument("--model", required=True, metavar="DIR", help="preset directory to export, gpt1 (OpenAI's weights) or hf://owner/name")
     parser.add_argument(
         "--output", required=True, metavar="SAVEDMODEL_DIR", help="model base path; the export goes in VERSION/"
     )

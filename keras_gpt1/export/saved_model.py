@@ -191,8 +191,11 @@ def _serving_packer(packer):
 
 
 def load_model(preset_dir):
-    """The model of a preset directory: its task model if it has `task.json`, else a causal LM."""
-    preset_dir = os.fspath(preset_dir)
+    """The model of a preset directory (or `"gpt1"`, a `hf://` handle): its task model if it has
+    `task.json`, else a causal LM."""
+    from keras_gpt1.models import preset_io
+
+    preset_dir = os.fspath(preset_io.resolve_preset(preset_dir))
     if not os.path.isdir(preset_dir):
         raise FileNotFoundError(f"Model directory {preset_dir!r} does not exist (expected a preset).")
     if os.path.isfile(os.path.join(preset_dir, presets.TASK_CONFIG_FILE)):
@@ -225,9 +228,17 @@ def _untruncated_tokenizer(tokenizer, model):
             "Save the model with its GPT1Tokenizer (a preset with tokenizer.json), or attach one "
             "(`model.tokenizer = GPT1Tokenizer.from_preset(...)`) before exporting."
         )
-    if tokenizer.vocabulary_size > model.backbone.vocabulary_size:
+    # A causal LM's signatures feed it tokenized text only, which never holds the special
+    # tokens (a pretrained GPT-1 has no rows for them); task signatures pack with them.
+    from keras_gpt1.models import GPT1CausalLM
+
+    if isinstance(model, GPT1CausalLM):
+        needed, what = tokenizer.base_vocabulary_size, "ids that text can produce"
+    else:
+        needed, what = tokenizer.vocabulary_size, "ids, special tokens included,"
+    if needed > model.backbone.vocabulary_size:
         raise ValueError(
-            f"The tokenizer has {tokenizer.vocabulary_size} ids but the model only "
+            f"The tokenizer has {needed} {what} but the model only "
             f"{model.backbone.vocabulary_size} embedding rows: they do not belong together."
         )
     if tokenizer.sequence_length is None:

@@ -74,7 +74,7 @@ def add_parser(subparsers):
 
 def _add_model_args(parser):
     parser.add_argument(
-        "--model", required=True, metavar="DIR", help="preset directory (or a built-in name: gpt1, gpt1_tiny)"
+        "--model", required=True, metavar="DIR", help="preset directory, gpt1 (OpenAI's weights, downloaded once), hf://owner/name, or gpt1_tiny (random)"
     )
     parser.add_argument(
         "--dtype",

@@ -165,11 +165,15 @@ class GPT1Backbone(CheckedInputsMixin, keras.Model):
     # === Presets ===
     @classmethod
     def from_preset(cls, preset, load_weights=True, **overrides):
-        """Builds a backbone from a built-in name (`"gpt1"`, `"gpt1_tiny"`) or a preset directory.
+        """Builds a backbone from a built-in name, a `hf://owner/name` handle or a preset directory.
 
+        `"gpt1"` is OpenAI's pretrained GPT-1 (downloaded and converted once, then cached: see
+        `keras_gpt1.hub`); with `load_weights=False` it is the 117M architecture with random
+        weights, fetched from nowhere. `"gpt1_tiny"` is always a small random model.
         `overrides` replace config entries (e.g. `dropout=0.0`, `dtype="mixed_bfloat16"`).
         A directory's weights are loaded unless `load_weights=False`.
         """
+        preset = preset_io.resolve_preset(preset, load_weights)
         config = preset_io.load_backbone_config(preset)
         config.update(overrides)
         backbone = cls.from_config(config)

@@ -202,11 +202,14 @@ class GPT1CausalLM(CheckedInputsMixin, keras.Model):
     # === Presets ===
     @classmethod
     def from_preset(cls, preset, load_weights=True, **overrides):
-        """A causal LM from a built-in name (`"gpt1"`, `"gpt1_tiny"`) or a preset directory.
+        """A causal LM from a built-in name, a `hf://owner/name` handle or a preset directory.
 
-        A directory's tokenizer is restored too when it has one. `overrides` replace backbone
-        config entries (e.g. `dropout=0.0`).
+        `"gpt1"` is OpenAI's pretrained GPT-1 with its tokenizer (the first call downloads about
+        480 MB, see `keras_gpt1.hub`); `load_weights=False` gives the architecture alone, with
+        random weights. A directory's tokenizer is restored too when it has one. `overrides`
+        replace backbone config entries (e.g. `dropout=0.0`).
         """
+        preset = preset_io.resolve_preset(preset, load_weights)
         backbone = GPT1Backbone.from_preset(preset, load_weights=load_weights, **overrides)
         return cls(backbone, tokenizer=preset_io.load_tokenizer(preset))
 

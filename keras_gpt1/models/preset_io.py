@@ -1,4 +1,12 @@
-"""Reading and writing the model side of a preset directory (layout in `keras_gpt1.presets`)."""
+"""Reading and writing the model side of a preset directory (layout in `keras_gpt1.presets`).
+
+`resolve_preset` is the one door through which every `from_preset` passes: it turns a name that
+means *pretrained weights* (`"gpt1"`, `"hf://owner/name"`) into a local preset directory and
+leaves everything else as it is. Fetching and converting belong to a layer above the models
+(`keras_gpt1.hub`), which models must not import; so that layer registers itself here with
+`register_remote_resolver` when the package is imported, and this module only calls what was
+registered (dependency injection keeps the imports flowing downward).
+"""
 
 import os
 
@@ -6,6 +14,60 @@ from keras_gpt1 import presets
 from keras_gpt1.utils.files import atomic_path, atomic_write_json, read_json, require_file
 
 BACKBONE_CLASS_NAME = "GPT1Backbone"
+HF_PREFIX = "hf://"
+
+# `resolver(repo_id, load_weights) -> preset directory`, installed by `keras_gpt1.hub`.
+_remote_resolver = None
+
+
+def register_remote_resolver(resolver):
+    """Installs the function that fetches `hf://` presets; returns the one it replaces.
+
+    Example:
+    ```python
+    previous = register_remote_resolver(lambda repo_id, load_weights: "presets/my_copy")
+    ```
+    """
+    global _remote_resolver
+    previous, _remote_resolver = _remote_resolver, resolver
+    return previous
+
+
+def resolve_preset(preset, load_weights=True):
+    """The local preset that `preset` names: what every `from_preset` loads.
+
+    - A built-in name with published weights (`"gpt1"`) and `load_weights=True` means those
+      weights: they are fetched like the `hf://` handle the name stands for.
+    - `"hf://owner/name"`: an `OpenAIGPTLMHeadModel` repository on the Hugging Face Hub,
+      downloaded and converted once, then read from the cache (see `keras_gpt1.hub`). With
+      `load_weights=False` only its architecture is fetched.
+    - Anything else (a directory, `"gpt1_tiny"`, `"gpt1"` with `load_weights=False`, which is
+      the built-in architecture with random weights) is returned unchanged.
+
+    Example:
+    ```python
+    resolve_preset("gpt1", load_weights=False)   # "gpt1": the 117M architecture, nothing fetched
+    resolve_preset("presets/mine")               # "presets/mine"
+    ```
+    """
+    if not isinstance(preset, str):
+        return preset
+    builtin = presets.BUILTIN_PRESETS.get(preset)
+    if builtin is not None:
+        if not load_weights or "weights" not in builtin:
+            return preset
+        preset = builtin["weights"]
+    if not preset.startswith(HF_PREFIX):
+        return preset
+    repo_id = preset[len(HF_PREFIX) :]
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise ValueError(f"Malformed Hugging Face handle {preset!r}: expected 'hf://owner/name'.")
+    if _remote_resolver is None:
+        raise RuntimeError(
+            f"No resolver for {preset!r}: import keras_gpt1 (it registers keras_gpt1.hub), or "
+            "convert the repository with `keras-gpt1 convert` and load the directory."
+        )
+    return _remote_resolver(repo_id, load_weights)
 
 
 def is_preset_dir(preset):
@@ -16,6 +78,8 @@ def load_backbone_config(preset):
     """The backbone config of a built-in preset name or a preset directory."""
     if isinstance(preset, str) and preset in presets.BUILTIN_PRESETS:
         return dict(presets.BUILTIN_PRESETS[preset]["config"])
+    if isinstance(preset, str) and preset.startswith(HF_PREFIX):
+        raise ValueError(f"{preset!r} is a Hugging Face handle: pass it through resolve_preset first.")
     if not is_preset_dir(preset):
         raise ValueError(
             f"Unknown preset {preset!r}: not a directory, and not a built-in preset "

@@ -43,7 +43,7 @@ def add_parser(subparsers):
     parser.add_argument("--task", required=True, choices=TASKS)
     parser.add_argument("--train", required=True, metavar="FILE", help="training data (.csv, .tsv, .jsonl)")
     parser.add_argument("--validation", metavar="FILE", help="validation data, scored after training")
-    parser.add_argument("--from", dest="preset", required=True, metavar="PRESET", help="pretrained preset directory (with its tokenizer)")
+    parser.add_argument("--from", dest="preset", required=True, metavar="PRESET", help="pretrained preset directory (with its tokenizer), gpt1 (OpenAI's weights) or hf://owner/name")
     parser.add_argument("--output", required=True, metavar="DIR", help="where to save the fine-tuned model")
     parser.add_argument("--columns", nargs="+", metavar="ROLE=COLUMN", help="column mapping, e.g. text=sentence")
     parser.add_argument("--labels", metavar="A,B,...", help="declared classes in index order (default: the training file's, sorted)")

@@ -159,6 +159,8 @@ def finetune(
         keras.utils.set_random_seed(int(seed))
     from keras_gpt1.models import preset_io
 
+    # "gpt1" / hf:// handles become the cached pretrained preset (downloaded the first time).
+    preset = preset_io.resolve_preset(preset)
     backbone_config = preset_io.load_backbone_config(preset)  # an unknown preset fails here
     # Data files are read and checked before anything heavy is built.
     train_data = task_data.read_task_file(train, task, columns, label_names, regression)

@@ -386,7 +386,7 @@ class GPT1TaskModel(CheckedInputsMixin, keras.Model):
 
     @classmethod
     def from_preset(cls, preset, load_weights=True, **kwargs):
-        """A task model from a preset directory or a built-in name.
+        """A task model from a preset directory, a built-in name or a `hf://owner/name` handle.
 
         - A directory saved by `save_to_preset` (it has `task.json`) restores the whole task model,
           head weights included; `GPT1TaskModel.from_preset` returns whichever class it holds.
@@ -401,6 +401,7 @@ class GPT1TaskModel(CheckedInputsMixin, keras.Model):
         classifier = GPT1Classifier.from_preset("my_pretrained_preset", num_classes=2)
         ```
         """
+        preset = preset_io.resolve_preset(preset, load_weights)
         task_path = (
             os.path.join(preset, presets.TASK_CONFIG_FILE) if preset_io.is_preset_dir(preset) else None
         )

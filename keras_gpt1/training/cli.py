@@ -45,8 +45,8 @@ def add_parser(subparsers):
     model.add_argument(
         "--preset",
         default="gpt1_tiny",
-        help="gpt1_tiny | gpt1 (architectures, random init) | a preset DIR to continue from "
-        "(default: gpt1_tiny)",
+        help="gpt1_tiny | gpt1 (architectures, random init) | a preset DIR or hf://owner/name "
+        "to continue from (default: gpt1_tiny)",
     )
     model.add_argument(
         "--tokenizer",

@@ -286,6 +286,11 @@ def pretrain(
             raise ValueError(f"Unknown architecture setting {key!r}; expected some of {sorted(allowed)}.")
         if value is not None:
             overrides[key] = check_integer(key, value, 1)
+    from keras_gpt1.models import preset_io
+
+    # Built-in names are architectures to train from scratch here; a `hf://` handle is fetched
+    # (downloaded and converted once) and continued from, like a preset directory.
+    preset = preset_io.resolve_preset(preset, load_weights=preset not in presets.BUILTIN_PRESETS)
     if overrides and os.path.isdir(os.fspath(preset)):
         raise ValueError(
             f"Cannot change the architecture ({', '.join(sorted(overrides))}) of preset directory "
@@ -365,13 +370,16 @@ def pretrain(
     vocab = int(tokenizer.vocabulary_size)
     if os.path.isdir(os.fspath(preset)):
         backbone = GPT1Backbone.from_preset(preset, **overrides)
-        if backbone.vocabulary_size < vocab:
+        # Language-model data is plain text: it never holds the special tokens, which a
+        # pretrained GPT-1 has no embedding rows for.
+        text_ids = int(tokenizer.base_vocabulary_size)
+        if backbone.vocabulary_size < text_ids:
             raise ValueError(
-                f"The tokenizer has {vocab} tokens but the preset {preset!r} embeds only "
+                f"The tokenizer's text has {text_ids} token ids but the preset {preset!r} embeds only "
                 f"{backbone.vocabulary_size}. Use the preset's own tokenizer."
             )
     else:
-        backbone = GPT1Backbone.from_preset(preset, vocabulary_size=vocab, **overrides)
+        backbone = GPT1Backbone.from_preset(preset, load_weights=False, vocabulary_size=vocab, **overrides)
     lm = GPT1CausalLM(backbone, tokenizer=tokenizer)
     if learning_rate is None:
         learning_rate = PRETRAINING_LEARNING_RATE if backbone.hidden_dim >= 768 else 1e-3
