@@ -189,10 +189,14 @@ class GPT1Backbone(CheckedInputsMixin, keras_hub.models.Backbone):
         if preset_io.is_keras_hub_preset(preset):
             preset_io.check_preset_class(preset, cls)
             kwargs = preset_io.with_saved_dtype(preset, kwargs)
-            return super().from_preset(preset, load_weights=load_weights, **kwargs)
-        config = preset_io.load_legacy_backbone_config(preset)
-        config.update(kwargs)
-        backbone = cls.from_config(config)
+            if not preset_io.has_single_weights_file(preset):
+                return super().from_preset(preset, load_weights=load_weights, **kwargs)  # remote, sharded
+            backbone = super().from_preset(preset, load_weights=False, **kwargs)
+        else:
+            config = preset_io.load_legacy_backbone_config(preset)
+            config.update(kwargs)
+            backbone = cls.from_config(config)
         if load_weights and preset_io.is_preset_dir(preset):
-            preset_io.load_legacy_backbone_weights(backbone, preset)
+            # Checked: a file that is missing, corrupt or of another architecture is named.
+            preset_io.load_backbone_weights(backbone, preset)
         return backbone

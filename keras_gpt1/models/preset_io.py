@@ -142,7 +142,13 @@ def _count_tensors(h5_path):
     return len(counts)
 
 
-def load_legacy_backbone_weights(backbone, preset_dir):
+def has_single_weights_file(preset):
+    """A local preset whose weights are one `model.weights.h5` (or none at all, an error the
+    checked loader names), not KerasHub's sharded `model.weights.json` + shards."""
+    return is_preset_dir(preset) and not os.path.exists(os.path.join(preset, "model.weights.json"))
+
+
+def load_backbone_weights(backbone, preset_dir):
     path = require_file(os.path.join(preset_dir, presets.WEIGHTS_FILE), "preset weights")
     try:
         # Keras skips surplus tensors with only a warning; a preset must match exactly.
