@@ -119,14 +119,17 @@ def load_legacy_backbone_config(preset):
     _check_known(preset)
     path = os.path.join(preset, presets.CONFIG_FILE)
     data = read_json(path, "preset config")
-    if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
+    if not isinstance(data, dict):
         raise ValueError(f"Corrupt preset config {path!r}: expected {{'class_name': ..., 'config': {{...}}}}.")
-    if data.get("class_name") != BACKBONE_CLASS_NAME:
-        shown = json.dumps(data.get("class_name", data.get("model_type")))
+    if "class_name" not in data and "model_type" in data:
         raise ValueError(
-            f"Preset config {path!r} describes {shown}, not a {BACKBONE_CLASS_NAME}. "
-            "A Hugging Face checkpoint converts with `keras-gpt1 convert`."
+            f"Preset config {path!r} describes a Hugging Face {data['model_type']!r} model, not a "
+            f"{BACKBONE_CLASS_NAME}. Convert a Hugging Face checkpoint with `keras-gpt1 convert`."
         )
+    if data.get("class_name") != BACKBONE_CLASS_NAME or not isinstance(data.get("config"), dict):
+        if "class_name" in data and data.get("class_name") != BACKBONE_CLASS_NAME:
+            raise ValueError(f"Preset config {path!r} describes {data.get('class_name')!r}, not a {BACKBONE_CLASS_NAME}.")
+        raise ValueError(f"Corrupt preset config {path!r}: expected {{'class_name': ..., 'config': {{...}}}}.")
     config = dict(data["config"])
     for key in ("name", "trainable"):
         config.pop(key, None)
