@@ -233,3 +233,19 @@ def test_stop_token_ids_end_a_row():
 def test_bad_max_length_is_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         _tiny_lm().generate([5, 6, 7], **kwargs)
+
+
+def test_a_task_preset_gives_its_backbone_and_a_causal_lm_to_keras_hub(tmp_path):
+    from keras_gpt1.tasks import GPT1Classifier
+
+    classifier = GPT1Classifier(GPT1Backbone(**BACKBONE_KWARGS), num_classes=3)
+    classifier.save_to_preset(str(tmp_path))
+    x = _inputs()
+    backbone = keras_hub.models.Backbone.from_preset(str(tmp_path))
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(backbone(x)), keras.ops.convert_to_numpy(classifier.backbone(x)), atol=1e-6
+    )
+    lm = keras_hub.models.CausalLM.from_preset(str(tmp_path))
+    assert type(lm) is GPT1CausalLM
+    restored = GPT1Classifier.from_preset(str(tmp_path))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(restored(x)), keras.ops.convert_to_numpy(classifier(x)), atol=1e-6)

@@ -55,6 +55,11 @@ class GPT1CausalLM(CheckedInputsMixin, keras_hub.models.CausalLM):
     preprocessor_cls = None  # GPT1CausalLMPreprocessor, once it exists
 
     def __init__(self, backbone, preprocessor=None, tokenizer=None, **kwargs):
+        if not isinstance(preprocessor, (type(None), dict, keras_hub.models.Preprocessor)) and hasattr(
+            preprocessor, "detokenize"
+        ):
+            # `GPT1CausalLM(backbone, tokenizer)`, the positional form from before the preprocessor.
+            preprocessor, tokenizer = tokenizer, preprocessor
         if tokenizer is not None and preprocessor is not None:
             raise ValueError("Give `preprocessor` or `tokenizer`, not both.")
         if isinstance(tokenizer, dict):  # configs saved before the preprocessor existed

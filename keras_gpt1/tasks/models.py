@@ -381,7 +381,15 @@ class GPT1TaskModel(CheckedInputsMixin, keras.Model):
         _save_head_weights(self, os.path.join(preset_dir, presets.TASK_WEIGHTS_FILE))
         atomic_write_json(
             os.path.join(preset_dir, presets.TASK_CONFIG_FILE),
-            {"module": "keras_gpt1", "class_name": type(self).__name__, "config": self._head_config()},
+            {
+                "module": "keras_gpt1",
+                "class_name": type(self).__name__,
+                # KerasHub's loader reads this before it looks further: with it, a task preset
+                # given to `keras_hub.models.CausalLM.from_preset` is recognised as not a causal
+                # LM, and the causal LM is built on its (fine-tuned) backbone.
+                "registered_name": keras.saving.get_registered_name(type(self)),
+                "config": self._head_config(),
+            },
         )
 
     @classmethod
@@ -401,6 +409,7 @@ class GPT1TaskModel(CheckedInputsMixin, keras.Model):
         classifier = GPT1Classifier.from_preset("my_pretrained_preset", num_classes=2)
         ```
         """
+        preset = preset_io.resolve_preset(preset, load_weights)
         task_path = (
             os.path.join(preset, presets.TASK_CONFIG_FILE) if preset_io.is_preset_dir(preset) else None
         )
