@@ -58,11 +58,12 @@ def install_cell(also=()):
     """The install cell; `also`: other packages the notebook needs, installed only if missing."""
     lines = [
         "# Colab / Kaggle: install keras_gpt1 from GitHub. Skipped when it is already importable (a local",
-        "# checkout, CI). The runtime's own JAX / PyTorch builds (GPU or TPU) are kept.",
+        "# checkout, CI). Its requirements are ranges and pip upgrades only what is missing or too old,",
+        "# so the runtime's own TensorFlow / Keras / JAX / PyTorch builds (GPU or TPU) are kept.",
         "import importlib.util",
         "",
         'if importlib.util.find_spec("keras_gpt1") is None:',
-        f'    %pip install -q "keras-gpt1 @ git+https://github.com/{REPOSITORY}"',
+        f'    %pip install -q --upgrade-strategy only-if-needed "keras-gpt1 @ git+https://github.com/{REPOSITORY}"',
     ]
     for module, requirement in also:
         lines += [f'if importlib.util.find_spec("{module}") is None:', f"    %pip install -q {requirement}"]

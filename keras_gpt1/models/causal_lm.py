@@ -11,17 +11,19 @@ from keras_gpt1.utils.jit import resolve_jit_compile
 def holds_text(x):
     """True if `x` (arrays, lists, dicts, a `tf.data.Dataset`) carries strings: input for the
     preprocessor. Token ids and already-packed batches go to the model as they are."""
-    from keras_hub.src.utils.pipeline_model import _contains_string_data
-
     spec = getattr(x, "element_spec", None)
-    if spec is not None:
-        return any(getattr(s, "dtype", None) is not None and s.dtype.name == "string" for s in keras.tree.flatten(spec))
-    if isinstance(x, (list, tuple)) and x and all(isinstance(v, str) for v in x):
-        return True
-    try:
-        return _contains_string_data(x)
-    except TypeError:  # generators and other iterables: not text we can see
-        return False
+    leaves = keras.tree.flatten(spec) if spec is not None else keras.tree.flatten(x)
+    for leaf in leaves:
+        if isinstance(leaf, (str, bytes)):
+            return True
+        dtype = getattr(leaf, "dtype", None)
+        if dtype is None:
+            continue
+        if "string" in str(dtype) or getattr(dtype, "kind", None) in ("U", "S"):
+            return True
+        if getattr(dtype, "kind", None) == "O" and leaf.size and isinstance(leaf.flat[0], (str, bytes)):
+            return True
+    return False
 
 
 @keras.saving.register_keras_serializable(package="keras_gpt1")
