@@ -13,6 +13,7 @@ import warnings
 import keras
 import keras_hub
 import numpy as np
+import tensorflow as tf
 import pytest
 from keras_hub.src.tests.test_case import TestCase
 
@@ -125,3 +126,96 @@ def test_a_keras_archive_restores_the_vocabulary_from_its_assets(tmp_path):
     GPT1CausalLM(backbone, tokenizer).save(path)
     restored = keras.saving.load_model(path)
     assert restored.tokenizer(TEXT).to_list() == IDS
+
+
+# === GPT1CausalLMPreprocessor ===
+
+
+class CausalLMPreprocessorContractTest(TestCase):
+    def setUp(self):
+        from keras_gpt1.models import GPT1CausalLMPreprocessor
+
+        self.cls = GPT1CausalLMPreprocessor
+        self.tokenizer = GPT1Tokenizer(dict(VOCABULARY), list(MERGES))
+        self.init_kwargs = {"tokenizer": self.tokenizer, "sequence_length": 4}
+
+    def test_preprocessor_contract(self):
+        # No start or end token: "the quick fox" is [16, 20, 22] from position 0, padded with 0.
+        self.run_preprocessor_test(
+            cls=self.cls,
+            init_kwargs=self.init_kwargs,
+            input_data=["the quick fox"],
+            expected_output=(
+                {"token_ids": [[16, 20, 22, 0]], "padding_mask": [[1, 1, 1, 0]]},
+                [[20, 22, 0, 0]],
+                [[1, 1, 0, 0]],
+            ),
+        )
+
+    def test_truncates_at_the_end_and_labels_the_next_token(self):
+        preprocessor = self.cls(self.tokenizer, sequence_length=2)
+        x, y, w = preprocessor(["the quick fox a dog", "dog"])
+        self.assertAllEqual(x["token_ids"], [[16, 20], [24, 0]])
+        self.assertAllEqual(x["padding_mask"], [[True, True], [True, False]])
+        self.assertAllEqual(y, [[20, 22], [0, 0]])
+        self.assertAllEqual(w, [[True, True], [False, False]])
+        # A dataset of strings maps through it.
+        ds = tf.data.Dataset.from_tensor_slices(["the quick fox a dog", "dog"]).batch(2).map(preprocessor)
+        (x_ds, y_ds, w_ds) = ds.get_single_element()
+        self.assertAllEqual(x_ds["token_ids"], x["token_ids"])
+        self.assertAllEqual(y_ds, y)
+
+    def test_generate_preprocess_and_postprocess(self):
+        preprocessor = self.cls(self.tokenizer, sequence_length=6)
+        x = preprocessor.generate_preprocess(["the fox", "a"])
+        self.assertAllEqual(x["token_ids"], [[16, 22, 0, 0, 0, 0], [12, 0, 0, 0, 0, 0]])
+        self.assertAllEqual(preprocessor.generate_preprocess("the fox", sequence_length=3)["token_ids"], [16, 22, 0])
+        generated = {
+            "token_ids": np.array([[16, 22, 25, 24, 0], [12, 20, 0, 0, 0]], "int32"),  # 25: _start_
+            "padding_mask": np.array([[1, 1, 1, 1, 0], [1, 1, 0, 0, 0]], bool),
+        }
+        self.assertEqual(preprocessor.generate_postprocess(generated), ["the fox dog", "a quick"])
+
+    def test_start_and_end_tokens_are_refused_with_the_reason(self):
+        for name in ("add_start_token", "add_end_token"):
+            with self.assertRaisesRegex(ValueError, f"`{name}=True`.*no start or end-of-text token"):
+                self.cls(self.tokenizer, **{name: True})
+        with self.assertRaisesRegex(ValueError, "without `sequence_length`"):
+            self.cls(GPT1Tokenizer(dict(VOCABULARY), list(MERGES), sequence_length=8))
+        for bad in (0, -3, 2.5, "8"):
+            with self.assertRaisesRegex(ValueError, "sequence_length"):
+                self.cls(self.tokenizer, sequence_length=bad)
+
+    def test_is_a_keras_hub_causal_lm_preprocessor_and_saves_as_a_preset(self):
+        import keras_gpt1
+
+        preprocessor = self.cls(self.tokenizer, sequence_length=5)
+        self.assertIsInstance(preprocessor, keras_hub.models.CausalLMPreprocessor)
+        self.assertIs(keras_gpt1.GPT1CausalLMPreprocessor, self.cls)
+        preset = self.get_temp_dir()
+        preprocessor.save_to_preset(preset)
+        self.assertTrue(os.path.isfile(os.path.join(preset, "preprocessor.json")))
+        self.assertTrue(os.path.isfile(os.path.join(preset, "assets/tokenizer/vocab.json")))
+        restored = self.cls.from_config(json.load(open(os.path.join(preset, "preprocessor.json")))["config"])
+        restored.tokenizer.load_assets(os.path.join(preset, "assets/tokenizer"))
+        self.assertAllEqual(restored(TEXT)[0]["token_ids"], preprocessor(TEXT)[0]["token_ids"])
+
+
+def test_keras_hub_auto_classes_find_the_gpt1_tokenizer_and_preprocessor(tmp_path):
+    from keras_gpt1.models import GPT1Backbone, GPT1CausalLMPreprocessor
+
+    tokenizer = GPT1Tokenizer(dict(VOCABULARY), list(MERGES))
+    backbone = GPT1Backbone(
+        vocabulary_size=tokenizer.vocabulary_size(), num_layers=1, num_heads=2, hidden_dim=8,
+        intermediate_dim=16, max_sequence_length=8,
+    )  # fmt: skip
+    # config.json as KerasHub's preset saver writes it (the registered name finds the backbone).
+    (tmp_path / "config.json").write_text(json.dumps(keras.saving.serialize_keras_object(backbone)))
+    GPT1CausalLMPreprocessor(tokenizer, sequence_length=6).save_to_preset(tmp_path)
+    loaded = keras_hub.tokenizers.Tokenizer.from_preset(str(tmp_path))
+    assert type(loaded) is GPT1Tokenizer
+    assert loaded(TEXT).to_list() == IDS
+    preprocessor = keras_hub.models.CausalLMPreprocessor.from_preset(str(tmp_path))
+    assert type(preprocessor) is GPT1CausalLMPreprocessor and preprocessor.sequence_length == 6
+    x, _, _ = preprocessor(TEXT[:1])
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(x["token_ids"]), [[16, 20, 22, 0, 0, 0]])

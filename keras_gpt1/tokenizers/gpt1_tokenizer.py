@@ -44,7 +44,11 @@ from keras_hub.tokenizers import Tokenizer
 
 # KerasHub's own helpers for Grain pipelines, which need NumPy and Python outputs (they pickle
 # elements across worker processes); KerasHub's tokenizers call the same two.
-from keras_hub.src.utils.tensor_utils import convert_preprocessing_outputs_grain, in_grain_data_pipeline
+from keras_hub.src.utils.tensor_utils import (
+    convert_preprocessing_outputs_grain,
+    in_grain_data_pipeline,
+    in_no_convert_scope,
+)
 
 from keras_gpt1 import presets
 from keras_gpt1.tokenizers import _rust
@@ -791,7 +795,9 @@ class GPT1Tokenizer(*_LAYER_BASES):
             outputs = self.tokenize(inputs)
         else:
             outputs = super().__call__(inputs, *args, **kwargs)
-        if in_grain_data_pipeline():  # Grain pickles its elements: NumPy arrays and lists
+        # Grain pickles its elements: NumPy arrays and lists. Inside another preprocessing layer
+        # (a no-convert scope), that layer converts its own outputs.
+        if in_grain_data_pipeline() and not in_no_convert_scope():
             outputs = convert_preprocessing_outputs_grain(outputs)
         return outputs
 
