@@ -557,7 +557,7 @@ def text_lm(tmp_path_factory):
     path.write_text("\n".join(CORPUS) + "\n", encoding="utf-8")
     tokenizer = tokenizers.train_tokenizer([str(path)], vocabulary_size=120)
     keras.utils.set_random_seed(3)
-    config = dict(TINY_CONFIG, vocabulary_size=tokenizer.vocabulary_size, max_sequence_length=40)
+    config = dict(TINY_CONFIG, vocabulary_size=tokenizer.vocabulary_size(), max_sequence_length=40)
     return GPT1CausalLM(GPT1Backbone(**config), tokenizer=tokenizer)
 
 

@@ -522,7 +522,7 @@ class Reference:
         self.tokenizer = train_tokenizer([str(corpus)], num_merges=600)
         config = {
             **CONFIG,
-            "vocabulary_size": self.tokenizer.vocabulary_size - 3,  # pretraining: no special tokens
+            "vocabulary_size": self.tokenizer.vocabulary_size() - 3,  # pretraining: no special tokens
             "hidden_dim": 64,
             "intermediate_dim": 128,
             "num_heads": 4,  # heads that match a token to its copy in the other segment
@@ -717,7 +717,7 @@ def test_pair_tasks_train_with_fit_and_beat_chance(reference, tmp_path, task, th
     keras.utils.set_random_seed(0)
     model_class = {"entailment": GPT1Classifier, "similarity": GPT1Similarity, "multiple-choice": GPT1MultipleChoice}[task]
     model = model_class.from_preset(reference.pretrained_preset, **({} if task == "multiple-choice" else {"num_classes": 2}))
-    assert model.backbone.vocabulary_size == reference.tokenizer.vocabulary_size  # special rows added
+    assert model.backbone.vocabulary_size == reference.tokenizer.vocabulary_size()  # special rows added
     model.compile(optimizer=keras.optimizers.Adam(2e-3))
     history = model.fit(
         make_dataset(train, packer, PAIR_BUDGET["batch_size"], shuffle=True, seed=0),
@@ -741,7 +741,7 @@ def small_preset(tmp_path_factory):
     corpus.write_text("the quick brown fox jumps over the lazy dog\n" * 5, encoding="utf-8")
     tokenizer = train_tokenizer([str(corpus)], num_merges=10)
     preset = str(directory / "preset")
-    GPT1CausalLM(tiny_backbone(vocabulary_size=tokenizer.vocabulary_size), tokenizer).save_to_preset(preset)
+    GPT1CausalLM(tiny_backbone(vocabulary_size=tokenizer.vocabulary_size()), tokenizer).save_to_preset(preset)
     return preset
 
 

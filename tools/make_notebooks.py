@@ -152,7 +152,7 @@ GPT-1's tokenizer lowercases, splits on whitespace and punctuation, then applies
 from keras_gpt1.tokenizers import train_tokenizer
 
 tokenizer = train_tokenizer([corpus], vocabulary_size=VOCABULARY_SIZE, output_dir=f"{WORK_DIR}/tokenizer")
-print(f"{tokenizer.vocabulary_size} tokens; special token ids {tokenizer.special_token_ids}")
+print(f"{tokenizer.vocabulary_size()} tokens; special token ids {tokenizer.special_token_ids}")
 
 ids = tokenizer("The function returns a list of strings.")
 print(ids.numpy().tolist())
@@ -186,7 +186,7 @@ the warmup-cosine schedule over the whole run. A Keras "epoch" below is one eval
         new_code_cell("""\
 from keras_gpt1.training import WarmupCosine, create_optimizer
 
-backbone = GPT1Backbone.from_preset("gpt1_tiny", vocabulary_size=tokenizer.vocabulary_size)
+backbone = GPT1Backbone.from_preset("gpt1_tiny", vocabulary_size=tokenizer.vocabulary_size())
 lm = GPT1CausalLM(backbone, tokenizer=tokenizer)
 schedule = WarmupCosine(PEAK_LEARNING_RATE, warmup_steps=STEPS // 10, total_steps=STEPS)
 lm.compile(optimizer=create_optimizer(schedule))
@@ -195,7 +195,7 @@ lm.summary()"""),
 validation = data.validation_dataset(max_batches=10)
 before = lm.evaluate(validation, verbose=0, return_dict=True)
 print(f"validation perplexity before training: {before['perplexity']:.0f} "
-      f"(a uniform guess scores {tokenizer.vocabulary_size})")
+      f"(a uniform guess scores {tokenizer.vocabulary_size()})")
 
 history = lm.fit(
     data.train_dataset(),
@@ -266,7 +266,7 @@ print(sorted(os.listdir(preset_dir)))
 reloaded = GPT1CausalLM.from_preset(preset_dir)
 assert all(np.array_equal(a, b) for a, b in zip(lm.get_weights(), reloaded.get_weights()))
 assert reloaded.tokenizer.get_vocabulary() == tokenizer.get_vocabulary()
-print(f"reloaded: the same {reloaded.count_params():,} weights and {reloaded.tokenizer.vocabulary_size} tokens")"""),
+print(f"reloaded: the same {reloaded.count_params():,} weights and {reloaded.tokenizer.vocabulary_size()} tokens")"""),
         new_markdown_cell("""\
 ## Scaling up on a GPU/TPU runtime
 
@@ -649,7 +649,7 @@ if not os.path.isdir(PRESET_DIR):
         tensorboard=False, sample_length=0, resume=False, verbose=2,
     ).output
 lm = GPT1CausalLM.from_preset(PRESET_DIR)
-print(f"{PRESET_DIR}: {lm.count_params():,} parameters, vocabulary {lm.tokenizer.vocabulary_size}")"""),
+print(f"{PRESET_DIR}: {lm.count_params():,} parameters, vocabulary {lm.tokenizer.vocabulary_size()}")"""),
         new_markdown_cell("""\
 ## 2. Export
 
@@ -907,12 +907,12 @@ from keras_gpt1.convert import convert_hf_to_preset, convert_openai_to_preset
 
 backbone, tokenizer = convert_hf_to_preset(hf_dir, f"{WORK_DIR}/preset_from_hf", overwrite=True)
 print(f"from HF      : {backbone.num_layers} layers, hidden {backbone.hidden_dim}, "
-      f"{backbone.vocabulary_size} embedding rows, tokenizer of {tokenizer.vocabulary_size} ids")
+      f"{backbone.vocabulary_size} embedding rows, tokenizer of {tokenizer.vocabulary_size()} ids")
 
 backbone, tokenizer = convert_openai_to_preset(original_dir, f"{WORK_DIR}/preset_from_original",
                                                num_heads=NUM_HEADS, overwrite=True)
 print(f"from original: {backbone.num_layers} layers, hidden {backbone.hidden_dim}, "
-      f"{backbone.vocabulary_size} embedding rows, tokenizer of {tokenizer.vocabulary_size} ids")
+      f"{backbone.vocabulary_size} embedding rows, tokenizer of {tokenizer.vocabulary_size()} ids")
 print(sorted(os.listdir(f"{WORK_DIR}/preset_from_hf")))"""),
         new_markdown_cell("""\
 ## 3. Parity check against `transformers`

@@ -225,16 +225,16 @@ def _untruncated_tokenizer(tokenizer, model):
             "Save the model with its GPT1Tokenizer (a preset with tokenizer.json), or attach one "
             "(`model.tokenizer = GPT1Tokenizer.from_preset(...)`) before exporting."
         )
-    if tokenizer.vocabulary_size > model.backbone.vocabulary_size:
+    if tokenizer.vocabulary_size() > model.backbone.vocabulary_size:
         raise ValueError(
-            f"The tokenizer has {tokenizer.vocabulary_size} ids but the model only "
+            f"The tokenizer has {tokenizer.vocabulary_size()} ids but the model only "
             f"{model.backbone.vocabulary_size} embedding rows: they do not belong together."
         )
     if tokenizer.sequence_length is None:
         return tokenizer
     # The signatures truncate by their own rules; they need whole token sequences.
     config = dict(tokenizer.get_config(), sequence_length=None)
-    return type(tokenizer).from_config(config)
+    return type(tokenizer)(vocabulary=tokenizer.vocabulary, merges=tokenizer.merges, **config)
 
 
 def _tokenizer_state(tokenizer):

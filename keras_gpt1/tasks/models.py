@@ -172,11 +172,11 @@ class GPT1TaskModel(CheckedInputsMixin, keras.Model):
             raise ValueError(f"`dropout` must be in [0, 1); got {dropout!r}.")
         if float(lm_weight) < 0:
             raise ValueError(f"`lm_weight` must be >= 0 (0 turns the LM loss off); got {lm_weight!r}.")
-        if tokenizer is not None and tokenizer.vocabulary_size > backbone.vocabulary_size:
+        if tokenizer is not None and tokenizer.vocabulary_size() > backbone.vocabulary_size:
             raise ValueError(
-                f"The tokenizer has {tokenizer.vocabulary_size} ids but the backbone only "
+                f"The tokenizer has {tokenizer.vocabulary_size()} ids but the backbone only "
                 f"{backbone.vocabulary_size} embedding rows: extend it first with "
-                f"`add_special_token_rows(backbone, {tokenizer.vocabulary_size - backbone.vocabulary_size})`."
+                f"`add_special_token_rows(backbone, {tokenizer.vocabulary_size() - backbone.vocabulary_size})`."
             )
         self.backbone = backbone
         self.tokenizer = tokenizer
@@ -441,9 +441,9 @@ class GPT1TaskModel(CheckedInputsMixin, keras.Model):
                 f"{preset!r} holds no task model ({presets.TASK_CONFIG_FILE} is missing): build a "
                 "fresh head with GPT1Classifier / GPT1Similarity / GPT1MultipleChoice.from_preset."
             )
-        if tokenizer is not None and tokenizer.vocabulary_size > backbone.vocabulary_size:
+        if tokenizer is not None and tokenizer.vocabulary_size() > backbone.vocabulary_size:
             backbone = add_special_token_rows(
-                backbone, tokenizer.vocabulary_size - backbone.vocabulary_size
+                backbone, tokenizer.vocabulary_size() - backbone.vocabulary_size
             )
         return cls(backbone, tokenizer=tokenizer, **kwargs)
 
