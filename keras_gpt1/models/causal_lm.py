@@ -4,6 +4,11 @@ from keras import ops
 
 from keras_gpt1.models import preset_io
 from keras_gpt1.models.backbone import GPT1Backbone
+
+# Imported here, not lazily: KerasHub's loaders find the preprocessor (and, through its
+# `backbone_cls`, the tokenizer) among registered classes, so they must be registered as soon as
+# keras_gpt1's models are. (KerasHub itself imports TensorFlow already.)
+from keras_gpt1.models.causal_lm_preprocessor import GPT1CausalLMPreprocessor
 from keras_gpt1.utils.checks import CheckedInputsMixin, check_integer
 from keras_gpt1.utils.jit import resolve_jit_compile
 
@@ -54,7 +59,7 @@ class GPT1CausalLM(CheckedInputsMixin, keras_hub.models.CausalLM):
     """
 
     backbone_cls = GPT1Backbone
-    preprocessor_cls = None  # GPT1CausalLMPreprocessor, once it exists
+    preprocessor_cls = GPT1CausalLMPreprocessor
 
     def __init__(self, backbone, preprocessor=None, tokenizer=None, **kwargs):
         if not isinstance(preprocessor, (type(None), dict, keras_hub.models.Preprocessor)) and hasattr(
@@ -84,7 +89,9 @@ class GPT1CausalLM(CheckedInputsMixin, keras_hub.models.CausalLM):
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
 
     def _preprocessor_around(self, tokenizer, backbone):
-        if self.preprocessor_cls is None:
+        if getattr(tokenizer, "sequence_length", None) is not None:
+            # A fixed-length tokenizer pads by itself, which the preprocessor refuses to wrap; it
+            # is kept as it is, for text given to `generate` and `score`.
             self._bare_tokenizer = tokenizer
             return None
         return self.preprocessor_cls(tokenizer, sequence_length=backbone.max_sequence_length)
@@ -356,7 +363,7 @@ class GPT1CausalLM(CheckedInputsMixin, keras_hub.models.CausalLM):
         # its class checked and its weights loaded, and handed to KerasHub's task loader.
         backbone = GPT1Backbone.from_preset(preset, load_weights=load_weights, **kwargs)
         if preset_io.is_keras_hub_preset(preset):
-            if cls.preprocessor_cls is None and not task_kwargs:
+            if not task_kwargs and not preset_io.has_preprocessor(preset):
                 task_kwargs["tokenizer"] = preset_io.load_tokenizer(preset)
             return super().from_preset(preset, load_weights=False, backbone=backbone, **task_kwargs)
         if not task_kwargs:

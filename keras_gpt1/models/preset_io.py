@@ -170,6 +170,10 @@ def has_tokenizer(preset):
     return is_preset_dir(preset) and os.path.exists(os.path.join(preset, presets.TOKENIZER_CONFIG_FILE))
 
 
+def has_preprocessor(preset):
+    return is_preset_dir(preset) and os.path.exists(os.path.join(preset, "preprocessor.json"))
+
+
 def load_tokenizer(preset):
     """The preset's `GPT1Tokenizer`, or None if it has none (built-in names have none)."""
     preset = resolve_preset(preset)
