@@ -55,6 +55,21 @@ class GPT1BackboneContractTest(TestCase):
         )
 
 
+class GPT1CausalLMTaskTest(TestCase):
+    def test_causal_lm_task_contract(self):
+        from keras_gpt1.models import GPT1CausalLMPreprocessor
+
+        tokenizer = GPT1CausalLM.from_preset(LEGACY_PRESET).tokenizer
+        backbone = GPT1Backbone(**{**BACKBONE_KWARGS, "vocabulary_size": 109})
+        preprocessor = GPT1CausalLMPreprocessor(tokenizer, sequence_length=8)
+        self.run_task_test(
+            cls=GPT1CausalLM,
+            init_kwargs={"backbone": backbone, "preprocessor": preprocessor},
+            train_data=(["the quick brown fox jumps", "a language model"],),
+            expected_output_shape=(2, 8, 109),
+        )
+
+
 def _tiny_lm():
     return GPT1CausalLM(GPT1Backbone(**BACKBONE_KWARGS))
 
@@ -116,6 +131,27 @@ def test_int8_preset_round_trip_gives_the_same_logits(tmp_path):
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(restored(x)), keras.ops.convert_to_numpy(lm.backbone(x)), atol=1e-5, rtol=0
     )
+
+
+def test_fit_on_strings_and_on_a_dataset_of_strings_lowers_the_loss():
+    import tensorflow as tf
+
+    lm = GPT1CausalLM.from_preset(LEGACY_PRESET)
+    texts = ["the quick brown fox jumps over the lazy dog."] * 8
+    before = lm.evaluate(texts, batch_size=4, verbose=0, return_dict=True)["loss"]
+    lm.fit(texts, batch_size=4, epochs=3, verbose=0)
+    lm.fit(tf.data.Dataset.from_tensor_slices(texts).batch(4), epochs=2, verbose=0)
+    after = lm.evaluate(texts, batch_size=4, verbose=0, return_dict=True)["loss"]
+    assert after < before
+    # Token ids still go to the model as they are (the pre-KerasHub API).
+    x = _inputs()
+    x["token_ids"] %= 100
+    lm.fit(x, x["token_ids"], sample_weight=x["padding_mask"], batch_size=2, verbose=0)
+
+
+def test_text_without_a_preprocessor_is_refused():
+    with pytest.raises(ValueError, match="got text but has no preprocessor"):
+        _tiny_lm().fit(["some text"], verbose=0)
 
 
 # === Bad input ===

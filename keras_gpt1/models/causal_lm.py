@@ -242,19 +242,19 @@ class GPT1CausalLM(CheckedInputsMixin, keras_hub.models.CausalLM):
 
     def fit(self, x=None, y=None, *args, **kwargs):
         if self._takes_text(x):
-            return super().fit(x, y, *args, **kwargs)  # KerasHub's pipeline: preprocessor, then fit
+            return keras_hub.models.CausalLM.fit(self, x, y, *args, **kwargs)  # KerasHub's pipeline: preprocessor, then fit
         self._check_array_inputs(x)
         return keras.Model.fit(self, x, y, *args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         if self._takes_text(x):
-            return super().evaluate(x, y, *args, **kwargs)
+            return keras_hub.models.CausalLM.evaluate(self, x, y, *args, **kwargs)
         self._check_array_inputs(x)
         return keras.Model.evaluate(self, x, y, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
         if self._takes_text(x):
-            return super().predict(x, *args, **kwargs)
+            return keras_hub.models.CausalLM.predict(self, x, *args, **kwargs)
         self._check_array_inputs(x)
         return keras.Model.predict(self, x, *args, **kwargs)
 
