@@ -72,7 +72,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_gpt1 import presets
+from keras_gpt1.models import preset_io
 from keras_gpt1.export import DEFAULT_MAX_NEW_TOKENS
 from keras_gpt1.utils.checks import check_integer
 
@@ -191,11 +191,11 @@ def _serving_packer(packer):
 
 
 def load_model(preset_dir):
-    """The model of a preset directory: its task model if it has `task.json`, else a causal LM."""
+    """The model of a preset directory: its task model if `task.json` holds one, else a causal LM."""
     preset_dir = os.fspath(preset_dir)
     if not os.path.isdir(preset_dir):
         raise FileNotFoundError(f"Model directory {preset_dir!r} does not exist (expected a preset).")
-    if os.path.isfile(os.path.join(preset_dir, presets.TASK_CONFIG_FILE)):
+    if preset_io.holds_task_model(preset_dir):
         from keras_gpt1.tasks.models import GPT1TaskModel
 
         return GPT1TaskModel.from_preset(preset_dir)

@@ -170,6 +170,19 @@ def has_tokenizer(preset):
     return is_preset_dir(preset) and os.path.exists(os.path.join(preset, presets.TOKENIZER_CONFIG_FILE))
 
 
+CAUSAL_LM_CLASS_NAME = "GPT1CausalLM"
+
+
+def holds_task_model(preset):
+    """True if the preset's `task.json` holds a fine-tuning model (classifier, ...), not the
+    causal LM KerasHub's saver writes there for `GPT1CausalLM.save_to_preset`."""
+    path = os.path.join(preset, presets.TASK_CONFIG_FILE) if is_preset_dir(preset) else None
+    if path is None or not os.path.isfile(path):
+        return False
+    data = read_json(path, "task config")
+    return not (isinstance(data, dict) and data.get("class_name") == CAUSAL_LM_CLASS_NAME)
+
+
 def has_preprocessor(preset):
     return is_preset_dir(preset) and os.path.exists(os.path.join(preset, "preprocessor.json"))
 

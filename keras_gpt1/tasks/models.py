@@ -410,8 +410,9 @@ class GPT1TaskModel(CheckedInputsMixin, keras.Model):
         ```
         """
         preset = preset_io.resolve_preset(preset, load_weights)
+        # A causal LM preset's task.json (KerasHub's saver writes one) holds no head: fresh one.
         task_path = (
-            os.path.join(preset, presets.TASK_CONFIG_FILE) if preset_io.is_preset_dir(preset) else None
+            os.path.join(preset, presets.TASK_CONFIG_FILE) if preset_io.holds_task_model(preset) else None
         )
         backbone = GPT1Backbone.from_preset(preset, load_weights=load_weights)
         tokenizer = kwargs.pop("tokenizer", None) or preset_io.load_tokenizer(preset)
