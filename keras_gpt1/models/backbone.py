@@ -185,7 +185,7 @@ class GPT1Backbone(CheckedInputsMixin, keras_hub.models.Backbone):
         backbone = GPT1Backbone.from_preset("my_preset", dropout=0.0)
         ```
         """
-        preset = preset_io.resolve_preset(preset, load_weights)
+        preset = preset_io.resolve_preset(preset_io.as_preset(preset), load_weights)
         if preset_io.is_keras_hub_preset(preset):
             preset_io.check_preset_class(preset, cls)
             kwargs = preset_io.with_saved_dtype(preset, kwargs)

@@ -357,14 +357,16 @@ class GPT1CausalLM(CheckedInputsMixin, keras_hub.models.CausalLM):
         lm = GPT1CausalLM.from_preset("my_preset", dropout=0.0)
         ```
         """
-        preset = preset_io.resolve_preset(preset, load_weights)
+        preset = preset_io.resolve_preset(preset_io.as_preset(preset), load_weights)
         task_kwargs = {k: kwargs.pop(k) for k in ("preprocessor", "tokenizer") if k in kwargs}
         # Config overrides (`dropout=0.0`, `dtype=`) are the backbone's: it is built here, with
         # its class checked and its weights loaded, and handed to KerasHub's task loader.
         backbone = GPT1Backbone.from_preset(preset, load_weights=load_weights, **kwargs)
         if preset_io.is_keras_hub_preset(preset):
             if not task_kwargs and not preset_io.has_preprocessor(preset):
-                task_kwargs["tokenizer"] = preset_io.load_tokenizer(preset)
+                # No preprocessor.json (a converted or backbone-only preset): the tokenizer, if
+                # there is one, gets a preprocessor made here; KerasHub's loader would insist on one.
+                task_kwargs = {"preprocessor": None, "tokenizer": preset_io.load_tokenizer(preset)}
             return super().from_preset(preset, load_weights=False, backbone=backbone, **task_kwargs)
         if not task_kwargs:
             task_kwargs["tokenizer"] = preset_io.load_tokenizer(preset)

@@ -29,6 +29,11 @@ def resolve_preset(preset, load_weights=True):
     return preset
 
 
+def as_preset(preset):
+    """`preset` as KerasHub's loaders take it: a `pathlib.Path` becomes a string."""
+    return os.fspath(preset) if isinstance(preset, os.PathLike) else preset
+
+
 def is_preset_dir(preset):
     return isinstance(preset, (str, os.PathLike)) and os.path.isdir(preset)
 
@@ -100,7 +105,7 @@ def with_saved_dtype(preset, kwargs):
 def load_backbone_config(preset):
     """The backbone config (constructor arguments) of a built-in name or a preset directory of
     either format; `dtype` is left out (it belongs to how a model is loaded, not its shape)."""
-    preset = resolve_preset(preset, load_weights=False)
+    preset = resolve_preset(as_preset(preset), load_weights=False)
     if is_builtin(preset):
         return dict(presets.BUILTIN_PRESETS[preset]["config"])
     if is_keras_hub_preset(preset) and is_preset_dir(preset):
@@ -189,7 +194,7 @@ def has_preprocessor(preset):
 
 def load_tokenizer(preset):
     """The preset's `GPT1Tokenizer`, or None if it has none (built-in names have none)."""
-    preset = resolve_preset(preset)
+    preset = resolve_preset(as_preset(preset))
     if not has_tokenizer(preset):
         return None
     from keras_gpt1.tokenizers import GPT1Tokenizer  # needs TensorFlow; only when used

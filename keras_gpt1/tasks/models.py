@@ -409,7 +409,7 @@ class GPT1TaskModel(CheckedInputsMixin, keras.Model):
         classifier = GPT1Classifier.from_preset("my_pretrained_preset", num_classes=2)
         ```
         """
-        preset = preset_io.resolve_preset(preset, load_weights)
+        preset = preset_io.resolve_preset(preset_io.as_preset(preset), load_weights)
         # A causal LM preset's task.json (KerasHub's saver writes one) holds no head: fresh one.
         task_path = (
             os.path.join(preset, presets.TASK_CONFIG_FILE) if preset_io.holds_task_model(preset) else None
