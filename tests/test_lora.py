@@ -194,3 +194,101 @@ def test_enable_lora_bad_input():
     fresh.backbone.transformer_layers[0].c_fc.enable_lora(2)  # by hand, on one layer
     with pytest.raises(ValueError, match="already enabled on 1 layer.*h_0/c_fc"):
         fresh.backbone.enable_lora(2)
+
+
+# === `finetune --lora-rank` ===
+
+TRAIN_ROWS = "".join(
+    f"the {w} fox {'runs' if i % 2 else 'sleeps'},{i % 2}\n"
+    for i, w in enumerate(["quick", "brown", "lazy", "red", "old", "big", "sly", "small"] * 3)
+)
+
+
+@pytest.fixture(scope="module")
+def small_preset(tmp_path_factory):
+    from keras_gpt1.tokenizers import train_tokenizer
+
+    directory = tmp_path_factory.mktemp("lora_preset")
+    corpus = directory / "corpus.txt"
+    corpus.write_text("the quick brown fox runs and sleeps over the lazy dog\n" * 5, encoding="utf-8")
+    tokenizer = train_tokenizer([str(corpus)], num_merges=20)
+    keras.utils.set_random_seed(3)
+    config = dict(TINY_CONFIG, vocabulary_size=tokenizer.vocabulary_size())
+    preset = str(directory / "preset")
+    GPT1Backbone(**config).save_to_preset(preset)  # a pretrained backbone and its tokenizer
+    tokenizer.save_to_preset(preset)
+    (directory / "train.csv").write_text("text,label\n" + TRAIN_ROWS, encoding="utf-8")
+    return preset, str(directory / "train.csv")
+
+
+def test_finetune_with_lora_trains_the_adapters_and_head_and_saves_them_merged(small_preset, tmp_path):
+    import json
+
+    from keras_gpt1.tasks import GPT1TaskModel
+    from keras_gpt1.tasks.finetune import finetune
+    from keras_gpt1.tasks.packers import packer_for_task
+
+    preset, train = small_preset
+    out = str(tmp_path / "out")
+    result = finetune(
+        "classification", train, preset=preset, output=out, lora_rank=2, learning_rate=1e-2,
+        epochs=2, batch_size=8, seed=0, verbose=0,
+    )  # fmt: skip
+    model = result.model
+    adapted = lora_layers(model.backbone)
+    expected = [v for layer in adapted for v in (layer.lora_kernel_a, layer.lora_kernel_b)] + model.head.weights
+    assert {id(w) for w in model.trainable_weights} == {id(w) for w in expected}
+    base = GPT1Backbone.from_preset(preset)
+    assert len(adapted) == TINY_CONFIG["num_layers"] and all(layer.lora_rank == 2 for layer in adapted)
+    assert np.abs(to_numpy(adapted[0].lora_kernel_b)).max() > 0  # the adapters trained
+    for ours, original in zip(model.backbone.transformer_layers, base.transformer_layers):
+        # The frozen kernels are the pretrained ones.
+        for name in ("c_fc", "c_proj"):
+            np.testing.assert_array_equal(to_numpy(getattr(ours, name).kernel), to_numpy(getattr(original, name).kernel))
+        np.testing.assert_array_equal(to_numpy(ours.attention.c_attn._kernel), to_numpy(original.attention.c_attn.kernel))
+    assert json.load(open(f"{out}/finetune.json"))["recipe"]["lora_rank"] == 2
+
+    # The preset holds the adapted model, adapters merged: it loads as a plain task model.
+    loaded = GPT1TaskModel.from_preset(out)
+    assert not lora_layers(loaded.backbone)
+    packed = packer_for_task("classification", model.tokenizer, result.sequence_length)(["the red fox runs", "a dog"])
+    x = {k: to_numpy(v) for k, v in packed.items()}
+    np.testing.assert_allclose(to_numpy(loaded(x)), to_numpy(model(x)), atol=1e-5)
+
+
+@pytest.mark.integration
+def test_finetune_lora_cli_then_export_serves_the_adapted_model(small_preset, tmp_path):
+    """`keras-gpt1 finetune --lora-rank 2` on this backend, `keras-gpt1 export` (TensorFlow), and
+    the SavedModel's answers against the fine-tuned preset loaded here."""
+    import subprocess
+    import sys
+
+    import tensorflow as tf
+
+    from keras_gpt1.tasks import GPT1Classifier
+    from keras_gpt1.tasks.packers import packer_for_task
+
+    preset, train = small_preset
+    out, exported = str(tmp_path / "out"), str(tmp_path / "exported")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    cli = [sys.executable, "-c", "import sys; from keras_gpt1.cli import main; sys.exit(main(sys.argv[1:]))"]
+    finetune_args = [
+        "finetune", "--task", "classification", "--train", train, "--from", preset, "--output", out,
+        "--lora-rank", "2", "--learning-rate", "1e-2", "--epochs", "2", "--batch-size", "8", "--seed", "0",
+    ]  # fmt: skip
+    for args, backend in ((finetune_args, BACKEND), (["export", "--model", out, "--output", exported], "tensorflow")):
+        proc = subprocess.run(cli + args, env=dict(env, KERAS_BACKEND=backend), capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    texts = ["the red fox runs", "the old fox sleeps", "a dog"]
+    served = tf.saved_model.load(os.path.join(exported, "1")).signatures["serving_default"](text=tf.constant(texts))
+    model = GPT1Classifier.from_preset(out)
+    import json
+
+    length = json.load(open(os.path.join(out, "finetune.json")))["sequence_length"]
+    packed = packer_for_task("classification", model.tokenizer, length)(texts)
+    probabilities = keras.ops.softmax(model({k: to_numpy(v) for k, v in packed.items()}), axis=-1)
+    np.testing.assert_allclose(served["probabilities"].numpy(), to_numpy(probabilities), atol=1e-5)
+    # Not the pretrained model with a fresh head: the adapters changed the backbone.
+    assert not np.allclose(to_numpy(GPT1Backbone.from_preset(preset).transformer_layers[0].attention.c_attn.kernel),
+                           to_numpy(model.backbone.transformer_layers[0].attention.c_attn.kernel))  # fmt: skip
