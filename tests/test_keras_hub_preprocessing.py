@@ -123,7 +123,7 @@ def test_a_keras_archive_restores_the_vocabulary_from_its_assets(tmp_path):
         intermediate_dim=16, max_sequence_length=8,
     )  # fmt: skip
     path = str(tmp_path / "lm.keras")
-    GPT1CausalLM(backbone, tokenizer).save(path)
+    GPT1CausalLM(backbone, tokenizer=tokenizer).save(path)
     restored = keras.saving.load_model(path)
     assert restored.tokenizer(TEXT).to_list() == IDS
 

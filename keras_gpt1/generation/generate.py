@@ -352,15 +352,27 @@ class TorchEngine:
             for block in backbone.transformer_layers
         ]
 
-    def _weight(self, variable):
-        value = variable.value.detach()
+    def _weight(self, weight):
+        """A weight as a tensor in the engine's dtype: a Keras variable, or a tensor a layer
+        computes from its variables (a kernel with LoRA adapters merged in)."""
+        value = getattr(weight, "value", weight).detach()
         return value if value.dtype == self.dtype else value.to(self.dtype)
 
     def _dense(self, dense):
-        """`x -> dense(x)` over the layer's weights (a Dense kernel is `[in, out]`)."""
+        """`x -> dense(x)` over the layer's weights (a Dense kernel is `[in, out]`).
+
+        With LoRA on, a float layer's `kernel` is Keras's own merge, `kernel + A @ B * scale`,
+        packed once like any kernel. An int8 layer keeps its int8 kernel and, as Keras's int8
+        Dense does, adds the float adapter path `(x @ A) @ B * scale` beside it.
+        """
         bias = self._weight(dense.bias)
         if dense.quantization_mode == "int8":
-            return self._int8_linear(dense._kernel.value.detach().T, dense.kernel_scale.value.detach(), bias.float())
+            linear = self._int8_linear(dense._kernel.value.detach().T, dense.kernel_scale.value.detach(), bias.float())
+            if not dense.lora_enabled:
+                return linear
+            a, b = self._weight(dense.lora_kernel_a), self._weight(dense.lora_kernel_b)
+            scale = dense.lora_alpha / dense.lora_rank
+            return lambda x: linear(x) + (x @ a) @ b * scale
         return self._float_linear(self._weight(dense.kernel).T, bias)
 
     def _float_linear(self, weight, bias):
@@ -393,6 +405,20 @@ class TorchEngine:
         device, and Keras int8 models in Keras's default int8 scheme on a CPU with fbgemm."""
         if keras.config.backend() != "torch":
             return "it needs KERAS_BACKEND=torch"
+        # LoRA adapters on Dense layers are merged or run beside the int8 kernel (`_dense`), and a
+        # float table's `embeddings` has its adapters merged; an int8 table's are not read.
+        unread = [
+            layer.name
+            for layer in lm._flatten_layers()
+            if getattr(layer, "lora_enabled", False)
+            and getattr(layer, "quantization_mode", None)
+            and not isinstance(layer, keras.layers.Dense)
+        ]
+        if unread:
+            return (
+                "it runs LoRA adapters on Dense layers and float embeddings only, and this model "
+                f"has them on the int8 layer(s) {unread}"
+            )
         quantized = [layer for layer in lm._flatten_layers() if getattr(layer, "quantization_mode", None)]
         if not quantized:
             return None

@@ -4,7 +4,7 @@ from keras import ops
 
 from keras_gpt1.layers.embedding import GPT1Embedding
 from keras_gpt1.layers.transformer_block import GPT1Block, warn_if_rematerialization_is_undone
-from keras_gpt1.models import preset_io
+from keras_gpt1.models import lora, preset_io
 from keras_gpt1.utils.checks import CheckedInputsMixin, check_token_ids
 
 
@@ -163,11 +163,36 @@ class GPT1Backbone(CheckedInputsMixin, keras_hub.models.Backbone):
         )
         return config
 
-    # === LoRA ===
+    # === LoRA (KerasHub's, with GPT-1's targets and checks: see keras_gpt1.models.lora) ===
     def default_lora_layer_names(self):
         """`enable_lora` adapts each block's fused q/k/v projection (`c_attn`), GPT-1's form of
         the query and value projections KerasHub adapts in its own models."""
-        return ["c_attn"]
+        return list(lora.DEFAULT_TARGETS)
+
+    def enable_lora(self, rank, target_layer_names=None):
+        """Freezes the backbone and adds rank-`rank` adapters to `target_layer_names` (default:
+        every block's `c_attn`). Once per model; `rank` >= 1.
+
+        Example:
+        ```python
+        backbone.enable_lora(4)        # only the adapters (and any task head) train
+        backbone.save_lora_weights("adapters.lora.h5")
+        ```
+        """
+        if target_layer_names is None:
+            target_layer_names = self.default_lora_layer_names()
+        rank = lora.check_enable_lora(self, rank, target_layer_names)
+        super().enable_lora(rank, target_layer_names)
+        lora.freeze_adapted_biases(self)
+
+    def save_lora_weights(self, filepath):
+        """Writes the adapters to `filepath` (`*.lora.h5`, KerasHub's layout), atomically."""
+        lora.save_lora_weights(super().save_lora_weights, filepath)
+
+    def load_lora_weights(self, filepath):
+        """Loads adapters saved by `save_lora_weights`; a file that does not fit names the layer
+        and the shapes."""
+        lora.load_lora_weights(self, filepath)
 
     # === Presets ===
     @classmethod
