@@ -256,7 +256,7 @@ def test_task_model_outputs_and_persistence(name, make, x, shape, tmp_path):
 
     preset = str(tmp_path / "preset")
     model.save_to_preset(preset)
-    assert sorted(os.listdir(preset)) == ["config.json", "model.weights.h5", "task.json", "task.weights.h5"]
+    assert sorted(os.listdir(preset)) == ["config.json", "metadata.json", "model.weights.h5", "task.json", "task.weights.h5"]
     for loader in (type(model), GPT1TaskModel):
         loaded = loader.from_preset(preset)
         assert type(loaded) is type(model)
