@@ -20,4 +20,8 @@ def __getattr__(name):
         from keras_gpt1 import tokenizers
 
         return getattr(tokenizers, name)
+    if name == "GPT1CausalLMPreprocessor":
+        from keras_gpt1 import models
+
+        return models.GPT1CausalLMPreprocessor
     raise AttributeError(f"module 'keras_gpt1' has no attribute {name!r}")

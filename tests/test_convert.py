@@ -460,7 +460,7 @@ def test_vocabulary_files_travel_with_the_weights(hf_copy, tmp_path):
     assert 0 not in sum(expected, [])  # no <unk>: every character is in the vocabulary
 
     _, tokenizer = convert_hf_to_preset(hf_copy, tmp_path / "preset")
-    assert tokenizer.vocabulary_size == 100 and tokenizer.start_token_id == 97
+    assert tokenizer.vocabulary_size() == 100 and tokenizer.start_token_id == 97
     loaded = GPT1CausalLM.from_preset(tmp_path / "preset").tokenizer
     assert our_tokenizer_ids(loaded) == expected
 

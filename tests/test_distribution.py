@@ -259,7 +259,7 @@ def _tiny_task_preset(workdir):
         f.write("the quick brown fox jumps over the lazy dog\n" * 5)
     tokenizer = train_tokenizer([corpus], num_merges=10)
     preset = os.path.join(workdir, "preset")
-    backbone = GPT1Backbone(**dict(CONFIG, vocabulary_size=tokenizer.vocabulary_size))
+    backbone = GPT1Backbone(**dict(CONFIG, vocabulary_size=tokenizer.vocabulary_size()))
     GPT1CausalLM(backbone, tokenizer).save_to_preset(preset)
     return preset
 

@@ -176,7 +176,7 @@ def tokenizer(tmp_path_factory):
 def lm_preset(tokenizer, tmp_path_factory):
     """A preset of a causal LM trained for a few steps on the current backend."""
     keras.utils.set_random_seed(5)
-    config = dict(vocabulary_size=tokenizer.vocabulary_size, num_layers=2, num_heads=2, hidden_dim=32,
+    config = dict(vocabulary_size=tokenizer.vocabulary_size(), num_layers=2, num_heads=2, hidden_dim=32,
                   intermediate_dim=64, max_sequence_length=CONTEXT, dropout=0.1)  # fmt: skip
     lm = GPT1CausalLM(GPT1Backbone(**config), tokenizer=tokenizer)
     ids = np.concatenate([to_numpy(tokenizer(line)) for line in CORPUS]).astype("int32")
@@ -276,7 +276,7 @@ def test_signature_table(lm_export, tokenizer):
         "log_likelihood": ("float32", (None,)), "num_scored_tokens": ("int32", (None,)),
         "perplexity": ("float32", (None,)),
     }  # fmt: skip
-    assert summary["token_ids"]["outputs"] == {"logits": ("float32", (None, None, tokenizer.vocabulary_size))}
+    assert summary["token_ids"]["outputs"] == {"logits": ("float32", (None, None, tokenizer.vocabulary_size()))}
 
 
 def test_fresh_process_needs_no_keras(served, lm_export):
@@ -346,7 +346,7 @@ def test_max_new_tokens_is_clamped(served, reference_lm, tokenizer):
 
 
 def test_token_ids_signature_rejects_bad_ids(served, tokenizer):
-    assert f"token ids must be < {tokenizer.vocabulary_size}" in served["bad_ids"]["error"]
+    assert f"token ids must be < {tokenizer.vocabulary_size()}" in served["bad_ids"]["error"]
     assert f"at most {CONTEXT} tokens" in served["too_long"]["error"]
 
 
@@ -507,7 +507,7 @@ def _task_models(tokenizer):
     from keras_gpt1.tasks import GPT1Classifier, GPT1MultipleChoice, GPT1Similarity
 
     def backbone():
-        return GPT1Backbone(vocabulary_size=tokenizer.vocabulary_size, num_layers=1, num_heads=2, hidden_dim=32,
+        return GPT1Backbone(vocabulary_size=tokenizer.vocabulary_size(), num_layers=1, num_heads=2, hidden_dim=32,
                             intermediate_dim=64, max_sequence_length=CONTEXT, dropout=0.0)  # fmt: skip
 
     keras.utils.set_random_seed(9)

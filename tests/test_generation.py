@@ -581,7 +581,7 @@ def text_lm(tmp_path_factory):
     path.write_text("\n".join(CORPUS) + "\n", encoding="utf-8")
     tokenizer = tokenizers.train_tokenizer([str(path)], vocabulary_size=120)
     keras.utils.set_random_seed(3)
-    config = dict(TINY_CONFIG, vocabulary_size=tokenizer.vocabulary_size, max_sequence_length=40)
+    config = dict(TINY_CONFIG, vocabulary_size=tokenizer.vocabulary_size(), max_sequence_length=40)
     return GPT1CausalLM(GPT1Backbone(**config), tokenizer=tokenizer)
 
 
@@ -616,7 +616,7 @@ def test_cli_streams_the_same_text_it_prints_unstreamed(text_lm, tmp_path):
 
     out = io.StringIO()
     streamer = _TextStreamer(text_lm.tokenizer, out, "")
-    special = text_lm.tokenizer.vocabulary_size - 1  # `_classify_`, a word of its own
+    special = text_lm.tokenizer.vocabulary_size() - 1  # `_classify_`, a word of its own
     ids = [special, *np.asarray(text_lm.tokenizer("a dog sat")).tolist(), special]
     for token in ids:
         streamer(np.array([token]))

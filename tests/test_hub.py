@@ -137,7 +137,7 @@ def test_gpt1_by_name_is_the_hub_model_converted_and_cached(standin, monkeypatch
     np.testing.assert_array_equal(embedding[:97], model.transformer.tokens_embed.weight.detach().numpy())
     assert embedding.shape == (100, 32)
     # The entry is an ordinary preset: it loads by path, so the cache can be moved.
-    assert GPT1CausalLM.from_preset(str(entry)).tokenizer.vocabulary_size == 100
+    assert GPT1CausalLM.from_preset(str(entry)).tokenizer.vocabulary_size() == 100
 
 
 def test_load_weights_false_is_the_architecture_alone(standin):
@@ -225,7 +225,7 @@ def test_pretrain_continues_from_gpt1_whose_tokenizer_outgrows_the_embedding(sta
     result = pretrain(corpus=[str(corpus)], preset="hf://openai-community/openai-gpt", output=str(tmp_path / "run"),
                       steps=2, batch_size=2, sequence_length=16, tensorboard=False, sample_length=4, verbose=0)
     lm = GPT1CausalLM.from_preset(str(tmp_path / "run"))
-    assert lm.backbone.vocabulary_size == 97 and lm.tokenizer.vocabulary_size == 100
+    assert lm.backbone.vocabulary_size == 97 and lm.tokenizer.vocabulary_size() == 100
     assert result is not None
 
 
@@ -358,7 +358,7 @@ TWO_PROCESSES = textwrap.dedent(
     import sys
     from keras_gpt1.models import GPT1CausalLM
     lm = GPT1CausalLM.from_preset("hf://someone/raced")
-    print("LOADED", lm.backbone.vocabulary_size, lm.tokenizer.vocabulary_size)
+    print("LOADED", lm.backbone.vocabulary_size, lm.tokenizer.vocabulary_size())
     """
 )
 

@@ -122,8 +122,10 @@ def test_packer_for_task_and_bad_configuration(tokenizer):
     with pytest.raises(ValueError, match="too short"):
         PairPacker(tokenizer, 4)
     with pytest.raises(ValueError, match="without `sequence_length`"):
-        ClassificationPacker(type(tokenizer).from_config({**tokenizer.get_config(), "sequence_length": 8}), 16)
-    no_specials = type(tokenizer).from_config({**tokenizer.get_config(), "add_special_tokens": False})
+        ClassificationPacker(type(tokenizer)(tokenizer.vocabulary, tokenizer.merges, **{**tokenizer.get_config(), "sequence_length": 8}), 16)
+    no_specials = type(tokenizer)(
+        tokenizer.vocabulary, tokenizer.merges, **{**tokenizer.get_config(), "add_special_tokens": False}
+    )
     with pytest.raises(ValueError, match="start_token_id"):
         ClassificationPacker(no_specials, 16)
     with pytest.raises(ValueError, match="same shape"):

@@ -257,7 +257,7 @@ def test_task_model_outputs_and_persistence(name, make, x, shape, tmp_path):
 
     preset = str(tmp_path / "preset")
     model.save_to_preset(preset)
-    assert sorted(os.listdir(preset)) == ["config.json", "model.weights.h5", "task.json", "task.weights.h5"]
+    assert sorted(os.listdir(preset)) == ["config.json", "metadata.json", "model.weights.h5", "task.json", "task.weights.h5"]
     for loader in (type(model), GPT1TaskModel):
         loaded = loader.from_preset(preset)
         assert type(loaded) is type(model)
@@ -523,7 +523,7 @@ class Reference:
         self.tokenizer = train_tokenizer([str(corpus)], num_merges=600)
         config = {
             **CONFIG,
-            "vocabulary_size": self.tokenizer.vocabulary_size - 3,  # pretraining: no special tokens
+            "vocabulary_size": self.tokenizer.vocabulary_size() - 3,  # pretraining: no special tokens
             "hidden_dim": 64,
             "intermediate_dim": 128,
             "num_heads": 4,  # heads that match a token to its copy in the other segment
@@ -718,7 +718,7 @@ def test_pair_tasks_train_with_fit_and_beat_chance(reference, tmp_path, task, th
     keras.utils.set_random_seed(0)
     model_class = {"entailment": GPT1Classifier, "similarity": GPT1Similarity, "multiple-choice": GPT1MultipleChoice}[task]
     model = model_class.from_preset(reference.pretrained_preset, **({} if task == "multiple-choice" else {"num_classes": 2}))
-    assert model.backbone.vocabulary_size == reference.tokenizer.vocabulary_size  # special rows added
+    assert model.backbone.vocabulary_size == reference.tokenizer.vocabulary_size()  # special rows added
     model.compile(optimizer=keras.optimizers.Adam(2e-3))
     history = model.fit(
         make_dataset(train, packer, PAIR_BUDGET["batch_size"], shuffle=True, seed=0),
@@ -742,7 +742,7 @@ def small_preset(tmp_path_factory):
     corpus.write_text("the quick brown fox jumps over the lazy dog\n" * 5, encoding="utf-8")
     tokenizer = train_tokenizer([str(corpus)], num_merges=10)
     preset = str(directory / "preset")
-    GPT1CausalLM(tiny_backbone(vocabulary_size=tokenizer.vocabulary_size), tokenizer).save_to_preset(preset)
+    GPT1CausalLM(tiny_backbone(vocabulary_size=tokenizer.vocabulary_size()), tokenizer).save_to_preset(preset)
     return preset
 
 

@@ -137,7 +137,7 @@ def main(argv=None):
     if not args.skip_keras_hub:
         import keras_hub
 
-        vocab_path, merges_path = train_byte_level(corpus_path, tokenizer.vocabulary_size, workdir)
+        vocab_path, merges_path = train_byte_level(corpus_path, tokenizer.vocabulary_size(), workdir)
 
         def new_hub():
             # A new tokenizer starts with an empty word cache, as on a corpus's first pass.
@@ -152,7 +152,7 @@ def main(argv=None):
 
     print(
         f"corpus: {len(lines)} lines, {num_bytes / 1e6:.2f} MB, {num_tokens} GPT-1 tokens, tokenized "
-        f"{args.passes} times per run; vocabulary {tokenizer.vocabulary_size} ({len(tokenizer.merges)} merges); "
+        f"{args.passes} times per run; vocabulary {tokenizer.vocabulary_size()} ({len(tokenizer.merges)} merges); "
         f"batch {args.batch_size}; best of {args.repeats}; {os.cpu_count()} CPU cores, "
         f"load average {os.getloadavg()[0]:.1f} at start"
     )

@@ -81,11 +81,11 @@ def build_tokenizer(vocabulary, merges, num_token_rows, source, **kwargs):
     from keras_gpt1.tokenizers import GPT1Tokenizer
 
     tokenizer = GPT1Tokenizer(vocabulary=vocabulary, merges=merges, **kwargs)
-    if tokenizer.vocabulary_size < num_token_rows:
+    if tokenizer.vocabulary_size() < num_token_rows:
         warnings.warn(
-            f"The tokenizer from {source} has {tokenizer.vocabulary_size} tokens (special tokens "
+            f"The tokenizer from {source} has {tokenizer.vocabulary_size()} tokens (special tokens "
             f"included) but the token embedding has {num_token_rows} rows: the last "
-            f"{num_token_rows - tokenizer.vocabulary_size} rows have no token.",
+            f"{num_token_rows - tokenizer.vocabulary_size()} rows have no token.",
             stacklevel=3,
         )
     return tokenizer

@@ -72,7 +72,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_gpt1 import presets
+from keras_gpt1.models import preset_io
 from keras_gpt1.export import DEFAULT_MAX_NEW_TOKENS
 from keras_gpt1.utils.checks import check_integer
 
@@ -198,7 +198,7 @@ def load_model(preset_dir):
     preset_dir = os.fspath(preset_io.resolve_preset(preset_dir))
     if not os.path.isdir(preset_dir):
         raise FileNotFoundError(f"Model directory {preset_dir!r} does not exist (expected a preset).")
-    if os.path.isfile(os.path.join(preset_dir, presets.TASK_CONFIG_FILE)):
+    if preset_io.holds_task_model(preset_dir):
         from keras_gpt1.tasks.models import GPT1TaskModel
 
         return GPT1TaskModel.from_preset(preset_dir)
@@ -235,7 +235,7 @@ def _untruncated_tokenizer(tokenizer, model):
     if isinstance(model, GPT1CausalLM):
         needed, what = tokenizer.base_vocabulary_size, "ids that text can produce"
     else:
-        needed, what = tokenizer.vocabulary_size, "ids, special tokens included,"
+        needed, what = tokenizer.vocabulary_size(), "ids, special tokens included,"
     if needed > model.backbone.vocabulary_size:
         raise ValueError(
             f"The tokenizer has {needed} {what} but the model only "
@@ -245,7 +245,7 @@ def _untruncated_tokenizer(tokenizer, model):
         return tokenizer
     # The signatures truncate by their own rules; they need whole token sequences.
     config = dict(tokenizer.get_config(), sequence_length=None)
-    return type(tokenizer).from_config(config)
+    return type(tokenizer)(vocabulary=tokenizer.vocabulary, merges=tokenizer.merges, **config)
 
 
 def _tokenizer_state(tokenizer):

@@ -100,6 +100,14 @@ def _load(args):
     if args.dtype != "float32":
         overrides["dtype"] = args.dtype
     lm = GPT1CausalLM.from_preset(args.model, **overrides)
+    saved_modes = {layer.quantization_mode for layer in lm._flatten_layers()} - {None}
+    if args.quantize and saved_modes:
+        if saved_modes != {args.quantize}:
+            raise ValueError(
+                f"{args.model} is already quantized ({', '.join(sorted(saved_modes))}); "
+                f"--quantize {args.quantize} cannot quantize it again. Leave --quantize out."
+            )
+        return lm  # A quantized preset: its layers load quantized already.
     if args.quantize:
         with warnings.catch_warnings():
             # Keras warns for every layer without weights to quantize (LayerNorm, Dropout).

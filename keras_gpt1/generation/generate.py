@@ -362,15 +362,27 @@ class TorchEngine:
             for block in backbone.transformer_layers
         ]
 
-    def _weight(self, variable):
-        value = variable.value.detach()
+    def _weight(self, weight):
+        """A weight as a tensor in the engine's dtype: a Keras variable, or a tensor a layer
+        computes from its variables (a kernel with LoRA adapters merged in)."""
+        value = getattr(weight, "value", weight).detach()
         return value if value.dtype == self.dtype else value.to(self.dtype)
 
     def _dense(self, dense):
-        """`x -> dense(x)` over the layer's weights (a Dense kernel is `[in, out]`)."""
+        """`x -> dense(x)` over the layer's weights (a Dense kernel is `[in, out]`).
+
+        With LoRA on, a float layer's `kernel` is Keras's own merge, `kernel + A @ B * scale`,
+        packed once like any kernel. An int8 layer keeps its int8 kernel and, as Keras's int8
+        Dense does, adds the float adapter path `(x @ A) @ B * scale` beside it.
+        """
         bias = self._weight(dense.bias)
         if dense.quantization_mode == "int8":
-            return self._int8_linear(dense._kernel.value.detach().T, dense.kernel_scale.value.detach(), bias.float())
+            linear = self._int8_linear(dense._kernel.value.detach().T, dense.kernel_scale.value.detach(), bias.float())
+            if not dense.lora_enabled:
+                return linear
+            a, b = self._weight(dense.lora_kernel_a), self._weight(dense.lora_kernel_b)
+            scale = dense.lora_alpha / dense.lora_rank
+            return lambda x: linear(x) + (x @ a) @ b * scale
         return self._float_linear(self._weight(dense.kernel).T, bias)
 
     def _float_linear(self, weight, bias):
@@ -403,6 +415,20 @@ class TorchEngine:
         device, and Keras int8 models in Keras's default int8 scheme on a CPU with fbgemm."""
         if keras.config.backend() != "torch":
             return "it needs KERAS_BACKEND=torch"
+        # LoRA adapters on Dense layers are merged or run beside the int8 kernel (`_dense`), and a
+        # float table's `embeddings` has its adapters merged; an int8 table's are not read.
+        unread = [
+            layer.name
+            for layer in lm._flatten_layers()
+            if getattr(layer, "lora_enabled", False)
+            and getattr(layer, "quantization_mode", None)
+            and not isinstance(layer, keras.layers.Dense)
+        ]
+        if unread:
+            return (
+                "it runs LoRA adapters on Dense layers and float embeddings only, and this model "
+                f"has them on the int8 layer(s) {unread}"
+            )
         quantized = [layer for layer in lm._flatten_layers() if getattr(layer, "quantization_mode", None)]
         if not quantized:
             return None
@@ -840,16 +866,20 @@ def _compile(lm, key, build):
 def generate_ids(
     lm,
     prompts,
-    max_new_tokens=32,
+    max_new_tokens=None,
     sampler="greedy",
     stop_token_ids=None,
     seed=None,
     streamer=None,
     return_logits=False,
     engine="auto",
+    max_length=None,
     **sampler_args,
 ):
     """Generates from a list of 1-D int prompts (of any lengths) and returns numpy arrays.
+
+    Each row gets `max_new_tokens` new tokens, or, with `max_length` (KerasHub's meaning),
+    grows to `max_length` tokens in all, prompt included (give one or the other).
 
     Returns a dict: `"token_ids"` `[batch, total]` (prompt, then new tokens, then padding 0),
     `"padding_mask"` (True on real tokens), `"prompt_lengths"`, `"lengths"`; `"logits"`
@@ -872,7 +902,25 @@ def generate_ids(
     prompts = [np.asarray(p, dtype="int32").reshape(-1) for p in prompts]
     if not prompts:
         raise ValueError("No prompts given.")
+    lengths = np.array([p.size for p in prompts], dtype="int32")
+    if max_length is not None:
+        if max_new_tokens is not None:
+            raise ValueError("Give `max_length` (total tokens, prompt included) or `max_new_tokens`, not both.")
+        max_length = check_integer("max_length", max_length, 2, context)
+        if lengths.max() >= max_length:
+            i = int(np.argmax(lengths))
+            raise ValueError(
+                f"Prompt {i} has {int(lengths[i])} tokens, leaving no room below `max_length` "
+                f"({max_length}, the output length, prompt included). Raise `max_length` or shorten it."
+            )
+        ends = np.full_like(lengths, max_length)
+        max_new_tokens = int(max_length - lengths.min())
+    else:
+        max_new_tokens = 32 if max_new_tokens is None else max_new_tokens
+        ends = None
     _check_prompts(prompts, backbone.vocabulary_size, context, max_new_tokens)
+    if ends is None:
+        ends = lengths + int(max_new_tokens)
     stop = _check_stop_ids(stop_token_ids, backbone.vocabulary_size)
     is_beam = isinstance(sampler, Beam)
     if is_beam and sampler.num_beams > backbone.vocabulary_size:
@@ -885,15 +933,13 @@ def generate_ids(
         seed = check_integer("seed", seed, -(2**31), 2**31 - 1)  # it enters the loop as an int32
 
     batch = len(prompts)
-    lengths = np.array([p.size for p in prompts], dtype="int32")
-    total = int(lengths.max()) + int(max_new_tokens)
+    total = int(ends.max())
     max_length = _round_up(total, LENGTH_BUCKET, context)
     prefill_len = int(lengths.min())
     prefill_bucket = _round_up(prefill_len, PREFILL_BUCKET, max_length)
     tokens = np.zeros((batch, max_length), dtype="int32")
     for i, p in enumerate(prompts):
         tokens[i, : p.size] = p
-    ends = lengths + int(max_new_tokens)
 
     eng = make_engine(lm, engine)
     if eng.name == "torch":
@@ -1007,11 +1053,13 @@ def _stream(streamer, state, prefill_len, lengths):
 def generate(
     lm,
     inputs,
-    max_new_tokens=32,
+    max_new_tokens=None,
     sampler="greedy",
     stop_token_ids=None,
     seed=None,
     streamer=None,
+    max_length=None,
+    strip_prompt=False,
     **sampler_args,
 ):
     """Generates continuations; the output mirrors the input's form.
@@ -1024,7 +1072,9 @@ def generate(
 
     `sampler` is a name (`"greedy"`, `"random"`, `"top_k"`, `"top_p"`, `"beam"`) or a `Sampler`;
     `sampler_args` go to it (`temperature=`, `k=`, `p=`, `num_beams=`). `stop_token_ids` end a
-    row independently of the others. `seed` makes sampling reproducible.
+    row independently of the others. `seed` makes sampling reproducible. `max_length` (KerasHub's
+    meaning: output length, prompt included) replaces `max_new_tokens`; `strip_prompt=True`
+    returns only the generated tokens (text).
 
     Example:
     ```python
@@ -1034,9 +1084,10 @@ def generate(
     """
     prompts, form = normalize_prompts(inputs, getattr(lm, "tokenizer", None))
     out = generate_ids(
-        lm, prompts, max_new_tokens, sampler, stop_token_ids, seed, streamer, **sampler_args
+        lm, prompts, max_new_tokens, sampler, stop_token_ids, seed, streamer, max_length=max_length, **sampler_args
     )
-    rows = [ids[:n] for ids, n in zip(out["token_ids"], out["lengths"])]
+    starts = out["prompt_lengths"] if strip_prompt else np.zeros_like(out["prompt_lengths"])
+    rows = [ids[s:n] for ids, s, n in zip(out["token_ids"], starts, out["lengths"])]
     if form in ("text", "texts"):
         stop = set(_check_stop_ids(stop_token_ids, lm.backbone.vocabulary_size))
         texts = [detokenize(lm.tokenizer, [t for t in row.tolist() if t not in stop]) for row in rows]
@@ -1045,7 +1096,13 @@ def generate(
         return rows[0].tolist()
     if form == "ids_batch":
         return [row.tolist() for row in rows]
-    return {"token_ids": out["token_ids"], "padding_mask": out["padding_mask"]}
+    if not strip_prompt:
+        return {"token_ids": out["token_ids"], "padding_mask": out["padding_mask"]}
+    width = max(row.size for row in rows)
+    token_ids = np.full((len(rows), width), PAD_TOKEN_ID, dtype=out["token_ids"].dtype)
+    for i, row in enumerate(rows):
+        token_ids[i, : row.size] = row
+    return {"token_ids": token_ids, "padding_mask": np.arange(width)[None, :] < np.array([r.size for r in rows])[:, None]}
 
 
 def detokenize(tokenizer, ids):

@@ -195,9 +195,54 @@ _ARGS = {
 }
 
 
+KERAS_HUB_SAMPLERS = "GreedySampler, TopKSampler, TopPSampler (without `k`), RandomSampler, BeamSampler (without `return_all_beams`)"
+
+
+def from_keras_hub_sampler(sampler):
+    """The keras_gpt1 `Sampler` that draws from the same distribution as a
+    `keras_hub.samplers.Sampler`, so `lm.compile(sampler=keras_hub.samplers.TopKSampler(k=5))`
+    runs in the fast decode loop. A sampler it cannot run (a subclass with its own
+    `get_next_token`, `ContrastiveSampler`, top-p with `k`, all beams returned) is refused with
+    the list of those it can. A KerasHub sampler's `seed` is not carried over: pass
+    `generate(seed=...)`.
+
+    Example:
+    ```python
+    from_keras_hub_sampler(keras_hub.samplers.TopKSampler(k=5))     # TopK(k=5, temperature=1.0)
+    ```
+    """
+    from keras_hub import samplers as hub
+
+    kind = type(sampler)
+    temperature = getattr(sampler, "temperature", 1.0)
+    if kind is hub.GreedySampler:
+        return Greedy()
+    if kind is hub.TopKSampler:
+        return TopK(sampler.k, temperature)
+    if kind is hub.TopPSampler and sampler.k is None:
+        return TopP(sampler.p, temperature)
+    if kind is hub.RandomSampler:
+        return Random(temperature)
+    if kind is hub.BeamSampler and not sampler.return_all_beams:
+        return Beam(sampler.num_beams)
+    raise ValueError(
+        f"keras_gpt1's decode loop cannot run the KerasHub sampler {sampler!r} "
+        f"({kind.__name__}{' with `k`' if kind is hub.TopPSampler else ''}"
+        f"{' with `return_all_beams=True`' if kind is hub.BeamSampler else ''}). It runs: "
+        f"{KERAS_HUB_SAMPLERS}, or keras_gpt1's own samplers ({', '.join(sorted(SAMPLERS))})."
+    )
+
+
+def _is_keras_hub_sampler(sampler):
+    from keras_hub.samplers import Sampler as KerasHubSampler
+
+    return isinstance(sampler, KerasHubSampler)
+
+
 def get_sampler(sampler="greedy", **kwargs):
     """A `Sampler` from a name (`"greedy"`, `"random"`/`"temperature"`, `"top_k"`, `"top_p"`,
-    `"beam"`; dashes allowed) and its arguments, or a `Sampler` instance returned unchanged.
+    `"beam"`; dashes allowed) and its arguments, a `Sampler` instance returned unchanged, or a
+    `keras_hub.samplers.Sampler` mapped by `from_keras_hub_sampler`.
 
     Keyword arguments that are `None` are ignored; one the sampler does not take is an error.
 
@@ -212,9 +257,15 @@ def get_sampler(sampler="greedy", **kwargs):
         if extra:
             raise ValueError(f"Sampler arguments {sorted(extra)} given with a sampler object {sampler!r}.")
         return sampler
+    if _is_keras_hub_sampler(sampler):
+        extra = {k: v for k, v in kwargs.items() if v is not None}
+        if extra:
+            raise ValueError(f"Sampler arguments {sorted(extra)} given with a sampler object {sampler!r}.")
+        return from_keras_hub_sampler(sampler)
     if not isinstance(sampler, str):
         raise ValueError(
-            f"`sampler` must be a name ({', '.join(sorted(SAMPLERS))}) or a Sampler; got {sampler!r}."
+            f"`sampler` must be a name ({', '.join(sorted(SAMPLERS))}), a Sampler or a KerasHub "
+            f"sampler ({KERAS_HUB_SAMPLERS}); got {sampler!r}."
         )
     name = sampler.strip().lower().replace("-", "_")
     if name not in SAMPLERS:

@@ -67,8 +67,11 @@ class GPT1Embedding(keras.layers.Layer):
         """Logits over the vocabulary through the tied token embedding."""
         return self.token_embedding(hidden_states, reverse=True)
 
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape) + (self.hidden_dim,)
+    def compute_output_spec(self, token_ids, start_index=0):
+        # From the ids' shape alone (they may be symbolic or plain arrays): tracing `call`
+        # would slice the positions with a symbolic length, which JAX cannot.
+        shape = tuple(token_ids.shape) + (self.hidden_dim,)
+        return keras.KerasTensor(shape, dtype=self.compute_dtype)
 
     def get_config(self):
         config = super().get_config()

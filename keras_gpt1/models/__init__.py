@@ -1,2 +1,3 @@
 from keras_gpt1.models.backbone import GPT1Backbone
 from keras_gpt1.models.causal_lm import GPT1CausalLM
+from keras_gpt1.models.causal_lm_preprocessor import GPT1CausalLMPreprocessor

@@ -1,15 +1,20 @@
 import keras
+import keras_hub
 from keras import ops
 
 from keras_gpt1.layers.embedding import GPT1Embedding
 from keras_gpt1.layers.transformer_block import GPT1Block, warn_if_rematerialization_is_undone
-from keras_gpt1.models import preset_io
+from keras_gpt1.models import lora, preset_io
 from keras_gpt1.utils.checks import CheckedInputsMixin, check_token_ids
 
 
 @keras.saving.register_keras_serializable(package="keras_gpt1")
-class GPT1Backbone(CheckedInputsMixin, keras.Model):
+class GPT1Backbone(CheckedInputsMixin, keras_hub.models.Backbone):
     """The GPT-1 decoder: embeddings, then `num_layers` post-LN blocks, no final LayerNorm.
+
+    A KerasHub `Backbone`: `keras_hub.models.Backbone.from_preset(dir)` returns one, and
+    `save_to_preset`, `enable_lora`, `quantize` and dtype policies work as for KerasHub's own
+    models.
 
     Inputs are a dict `{"token_ids": int [batch, length], "padding_mask": [batch, length]}`
     (1 for real tokens, 0 for right padding); the output is the last hidden state
@@ -37,7 +42,7 @@ class GPT1Backbone(CheckedInputsMixin, keras.Model):
 
     Example:
     ```python
-    backbone = GPT1Backbone.from_preset("gpt1_tiny")
+    backbone = GPT1Backbone.from_preset("gpt1_tiny")       # or keras_hub.models.Backbone.from_preset(dir)
     hidden = backbone({"token_ids": np.array([[5, 6, 7]]), "padding_mask": np.ones((1, 3))})
     ```
     """
@@ -141,46 +146,85 @@ class GPT1Backbone(CheckedInputsMixin, keras.Model):
         return tuple((ops.zeros(shape, dtype), ops.zeros(shape, dtype)) for _ in range(self.num_layers))
 
     def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "vocabulary_size": self.vocabulary_size,
-            "num_layers": self.num_layers,
-            "num_heads": self.num_heads,
-            "hidden_dim": self.hidden_dim,
-            "intermediate_dim": self.intermediate_dim,
-            "max_sequence_length": self.max_sequence_length,
-            "dropout": self.dropout,
-            "rematerialize": self.rematerialize,
-            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
-        }
+        # KerasHub's `Backbone.get_config` adds name, trainable and the dtype policy, a
+        # `DTypePolicyMap` once layers are quantized, so a quantized preset rebuilds quantized.
+        config = super().get_config()
+        config.update(
+            {
+                "vocabulary_size": self.vocabulary_size,
+                "num_layers": self.num_layers,
+                "num_heads": self.num_heads,
+                "hidden_dim": self.hidden_dim,
+                "intermediate_dim": self.intermediate_dim,
+                "max_sequence_length": self.max_sequence_length,
+                "dropout": self.dropout,
+                "rematerialize": self.rematerialize,
+            }
+        )
+        return config
 
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config.get("dtype"), dict):
-            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
-        return cls(**config)
+    # === LoRA (KerasHub's, with GPT-1's targets and checks: see keras_gpt1.models.lora) ===
+    def default_lora_layer_names(self):
+        """`enable_lora` adapts each block's fused q/k/v projection (`c_attn`), GPT-1's form of
+        the query and value projections KerasHub adapts in its own models."""
+        return list(lora.DEFAULT_TARGETS)
+
+    def enable_lora(self, rank, target_layer_names=None):
+        """Freezes the backbone and adds rank-`rank` adapters to `target_layer_names` (default:
+        every block's `c_attn`). Once per model; `rank` >= 1.
+
+        Example:
+        ```python
+        backbone.enable_lora(4)        # only the adapters (and any task head) train
+        backbone.save_lora_weights("adapters.lora.h5")
+        ```
+        """
+        if target_layer_names is None:
+            target_layer_names = self.default_lora_layer_names()
+        rank = lora.check_enable_lora(self, rank, target_layer_names)
+        super().enable_lora(rank, target_layer_names)
+        lora.freeze_adapted_biases(self)
+
+    def save_lora_weights(self, filepath):
+        """Writes the adapters to `filepath` (`*.lora.h5`, KerasHub's layout), atomically."""
+        lora.save_lora_weights(super().save_lora_weights, filepath)
+
+    def load_lora_weights(self, filepath):
+        """Loads adapters saved by `save_lora_weights`; a file that does not fit names the layer
+        and the shapes."""
+        lora.load_lora_weights(self, filepath)
 
     # === Presets ===
     @classmethod
-    def from_preset(cls, preset, load_weights=True, **overrides):
+    def from_preset(cls, preset, load_weights=True, **kwargs):
         """Builds a backbone from a built-in name, a `hf://owner/name` handle or a preset directory.
 
         `"gpt1"` is OpenAI's pretrained GPT-1 (downloaded and converted once, then cached: see
         `keras_gpt1.hub`); with `load_weights=False` it is the 117M architecture with random
         weights, fetched from nowhere. `"gpt1_tiny"` is always a small random model.
-        `overrides` replace config entries (e.g. `dropout=0.0`, `dtype="mixed_bfloat16"`).
-        A directory's weights are loaded unless `load_weights=False`.
+        A KerasHub preset (any written by `save_to_preset`) loads through KerasHub's loader, so
+        `keras_hub.models.Backbone.from_preset(dir)` gives the same; a preset of another model
+        family is refused with both class names. Directories written by keras_gpt1 before it
+        used KerasHub's format load too. `kwargs` replace config entries (e.g. `dropout=0.0`,
+        `dtype="mixed_bfloat16"`); weights are loaded unless `load_weights=False`.
+
+        Example:
+        ```python
+        backbone = GPT1Backbone.from_preset("my_preset", dropout=0.0)
+        ```
         """
-        preset = preset_io.resolve_preset(preset, load_weights)
-        config = preset_io.load_backbone_config(preset)
-        config.update(overrides)
-        backbone = cls.from_config(config)
+        preset = preset_io.resolve_preset(preset_io.as_preset(preset), load_weights)
+        if preset_io.is_keras_hub_preset(preset):
+            preset_io.check_preset_class(preset, cls)
+            kwargs = preset_io.with_saved_dtype(preset, kwargs)
+            if not preset_io.has_single_weights_file(preset):
+                return super().from_preset(preset, load_weights=load_weights, **kwargs)  # remote, sharded
+            backbone = super().from_preset(preset, load_weights=False, **kwargs)
+        else:
+            config = preset_io.load_legacy_backbone_config(preset)
+            config.update(kwargs)
+            backbone = cls.from_config(config)
         if load_weights and preset_io.is_preset_dir(preset):
+            # Checked: a file that is missing, corrupt or of another architecture is named.
             preset_io.load_backbone_weights(backbone, preset)
         return backbone
-
-    def save_to_preset(self, preset_dir):
-        """Writes `config.json` and `model.weights.h5` (atomically) into `preset_dir`."""
-        preset_io.save_backbone(self, preset_dir)

@@ -1,49 +1,126 @@
 import keras
+import keras_hub
 from keras import ops
 
 from keras_gpt1.models import preset_io
 from keras_gpt1.models.backbone import GPT1Backbone
+
+# Imported here, not lazily: KerasHub's loaders find the preprocessor (and, through its
+# `backbone_cls`, the tokenizer) among registered classes, so they must be registered as soon as
+# keras_gpt1's models are. (KerasHub itself imports TensorFlow already.)
+from keras_gpt1.models.causal_lm_preprocessor import GPT1CausalLMPreprocessor
 from keras_gpt1.utils.checks import CheckedInputsMixin, check_integer
 from keras_gpt1.utils.jit import resolve_jit_compile
 
 
+def holds_text(x):
+    """True if `x` (arrays, lists, dicts, a `tf.data.Dataset`) carries strings: input for the
+    preprocessor. Token ids and already-packed batches go to the model as they are."""
+    spec = getattr(x, "element_spec", None)
+    leaves = keras.tree.flatten(spec) if spec is not None else keras.tree.flatten(x)
+    for leaf in leaves:
+        if isinstance(leaf, (str, bytes)):
+            return True
+        dtype = getattr(leaf, "dtype", None)
+        if dtype is None:
+            continue
+        if "string" in str(dtype) or getattr(dtype, "kind", None) in ("U", "S"):
+            return True
+        if getattr(dtype, "kind", None) == "O" and leaf.size and isinstance(leaf.flat[0], (str, bytes)):
+            return True
+    return False
+
+
 @keras.saving.register_keras_serializable(package="keras_gpt1")
-class GPT1CausalLM(CheckedInputsMixin, keras.Model):
+class GPT1CausalLM(CheckedInputsMixin, keras_hub.models.CausalLM):
     """GPT-1 language model: the backbone, then logits through the tied token embedding.
+
+    A KerasHub `CausalLM`: `keras_hub.models.CausalLM.from_preset(dir)` returns one; `fit`,
+    `evaluate` and `predict` take raw strings (a list or a `tf.data.Dataset`) through the
+    preprocessor, or token ids / packed `(x, labels, sample_weight)` batches as before;
+    `generate` runs keras_gpt1's own decoding engines with KerasHub's arguments.
 
     Inputs are the backbone's `{"token_ids", "padding_mask"}`; the output is next-token logits
     `[batch, length, vocabulary_size]` (no output bias, as in the paper).
 
     Args:
         backbone: a `GPT1Backbone`.
-        tokenizer: optional `GPT1Tokenizer`, used when text is given to `generate`/`score` and
-            saved with the preset.
+        preprocessor: optional `GPT1CausalLMPreprocessor`, which turns strings into training
+            batches and generation prompts (and saves the tokenizer with the preset).
+        tokenizer: optional `GPT1Tokenizer`, a shortcut for a preprocessor around it whose
+            `sequence_length` is the backbone's context.
 
     Example:
     ```python
-    lm = GPT1CausalLM.from_preset("gpt1_tiny")
-    logits = lm.predict({"token_ids": np.array([[5, 6, 7]]), "padding_mask": np.ones((1, 3))})
+    lm = keras_hub.models.CausalLM.from_preset("my_preset")   # a GPT1CausalLM
+    lm.fit(["some text", "more text"], batch_size=2)
+    lm.generate("the meaning of life is", max_length=32)
     ```
     """
 
-    def __init__(self, backbone, tokenizer=None, **kwargs):
+    backbone_cls = GPT1Backbone
+    preprocessor_cls = GPT1CausalLMPreprocessor
+
+    def __init__(self, backbone, preprocessor=None, tokenizer=None, **kwargs):
+        if not isinstance(preprocessor, (type(None), dict, keras_hub.models.Preprocessor)) and hasattr(
+            preprocessor, "detokenize"
+        ):
+            # `GPT1CausalLM(backbone, tokenizer)`, the positional form from before the preprocessor.
+            preprocessor, tokenizer = tokenizer, preprocessor
+        if tokenizer is not None and preprocessor is not None:
+            raise ValueError("Give `preprocessor` or `tokenizer`, not both.")
+        if isinstance(tokenizer, dict):  # configs saved before the preprocessor existed
+            tokenizer = keras.saving.deserialize_keras_object(tokenizer)
+        # === Layers ===
+        self.backbone = backbone
+        self.preprocessor = preprocessor
+        # Without a preprocessor class to wrap it in, a tokenizer is kept as it is.
+        self._bare_tokenizer = None
+        if tokenizer is not None:
+            self.preprocessor = self._preprocessor_around(tokenizer, backbone)
+        # Set by `compile(head_chunk_size=...)`; None trains through the full logits.
+        self._head_chunk_size = None
+        object.__setattr__(self, "_chunked_metrics", ())
+
         # === Functional Model ===
         inputs = backbone.input
         hidden = backbone(inputs)
         logits = backbone.token_embedding(hidden, reverse=True)
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
 
-        # === Config ===
-        self.backbone = backbone
-        self.tokenizer = tokenizer
-        # Set by `compile(head_chunk_size=...)`; None trains through the full logits.
-        self._head_chunk_size = None
-        object.__setattr__(self, "_chunked_metrics", ())
+    def _preprocessor_around(self, tokenizer, backbone):
+        if getattr(tokenizer, "sequence_length", None) is not None:
+            # A fixed-length tokenizer pads by itself, which the preprocessor refuses to wrap; it
+            # is kept as it is, for text given to `generate` and `score`.
+            self._bare_tokenizer = tokenizer
+            return None
+        return self.preprocessor_cls(tokenizer, sequence_length=backbone.max_sequence_length)
+
+    @property
+    def tokenizer(self):
+        """The preprocessor's tokenizer (None without one): used when text is given to
+        `generate`/`score`."""
+        if self.preprocessor is not None:
+            return self.preprocessor.tokenizer
+        return getattr(self, "_bare_tokenizer", None)
+
+    @tokenizer.setter
+    def tokenizer(self, tokenizer):
+        self._bare_tokenizer = None
+        self.preprocessor = None if tokenizer is None else self._preprocessor_around(tokenizer, self.backbone)
 
     def _check_inputs(self, x):
         self.backbone._check_inputs(x)
 
-    def compile(self, optimizer="auto", loss="auto", weighted_metrics="auto", head_chunk_size=None, **kwargs):
+    def compile(
+        self,
+        optimizer="auto",
+        loss="auto",
+        weighted_metrics="auto",
+        sampler="greedy",
+        head_chunk_size=None,
+        **kwargs,
+    ):
         """`keras.Model.compile` with GPT-1 pretraining defaults for every `"auto"` argument.
 
         - optimizer: `keras_gpt1.training.create_optimizer()`: Adam(0.9, 0.999, 1e-8), decoupled
@@ -52,6 +129,11 @@ class GPT1CausalLM(CheckedInputsMixin, keras.Model):
         - loss: `NextTokenLoss()`, cross-entropy of the labels (inputs shifted by one) averaged
           over tokens whose sample weight (`padding_mask`) is 1;
         - weighted_metrics: `Perplexity()` and token `accuracy`, weighted by the same mask.
+
+        `sampler` is what `generate` uses when it is not given one: a name (`"greedy"`, the
+        default, deterministic; `"top_k"`, `"top_p"`, `"random"`, `"beam"`), a keras_gpt1
+        `Sampler`, or a `keras_hub.samplers` instance (`TopKSampler(k=5)`, ...), which is run
+        by keras_gpt1's decode loop; one it cannot run is refused here, naming those it can.
 
         `head_chunk_size` (an int, e.g. 1024) trains without ever materialising the
         `[tokens, vocabulary]` logits: the tied head, the loss and both metrics are computed
@@ -67,8 +149,11 @@ class GPT1CausalLM(CheckedInputsMixin, keras.Model):
         lm.fit(data.train_dataset(), steps_per_epoch=100)   # batches of (x, labels, padding_mask)
         ```
         """
+        from keras_gpt1.generation.samplers import get_sampler
         from keras_gpt1.models import losses
         from keras_gpt1.training.optimizers import create_optimizer
+
+        self.sampler = get_sampler(sampler)
 
         if head_chunk_size is not None:
             head_chunk_size = check_integer("head_chunk_size", head_chunk_size, 1)
@@ -91,7 +176,9 @@ class GPT1CausalLM(CheckedInputsMixin, keras.Model):
         # would list them a second time among the model's metrics.
         object.__setattr__(self, "_chunked_metrics", tuple(weighted_metrics) if head_chunk_size else ())
         kwargs["jit_compile"] = resolve_jit_compile(self, kwargs.get("jit_compile", "auto"), kwargs.get("run_eagerly"))
-        super().compile(optimizer=optimizer, loss=loss, weighted_metrics=weighted_metrics, **kwargs)
+        # `keras.Model.compile` itself: KerasHub's `CausalLM.compile` would replace the sampler
+        # with its own object, which our decode loop does not run.
+        keras.Model.compile(self, optimizer=optimizer, loss=loss, weighted_metrics=weighted_metrics, **kwargs)
 
     def call(self, inputs, training=None, mask=None):
         if training and self._head_chunk_size:
@@ -136,24 +223,72 @@ class GPT1CausalLM(CheckedInputsMixin, keras.Model):
         logits = self.backbone.token_embedding(hidden, reverse=True)
         return logits, hidden, cache
 
+    # === Training and inference on text or token ids ===
+    def preprocess_samples(self, x, y=None, sample_weight=None):
+        # Strings go through the preprocessor; token ids and packed batches (what
+        # `keras_gpt1.data` makes) pass as they are, as they did before the preprocessor.
+        if self.preprocessor is None or not holds_text(x):
+            return keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
+        return super().preprocess_samples(x, y, sample_weight)
+
+    def _takes_text(self, x):
+        if not holds_text(x):
+            return False
+        if self.preprocessor is None:
+            raise ValueError(
+                "This GPT1CausalLM got text but has no preprocessor to tokenize it: load a preset "
+                "with a tokenizer, or build it with `tokenizer=` / `preprocessor=`."
+            )
+        return True
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        if self._takes_text(x):
+            return keras_hub.models.CausalLM.fit(self, x, y, *args, **kwargs)  # KerasHub's pipeline: preprocessor, then fit
+        self._check_array_inputs(x)
+        return keras.Model.fit(self, x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        if self._takes_text(x):
+            return keras_hub.models.CausalLM.evaluate(self, x, y, *args, **kwargs)
+        self._check_array_inputs(x)
+        return keras.Model.evaluate(self, x, y, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        if self._takes_text(x):
+            return keras_hub.models.CausalLM.predict(self, x, *args, **kwargs)
+        self._check_array_inputs(x)
+        return keras.Model.predict(self, x, *args, **kwargs)
+
     # === Generation (implemented in keras_gpt1.generation) ===
     def generate(
         self,
         inputs,
-        max_new_tokens=32,
-        sampler="greedy",
-        stop_token_ids=None,
+        max_length=None,
+        stop_token_ids="auto",
+        strip_prompt=False,
+        *,
+        max_new_tokens=None,
+        sampler=None,
         seed=None,
         streamer=None,
         **sampler_args,
     ):
-        """Generates continuations with a KV cache; see `keras_gpt1.generation.generate`.
+        """Generates continuations with keras_gpt1's KV-cache engines; see
+        `keras_gpt1.generation.generate`.
 
-        `inputs`: a string or list of strings (needs `self.tokenizer`; returns text), a list of
-        ids or a list of id lists of any lengths (returns ids, prompt included), or a 2-D array /
-        `{"token_ids", "padding_mask"}` dict (returns padded arrays). `sampler`: `"greedy"`,
-        `"random"` (`temperature=`), `"top_k"` (`k=`), `"top_p"` (`p=`), `"beam"`
-        (`num_beams=`) or a `Sampler`. Prompt length + `max_new_tokens` must fit the context.
+        KerasHub's arguments mean what they mean there:
+        - `max_length`: the length of each output sequence, prompt included (default: the
+          preprocessor's `sequence_length`); or give `max_new_tokens` instead (new tokens per
+          row; 32 when neither is given and there is no preprocessor);
+        - `stop_token_ids`: `"auto"` (the tokenizer's end token; GPT-1's has none, so none),
+          `None`, or ids that end a row;
+        - `strip_prompt=True`: return only the generated part.
+
+        `inputs`: a string or list of strings (returns text), a list of ids or a list of id lists
+        of any lengths (returns ids), or a 2-D array / `{"token_ids", "padding_mask"}` dict
+        (returns padded arrays). `sampler` overrides the compiled one (`compile(sampler=...)`,
+        greedy by default) for this call; `sampler_args` go to it (`k=`, `p=`, `temperature=`,
+        `num_beams=`); `seed` makes sampling reproducible.
 
         Example:
         ```python
@@ -163,8 +298,28 @@ class GPT1CausalLM(CheckedInputsMixin, keras.Model):
         """
         from keras_gpt1.generation import generate
 
+        if isinstance(stop_token_ids, str) and stop_token_ids == "auto":
+            end = getattr(self.tokenizer, "end_token_id", None)
+            stop_token_ids = None if end is None else [end]
+        if max_length is None and max_new_tokens is None:
+            length = getattr(self.preprocessor, "sequence_length", None)
+            if length is None:
+                max_new_tokens = 32
+            else:
+                max_length = length
+        if sampler is None:
+            sampler = getattr(self, "sampler", None) or "greedy"
         return generate(
-            self, inputs, max_new_tokens, sampler, stop_token_ids, seed, streamer, **sampler_args
+            self,
+            inputs,
+            max_new_tokens,
+            sampler,
+            stop_token_ids,
+            seed,
+            streamer,
+            max_length=max_length,
+            strip_prompt=strip_prompt,
+            **sampler_args,
         )
 
     def score(self, inputs, batch_size=8, stride=None):
@@ -182,39 +337,50 @@ class GPT1CausalLM(CheckedInputsMixin, keras.Model):
         return score(self, inputs, batch_size=batch_size, stride=stride)
 
     def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "backbone": keras.saving.serialize_keras_object(self.backbone),
-            "tokenizer": (
-                keras.saving.serialize_keras_object(self.tokenizer) if self.tokenizer else None
-            ),
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        if config.get("tokenizer") is not None:
-            config["tokenizer"] = keras.saving.deserialize_keras_object(config["tokenizer"])
-        return cls(**config)
+        config = super().get_config()  # backbone, preprocessor, name
+        if self.preprocessor is None and self.tokenizer is not None:
+            config["tokenizer"] = keras.saving.serialize_keras_object(self.tokenizer)
+        return config
 
     # === Presets ===
     @classmethod
-    def from_preset(cls, preset, load_weights=True, **overrides):
+    def from_preset(cls, preset, load_weights=True, **kwargs):
         """A causal LM from a built-in name, a `hf://owner/name` handle or a preset directory.
 
         `"gpt1"` is OpenAI's pretrained GPT-1 with its tokenizer (the first call downloads about
         480 MB, see `keras_gpt1.hub`); `load_weights=False` gives the architecture alone, with
-        random weights. A directory's tokenizer is restored too when it has one. `overrides`
-        replace backbone config entries (e.g. `dropout=0.0`).
-        """
-        preset = preset_io.resolve_preset(preset, load_weights)
-        backbone = GPT1Backbone.from_preset(preset, load_weights=load_weights, **overrides)
-        return cls(backbone, tokenizer=preset_io.load_tokenizer(preset))
+        random weights and no tokenizer. `"gpt1_tiny"` is always a small random model.
+        A KerasHub preset loads through KerasHub's loader (so `keras_hub.models.CausalLM
+        .from_preset(dir)` gives the same model), with its tokenizer in the preprocessor; a
+        preset of another model family is refused with both class names. Directories written
+        before keras_gpt1 used KerasHub's format load too. `kwargs` replace backbone config
+        entries (e.g. `dropout=0.0`, `dtype=`).
 
-    def save_to_preset(self, preset_dir):
-        """Writes the backbone (and the tokenizer, if any) as a preset directory."""
-        self.backbone.save_to_preset(preset_dir)
-        if self.tokenizer is not None:
+        Example:
+        ```python
+        lm = GPT1CausalLM.from_preset("my_preset", dropout=0.0)
+        ```
+        """
+        preset = preset_io.resolve_preset(preset_io.as_preset(preset), load_weights)
+        task_kwargs = {k: kwargs.pop(k) for k in ("preprocessor", "tokenizer") if k in kwargs}
+        # Config overrides (`dropout=0.0`, `dtype=`) are the backbone's: it is built here, with
+        # its class checked and its weights loaded, and handed to KerasHub's task loader.
+        backbone = GPT1Backbone.from_preset(preset, load_weights=load_weights, **kwargs)
+        if preset_io.is_keras_hub_preset(preset):
+            if not task_kwargs and not preset_io.has_preprocessor(preset):
+                # No preprocessor.json (a converted or backbone-only preset): the tokenizer, if
+                # there is one, gets a preprocessor made here; KerasHub's loader would insist on one.
+                task_kwargs = {"preprocessor": None, "tokenizer": preset_io.load_tokenizer(preset, load_weights)}
+            return super().from_preset(preset, load_weights=False, backbone=backbone, **task_kwargs)
+        if not task_kwargs:
+            task_kwargs["tokenizer"] = preset_io.load_tokenizer(preset, load_weights)
+        return cls(backbone, **task_kwargs)
+
+    def save_to_preset(self, preset_dir, max_shard_size=10):
+        """Writes the preset with KerasHub's saver: `task.json`, `config.json`, `metadata.json`,
+        `model.weights.h5`, and with a preprocessor `preprocessor.json`, `tokenizer.json` and
+        `assets/tokenizer/`. Load it with `GPT1CausalLM.from_preset` or
+        `keras_hub.models.CausalLM.from_preset`."""
+        super().save_to_preset(preset_dir, max_shard_size=max_shard_size)
+        if self.preprocessor is None and self.tokenizer is not None:
             self.tokenizer.save_to_preset(preset_dir)

@@ -57,6 +57,10 @@ def add_parser(subparsers):
     parser.add_argument("--dropout", type=float, default=0.1, help="classifier dropout (default 0.1)")
     parser.add_argument("--sequence-length", type=int, help="packed length (default: longest training example, capped at the context)")
     parser.add_argument("--seed", type=int, help="random seed")
+    parser.add_argument(
+        "--lora-rank", type=int, metavar="R",
+        help="train only rank-R LoRA adapters (each block's c_attn) and the task head; the saved model holds them merged",
+    )  # fmt: skip
     from keras_gpt1.distribution.cli import add_distribution_arguments
 
     add_distribution_arguments(parser)
@@ -114,6 +118,7 @@ def run_finetune(args):
             sequence_length=args.sequence_length,
             seed=args.seed,
             verbose=2,
+            lora_rank=args.lora_rank,
         )
     if result.metrics is not None:
         _print_metrics(result.metrics, f"validation ({args.validation}):")

@@ -110,6 +110,7 @@ def finetune(
     tokenizer=None,
     callbacks=None,
     verbose="auto",
+    lora_rank=None,
 ):
     """Fine-tunes a pretrained preset on a task file with the paper's recipe.
 
@@ -133,6 +134,12 @@ def finetune(
         tokenizer: a `GPT1Tokenizer`, if the preset has none.
         callbacks: extra Keras callbacks for `fit`.
         verbose: `fit`'s verbosity.
+        lora_rank: if set, train only rank-`lora_rank` LoRA adapters (on each block's `c_attn`,
+            `GPT1Backbone.enable_lora`) and the task head; the rest of the backbone, the token
+            embedding included, stays as pretrained. The saved preset holds the adapters merged
+            into the kernels (Keras merges them when saving weights), so it loads, evaluates and
+            exports as any other. Adapters usually want a higher learning rate than full
+            fine-tuning (e.g. 1e-3).
 
     Returns:
         A `FinetuneResult`.
@@ -153,6 +160,8 @@ def finetune(
     task_data.check_task(task)
     batch_size = _check_batch_size(batch_size)
     epochs = check_integer("epochs", epochs, 1)
+    if lora_rank is not None:
+        lora_rank = check_integer("lora_rank", lora_rank, 1)
     if output is not None:
         ensure_writable_dir(output)
     if seed is not None:
@@ -191,6 +200,8 @@ def finetune(
     elif task == "similarity":
         model_kwargs["num_classes"] = None if regression else len(train_data.label_names)
     model = _model_class(task).from_preset(preset, **model_kwargs)
+    if lora_rank is not None:
+        model.backbone.enable_lora(lora_rank)  # freezes the backbone; the head stays trainable
 
     steps_per_epoch = math.ceil(len(train_data) / batch_size)
     schedule = WarmupLinear(learning_rate, total_steps=steps_per_epoch * epochs, warmup_fraction=warmup_fraction)
@@ -224,6 +235,7 @@ def finetune(
                     "weight_decay": weight_decay,
                     "dropout": dropout,
                     "lm_weight": lm_weight,
+                    "lora_rank": lora_rank,
                     "seed": seed,
                     "train": os.fspath(train),
                     "validation": None if validation is None else os.fspath(validation),

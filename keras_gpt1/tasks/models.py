@@ -172,11 +172,11 @@ class GPT1TaskModel(CheckedInputsMixin, keras.Model):
             raise ValueError(f"`dropout` must be in [0, 1); got {dropout!r}.")
         if float(lm_weight) < 0:
             raise ValueError(f"`lm_weight` must be >= 0 (0 turns the LM loss off); got {lm_weight!r}.")
-        if tokenizer is not None and tokenizer.vocabulary_size > backbone.vocabulary_size:
+        if tokenizer is not None and tokenizer.vocabulary_size() > backbone.vocabulary_size:
             raise ValueError(
-                f"The tokenizer has {tokenizer.vocabulary_size} ids but the backbone only "
+                f"The tokenizer has {tokenizer.vocabulary_size()} ids but the backbone only "
                 f"{backbone.vocabulary_size} embedding rows: extend it first with "
-                f"`add_special_token_rows(backbone, {tokenizer.vocabulary_size - backbone.vocabulary_size})`."
+                f"`add_special_token_rows(backbone, {tokenizer.vocabulary_size() - backbone.vocabulary_size})`."
             )
         self.backbone = backbone
         self.tokenizer = tokenizer
@@ -381,7 +381,15 @@ class GPT1TaskModel(CheckedInputsMixin, keras.Model):
         _save_head_weights(self, os.path.join(preset_dir, presets.TASK_WEIGHTS_FILE))
         atomic_write_json(
             os.path.join(preset_dir, presets.TASK_CONFIG_FILE),
-            {"module": "keras_gpt1", "class_name": type(self).__name__, "config": self._head_config()},
+            {
+                "module": "keras_gpt1",
+                "class_name": type(self).__name__,
+                # KerasHub's loader reads this before it looks further: with it, a task preset
+                # given to `keras_hub.models.CausalLM.from_preset` is recognised as not a causal
+                # LM, and the causal LM is built on its (fine-tuned) backbone.
+                "registered_name": keras.saving.get_registered_name(type(self)),
+                "config": self._head_config(),
+            },
         )
 
     @classmethod
@@ -401,12 +409,13 @@ class GPT1TaskModel(CheckedInputsMixin, keras.Model):
         classifier = GPT1Classifier.from_preset("my_pretrained_preset", num_classes=2)
         ```
         """
-        preset = preset_io.resolve_preset(preset, load_weights)
+        preset = preset_io.resolve_preset(preset_io.as_preset(preset), load_weights)
+        # A causal LM preset's task.json (KerasHub's saver writes one) holds no head: fresh one.
         task_path = (
-            os.path.join(preset, presets.TASK_CONFIG_FILE) if preset_io.is_preset_dir(preset) else None
+            os.path.join(preset, presets.TASK_CONFIG_FILE) if preset_io.holds_task_model(preset) else None
         )
         backbone = GPT1Backbone.from_preset(preset, load_weights=load_weights)
-        tokenizer = kwargs.pop("tokenizer", None) or preset_io.load_tokenizer(preset)
+        tokenizer = kwargs.pop("tokenizer", None) or preset_io.load_tokenizer(preset, load_weights)
         if task_path is not None and os.path.isfile(task_path):
             data = read_json(task_path, "task config")
             class_name = data.get("class_name") if isinstance(data, dict) else None
@@ -433,9 +442,9 @@ class GPT1TaskModel(CheckedInputsMixin, keras.Model):
                 f"{preset!r} holds no task model ({presets.TASK_CONFIG_FILE} is missing): build a "
                 "fresh head with GPT1Classifier / GPT1Similarity / GPT1MultipleChoice.from_preset."
             )
-        if tokenizer is not None and tokenizer.vocabulary_size > backbone.vocabulary_size:
+        if tokenizer is not None and tokenizer.vocabulary_size() > backbone.vocabulary_size:
             backbone = add_special_token_rows(
-                backbone, tokenizer.vocabulary_size - backbone.vocabulary_size
+                backbone, tokenizer.vocabulary_size() - backbone.vocabulary_size
             )
         return cls(backbone, tokenizer=tokenizer, **kwargs)
 

@@ -35,10 +35,20 @@ import functools
 import itertools
 import os
 import unicodedata
+import warnings
 
 import keras
 import numpy as np
 import tensorflow as tf
+from keras_hub.tokenizers import Tokenizer
+
+# KerasHub's own helpers for Grain pipelines, which need NumPy and Python outputs (they pickle
+# elements across worker processes); KerasHub's tokenizers call the same two.
+from keras_hub.src.utils.tensor_utils import (
+    convert_preprocessing_outputs_grain,
+    in_grain_data_pipeline,
+    in_no_convert_scope,
+)
 
 from keras_gpt1 import presets
 from keras_gpt1.tokenizers import _rust
@@ -56,7 +66,7 @@ from keras_gpt1.tokenizers.vocab_files import (
     write_hf_vocabulary,
 )
 from keras_gpt1.utils.checks import check_integer, is_integer
-from keras_gpt1.utils.files import atomic_write_json, read_json, require_file
+from keras_gpt1.utils.files import read_json, require_file
 
 # The original fine-tuning code's extra tokens, appended after the base vocabulary in this order.
 START_TOKEN, DELIMITER_TOKEN, CLASSIFY_TOKEN = "_start_", "_delimiter_", "_classify_"
@@ -519,6 +529,47 @@ def _load_merges(merges):
     )
 
 
+class _VocabularySize(int):
+    """The value of `tokenizer.vocabulary_size`: an int you call, `vocabulary_size()`.
+
+    KerasHub's tokenizers answer `vocabulary_size()` (a method); this tokenizer answered
+    `vocabulary_size` (a property) before it became one of them. Returning an int that is also
+    callable keeps both working: `vocabulary_size()` gives a plain `int`, and code that still reads
+    it as a number (`GPT1Backbone(vocabulary_size=tokenizer.vocabulary_size)`, comparisons,
+    f-strings, arithmetic) gets the same number and a `DeprecationWarning` saying to call it. (Uses
+    that CPython reads straight from the int, such as indexing, `range` or NumPy shapes, work
+    without the warning.)
+    """
+
+    def __call__(self):
+        return int.__int__(self)
+
+
+def _warn_number_use(name):
+    method = getattr(int, name)
+
+    def use(self, *args):
+        warnings.warn(
+            "`GPT1Tokenizer.vocabulary_size` is a method, as on every KerasHub tokenizer: call "
+            "`tokenizer.vocabulary_size()`. Reading it as a number is deprecated.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return method(self, *args)
+
+    use.__name__ = name
+    return use
+
+
+for _name in (
+    "__int__", "__index__", "__float__", "__bool__", "__str__", "__repr__", "__format__",
+    "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__",
+    "__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
+    "__floordiv__", "__rfloordiv__", "__truediv__", "__rtruediv__", "__mod__", "__neg__",
+):  # fmt: skip
+    setattr(_VocabularySize, _name, _warn_number_use(_name))
+
+
 class _ExportTracking(tf.__internal__.tracking.Trackable):
     """Makes the layer's tables reachable by `tf.saved_model.save` on the JAX and PyTorch backends.
 
@@ -528,13 +579,14 @@ class _ExportTracking(tf.__internal__.tracking.Trackable):
     """
 
     def _trackable_children(self, save_type="checkpoint", **kwargs):
-        return {"gpt1_tokenizer_state": self._tf_state}
+        state = getattr(self, "_tf_state", None)
+        return {} if state is None else {"gpt1_tokenizer_state": state}
 
 
 _LAYER_BASES = (
-    (keras.layers.Layer,)
+    (Tokenizer,)
     if issubclass(keras.layers.Layer, tf.__internal__.tracking.Trackable)
-    else (keras.layers.Layer, _ExportTracking)
+    else (Tokenizer, _ExportTracking)
 )
 
 
@@ -576,10 +628,14 @@ class GPT1Tokenizer(*_LAYER_BASES):
     ```
     """
 
+    # The models package sets this to `GPT1Backbone` (a tokenizer may not import models), so that
+    # `keras_hub.tokenizers.Tokenizer.from_preset` finds this class for a GPT-1 preset.
+    backbone_cls = None
+
     def __init__(
         self,
-        vocabulary,
-        merges,
+        vocabulary=None,
+        merges=None,
         sequence_length=None,
         standardize="bert",
         add_special_tokens=True,
@@ -597,7 +653,28 @@ class GPT1Tokenizer(*_LAYER_BASES):
         self.sequence_length = sequence_length
         self.standardize = _rust.check_standardize(standardize)
         self.add_special_tokens = bool(add_special_tokens)
+        self.file_assets = [presets.VOCAB_FILE, presets.MERGES_FILE]
+        self._vocab = None
+        self._rust = None
+        self._tf_state = None
+        if vocabulary is not None or merges is not None:
+            self.set_vocabulary_and_merges(vocabulary, merges)
 
+    def set_vocabulary_and_merges(self, vocabulary, merges):
+        """Sets the vocabulary and merges (what `load_assets` and the constructor do).
+
+        A tokenizer made from a config alone (`from_config`, as KerasHub's preset loader and
+        `.keras` archives do) has none until its assets are loaded.
+
+        Example:
+        ```python
+        tokenizer = GPT1Tokenizer(sequence_length=64)
+        tokenizer.set_vocabulary_and_merges("vocab.json", "merges.txt")
+        ```
+        """
+        if vocabulary is None or merges is None:
+            missing = "vocabulary" if vocabulary is None else "merges"
+            raise ValueError(f"GPT1Tokenizer needs both `vocabulary` and `merges`; `{missing}` is missing.")
         base, vocabulary_source = _load_vocabulary(vocabulary)
         merge_list, merges_source, line_of = _load_merges(merges)
         check_merges(base, merge_list, vocabulary_source, merges_source, line_of)
@@ -608,19 +685,24 @@ class GPT1Tokenizer(*_LAYER_BASES):
         id_to_token = [None] * len(full)
         for token, index in full.items():
             id_to_token[index] = token
+        graph_tokens = [t + END_OF_WORD if t in SPECIAL_TOKENS else t for t in id_to_token]
+        rust = _rust.build_tokenizer(base, merge_list, self.standardize)
+        tf_state = _GraphState(
+            base, merge_list, self.standardize, full[UNK_TOKEN], np.array(graph_tokens, dtype=object), rust.model
+        )
         # A plain holder: Keras would wrap (and scan) lists and dicts assigned to a layer.
         self._vocab = _Vocabulary(base, merge_list, full, id_to_token)
-        graph_tokens = [t + END_OF_WORD if t in SPECIAL_TOKENS else t for t in id_to_token]
+        self._rust = rust
+        self._tf_state = tf_state
 
-        self._rust = _rust.build_tokenizer(base, merge_list, self.standardize)
-        self._tf_state = _GraphState(
-            base,
-            merge_list,
-            self.standardize,
-            full[UNK_TOKEN],
-            np.array(graph_tokens, dtype=object),
-            self._rust.model,
-        )
+    def _vocabulary(self):
+        if self._vocab is None:
+            raise ValueError(
+                "This GPT1Tokenizer has no vocabulary yet: pass `vocabulary` and `merges`, load one "
+                "with `GPT1Tokenizer.from_preset(...)`, or call `load_assets(dir)` / "
+                "`set_vocabulary_and_merges(...)`."
+            )
+        return self._vocab
 
     @property
     def tf_module(self):
@@ -628,14 +710,24 @@ class GPT1Tokenizer(*_LAYER_BASES):
 
         Assigning the tokenizer itself to a `tf.Module` attribute tracks it too, on any backend.
         """
+        self._vocabulary()
         return self._tf_state
 
     # --- Vocabulary ---
 
     @property
     def vocabulary_size(self):
-        """Base vocabulary plus the special tokens: the smallest valid model vocabulary size."""
-        return len(self._vocab.full)
+        """Base vocabulary plus the special tokens: the smallest valid model vocabulary size.
+
+        Call it, as on any KerasHub tokenizer: `tokenizer.vocabulary_size()`. Reading it without
+        the call still gives the number, with a `DeprecationWarning`.
+        """
+        return _VocabularySize(len(self._vocabulary().full))
+
+    @property
+    def vocabulary(self):
+        """The base vocabulary, token -> id, as given (without the added special tokens)."""
+        return dict(self._vocabulary().base)
 
     @property
     def base_vocabulary_size(self):
@@ -649,7 +741,7 @@ class GPT1Tokenizer(*_LAYER_BASES):
 
     @property
     def unk_token_id(self):
-        return self._vocab.full[UNK_TOKEN]
+        return self._vocabulary().full[UNK_TOKEN]
 
     @property
     def pad_token_id(self):
@@ -658,36 +750,47 @@ class GPT1Tokenizer(*_LAYER_BASES):
 
     @property
     def start_token_id(self):
-        return self._vocab.full.get(START_TOKEN)
+        return self._vocabulary().full.get(START_TOKEN)
 
     @property
     def delimiter_token_id(self):
-        return self._vocab.full.get(DELIMITER_TOKEN)
+        return self._vocabulary().full.get(DELIMITER_TOKEN)
 
     @property
     def classify_token_id(self):
-        return self._vocab.full.get(CLASSIFY_TOKEN)
+        return self._vocabulary().full.get(CLASSIFY_TOKEN)
+
+    @property
+    def end_token_id(self):
+        """None: GPT-1 has no end-of-text token (see `GPT1CausalLMPreprocessor`)."""
+        return None
+
+    @property
+    def special_tokens(self):
+        """The fine-tuning tokens present, in id order: `_start_`, `_delimiter_`, `_classify_`."""
+        return [t for t in SPECIAL_TOKENS if t in self._vocabulary().full]
 
     @property
     def special_token_ids(self):
-        return [self._vocab.full[t] for t in SPECIAL_TOKENS if t in self._vocab.full]
+        return [self._vocabulary().full[t] for t in self.special_tokens]
 
     def get_vocabulary(self):
         """All tokens in id order (base vocabulary, then the special tokens)."""
-        return list(self._vocab.id_to_token)
+        return list(self._vocabulary().id_to_token)
 
     @property
     def merges(self):
         """The merges as `(a, b)` pairs, best first."""
-        return list(self._vocab.merges)
+        return list(self._vocabulary().merges)
 
     def id_to_token(self, id):
-        if not is_integer(id) or not 0 <= id < len(self._vocab.full):
-            raise ValueError(f"Token id {id!r} is outside the vocabulary [0, {self.vocabulary_size}).")
-        return self._vocab.id_to_token[int(id)]
+        vocab = self._vocabulary()
+        if not is_integer(id) or not 0 <= id < len(vocab.full):
+            raise ValueError(f"Token id {id!r} is outside the vocabulary [0, {len(vocab.full)}).")
+        return vocab.id_to_token[int(id)]
 
     def token_to_id(self, token):
-        if token not in self._vocab.full:
+        if token not in self._vocabulary().full:
             raise ValueError(f"Token {token!r} is not in the vocabulary.")
         return self._vocab.full[token]
 
@@ -699,8 +802,14 @@ class GPT1Tokenizer(*_LAYER_BASES):
         # tokenizing it; Python and NumPy inputs skip the Keras call machinery (a tokenizer has
         # no weights, masks or dtype policies for it to manage).
         if isinstance(inputs, (str, bytes, list, tuple, np.ndarray)) and not args and not kwargs:
-            return self.tokenize(inputs)
-        return super().__call__(inputs, *args, **kwargs)
+            outputs = self.tokenize(inputs)
+        else:
+            outputs = super().__call__(inputs, *args, **kwargs)
+        # Grain pickles its elements: NumPy arrays and lists. Inside another preprocessing layer
+        # (a no-convert scope), that layer converts its own outputs.
+        if in_grain_data_pipeline() and not in_no_convert_scope():
+            outputs = convert_preprocessing_outputs_grain(outputs)
+        return outputs
 
     @_no_autograph
     def call(self, inputs):
@@ -716,6 +825,7 @@ class GPT1Tokenizer(*_LAYER_BASES):
 
     def _tokenize_ragged(self, inputs):
         """Ragged ids [batch, (tokens)] of `inputs`, and whether `inputs` was one string."""
+        self._vocabulary()
         if tf.executing_eagerly():
             texts, scalar = _python_texts(inputs)
             if texts is not None:
@@ -765,6 +875,7 @@ class GPT1Tokenizer(*_LAYER_BASES):
         tokenizer.normalize("Héllo,World!")   # b"hello , world !"
         ```
         """
+        self._vocabulary()
         batch, scalar = _as_string_batch(inputs)
         text = self._tf_state.normalize(batch)
         return text[0] if scalar else text
@@ -781,6 +892,7 @@ class GPT1Tokenizer(*_LAYER_BASES):
         tokenizer.detokenize(tokenizer(["Hello world"]))   # [b"hello world"]
         ```
         """
+        vocabulary_size = len(self._vocabulary().full)
         if isinstance(ids, (list, tuple)):
             nested = ids and isinstance(ids[0], (list, tuple))
             ids = tf.ragged.constant(ids, dtype=tf.int64) if nested else tf.constant(ids, tf.int64)
@@ -797,15 +909,15 @@ class GPT1Tokenizer(*_LAYER_BASES):
         elif ids.shape.rank != 2:
             raise ValueError(f"detokenize takes a 1-D or 2-D batch of ids; got shape {ids.shape}.")
         flat = ids.flat_values
-        message = f"token ids must be in [0, {self.vocabulary_size})"
+        message = f"token ids must be in [0, {vocabulary_size})"
         if tf.executing_eagerly():
-            if tf.size(flat) > 0 and (tf.reduce_min(flat) < 0 or tf.reduce_max(flat) >= self.vocabulary_size):
-                bad = flat[(flat < 0) | (flat >= self.vocabulary_size)][0]
+            if tf.size(flat) > 0 and (tf.reduce_min(flat) < 0 or tf.reduce_max(flat) >= vocabulary_size):
+                bad = flat[(flat < 0) | (flat >= vocabulary_size)][0]
                 raise ValueError(f"detokenize: {message}; got {int(bad)}.")
         else:
             checks = [
                 tf.debugging.assert_non_negative(flat, message=message),
-                tf.debugging.assert_less(flat, tf.constant(self.vocabulary_size, tf.int64), message=message),
+                tf.debugging.assert_less(flat, tf.constant(vocabulary_size, tf.int64), message=message),
             ]
             with tf.control_dependencies(checks):
                 ids = tf.identity(ids)
@@ -815,11 +927,12 @@ class GPT1Tokenizer(*_LAYER_BASES):
     # --- Config and presets ---
 
     def get_config(self):
+        # As in KerasHub, the vocabulary is an asset, not config: `tokenizer.json` (and the config
+        # embedded in `preprocessor.json`) stay small, and `save_assets`/`load_assets` carry the
+        # vocabulary in presets and `.keras` archives.
         config = super().get_config()
         config.update(
             {
-                "vocabulary": dict(self._vocab.base),
-                "merges": [f"{a} {b}" for a, b in self._vocab.merges],
                 "sequence_length": self.sequence_length,
                 "standardize": self.standardize,
                 "add_special_tokens": self.add_special_tokens,
@@ -828,8 +941,23 @@ class GPT1Tokenizer(*_LAYER_BASES):
         )
         return config
 
+    def save_assets(self, dir_path):
+        """Writes `vocab.json` and `merges.txt` (Hugging Face's format) into `dir_path`."""
+        vocab = self._vocabulary()
+        write_hf_vocabulary(dir_path, vocab.base, vocab.merges)
+
+    def load_assets(self, dir_path):
+        """Reads `vocab.json` and `merges.txt` from `dir_path` (as written by `save_assets`)."""
+        dir_path = os.fspath(dir_path)
+        vocab_path = require_file(os.path.join(dir_path, presets.VOCAB_FILE), "tokenizer vocabulary")
+        merges_path = require_file(os.path.join(dir_path, presets.MERGES_FILE), "tokenizer merges")
+        self.set_vocabulary_and_merges(vocab_path, merges_path)
+
     def save_to_preset(self, preset_dir):
         """Writes `tokenizer.json` and `assets/tokenizer/{vocab.json,merges.txt}` into `preset_dir`.
+
+        KerasHub's own preset saver writes them, so `keras_hub.tokenizers.Tokenizer.from_preset`
+        reads them back once `keras_gpt1.models` is imported.
 
         Example:
         ```python
@@ -837,28 +965,29 @@ class GPT1Tokenizer(*_LAYER_BASES):
         tokenizer = GPT1Tokenizer.from_preset("my_preset")
         ```
         """
-        preset_dir = os.fspath(preset_dir)
-        assets = os.path.join(preset_dir, presets.TOKENIZER_ASSETS_DIR)
-        write_hf_vocabulary(assets, self._vocab.base, self._vocab.merges)
-        config = self.get_config()
-        for key in ("vocabulary", "merges", "name", "trainable"):
-            config.pop(key, None)
-        atomic_write_json(
-            os.path.join(preset_dir, presets.TOKENIZER_CONFIG_FILE),
-            {"module": "keras_gpt1.tokenizers", "class_name": CLASS_NAME, "config": config},
-        )
+        self._vocabulary()
+        super().save_to_preset(os.fspath(preset_dir))
 
     @classmethod
-    def from_preset(cls, preset_dir, **kwargs):
-        """Loads a tokenizer saved by `save_to_preset`, or a directory with HF `vocab.json` +
-        `merges.txt` (as written by `keras-gpt1 train-tokenizer`). `kwargs` override the config.
+    def from_preset(cls, preset, **kwargs):
+        """Loads a tokenizer preset, or a directory with HF `vocab.json` + `merges.txt`.
+
+        A local directory may hold a preset written by KerasHub's saver or by earlier releases of
+        this library (`tokenizer.json` + `assets/tokenizer/`), or just `vocab.json` + `merges.txt`
+        (as written by `keras-gpt1 train-tokenizer`). Anything else (a KerasHub preset name, an
+        `hf://` or `kaggle://` handle) goes to KerasHub's loader. `kwargs` override the config.
 
         Example:
         ```python
         tokenizer = GPT1Tokenizer.from_preset("my_preset", sequence_length=128)
         ```
         """
-        preset_dir = os.fspath(preset_dir)
+        if isinstance(preset, os.PathLike) or (isinstance(preset, str) and "://" not in preset):
+            return cls._from_directory(os.fspath(preset), **kwargs)
+        return super().from_preset(preset, **kwargs)
+
+    @classmethod
+    def _from_directory(cls, preset_dir, **kwargs):
         if not os.path.isdir(preset_dir):
             raise FileNotFoundError(f"Tokenizer preset {preset_dir!r} is not a directory.")
         config_path = os.path.join(preset_dir, presets.TOKENIZER_CONFIG_FILE)

@@ -114,7 +114,7 @@ def train_tokenizer(
     Example:
     ```python
     tokenizer = train_tokenizer(["corpus.txt"], vocabulary_size=2000)
-    tokenizer.vocabulary_size   # 2000 (if the corpus has enough distinct pairs)
+    tokenizer.vocabulary_size()   # 2000 (if the corpus has enough distinct pairs)
     ```
     """
     vocabulary, merges = train_bpe(

@@ -367,7 +367,7 @@ def pretrain(
     from keras_gpt1.models import GPT1Backbone, GPT1CausalLM
 
     keras.utils.set_random_seed(seed)
-    vocab = int(tokenizer.vocabulary_size)
+    vocab = tokenizer.vocabulary_size()
     if os.path.isdir(os.fspath(preset)):
         backbone = GPT1Backbone.from_preset(preset, **overrides)
         # Language-model data is plain text: it never holds the special tokens, which a

@@ -40,11 +40,12 @@ print("backend:", os.environ["KERAS_BACKEND"], "| quick settings:", QUICK)
 
 # %%
 # Colab / Kaggle: install keras_gpt1 from GitHub. Skipped when it is already importable (a local
-# checkout, CI). The runtime's own JAX / PyTorch builds (GPU or TPU) are kept.
+# checkout, CI). Its requirements are ranges and pip upgrades only what is missing or too old,
+# so the runtime's own TensorFlow / Keras / JAX / PyTorch builds (GPU or TPU) are kept.
 import importlib.util
 
 if importlib.util.find_spec("keras_gpt1") is None:
-    # %pip install -q "keras-gpt1 @ git+https://github.com/keras-gpt1/keras_gpt1"
+    # %pip install -q --upgrade-strategy only-if-needed "keras-gpt1 @ git+https://github.com/keras-gpt1/keras_gpt1"
 
 # %%
 import keras
@@ -106,7 +107,7 @@ for paragraph in paragraphs[200:203]:
 from keras_gpt1.tokenizers import train_tokenizer
 
 tokenizer = train_tokenizer([corpus], vocabulary_size=VOCABULARY_SIZE, output_dir=f"{WORK_DIR}/tokenizer")
-print(f"{tokenizer.vocabulary_size} tokens; special token ids {tokenizer.special_token_ids}")
+print(f"{tokenizer.vocabulary_size()} tokens; special token ids {tokenizer.special_token_ids}")
 
 ids = tokenizer("The function returns a list of strings.")
 print(ids.numpy().tolist())
@@ -144,7 +145,7 @@ print({name: tuple(value.shape) for name, value in inputs.items()}, "labels", tu
 # %%
 from keras_gpt1.training import WarmupCosine, create_optimizer
 
-backbone = GPT1Backbone.from_preset("gpt1_tiny", vocabulary_size=tokenizer.vocabulary_size)
+backbone = GPT1Backbone.from_preset("gpt1_tiny", vocabulary_size=tokenizer.vocabulary_size())
 lm = GPT1CausalLM(backbone, tokenizer=tokenizer)
 schedule = WarmupCosine(PEAK_LEARNING_RATE, warmup_steps=STEPS // 10, total_steps=STEPS)
 lm.compile(optimizer=create_optimizer(schedule))
@@ -154,7 +155,7 @@ lm.summary()
 validation = data.validation_dataset(max_batches=10)
 before = lm.evaluate(validation, verbose=0, return_dict=True)
 print(f"validation perplexity before training: {before['perplexity']:.0f} "
-      f"(a uniform guess scores {tokenizer.vocabulary_size})")
+      f"(a uniform guess scores {tokenizer.vocabulary_size()})")
 
 history = lm.fit(
     data.train_dataset(),
@@ -233,7 +234,7 @@ print(sorted(os.listdir(preset_dir)))
 reloaded = GPT1CausalLM.from_preset(preset_dir)
 assert all(np.array_equal(a, b) for a, b in zip(lm.get_weights(), reloaded.get_weights()))
 assert reloaded.tokenizer.get_vocabulary() == tokenizer.get_vocabulary()
-print(f"reloaded: the same {reloaded.count_params():,} weights and {reloaded.tokenizer.vocabulary_size} tokens")
+print(f"reloaded: the same {reloaded.count_params():,} weights and {reloaded.tokenizer.vocabulary_size()} tokens")
 
 # %% [markdown]
 # ## Scaling up on a GPU/TPU runtime

@@ -45,11 +45,12 @@ print("backend:", os.environ["KERAS_BACKEND"], "| quick settings:", QUICK)
 
 # %%
 # Colab / Kaggle: install keras_gpt1 from GitHub. Skipped when it is already importable (a local
-# checkout, CI). The runtime's own JAX / PyTorch builds (GPU or TPU) are kept.
+# checkout, CI). Its requirements are ranges and pip upgrades only what is missing or too old,
+# so the runtime's own TensorFlow / Keras / JAX / PyTorch builds (GPU or TPU) are kept.
 import importlib.util
 
 if importlib.util.find_spec("keras_gpt1") is None:
-    # %pip install -q "keras-gpt1 @ git+https://github.com/keras-gpt1/keras_gpt1"
+    # %pip install -q --upgrade-strategy only-if-needed "keras-gpt1 @ git+https://github.com/keras-gpt1/keras_gpt1"
 
 # %%
 import csv

@@ -43,11 +43,12 @@ print("backend:", os.environ["KERAS_BACKEND"], "| quick settings:", QUICK)
 
 # %%
 # Colab / Kaggle: install keras_gpt1 from GitHub. Skipped when it is already importable (a local
-# checkout, CI). The runtime's own JAX / PyTorch builds (GPU or TPU) are kept.
+# checkout, CI). Its requirements are ranges and pip upgrades only what is missing or too old,
+# so the runtime's own TensorFlow / Keras / JAX / PyTorch builds (GPU or TPU) are kept.
 import importlib.util
 
 if importlib.util.find_spec("keras_gpt1") is None:
-    # %pip install -q "keras-gpt1 @ git+https://github.com/keras-gpt1/keras_gpt1"
+    # %pip install -q --upgrade-strategy only-if-needed "keras-gpt1 @ git+https://github.com/keras-gpt1/keras_gpt1"
 if importlib.util.find_spec("torch") is None:
     # %pip install -q torch
 if importlib.util.find_spec("transformers") is None:
@@ -138,12 +139,12 @@ from keras_gpt1.convert import convert_hf_to_preset, convert_openai_to_preset
 
 backbone, tokenizer = convert_hf_to_preset(hf_dir, f"{WORK_DIR}/preset_from_hf", overwrite=True)
 print(f"from HF      : {backbone.num_layers} layers, hidden {backbone.hidden_dim}, "
-      f"{backbone.vocabulary_size} embedding rows, tokenizer of {tokenizer.vocabulary_size} ids")
+      f"{backbone.vocabulary_size} embedding rows, tokenizer of {tokenizer.vocabulary_size()} ids")
 
 backbone, tokenizer = convert_openai_to_preset(original_dir, f"{WORK_DIR}/preset_from_original",
                                                num_heads=NUM_HEADS, overwrite=True)
 print(f"from original: {backbone.num_layers} layers, hidden {backbone.hidden_dim}, "
-      f"{backbone.vocabulary_size} embedding rows, tokenizer of {tokenizer.vocabulary_size} ids")
+      f"{backbone.vocabulary_size} embedding rows, tokenizer of {tokenizer.vocabulary_size()} ids")
 print(sorted(os.listdir(f"{WORK_DIR}/preset_from_hf")))
 
 # %% [markdown]
