@@ -41,6 +41,46 @@ def check_integer(name, value, low=None, high=None):
     return int(value)
 
 
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
+def as_int32_ids(values, name="token_ids", vocabulary_size=None):
+    """`values` (a list, a NumPy array of any integer dtype, a backend tensor) as an int32 array,
+    checked *before* the cast: an id that int32 cannot hold would otherwise wrap around silently
+    (2**32 + 5 becomes 5). With `vocabulary_size`, ids must also lie in `[0, vocabulary_size)`.
+
+    Example:
+    ```python
+    as_int32_ids([5, 6, 7])                       # array([5, 6, 7], dtype=int32)
+    as_int32_ids(np.array([5, 2**32 + 5]))        # ValueError: ... id 4294967301 at index (1,) ...
+    ```
+    """
+    if not isinstance(values, (np.ndarray, list, tuple)) and hasattr(values, "shape"):
+        values = keras.ops.convert_to_numpy(values)
+    try:
+        array = np.asarray(values)
+    except (OverflowError, ValueError) as e:
+        raise ValueError(f"`{name}` must be integer token ids; got {values!r} ({e}).") from None
+    if array.dtype == object:  # Python ints past int64 (or mixed types) give an object array.
+        flat = array.reshape(-1)
+        for i, value in enumerate(flat):
+            if not is_integer(value):
+                raise ValueError(f"`{name}` must contain integer token ids; got {value!r}.")
+        array = np.array([int(v) for v in flat], dtype=object).reshape(array.shape)
+    elif array.size and not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"`{name}` must contain integer token ids; got dtype {array.dtype}.")
+    if array.size:
+        low, high = int(array.min()), int(array.max())
+        limit = INT32_MAX + 1 if vocabulary_size is None else int(vocabulary_size)
+        floor = INT32_MIN if vocabulary_size is None else 0
+        if low < floor or high >= limit:
+            bad = low if low < floor else high
+            where = tuple(int(i) for i in np.argwhere(array == bad)[0])
+            bounds = f"the vocabulary [0, {limit})" if vocabulary_size is not None else "the int32 range of token ids"
+            raise ValueError(f"`{name}` contains id {bad} at index {where}, outside {bounds}.")
+    return array.astype("int32")
+
+
 def is_concrete(x):
     """True if `x` holds real values we can inspect now (not a tracer or symbolic tensor)."""
     if isinstance(x, (np.ndarray, np.generic, int, list, tuple)):
@@ -106,6 +146,13 @@ def check_token_ids(token_ids, vocabulary_size, max_sequence_length, start_index
         )
 
 
+def _holds_wide_host_ids(values):
+    """True for host data (lists, NumPy arrays) or any tensor whose integers are wider than int32."""
+    if isinstance(values, (list, tuple, np.ndarray, np.generic)):
+        return True
+    return any(w in str(getattr(values, "dtype", "")) for w in ("int64", "uint"))
+
+
 class CheckedInputsMixin:
     """Validates array inputs of `fit`/`evaluate`/`predict` before they enter compiled code,
     where ids are symbolic and the per-call check in the embedding layer cannot see them.
@@ -117,6 +164,14 @@ class CheckedInputsMixin:
         # Only arrays: on JAX/PyTorch `is_concrete` is also true of a tf.data.Dataset or generator.
         if isinstance(x, dict) or (is_concrete(x) and (hasattr(x, "shape") or isinstance(x, (list, tuple)))):
             self._check_inputs(x)
+
+    def __call__(self, *args, **kwargs):
+        # A direct call converts NumPy/list inputs to the model's int32 first, wrapping ids that
+        # int32 cannot hold; check those (host data: cheap, no device sync) before it does.
+        x = args[0] if args else kwargs.get("inputs")
+        if isinstance(x, dict) and _holds_wide_host_ids(x.get("token_ids")):
+            self._check_inputs(x)
+        return super().__call__(*args, **kwargs)
 
     def fit(self, x=None, *args, **kwargs):
         self._check_array_inputs(x)
