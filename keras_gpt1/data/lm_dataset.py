@@ -43,6 +43,7 @@ import gzip
 import json
 import math
 import os
+import zlib
 
 import numpy as np
 import tensorflow as tf
@@ -154,11 +155,12 @@ def _open_binary(path):
     return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
 
 
-def check_corpus_file(path, text_field="text"):
+def check_corpus_file(path, text_field="text", digest=None):
     """Reads `path` once, streaming, and raises a clear error if it cannot be used.
 
     Errors: not UTF-8 (with the line number), a corrupt `.gz`, invalid JSON or a missing/non-string
     `text_field` in a `.jsonl` line, or no text at all. Returns the number of characters of text.
+    `digest` (a `hashlib` object), if given, is updated with the file's (decompressed) bytes.
     """
     decoder = codecs.getincrementaldecoder("utf-8")()
     line_number, characters, pending = 1, 0, ""
@@ -183,6 +185,8 @@ def check_corpus_file(path, text_field="text"):
                 block = f.read(_READ_SIZE)
                 if not block:
                     break
+                if digest is not None:
+                    digest.update(block)
                 try:
                     text = decoder.decode(block)
                 except UnicodeDecodeError as e:
@@ -197,8 +201,8 @@ def check_corpus_file(path, text_field="text"):
                 check_lines(decoder.decode(b"", final=True), final=True)
             except UnicodeDecodeError:
                 raise ValueError(f"Corpus file {path!r} is not UTF-8 text: it ends inside a character.") from None
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
-        raise ValueError(f"Cannot read corpus file {path!r}: {e}") from None
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise ValueError(f"Cannot read corpus file {path!r} (corrupt or truncated?): {e}") from None
     if characters == 0:
         raise ValueError(f"Corpus file {path!r} is empty (no text{' in ' + repr(text_field) if jsonl else ''}).")
     return characters

@@ -64,8 +64,6 @@ generate(text=tf.constant(["the cat sat"]))["text"]
 
 import contextlib
 import os
-import shutil
-import tempfile
 import threading
 
 import keras
@@ -75,6 +73,7 @@ import tensorflow as tf
 from keras_gpt1 import presets
 from keras_gpt1.export import DEFAULT_MAX_NEW_TOKENS
 from keras_gpt1.utils.checks import check_integer
+from keras_gpt1.utils.files import atomic_dir
 
 _STRINGS = tf.TensorSpec([None], tf.string)
 _TRACE_LOCK = threading.Lock()
@@ -535,17 +534,11 @@ def export_in_process(model, output_dir, version=1, max_length=None, default_max
             max_length = max_length or record.get("sequence_length")
             label_names = record.get("label_names")
     module, signatures = build_serving_module(model, max_length, default_max_new_tokens, task, label_names)
-    os.makedirs(output_dir, exist_ok=True)
-    # A non-numeric name: TF Serving ignores it while it is being written.
-    staging = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=output_dir)
-    try:
+    # Staged under a non-numeric name (TF Serving ignores it while it is being written), with
+    # the umask's permissions so a server running as another user can read it.
+    weights_bytes = sum(int(np.prod(v.shape)) * np.dtype(keras.backend.standardize_dtype(v.dtype)).itemsize for v in model.variables)
+    with atomic_dir(target, "SavedModel", weights_bytes) as staging:
         save_serving_module(module, signatures, staging)
-        if os.path.exists(target):
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    finally:
-        if os.path.exists(staging):
-            shutil.rmtree(staging)
     return target
 
 

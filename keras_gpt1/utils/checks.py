@@ -5,6 +5,8 @@ out-of-range ids. We check whenever the values are concrete; inside compiled fun
 are symbolic and the check is skipped (our own pipelines only produce in-range ids).
 """
 
+import math
+
 import keras
 import numpy as np
 
@@ -39,6 +41,33 @@ def check_integer(name, value, low=None, high=None):
             bounds = ""
         raise ValueError(f"`{name}` must be an integer{bounds}; got {value!r}.")
     return int(value)
+
+
+def check_number(name, value, low=None, high=None, low_open=False, high_open=False):
+    """`value` as a finite `float` in the given range, else a ValueError naming `name`: NaN and
+    infinity (`--learning-rate inf`) are refused, as are bools and strings.
+
+    Example:
+    ```python
+    check_number("learning_rate", 1e-3, 0, low_open=True)     # 0.001
+    check_number("learning_rate", float("inf"), 0, low_open=True)  # ValueError
+    ```
+    """
+    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    ok = number and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        bounds = []
+        if low is not None:
+            bounds.append(f"{'>' if low_open else '>='} {low}")
+        if high is not None:
+            bounds.append(f"{'<' if high_open else '<='} {high}")
+        where = f" {' and '.join(bounds)}" if bounds else ""
+        raise ValueError(f"`{name}` must be a finite number{where}; got {value!r}.")
+    return float(value)
 
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
