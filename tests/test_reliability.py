@@ -94,3 +94,151 @@ def test_cli_refuses_out_of_range_ids_in_one_line(preset_dir, ids, capsys):
         err = capsys.readouterr().err
         assert "error:" in err and "Traceback" not in err
         assert "outside" in err, err
+
+
+# === One corpus reader for pretrain and train-tokenizer; bad files refused by name ===
+
+
+@pytest.fixture(scope="module")
+def corpus_files(tmp_path_factory):
+    import gzip
+    import json
+
+    from keras_gpt1.data.corpus import demo_corpus_lines
+
+    root = tmp_path_factory.mktemp("corpus")
+    lines = list(demo_corpus_lines(max_bytes=15_000))
+    text = "\n".join(lines) + "\n"
+    (root / "plain.txt").write_text(text, encoding="utf-8")
+    (root / "records.jsonl").write_text("\n".join(json.dumps({"body": line}) for line in lines) + "\n")
+    with gzip.open(root / "plain.txt.gz", "wt", encoding="utf-8") as f:
+        f.write(text)
+    with gzip.open(root / "records.jsonl.gz", "wt", encoding="utf-8") as f:
+        f.write("\n".join(json.dumps({"body": line}) for line in lines) + "\n")
+    return root
+
+
+def test_train_tokenizer_reads_every_corpus_format_alike(corpus_files):
+    from keras_gpt1.tokenizers.train import train_bpe
+
+    expected = train_bpe([str(corpus_files / "plain.txt")], num_merges=150)
+    for files, field in [
+        (["records.jsonl"], "body"),
+        (["plain.txt.gz"], "text"),
+        (["records.jsonl.gz"], "body"),
+        (["plain.txt*"], "text"),  # a glob: plain.txt and plain.txt.gz, the text twice
+    ]:
+        got = train_bpe([str(corpus_files / f) for f in files], num_merges=150, text_field=field)
+        if files == ["plain.txt*"]:
+            assert len(got[1]) == 150
+        else:
+            assert got == expected, files
+
+
+def _corrupt_gzip(path):
+    import gzip
+    import random
+
+    raw = bytearray(gzip.compress(("some words here and there\n" * 4000).encode()))
+    rng = random.Random(0)
+    for i in range(40, len(raw) - 40, 97):
+        raw[i] = rng.randrange(256)
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("empty.txt", b"", "is empty"),
+        ("blank.txt", b"  \n\t\n \n", "is empty"),
+        ("blank.jsonl", b'{"text": "  "}\n\n', "is empty"),
+        ("nofield.jsonl", b'{"other": "x"}\n', "line 1: expected a JSON object with a string field 'text'"),
+        ("latin1.txt", "caf\u00e9\n".encode("latin-1"), "is not UTF-8 text"),
+        ("truncated.txt.gz", None, "corrupt or truncated"),
+        ("scrambled.txt.gz", None, "corrupt or truncated"),
+    ],
+)
+def test_bad_corpus_files_are_refused_by_name_by_both_commands(tmp_path, name, content, message, capsys):
+    import gzip
+
+    path = tmp_path / name
+    if name == "truncated.txt.gz":
+        path.write_bytes(gzip.compress(b"hello world\n" * 500)[:-20])
+    elif name == "scrambled.txt.gz":
+        _corrupt_gzip(path)
+    else:
+        path.write_bytes(content)
+    for argv in (
+        ["train-tokenizer", "--input", str(path), "--output", str(tmp_path / "tok"), "--quiet"],
+        ["pretrain", "--corpus", str(path), "--output", str(tmp_path / "run"), "--steps", "1"],
+    ):
+        assert cli_main(argv) == 2
+        err = capsys.readouterr().err
+        assert repr(str(path)) in err and message in err and "Traceback" not in err, err
+    assert not (tmp_path / "tok").exists() and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("size", [0, 1, 3, -5])
+def test_vocabulary_size_below_the_special_tokens_is_refused_alike(corpus_files, tmp_path, size, capsys):
+    plain = str(corpus_files / "plain.txt")
+    for argv in (
+        ["train-tokenizer", "--input", plain, "--vocabulary-size", str(size), "--output", str(tmp_path / "t")],
+        ["pretrain", "--corpus", plain, "--vocabulary-size", str(size), "--output", str(tmp_path / "r")],
+    ):
+        assert cli_main(argv) == 2
+        assert "`vocabulary_size` must be an integer >= 4" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, value", [("--merges", 10**11), ("--merges", 2**40), ("--vocabulary-size", 10**12)])
+def test_huge_merge_counts_are_bounded_by_the_corpus(corpus_files, tmp_path, flag, value, capsys):
+    output = tmp_path / "tok"
+    argv = ["train-tokenizer", "--input", str(corpus_files / "plain.txt"), flag, str(value), "--output", str(output), "--quiet"]
+    assert cli_main(argv) == 0
+    merges = (output / "merges.txt").read_text(encoding="utf-8").splitlines()
+    assert 100 < len(merges) < 5000  # all the corpus offers, learned in a normal process
+
+
+def test_over_long_lines_are_split_at_whitespace_with_the_same_tokens(tmp_path):
+    import warnings
+
+    from keras_gpt1.data import text_files
+    from keras_gpt1.tokenizers.train import train_bpe
+
+    assert text_files.split_long_line("aaa bbb ccc", max_chars=4) == ["aaa bbb", "ccc"]
+    assert text_files.split_long_line("aaaaaaaa bb", max_chars=4) == ["aaaaaaaa", "bb"]
+    assert text_files.split_long_line("short", max_chars=4) == ["short"]
+    words = [f"w{i % 37}x{i % 11}" for i in range(30_000)]  # about 200,000 characters on one line
+    long_file, broken_file = tmp_path / "long.txt", tmp_path / "broken.txt"
+    long_file.write_text("first line\n" + " ".join(words) + "\nlast line\n", encoding="utf-8")
+    broken_file.write_text("first line\n" + "\n".join(words) + "\nlast line\n", encoding="utf-8")
+    with pytest.warns(UserWarning, match=r"long.txt' has 1 line\(s\) longer than 65,536 characters \(the first: line 2"):
+        text_files.check_corpus_file(str(long_file))
+    pieces = list(text_files.iter_texts(str(long_file)))
+    assert max(len(p) for p in pieces) <= text_files.MAX_LINE_CHARS + 20 and len(pieces) > 3
+    assert " ".join(pieces).split() == ("first line " + " ".join(words) + " last line").split()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert train_bpe([str(long_file)], num_merges=50) == train_bpe([str(broken_file)], num_merges=50)
+
+
+def test_lm_dataset_splits_over_long_lines_into_the_same_token_stream(tmp_path):
+    pytest.importorskip("tensorflow")
+    import warnings
+
+    from keras_gpt1.data.lm_dataset import LMDataset
+    from keras_gpt1.tokenizers.train import train_tokenizer
+
+    words = [f"w{i % 37}x{i % 11}" for i in range(30_000)]
+    long_file, broken_file = tmp_path / "long.txt", tmp_path / "broken.txt"
+    long_file.write_text("first line\n" + " ".join(words) + "\nlast line\n", encoding="utf-8")
+    broken_file.write_text("first line\n" + "\n".join(words) + "\nlast line\n", encoding="utf-8")
+    tokenizer = train_tokenizer([str(broken_file)], num_merges=50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        streams = [
+            np.concatenate([c.numpy() for c in LMDataset(str(f), tokenizer, 8, 2).token_ids()])
+            for f in (long_file, broken_file)
+        ]
+        pieces = [len(t) for c in LMDataset(str(long_file), tokenizer, 8, 2).lines() for t in c.numpy()]
+    np.testing.assert_array_equal(streams[0], streams[1])
+    assert len(pieces) > 100 and max(pieces) < 2000  # the long line came in pieces of 256 words

@@ -121,25 +121,14 @@ def _load_tokenizer(source):
     return GPT1Tokenizer.from_preset(path)
 
 
-def _train_tokenizer(files, vocabulary_size, text_field, work_dir, verbose):
-    """A `GPT1Tokenizer` of `vocabulary_size` tokens (special tokens included) learned from the corpus.
-
-    The trainer reads plain UTF-8 files; `.jsonl` and `.gz` corpora are first streamed into one
-    temporary text file (at most `TOKENIZER_TEXT_LIMIT` bytes: plenty to learn merges).
-    """
-    from keras_gpt1.data.lm_dataset import is_jsonl, write_plain_text
+def _train_tokenizer(files, vocabulary_size, text_field, verbose):
+    """A `GPT1Tokenizer` of `vocabulary_size` tokens (special tokens included) learned from the
+    corpus, read as `keras-gpt1 train-tokenizer` reads it (`.jsonl` and `.gz` corpora: at most
+    `TOKENIZER_TEXT_LIMIT` bytes of their text, plenty to learn merges)."""
     from keras_gpt1.tokenizers import train_tokenizer
 
     _log(verbose, f"Training a {vocabulary_size}-token BPE tokenizer on the corpus...")
-    if all(not p.endswith(".gz") and not is_jsonl(p) for p in files):
-        return train_tokenizer(files, vocabulary_size=vocabulary_size)
-    text = os.path.join(work_dir, ".tokenizer-training-text.txt")
-    try:
-        write_plain_text(files, text, text_field, max_bytes=TOKENIZER_TEXT_LIMIT)
-        return train_tokenizer([text], vocabulary_size=vocabulary_size)
-    finally:
-        if os.path.exists(text):
-            os.unlink(text)
+    return train_tokenizer(files, vocabulary_size=vocabulary_size, text_field=text_field, max_text_bytes=TOKENIZER_TEXT_LIMIT)
 
 
 def _has_tokenizer(directory):
@@ -289,7 +278,7 @@ def pretrain(
     # --- 1. arguments, output, model size, corpus: fail before any work ---
     batch_size = check_integer("batch_size", batch_size, 1)
     accumulation = check_integer("gradient_accumulation_steps", gradient_accumulation_steps, 1)
-    vocabulary_size = check_integer("vocabulary_size", vocabulary_size, 1)
+    vocabulary_size = check_integer("vocabulary_size", vocabulary_size, 4)  # <unk> + 3 special tokens
     if steps is not None:
         steps = check_integer("steps", steps, 1)
     if sequence_length is not None:
@@ -382,7 +371,7 @@ def pretrain(
     elif os.path.isdir(os.fspath(preset)) and _has_tokenizer(preset):
         tokenizer = _load_tokenizer(preset)
     else:
-        tokenizer = _train_tokenizer(files, vocabulary_size, text_field, output, verbose)
+        tokenizer = _train_tokenizer(files, vocabulary_size, text_field, verbose)
     tokenizer.save_to_preset(output)
 
     # --- 3. data ---
