@@ -242,3 +242,84 @@ def test_lm_dataset_splits_over_long_lines_into_the_same_token_stream(tmp_path):
         pieces = [len(t) for c in LMDataset(str(long_file), tokenizer, 8, 2).lines() for t in c.numpy()]
     np.testing.assert_array_equal(streams[0], streams[1])
     assert len(pieces) > 100 and max(pieces) < 2000  # the long line came in pieces of 256 words
+
+
+# === Task files with a repeated column ===
+
+
+@pytest.mark.parametrize(
+    "name, content, repeated",
+    [
+        ("train.csv", "text,label,text\nhello,1,other\n", "['text']"),
+        ("train.csv", "text, label ,label\nhello,1,0\n", "['label']"),  # names are stripped
+        ("train.tsv", "text\tlabel\tlabel\tx\tx\nhello\t1\t0\ta\tb\n", "['label', 'x']"),
+    ],
+)
+def test_task_files_with_repeated_columns_are_refused(tmp_path, name, content, repeated):
+    from keras_gpt1.tasks.data import read_task_file
+
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ValueError) as info:
+        read_task_file(str(path), "classification")
+    assert f"{name}:1: the header names column(s) {repeated} more than once" in str(info.value)
+
+
+def test_jsonl_task_rows_with_a_repeated_key_are_refused(tmp_path):
+    from keras_gpt1.tasks.data import read_task_file
+
+    path = tmp_path / "train.jsonl"
+    path.write_text('{"text": "a", "label": 1}\n{"text": "b", "label": 0, "label": 1}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"train.jsonl:2: the key 'label' appears more than once"):
+        read_task_file(str(path), "classification")
+
+
+# === score --file on a binary file; preset config.json damage ===
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"good line\n\x89PNG\r\n\x1a\n\xff\xfe", "is not UTF-8 text: undecodable byte b'\\x89' on line 2"),
+        (b"line one\nline two\n\x00\x01\x02", "holds a NUL byte on line 3"),
+        (b"\xff" * 64, "on line 1"),
+    ],
+)
+def test_score_file_on_binary_data_names_the_file_and_line(preset_dir, tmp_path, content, message, capsys):
+    path = tmp_path / "data.bin"
+    path.write_bytes(content)
+    assert cli_main(["score", "--model", preset_dir, "--file", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert repr(str(path)) in err and message in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        ({"hidden_dim": 64, "intermediate_dim": 128}, "tensor shapes do not match the model config.json describes"),
+        ({"vocabulary_size": 98}, "tensor shapes do not match"),
+        ({"num_layers": 3}, "holds 26 tensors but the config in config.json describes a model with 38"),
+        ({"num_layers": "2"}, "`num_layers` must be an integer >= 1; got '2'"),
+        ({"hidden_dim": 32.0}, "`hidden_dim` must be an integer >= 1; got 32.0"),
+        ({"dropout": "0.1"}, "`dropout` must be a finite number >= 0 and < 1"),
+        ({"num_heads": 3}, "`hidden_dim` (32) must be divisible by `num_heads` (3)"),
+        ({"max_sequence_length": 0}, "`max_sequence_length` must be an integer >= 1; got 0"),
+    ],
+)
+def test_damaged_preset_configs_are_refused_by_name(preset_dir, tmp_path, edit, message, capsys):
+    import json
+    import shutil
+
+    from keras_gpt1.models import GPT1CausalLM
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(preset_dir, damaged)
+    config_path = damaged / "config.json"
+    data = json.loads(config_path.read_text())
+    data["config"].update(edit)
+    config_path.write_text(json.dumps(data))
+    with pytest.raises(ValueError) as info:
+        GPT1CausalLM.from_preset(str(damaged))
+    assert message in str(info.value) and str(damaged) in str(info.value), str(info.value)
+    assert cli_main(["score", "--model", str(damaged), "--ids", "1 2 3"]) == 2
+    assert message in capsys.readouterr().err

@@ -3,6 +3,7 @@
 import os
 
 from keras_gpt1 import presets
+from keras_gpt1.utils.checks import check_preset_config, check_weight_shapes
 from keras_gpt1.utils.files import atomic_path, atomic_write_json, read_json, require_file
 
 BACKBONE_CLASS_NAME = "GPT1Backbone"
@@ -32,28 +33,14 @@ def load_backbone_config(preset):
     config = dict(data["config"])
     for key in ("name", "trainable"):
         config.pop(key, None)
-    return config
-
-
-def _count_tensors(h5_path):
-    import h5py
-
-    counts = []
-    with h5py.File(h5_path, "r") as f:
-        f.visititems(lambda name, obj: counts.append(1) if isinstance(obj, h5py.Dataset) else None)
-    return len(counts)
+    return check_preset_config(config, path)
 
 
 def load_backbone_weights(backbone, preset_dir):
     path = require_file(os.path.join(preset_dir, presets.WEIGHTS_FILE), "preset weights")
     try:
         # Keras skips surplus tensors with only a warning; a preset must match exactly.
-        found, expected = _count_tensors(path), len(backbone.weights)
-        if found != expected:
-            raise ValueError(
-                f"it holds {found} tensors but the config in {presets.CONFIG_FILE} "
-                f"describes a model with {expected}"
-            )
+        check_weight_shapes(path, backbone.weights, presets.CONFIG_FILE)
         backbone.load_weights(path)
     except Exception as e:  # h5py and Keras raise many types; the user needs the file name.
         raise ValueError(f"Could not load preset weights {path!r}: {e}") from e

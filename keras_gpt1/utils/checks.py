@@ -110,6 +110,45 @@ def as_int32_ids(values, name="token_ids", vocabulary_size=None):
     return array.astype("int32")
 
 
+_PRESET_INTEGER_KEYS = ("vocabulary_size", "num_layers", "num_heads", "hidden_dim", "intermediate_dim", "max_sequence_length")
+
+
+def check_preset_config(config, path):
+    """Raises a ValueError naming the file `path` and the key if a preset's backbone `config`
+    holds a wrong type or value (a string where a number belongs, a zero size, a dropout of 2),
+    instead of a `TypeError` or a misleading message from deep inside layer construction."""
+    try:
+        for key in _PRESET_INTEGER_KEYS:
+            if key in config:
+                check_integer(key, config[key], 1)
+        if "dropout" in config:
+            check_number("dropout", config["dropout"], 0, 1, high_open=True)
+        if all(k in config for k in ("hidden_dim", "num_heads")) and config["hidden_dim"] % config["num_heads"]:
+            raise ValueError(f"`hidden_dim` ({config['hidden_dim']}) must be divisible by `num_heads` ({config['num_heads']}).")
+    except ValueError as e:
+        raise ValueError(f"Corrupt preset config {path!r}: {e}") from None
+    return config
+
+
+def check_weight_shapes(h5_path, weights, config_path):
+    """Raises a ValueError if the tensors of the weights file `h5_path` differ in number or shape
+    from `weights` (the model its config describes), naming both files and a mismatching shape."""
+    import h5py
+
+    found = []
+    with h5py.File(h5_path, "r") as f:
+        f.visititems(lambda name, obj: found.append(tuple(obj.shape)) if isinstance(obj, h5py.Dataset) else None)
+    expected = [tuple(int(d) for d in w.shape) for w in weights]
+    if len(found) != len(expected):
+        raise ValueError(f"it holds {len(found)} tensors but the config in {config_path} describes a model with {len(expected)}")
+    missing = sorted(set(expected) - set(found)) or sorted(set(found) - set(expected))
+    if sorted(found) != sorted(expected):
+        raise ValueError(
+            f"its tensor shapes do not match the model {config_path} describes (e.g. {missing[0] if missing else '?'}): "
+            "was config.json edited, or copied from another model?"
+        )
+
+
 def is_concrete(x):
     """True if `x` holds real values we can inspect now (not a tracer or symbolic tensor)."""
     if isinstance(x, (np.ndarray, np.generic, int, list, tuple)):
