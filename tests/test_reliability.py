@@ -323,3 +323,87 @@ def test_damaged_preset_configs_are_refused_by_name(preset_dir, tmp_path, edit, 
     assert message in str(info.value) and str(damaged) in str(info.value), str(info.value)
     assert cli_main(["score", "--model", str(damaged), "--ids", "1 2 3"]) == 2
     assert message in capsys.readouterr().err
+
+
+# === Files follow the umask; a full disk names what was being written and leaves nothing ===
+
+
+@pytest.fixture(scope="module")
+def hf_preset_dir(tmp_path_factory):
+    """A preset the Hugging Face port can hold (MLP width 4 x hidden)."""
+    from keras_gpt1.models import GPT1Backbone
+
+    path = tmp_path_factory.mktemp("hf_preset") / "tiny"
+    GPT1Backbone(**dict(TINY_CONFIG, intermediate_dim=4 * TINY_CONFIG["hidden_dim"])).save_to_preset(str(path))
+    return str(path)
+
+
+@pytest.fixture
+def umask():
+    """Sets a umask for one test (restored after)."""
+    import os
+
+    previous = os.umask(0o022)
+    os.umask(previous)
+    yield lambda mask: os.umask(mask)
+    os.umask(previous)
+
+
+def _mode(path):
+    import os
+
+    return os.stat(path).st_mode & 0o777
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027, 0o002])
+def test_written_files_and_directories_follow_the_umask(hf_preset_dir, tmp_path, umask, mask):
+    import os
+
+    from keras_gpt1.convert.hf import convert_preset_to_hf
+    from keras_gpt1.utils.files import atomic_dir, atomic_path
+
+    umask(mask)
+    with atomic_path(tmp_path / "private.bin") as tmp:  # as safetensors writes: a 0600 file
+        os.close(os.open(tmp, os.O_CREAT | os.O_WRONLY, 0o600))
+    assert _mode(tmp_path / "private.bin") == 0o666 & ~mask
+    with atomic_dir(tmp_path / "export" / "1") as tmp:  # a tempfile.mkdtemp directory: 0700
+        (tmp_path / "inner.txt").write_text("x")
+        os.makedirs(os.path.join(tmp, "variables"))
+        with open(os.path.join(tmp, "variables", "data"), "w") as f:
+            f.write("x")
+        os.chmod(os.path.join(tmp, "variables", "data"), 0o600)
+    for path in (tmp_path / "export" / "1", tmp_path / "export" / "1" / "variables"):
+        assert _mode(path) == 0o777 & ~mask
+    assert _mode(tmp_path / "export" / "1" / "variables" / "data") == 0o666 & ~mask
+    convert_preset_to_hf(hf_preset_dir, str(tmp_path / "hf"))
+    for name in ("model.safetensors", "config.json"):
+        assert _mode(tmp_path / "hf" / name) == 0o666 & ~mask, name
+
+
+@pytest.mark.parametrize("partial", [b"", b"half a file"])
+def test_disk_full_writing_weights_names_the_file_and_leaves_no_partial_output(hf_preset_dir, tmp_path, monkeypatch, partial):
+    import errno
+    import os
+
+    import safetensors.numpy
+
+    from keras_gpt1.convert.hf import convert_preset_to_hf
+    from keras_gpt1.utils.files import atomic_write_text
+
+    def full(tensors, path, metadata=None):
+        with open(path, "wb") as f:
+            f.write(partial)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(safetensors.numpy, "save_file", full)
+    with pytest.raises(OSError, match=r"while writing file .*model.safetensors.*free some space") as info:
+        convert_preset_to_hf(hf_preset_dir, str(tmp_path / "hf"))
+    assert info.value.errno == errno.ENOSPC
+    assert not any(name.startswith(("model", ".tmp-")) for name in os.listdir(tmp_path / "hf"))
+
+    target = tmp_path / "notes.txt"
+    target.write_text("the old text")
+    monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
+    with pytest.raises(OSError, match=r"notes.txt'.*needs about 1.0 MB"):
+        atomic_write_text(target, "x" * 1_000_000)
+    assert target.read_text() == "the old text" and os.listdir(tmp_path) .count("notes.txt") == 1

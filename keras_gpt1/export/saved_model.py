@@ -22,7 +22,8 @@ What a server needs and how it is met:
 - **Any batch, any text.** Signatures take `tf.string` tensors of shape `[batch]` (or
   `[batch, k]`); bad text never fails a request: invalid UTF-8 bytes are dropped by the
   tokenizer, long texts are truncated (below), an empty text or an empty batch gives an empty
-  answer, and `max_new_tokens` is clamped to `[1, max_length - 1]`. Only the `token_ids`
+  answer, and `max_new_tokens` is capped to what fits after the prompt (each row's cap is in
+  the `max_new_tokens` output). Only the `token_ids`
   signatures reject input (ids outside the vocabulary, sequences past the context) with an
   `InvalidArgument` error for that request.
 
@@ -30,14 +31,16 @@ Signatures of a causal LM (`GPT1CausalLM`), with `L = max_length` (default: the 
 
 | signature | inputs | outputs |
 |---|---|---|
-| `serving_default` | `text` string `[b]` | `text`, `completion` string `[b]`; `token_ids` int32 `[b, n]`; `lengths`, `prompt_lengths` int32 `[b]` |
+| `serving_default` | `text` string `[b]` | `text`, `completion` string `[b]`; `token_ids` int32 `[b, n]`; `lengths`, `prompt_lengths`, `max_new_tokens` int32 `[b]` |
 | `generate` | `text` string `[b]`, `max_new_tokens` int32 `[]` | as `serving_default` |
 | `score` | `text` string `[b]` | `log_likelihood`, `perplexity` float32 `[b]`; `num_scored_tokens` int32 `[b]` |
 | `token_ids` | `token_ids`, `padding_mask` int32 `[b, n]` | `logits` float32 `[b, n, vocab]` |
 
 Generation is greedy with the KV cache, `serving_default` generating `default_max_new_tokens`.
-A prompt keeps its *last* `L - max_new_tokens` tokens; an empty prompt (no tokens after
-normalisation) gives `text = completion = ""` and length 0. `score` reads the first `context`
+A prompt of fewer than `L` tokens is kept whole and generates at most `L - prompt_length` new
+tokens (the `max_new_tokens` output says how many each row could have); a longer one keeps its
+*last* `L - n` tokens and generates `n = min(max_new_tokens, L // 2)`. An empty prompt (no tokens
+after normalisation) gives `text = completion = ""`, length 0 and `max_new_tokens` 0. `score` reads the first `context`
 tokens; a text of fewer than 2 tokens has `num_scored_tokens = 0` and a NaN perplexity.
 
 Task models (`GPT1Classifier`, `GPT1Similarity`, `GPT1MultipleChoice`):
@@ -46,7 +49,7 @@ Task models (`GPT1Classifier`, `GPT1Similarity`, `GPT1MultipleChoice`):
 |---|---|---|
 | classification | `text` `[b]` | `probabilities` float32 `[b, classes]`, `label` int32 `[b]` (+ `label_name` string `[b]` when the class names are known) |
 | entailment, similarity | `text_a`, `text_b` `[b]` | the same (similarity regression: `score` float32 `[b]`) |
-| multiple choice | `context` `[b]`, `candidates` `[b, k]` | `probabilities` `[b, k]`, `label` `[b]` |
+| multiple choice | `context` `[b]`, `candidates` `[b, k]` | `probabilities` `[b, k]`, `label` `[b]` (k = 0: `[b, 0]` and -1; a `candidates` batch other than `context`'s: InvalidArgument) |
 
 plus `token_ids` (`token_ids`, `padding_mask` as packed: `[b, n]` or `[b, k, n]`) → `logits`
 (or `score`). Texts are packed as in fine-tuning, segments trimmed round robin to fit `L`.
@@ -285,15 +288,21 @@ def _causal_lm_functions(lm, tokenizer, max_length, default_max_new_tokens):
         ids = tokenize(text)
         batch = tf.shape(text)[0]
         new = tf.clip_by_value(tf.cast(max_new_tokens, tf.int32), 1, max_length - 1)
-        # Keep each prompt's last tokens: the continuation follows what the text ends with.
-        start = tf.maximum(tf.cast(ids.row_lengths(), tf.int32) - (max_length - new), 0)
+        # A prompt that fits keeps all its tokens, and the new tokens are capped to what fits
+        # after it. A longer one keeps its last tokens (the continuation follows what the text
+        # ends with): `max_length - new`, with `new` at most half the window.
+        full_lengths = tf.cast(ids.row_lengths(), tf.int32)
+        fits = full_lengths <= max_length - 1
+        long_new = tf.minimum(new, max_length // 2)
+        allowed = tf.where(fits, tf.minimum(new, max_length - full_lengths), long_new)
+        start = tf.maximum(full_lengths - (max_length - allowed), 0)
         prompts = tf.ragged.boolean_mask(ids, _ragged_positions(ids) >= start[:, None])
         prompt_lengths = tf.cast(prompts.row_lengths(), tf.int32)
         empty = tf.equal(prompt_lengths, 0)
         # An empty prompt decodes from one pad token (all rows advance together); its output is
         # discarded below. It needs no more than one new token.
         lengths = tf.maximum(prompt_lengths, 1)
-        ends = tf.where(empty, 2, prompt_lengths + new)
+        ends = tf.where(empty, 2, prompt_lengths + allowed)
         total = tf.maximum(tf.reduce_max(tf.concat([ends, [2]], 0)), 2)
         tokens = _pad_columns(prompts.to_tensor(0), total)
         # Prefill the prefix that every row has; rows then step through the rest of their prompt.
@@ -319,6 +328,7 @@ def _causal_lm_functions(lm, tokenizer, max_length, default_max_new_tokens):
             "token_ids": token_ids,
             "lengths": out_lengths,
             "prompt_lengths": prompt_lengths,
+            "max_new_tokens": tf.where(empty, 0, allowed),
         }
 
     @_function([_STRINGS])
@@ -421,10 +431,23 @@ def _task_functions(model, tokenizer, task, sequence_length, label_names):
     if task == "classification":
         serving = _function([_STRINGS])(lambda text: answer(run(packer(text))))
     elif task == "multiple-choice":
-        candidates = tf.TensorSpec([None, None], tf.string)
-        serving = _function([_STRINGS, candidates])(
-            lambda context, candidates: answer(run(packer((context, candidates))))
-        )
+
+        @_function([_STRINGS, tf.TensorSpec([None, None], tf.string)])
+        def serving(context, candidates):
+            batch = tf.shape(context)[0]
+            # Mismatched rows are a malformed request: InvalidArgument naming the inputs.
+            same_batch = tf.debugging.assert_equal(
+                tf.shape(candidates)[0], batch,
+                message="`candidates` must have one row per `context` text (shape [batch, k]); their batch sizes differ",
+            )
+            with tf.control_dependencies([same_batch]):
+                candidates = tf.identity(candidates)
+
+            def no_candidates():  # k = 0: nothing to choose from, an empty answer per row
+                return {"probabilities": tf.zeros([batch, 0], tf.float32), "label": tf.fill([batch], -1)}
+
+            return tf.cond(tf.shape(candidates)[1] > 0, lambda: answer(run(packer((context, candidates)))), no_candidates)
+
     else:
         serving = _function([_STRINGS, _STRINGS])(lambda text_a, text_b: answer(run(packer((text_a, text_b)))))
 
