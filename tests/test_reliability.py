@@ -407,3 +407,24 @@ def test_disk_full_writing_weights_names_the_file_and_leaves_no_partial_output(h
     with pytest.raises(OSError, match=r"notes.txt'.*needs about 1.0 MB"):
         atomic_write_text(target, "x" * 1_000_000)
     assert target.read_text() == "the old text" and os.listdir(tmp_path) .count("notes.txt") == 1
+
+
+def test_an_output_that_is_an_existing_file_is_named_not_called_unwritable(hf_preset_dir, preset_dir, tmp_path, capsys):
+    import keras
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("keep me")
+    plain = tmp_path / "corpus.txt"
+    plain.write_text("some text to learn from\n" * 20)
+    commands = [
+        ["train-tokenizer", "--input", str(plain), "--output", str(blocker)],
+        ["pretrain", "--corpus", str(plain), "--output", str(blocker)],
+        ["convert", "--to-hf", hf_preset_dir, "--output", str(blocker)],
+    ]
+    if keras.config.backend() == "tensorflow":  # elsewhere the export runs in a TF subprocess
+        commands.append(["export", "--model", preset_dir, "--output", str(blocker)])
+    for argv in commands:
+        assert cli_main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert f"{str(blocker)!r} is an existing file, not a directory" in err and "Traceback" not in err, err
+    assert blocker.read_text() == "keep me"

@@ -76,7 +76,7 @@ import tensorflow as tf
 from keras_gpt1 import presets
 from keras_gpt1.export import DEFAULT_MAX_NEW_TOKENS
 from keras_gpt1.utils.checks import check_integer
-from keras_gpt1.utils.files import atomic_dir
+from keras_gpt1.utils.files import atomic_dir, check_not_a_file
 
 _STRINGS = tf.TensorSpec([None], tf.string)
 _TRACE_LOCK = threading.Lock()
@@ -545,7 +545,7 @@ def export_in_process(model, output_dir, version=1, max_length=None, default_max
 
     version = check_integer("version", version, 1, 2**63 - 1)
     output_dir = os.path.abspath(os.fspath(output_dir))
-    target = os.path.join(output_dir, str(version))
+    target = os.path.join(check_not_a_file(output_dir), str(version))
     if os.path.exists(target) and not overwrite:
         raise ValueError(f"{target!r} already exists: pick another --version, or pass overwrite.")
     label_names = None

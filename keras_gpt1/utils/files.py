@@ -185,11 +185,17 @@ def read_json(path, what="JSON file"):
         raise ValueError(f"Corrupt {what} {path!r}: not UTF-8 ({e}).") from None
 
 
-def ensure_writable_dir(path):
-    """Creates `path` if needed and checks that files can be written in it."""
+def check_not_a_file(path, what="Output directory"):
+    """Raises a ValueError if `path` exists but is not a directory (an output given as a file)."""
     path = os.fspath(path)
     if os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f"Output directory {path!r} is an existing file, not a directory; pick another path.")
+        raise ValueError(f"{what} {path!r} is an existing file, not a directory; pick another path.")
+    return path
+
+
+def ensure_writable_dir(path):
+    """Creates `path` if needed and checks that files can be written in it."""
+    path = check_not_a_file(path)
     try:
         os.makedirs(path, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
