@@ -849,7 +849,7 @@ def generate_ids(
     backbone = lm.backbone
     sampler = get_sampler(sampler, **sampler_args)
     context = backbone.max_sequence_length
-    prompts = [as_int32_ids(np.reshape(p, -1) if hasattr(p, "shape") else p, f"prompt {i}").reshape(-1) for i, p in enumerate(prompts)]
+    prompts = [as_int32_ids(np.reshape(p, -1) if hasattr(p, "shape") else p, f"Prompt {i}").reshape(-1) for i, p in enumerate(prompts)]
     if not prompts:
         raise ValueError("No prompts given.")
     _check_prompts(prompts, backbone.vocabulary_size, context, max_new_tokens)

@@ -73,7 +73,7 @@ def check_number(name, value, low=None, high=None, low_open=False, high_open=Fal
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 
-def as_int32_ids(values, name="token_ids", vocabulary_size=None):
+def as_int32_ids(values, name="`token_ids`", vocabulary_size=None):
     """`values` (a list, a NumPy array of any integer dtype, a backend tensor) as an int32 array,
     checked *before* the cast: an id that int32 cannot hold would otherwise wrap around silently
     (2**32 + 5 becomes 5). With `vocabulary_size`, ids must also lie in `[0, vocabulary_size)`.
@@ -81,7 +81,7 @@ def as_int32_ids(values, name="token_ids", vocabulary_size=None):
     Example:
     ```python
     as_int32_ids([5, 6, 7])                       # array([5, 6, 7], dtype=int32)
-    as_int32_ids(np.array([5, 2**32 + 5]))        # ValueError: ... id 4294967301 at index (1,) ...
+    as_int32_ids(np.array([5, 2**32 + 5]))        # ValueError: `token_ids` contains id 4294967301 at index (1,) ...
     ```
     """
     if not isinstance(values, (np.ndarray, list, tuple)) and hasattr(values, "shape"):
@@ -89,15 +89,15 @@ def as_int32_ids(values, name="token_ids", vocabulary_size=None):
     try:
         array = np.asarray(values)
     except (OverflowError, ValueError) as e:
-        raise ValueError(f"`{name}` must be integer token ids; got {values!r} ({e}).") from None
+        raise ValueError(f"{name} must be integer token ids; got {values!r} ({e}).") from None
     if array.dtype == object:  # Python ints past int64 (or mixed types) give an object array.
         flat = array.reshape(-1)
         for i, value in enumerate(flat):
             if not is_integer(value):
-                raise ValueError(f"`{name}` must contain integer token ids; got {value!r}.")
+                raise ValueError(f"{name} must contain integer token ids; got {value!r}.")
         array = np.array([int(v) for v in flat], dtype=object).reshape(array.shape)
     elif array.size and not np.issubdtype(array.dtype, np.integer):
-        raise ValueError(f"`{name}` must contain integer token ids; got dtype {array.dtype}.")
+        raise ValueError(f"{name} must contain integer token ids; got dtype {array.dtype}.")
     if array.size:
         low, high = int(array.min()), int(array.max())
         limit = INT32_MAX + 1 if vocabulary_size is None else int(vocabulary_size)
@@ -106,7 +106,7 @@ def as_int32_ids(values, name="token_ids", vocabulary_size=None):
             bad = low if low < floor else high
             where = tuple(int(i) for i in np.argwhere(array == bad)[0])
             bounds = f"the vocabulary [0, {limit})" if vocabulary_size is not None else "the int32 range of token ids"
-            raise ValueError(f"`{name}` contains id {bad} at index {where}, outside {bounds}.")
+            raise ValueError(f"{name} contains id {bad} at index {where}, outside {bounds}.")
     return array.astype("int32")
 
 
