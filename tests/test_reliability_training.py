@@ -35,8 +35,8 @@ def run_kwargs(data, output, **overrides):
     corpus, tokenizer = data
     kwargs = dict(
         corpus=[corpus], tokenizer=tokenizer, output=str(output), preset="gpt1_tiny", architecture=ARCHITECTURE,
-        sequence_length=16, batch_size=4, steps=4, eval_interval=2, validation_batches=1, tensorboard=False,
-        sample_length=0, verbose=0,
+        sequence_length=16, batch_size=4, steps=2, eval_interval=1, validation_batches=1, tensorboard=False,
+        sample_length=0, verbose=0, jit_compile=False,
     )
     kwargs.update(overrides)
     return kwargs
@@ -165,7 +165,7 @@ def test_resume_cleans_stale_temporaries_and_refuses_a_corpus_edited_in_place(da
     (stale / "model_variables.npz").write_bytes(b"partial")
     (tmp_path / "run" / ".tmp-abc.json").write_text("{")
 
-    assert pretrain(**kwargs).resumed_from == 4  # the same corpus resumes
+    assert pretrain(**kwargs).resumed_from == 2  # the same corpus resumes
     assert not stale.exists() and not (tmp_path / "run" / ".tmp-abc.json").exists()
 
     text = corpus.read_text(encoding="utf-8")
@@ -174,9 +174,22 @@ def test_resume_cleans_stale_temporaries_and_refuses_a_corpus_edited_in_place(da
     corpus.write_text(swapped, encoding="utf-8")
     with pytest.raises(ValueError, match=r"Corpus file .*corpus.txt' changed content since the run"):
         pretrain(**kwargs)
-    corpus.write_text(text + "more text\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"Corpus file .*corpus.txt' changed size"):
-        pretrain(**kwargs)
-    # The refused resumes kept the run as it was.
-    assert [step for step, _ in list_checkpoints(checkpoints)] == [2, 4]
+    # The refused resume kept the run as it was.
+    assert [step for step, _ in list_checkpoints(checkpoints)] == [1, 2]
     assert json.load(open(tmp_path / "run" / "run.json"))["settings"]["corpus"][0][2]
+
+
+def test_corpus_comparison_names_the_changed_file():
+    from keras_gpt1.training.pretrain import _check_same_corpus
+
+    before = [["/d/a.txt", 10, "h1"], ["/d/b.txt", 20, "h2"]]
+    _check_same_corpus(before, [list(e) for e in before], "run")  # the same: no error
+    _check_same_corpus([e[:2] for e in before], before, "run")  # a run from before content hashes
+    for current, message in [
+        ([["/d/a.txt", 10, "h1"], ["/d/b.txt", 21, "h2"]], "'/d/b.txt' changed size"),
+        ([["/d/a.txt", 10, "hX"], ["/d/b.txt", 20, "h2"]], "'/d/a.txt' changed content"),
+        ([["/d/a.txt", 10, "h1"]], "The corpus files differ"),
+        ([["/d/b.txt", 20, "h2"], ["/d/a.txt", 10, "h1"]], "The corpus files differ"),  # another order
+    ]:
+        with pytest.raises(ValueError, match=message):
+            _check_same_corpus(before, current, "run")
