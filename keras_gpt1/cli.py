@@ -6,6 +6,7 @@ is instant.
 """
 
 import argparse
+import errno
 import sys
 
 # (module, function) pairs registering subcommands, in the order `--help` lists them.
@@ -45,6 +46,15 @@ def main(argv=None):
         # User errors: one clear line, no traceback.
         print(f"keras-gpt1 {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except (FileExistsError, NotADirectoryError, IsADirectoryError) as e:
+        # An output path that is a file (or a file inside a path): name it, no traceback.
+        print(f"keras-gpt1 {args.command}: error: {e.strerror}: {e.filename!r}.", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        print(f"keras-gpt1 {args.command}: error: {e.strerror}", file=sys.stderr)  # names the file
+        return 1
 
 
 if __name__ == "__main__":

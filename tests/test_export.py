@@ -234,6 +234,7 @@ def served(lm_export, task_exports, tokenizer, tmp_path_factory):
         "new_negative": _generate(["the cat sat"], -3),
         "new_zero": _generate(["the cat sat"], 0),
         "new_huge": _generate(["the cat sat"], 10**9),
+        "long_huge": _generate([LONG, "the cat sat"], 10**9),
         "empty_batch": _generate([], 4),
         "empty_score": (lm_export, "score", {"text": _strings([])}),
         "score": (lm_export, "score", {"text": _strings(["the cat sat on the mat .", "a dog", "", "cat", LONG])}),
@@ -245,6 +246,15 @@ def served(lm_export, task_exports, tokenizer, tmp_path_factory):
         requests[task] = (path, "serving_default", {k: _strings(v) for k, v in TASK_INPUTS[task].items()})
         empty = {k: np.zeros([0, 2] if k == "candidates" else [0], "S1") for k in TASK_INPUTS[task]}
         requests[f"{task}/empty"] = (path, "serving_default", empty)
+    if "multiple-choice" in task_exports:
+        path = task_exports["multiple-choice"][1]
+        context = _strings(TASK_INPUTS["multiple-choice"]["context"])
+        for key, candidates in [
+            ("no_candidates", np.zeros([2, 0], "S1")),
+            ("more_rows", _strings([["a"], ["b"], ["c"]])),
+            ("fewer_rows", _strings([["a", "b"]])),
+        ]:
+            requests[f"multiple-choice/{key}"] = (path, "serving_default", {"context": context, "candidates": candidates})
     return run_fresh(requests, tmp_path_factory.mktemp("fresh"))
 
 
@@ -267,6 +277,7 @@ def test_signature_table(lm_export, tokenizer):
     generation = {
         "completion": ("string", (None,)), "lengths": ("int32", (None,)),
         "prompt_lengths": ("int32", (None,)), "text": ("string", (None,)),
+        "max_new_tokens": ("int32", (None,)),
         "token_ids": ("int32", (None, None)),
     }  # fmt: skip
     assert summary["serving_default"] == {"inputs": {"text": ("string", (None,))}, "outputs": generation}
@@ -337,9 +348,18 @@ def test_max_new_tokens_is_clamped(served, reference_lm, tokenizer):
         out = served[key]
         assert out["lengths"].tolist() == [len(prompt) + 1]
         assert _rows(out) == [reference_lm.generate(prompt, max_new_tokens=1)]
-    huge = served["new_huge"]  # clamped to CONTEXT - 1: the prompt keeps its last token
-    assert huge["prompt_lengths"].tolist() == [1] and huge["lengths"].tolist() == [CONTEXT]
-    assert _rows(huge) == [reference_lm.generate(prompt[-1:], max_new_tokens=CONTEXT - 1)]
+    # A huge request is capped to what fits after the whole prompt, and the cap is reported.
+    huge = served["new_huge"]
+    assert huge["prompt_lengths"].tolist() == [len(prompt)] and huge["lengths"].tolist() == [CONTEXT]
+    assert huge["max_new_tokens"].tolist() == [CONTEXT - len(prompt)]
+    assert _rows(huge) == [reference_lm.generate(prompt, max_new_tokens=CONTEXT - len(prompt))]
+    # A prompt longer than the context keeps its last half; rows are capped independently.
+    long_huge = served["long_huge"]
+    assert long_huge["prompt_lengths"].tolist() == [CONTEXT // 2, len(prompt)]
+    assert long_huge["max_new_tokens"].tolist() == [CONTEXT // 2, CONTEXT - len(prompt)]
+    kept = _ids(tokenizer, LONG)[-(CONTEXT // 2) :]
+    assert _rows(long_huge)[0] == reference_lm.generate(kept, max_new_tokens=CONTEXT // 2)
+    assert served["bad_batch"]["max_new_tokens"].tolist() == [0, 4, 4, 4, 0]
     empty = served["empty_batch"]
     assert empty["text"].shape == (0,) and empty["token_ids"].shape[0] == 0
     assert served["empty_score"]["perplexity"].shape == (0,)
@@ -475,6 +495,34 @@ def test_export_errors(lm_preset, tmp_path):
     assert code == 2 and "`version`" in err
 
 
+def test_export_is_readable_by_other_users(lm_export):
+    """Modes follow the umask (tempfile's staging directory alone would be 0700)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for root, dirs, files in os.walk(lm_export):
+        assert os.stat(root).st_mode & 0o777 == 0o777 & ~mask, root
+        for name in files:
+            assert os.stat(os.path.join(root, name)).st_mode & 0o777 == 0o666 & ~mask, name
+
+
+@ONLY_TF
+def test_disk_full_during_export_leaves_no_partial_version(lm_preset, tmp_path, monkeypatch):
+    import errno
+
+    from keras_gpt1.export import saved_model
+
+    def full(module, signatures, directory):
+        with open(os.path.join(directory, "saved_model.pb"), "wb") as f:
+            f.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(saved_model, "save_serving_module", full)
+    code, _, err = _cli(["export", "--model", str(lm_preset), "--output", str(tmp_path / "o")])
+    assert code == 1 and "No space left on the device while writing SavedModel" in err
+    assert "o/1'" in err and "needs about" in err and "Traceback" not in err
+    assert os.listdir(tmp_path / "o") == []
+
+
 @once_in("torch")  # TensorFlow exports in-process (test_export_errors); JAX and PyTorch alike
 def test_subprocess_export_reports_user_errors(lm_preset, tmp_path):
     from keras_gpt1.export import export_saved_model
@@ -574,6 +622,13 @@ def test_task_signatures_match_keras(task, task_exports, served, tokenizer):
             assert [n.decode() for n in out["label_name"]] == [LABEL_NAMES[i] for i in out["label"]]
     empty = served[f"{task}/empty"]
     assert all(v.shape[0] == 0 for v in empty.values())
+    if task == "multiple-choice":
+        # No candidates: an empty answer per row; a candidates batch other than the context's:
+        # InvalidArgument naming the inputs, not an internal error.
+        none = served["multiple-choice/no_candidates"]
+        assert none["probabilities"].shape == (2, 0) and none["label"].tolist() == [-1, -1]
+        for key in ("more_rows", "fewer_rows"):
+            assert "`candidates` must have one row per `context` text" in served[f"multiple-choice/{key}"]["error"]
 
 
 # === Core-TF replacements: same results as what they replace ===

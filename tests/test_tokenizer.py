@@ -568,7 +568,7 @@ def test_train_sizes_and_bad_files(tokenizer_corpus, tmp_path):
     assert sized.vocabulary_size == 700
     bad = tmp_path / "latin1.txt"
     bad.write_bytes(b"fine line\ncaf\xe9 au lait\n")
-    with pytest.raises(ValueError, match=r"latin1\.txt' line 2 is not valid UTF-8"):
+    with pytest.raises(ValueError, match=r"latin1\.txt' is not UTF-8 text: undecodable byte .* on line 2"):
         train_bpe([str(bad)], num_merges=10)
     with pytest.raises(FileNotFoundError, match="nope.txt"):
         train_bpe([str(tmp_path / "nope.txt")], num_merges=10)

@@ -37,20 +37,25 @@ model.fit(data.train_dataset(), steps_per_epoch=1000, epochs=10,
 ```
 """
 
-import codecs
-import glob
-import gzip
-import json
 import math
-import os
 
 import numpy as np
 import tensorflow as tf
 
+from keras_gpt1.data.text_files import (  # noqa: F401  (the corpus readers, re-exported here)
+    MAX_LINE_CHARS,
+    WORDS_PER_PIECE,
+    _json_text,
+    check_corpus_file,
+    is_jsonl,
+    iter_texts,
+    resolve_corpus_files,
+    write_plain_text,
+)
+
 # Lines tokenized per call: large enough to amortise the tokenizer's per-call cost.
 LINES_PER_CHUNK = 256
 DEFAULT_SHUFFLE_BLOCK = 8192
-_READ_SIZE = 1 << 20
 
 
 def keras_distribution_active():
@@ -106,146 +111,24 @@ def pad_batch(batch, batch_size):
     return tf.nest.pack_sequence_as(batch, padded), tf.range(batch_size) < rows
 
 
-# === Files ===
-
-
-def resolve_corpus_files(patterns):
-    """Expands files and glob patterns (sorted per pattern, duplicates dropped) into paths.
-
-    Raises `FileNotFoundError` naming a pattern that matches no file.
-
-    Example:
-    ```python
-    resolve_corpus_files(["data/*.txt", "extra.jsonl.gz"])
-    ```
-    """
-    if isinstance(patterns, (str, os.PathLike)):
-        patterns = [patterns]
-    patterns = [os.fspath(p) for p in patterns]
-    if not patterns:
-        raise ValueError("No corpus files given.")
-    files, seen = [], set()
-    for pattern in patterns:
-        if glob.has_magic(pattern):
-            matches = sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
-        else:
-            matches = [pattern] if os.path.isfile(pattern) else []
-        if not matches:
-            if os.path.isdir(pattern):
-                raise FileNotFoundError(
-                    f"Corpus path {pattern!r} is a directory; pass files or a glob such as "
-                    f"{os.path.join(pattern, '*.txt')!r}."
-                )
-            raise FileNotFoundError(f"Corpus file {pattern!r} does not exist (or the glob matches no file).")
-        for path in matches:
-            key = os.path.abspath(path)
-            if key not in seen:
-                seen.add(key)
-                files.append(path)
-    return files
-
-
-def is_jsonl(path):
-    name = path[:-3] if path.endswith(".gz") else path
-    return name.endswith(".jsonl")
-
-
-def _open_binary(path):
-    return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
-
-
-def check_corpus_file(path, text_field="text"):
-    """Reads `path` once, streaming, and raises a clear error if it cannot be used.
-
-    Errors: not UTF-8 (with the line number), a corrupt `.gz`, invalid JSON or a missing/non-string
-    `text_field` in a `.jsonl` line, or no text at all. Returns the number of characters of text.
-    """
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    line_number, characters, pending = 1, 0, ""
-    jsonl = is_jsonl(path)
-
-    def check_lines(text, final=False):
-        nonlocal line_number, characters, pending
-        text = pending + text
-        lines = text.split("\n")
-        pending = "" if final else lines.pop()
-        for line in lines:
-            if jsonl:
-                if line.strip():
-                    characters += len(_json_text(line, text_field, path, line_number).strip())
-            else:
-                characters += len(line.strip())
-            line_number += 1
-
-    try:
-        with _open_binary(path) as f:
-            while True:
-                block = f.read(_READ_SIZE)
-                if not block:
-                    break
-                try:
-                    text = decoder.decode(block)
-                except UnicodeDecodeError as e:
-                    bad_line = line_number + (pending + block[: e.start].decode("utf-8", "replace")).count("\n")
-                    raise ValueError(
-                        f"Corpus file {path!r} is not UTF-8 text: undecodable byte "
-                        f"{block[e.start:e.start + 1]!r} on line {bad_line}. Convert it to UTF-8 "
-                        "first (e.g. `iconv -f latin1 -t utf-8`)."
-                    ) from None
-                check_lines(text)
-            try:
-                check_lines(decoder.decode(b"", final=True), final=True)
-            except UnicodeDecodeError:
-                raise ValueError(f"Corpus file {path!r} is not UTF-8 text: it ends inside a character.") from None
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
-        raise ValueError(f"Cannot read corpus file {path!r}: {e}") from None
-    if characters == 0:
-        raise ValueError(f"Corpus file {path!r} is empty (no text{' in ' + repr(text_field) if jsonl else ''}).")
-    return characters
-
-
-def _json_text(line, text_field, path="<jsonl>", line_number=0):
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"Corpus file {path!r}, line {line_number}: invalid JSON ({e.msg}).") from None
-    if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
-        raise ValueError(
-            f"Corpus file {path!r}, line {line_number}: expected a JSON object with a string "
-            f"field {text_field!r}."
-        )
-    return record[text_field]
-
-
-def iter_texts(path, text_field="text"):
-    """Yields the text lines of one corpus file (jsonl: each record's text), streaming."""
-    jsonl = is_jsonl(path)
-    with _open_binary(path) as f:
-        for number, raw in enumerate(f, 1):
-            line = raw.decode("utf-8").rstrip("\n")
-            if jsonl:
-                if line.strip():
-                    yield _json_text(line, text_field, path, number)
-            else:
-                yield line
-
-
-def write_plain_text(files, path, text_field="text", max_bytes=None):
-    """Streams the corpus's text into one plain UTF-8 file (a line per line/record), e.g. for a
-    tokenizer trainer that reads only plain files; stops after about `max_bytes`."""
-    written = 0
-    with open(path, "w", encoding="utf-8") as out:
-        for source in files:
-            for text in iter_texts(source, text_field):
-                text = text.replace("\n", " ")
-                out.write(text + "\n")
-                written += len(text) + 1
-                if max_bytes and written >= max_bytes:
-                    return path
-    return path
+# === Files: keras_gpt1.data.text_files (shared with the tokenizer trainer, no TensorFlow) ===
 
 
 # === Tokenization ===
+
+
+def split_long_lines(lines):
+    """A batch of lines with each line longer than `MAX_LINE_CHARS` bytes split at whitespace into
+    pieces of `WORDS_PER_PIECE` words (in a tf graph; the tokens are unchanged). Batches without
+    such a line pass through untouched."""
+
+    def split():
+        pattern = r"((?:\S+[^\S\n]+){%d})" % WORDS_PER_PIECE
+        return tf.strings.split(tf.strings.regex_replace(lines, pattern, "\\1\n"), "\n").flat_values
+
+    too_long = tf.reduce_any(tf.strings.length(lines) > MAX_LINE_CHARS)
+    return tf.cond(too_long, split, lambda: lines)
+
 
 
 def _tokenize(tokenizer, strings):
@@ -339,7 +222,10 @@ class LMDataset:
         def file_lines(path, compression, jsonl):
             lines = tf.data.TextLineDataset(path, compression_type=compression)
             chunks = lines.batch(LINES_PER_CHUNK)
-            return chunks.map(lambda b: tf.cond(jsonl, lambda: json_texts(b), lambda: b))
+            chunks = chunks.map(lambda b: tf.cond(jsonl, lambda: json_texts(b), lambda: b))
+            # Over-long lines in pieces, then chunks of at most LINES_PER_CHUNK pieces again:
+            # the tokenizer's memory grows with the text of one call.
+            return chunks.map(split_long_lines).rebatch(LINES_PER_CHUNK)
 
         specs = tf.data.Dataset.from_tensor_slices(
             (

@@ -22,7 +22,8 @@ What a server needs and how it is met:
 - **Any batch, any text.** Signatures take `tf.string` tensors of shape `[batch]` (or
   `[batch, k]`); bad text never fails a request: invalid UTF-8 bytes are dropped by the
   tokenizer, long texts are truncated (below), an empty text or an empty batch gives an empty
-  answer, and `max_new_tokens` is clamped to `[1, max_length - 1]`. Only the `token_ids`
+  answer, and `max_new_tokens` is capped to what fits after the prompt (each row's cap is in
+  the `max_new_tokens` output). Only the `token_ids`
   signatures reject input (ids outside the vocabulary, sequences past the context) with an
   `InvalidArgument` error for that request.
 
@@ -30,14 +31,16 @@ Signatures of a causal LM (`GPT1CausalLM`), with `L = max_length` (default: the 
 
 | signature | inputs | outputs |
 |---|---|---|
-| `serving_default` | `text` string `[b]` | `text`, `completion` string `[b]`; `token_ids` int32 `[b, n]`; `lengths`, `prompt_lengths` int32 `[b]` |
+| `serving_default` | `text` string `[b]` | `text`, `completion` string `[b]`; `token_ids` int32 `[b, n]`; `lengths`, `prompt_lengths`, `max_new_tokens` int32 `[b]` |
 | `generate` | `text` string `[b]`, `max_new_tokens` int32 `[]` | as `serving_default` |
 | `score` | `text` string `[b]` | `log_likelihood`, `perplexity` float32 `[b]`; `num_scored_tokens` int32 `[b]` |
 | `token_ids` | `token_ids`, `padding_mask` int32 `[b, n]` | `logits` float32 `[b, n, vocab]` |
 
 Generation is greedy with the KV cache, `serving_default` generating `default_max_new_tokens`.
-A prompt keeps its *last* `L - max_new_tokens` tokens; an empty prompt (no tokens after
-normalisation) gives `text = completion = ""` and length 0. `score` reads the first `context`
+A prompt of fewer than `L` tokens is kept whole and generates at most `L - prompt_length` new
+tokens (the `max_new_tokens` output says how many each row could have); a longer one keeps its
+*last* `L - n` tokens and generates `n = min(max_new_tokens, L // 2)`. An empty prompt (no tokens
+after normalisation) gives `text = completion = ""`, length 0 and `max_new_tokens` 0. `score` reads the first `context`
 tokens; a text of fewer than 2 tokens has `num_scored_tokens = 0` and a NaN perplexity.
 
 Task models (`GPT1Classifier`, `GPT1Similarity`, `GPT1MultipleChoice`):
@@ -46,7 +49,7 @@ Task models (`GPT1Classifier`, `GPT1Similarity`, `GPT1MultipleChoice`):
 |---|---|---|
 | classification | `text` `[b]` | `probabilities` float32 `[b, classes]`, `label` int32 `[b]` (+ `label_name` string `[b]` when the class names are known) |
 | entailment, similarity | `text_a`, `text_b` `[b]` | the same (similarity regression: `score` float32 `[b]`) |
-| multiple choice | `context` `[b]`, `candidates` `[b, k]` | `probabilities` `[b, k]`, `label` `[b]` |
+| multiple choice | `context` `[b]`, `candidates` `[b, k]` | `probabilities` `[b, k]`, `label` `[b]` (k = 0: `[b, 0]` and -1; a `candidates` batch other than `context`'s: InvalidArgument) |
 
 plus `token_ids` (`token_ids`, `padding_mask` as packed: `[b, n]` or `[b, k, n]`) → `logits`
 (or `score`). Texts are packed as in fine-tuning, segments trimmed round robin to fit `L`.
@@ -64,8 +67,6 @@ generate(text=tf.constant(["the cat sat"]))["text"]
 
 import contextlib
 import os
-import shutil
-import tempfile
 import threading
 
 import keras
@@ -75,6 +76,7 @@ import tensorflow as tf
 from keras_gpt1.models import preset_io
 from keras_gpt1.export import DEFAULT_MAX_NEW_TOKENS
 from keras_gpt1.utils.checks import check_integer
+from keras_gpt1.utils.files import atomic_dir, check_not_a_file
 
 _STRINGS = tf.TensorSpec([None], tf.string)
 _TRACE_LOCK = threading.Lock()
@@ -297,15 +299,21 @@ def _causal_lm_functions(lm, tokenizer, max_length, default_max_new_tokens):
         ids = tokenize(text)
         batch = tf.shape(text)[0]
         new = tf.clip_by_value(tf.cast(max_new_tokens, tf.int32), 1, max_length - 1)
-        # Keep each prompt's last tokens: the continuation follows what the text ends with.
-        start = tf.maximum(tf.cast(ids.row_lengths(), tf.int32) - (max_length - new), 0)
+        # A prompt that fits keeps all its tokens, and the new tokens are capped to what fits
+        # after it. A longer one keeps its last tokens (the continuation follows what the text
+        # ends with): `max_length - new`, with `new` at most half the window.
+        full_lengths = tf.cast(ids.row_lengths(), tf.int32)
+        fits = full_lengths <= max_length - 1
+        long_new = tf.minimum(new, max_length // 2)
+        allowed = tf.where(fits, tf.minimum(new, max_length - full_lengths), long_new)
+        start = tf.maximum(full_lengths - (max_length - allowed), 0)
         prompts = tf.ragged.boolean_mask(ids, _ragged_positions(ids) >= start[:, None])
         prompt_lengths = tf.cast(prompts.row_lengths(), tf.int32)
         empty = tf.equal(prompt_lengths, 0)
         # An empty prompt decodes from one pad token (all rows advance together); its output is
         # discarded below. It needs no more than one new token.
         lengths = tf.maximum(prompt_lengths, 1)
-        ends = tf.where(empty, 2, prompt_lengths + new)
+        ends = tf.where(empty, 2, prompt_lengths + allowed)
         total = tf.maximum(tf.reduce_max(tf.concat([ends, [2]], 0)), 2)
         tokens = _pad_columns(prompts.to_tensor(0), total)
         # Prefill the prefix that every row has; rows then step through the rest of their prompt.
@@ -331,6 +339,7 @@ def _causal_lm_functions(lm, tokenizer, max_length, default_max_new_tokens):
             "token_ids": token_ids,
             "lengths": out_lengths,
             "prompt_lengths": prompt_lengths,
+            "max_new_tokens": tf.where(empty, 0, allowed),
         }
 
     @_function([_STRINGS])
@@ -433,10 +442,23 @@ def _task_functions(model, tokenizer, task, sequence_length, label_names):
     if task == "classification":
         serving = _function([_STRINGS])(lambda text: answer(run(packer(text))))
     elif task == "multiple-choice":
-        candidates = tf.TensorSpec([None, None], tf.string)
-        serving = _function([_STRINGS, candidates])(
-            lambda context, candidates: answer(run(packer((context, candidates))))
-        )
+
+        @_function([_STRINGS, tf.TensorSpec([None, None], tf.string)])
+        def serving(context, candidates):
+            batch = tf.shape(context)[0]
+            # Mismatched rows are a malformed request: InvalidArgument naming the inputs.
+            same_batch = tf.debugging.assert_equal(
+                tf.shape(candidates)[0], batch,
+                message="`candidates` must have one row per `context` text (shape [batch, k]); their batch sizes differ",
+            )
+            with tf.control_dependencies([same_batch]):
+                candidates = tf.identity(candidates)
+
+            def no_candidates():  # k = 0: nothing to choose from, an empty answer per row
+                return {"probabilities": tf.zeros([batch, 0], tf.float32), "label": tf.fill([batch], -1)}
+
+            return tf.cond(tf.shape(candidates)[1] > 0, lambda: answer(run(packer((context, candidates)))), no_candidates)
+
     else:
         serving = _function([_STRINGS, _STRINGS])(lambda text_a, text_b: answer(run(packer((text_a, text_b)))))
 
@@ -534,7 +556,7 @@ def export_in_process(model, output_dir, version=1, max_length=None, default_max
 
     version = check_integer("version", version, 1, 2**63 - 1)
     output_dir = os.path.abspath(os.fspath(output_dir))
-    target = os.path.join(output_dir, str(version))
+    target = os.path.join(check_not_a_file(output_dir), str(version))
     if os.path.exists(target) and not overwrite:
         raise ValueError(f"{target!r} already exists: pick another --version, or pass overwrite.")
     label_names = None
@@ -546,17 +568,11 @@ def export_in_process(model, output_dir, version=1, max_length=None, default_max
             max_length = max_length or record.get("sequence_length")
             label_names = record.get("label_names")
     module, signatures = build_serving_module(model, max_length, default_max_new_tokens, task, label_names)
-    os.makedirs(output_dir, exist_ok=True)
-    # A non-numeric name: TF Serving ignores it while it is being written.
-    staging = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=output_dir)
-    try:
+    # Staged under a non-numeric name (TF Serving ignores it while it is being written), with
+    # the umask's permissions so a server running as another user can read it.
+    weights_bytes = sum(int(np.prod(v.shape)) * np.dtype(keras.backend.standardize_dtype(v.dtype)).itemsize for v in model.variables)
+    with atomic_dir(target, "SavedModel", weights_bytes) as staging:
         save_serving_module(module, signatures, staging)
-        if os.path.exists(target):
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    finally:
-        if os.path.exists(staging):
-            shutil.rmtree(staging)
     return target
 
 

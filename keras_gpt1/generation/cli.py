@@ -220,9 +220,21 @@ def run_score(args):
         if args.file:
             from keras_gpt1.utils.files import require_file
 
-            with open(require_file(args.file, "text file"), encoding="utf-8") as f:
-                texts = [f.read()] if args.whole_file else f
-                inputs = [text.strip() for text in texts if text.strip()]
+            with open(require_file(args.file, "text file"), "rb") as f:
+                raw = f.read()
+            try:
+                content = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                line = raw[: e.start].count(b"\n") + 1
+                raise ValueError(
+                    f"{args.file!r} is not UTF-8 text: undecodable byte {raw[e.start:e.start + 1]!r} on "
+                    f"line {line} (a binary file?)."
+                ) from None
+            if "\0" in content:
+                line = content[: content.index("\0")].count("\n") + 1
+                raise ValueError(f"{args.file!r} holds a NUL byte on line {line}: a binary file, not text.")
+            texts = [content] if args.whole_file else content.splitlines()
+            inputs = [text.strip() for text in texts if text.strip()]
             if not inputs:
                 raise ValueError(f"{args.file!r} has no text to score (it is empty or all whitespace).")
         else:

@@ -47,7 +47,7 @@ import numpy as np
 from keras import ops
 
 from keras_gpt1.generation.samplers import MASKED_LOGIT, Beam, get_sampler
-from keras_gpt1.utils.checks import check_integer, is_integer
+from keras_gpt1.utils.checks import as_int32_ids, check_integer, is_integer
 
 # Bucket sizes: total length (cache length) and prefill length are rounded up to these, so the
 # number of distinct compiled shapes stays small.
@@ -73,12 +73,10 @@ def _round_up(n, bucket, cap):
 
 
 def _as_id_list(row, where):
-    values = np.asarray(row)
-    if values.ndim != 1:
-        raise ValueError(f"{where} must be a 1-D sequence of token ids; got shape {values.shape}.")
-    if values.size and not np.issubdtype(values.dtype, np.integer):
-        raise ValueError(f"{where} must contain integer token ids; got dtype {values.dtype}.")
-    return values.astype("int32")
+    values = np.asarray(row) if isinstance(row, (list, tuple, np.ndarray)) else row
+    if np.ndim(values) != 1:
+        raise ValueError(f"{where} must be a 1-D sequence of token ids; got shape {np.shape(values)}.")
+    return as_int32_ids(values, where)  # range-checked before the cast: no int32 wrap-around
 
 
 def _tokenize(tokenizer, texts):
@@ -899,7 +897,7 @@ def generate_ids(
     backbone = lm.backbone
     sampler = get_sampler(sampler, **sampler_args)
     context = backbone.max_sequence_length
-    prompts = [np.asarray(p, dtype="int32").reshape(-1) for p in prompts]
+    prompts = [as_int32_ids(np.reshape(p, -1) if hasattr(p, "shape") else p, f"Prompt {i}").reshape(-1) for i, p in enumerate(prompts)]
     if not prompts:
         raise ValueError("No prompts given.")
     lengths = np.array([p.size for p in prompts], dtype="int32")

@@ -216,6 +216,7 @@ class GPT1Backbone(CheckedInputsMixin, keras_hub.models.Backbone):
         preset = preset_io.resolve_preset(preset_io.as_preset(preset), load_weights)
         if preset_io.is_keras_hub_preset(preset):
             preset_io.check_preset_class(preset, cls)
+            preset_io.check_saved_config(preset)
             kwargs = preset_io.with_saved_dtype(preset, kwargs)
             if not preset_io.has_single_weights_file(preset):
                 return super().from_preset(preset, load_weights=load_weights, **kwargs)  # remote, sharded

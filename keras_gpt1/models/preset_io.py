@@ -24,6 +24,7 @@ import os
 import keras
 
 from keras_gpt1 import presets
+from keras_gpt1.utils.checks import check_preset_config, check_weight_shapes
 from keras_gpt1.utils.files import read_json, require_file
 
 BACKBONE_CLASS_NAME = "GPT1Backbone"
@@ -140,6 +141,15 @@ def check_preset_class(preset, expected_cls, config_file=presets.CONFIG_FILE):
         )
 
 
+def check_saved_config(preset):
+    """Refuses a local KerasHub preset whose `config.json` holds a wrong type or value (a string
+    where a size belongs, a zero size), naming the file and the key, before Keras builds from it."""
+    if is_preset_dir(preset):
+        path = os.path.join(preset, presets.CONFIG_FILE)
+        config = _read_config(preset).get("config")
+        check_preset_config(config if isinstance(config, dict) else {}, path)
+
+
 def with_saved_dtype(preset, kwargs):
     """`kwargs` with the preset's saved dtype policy map when the caller gave no `dtype`.
 
@@ -192,16 +202,7 @@ def load_legacy_backbone_config(preset):
     config = dict(data["config"])
     for key in ("name", "trainable"):
         config.pop(key, None)
-    return config
-
-
-def _count_tensors(h5_path):
-    import h5py
-
-    counts = []
-    with h5py.File(h5_path, "r") as f:
-        f.visititems(lambda name, obj: counts.append(1) if isinstance(obj, h5py.Dataset) else None)
-    return len(counts)
+    return check_preset_config(config, path)
 
 
 def has_single_weights_file(preset):
@@ -214,12 +215,7 @@ def load_backbone_weights(backbone, preset_dir):
     path = require_file(os.path.join(preset_dir, presets.WEIGHTS_FILE), "preset weights")
     try:
         # Keras skips surplus tensors with only a warning; a preset must match exactly.
-        found, expected = _count_tensors(path), len(backbone.weights)
-        if found != expected:
-            raise ValueError(
-                f"it holds {found} tensors but the config in {presets.CONFIG_FILE} "
-                f"describes a model with {expected}"
-            )
+        check_weight_shapes(path, backbone.weights, presets.CONFIG_FILE)
         backbone.load_weights(path)
     except Exception as e:  # h5py and Keras raise many types; the user needs the file name.
         raise ValueError(f"Could not load preset weights {path!r}: {e}") from e

@@ -142,6 +142,20 @@ def _file_format(path):
     )
 
 
+class _RepeatedKey(Exception):
+    pass
+
+
+def _unique_keys(pairs):
+    """A JSON object as a dict, refusing a repeated key (`json` would keep the last silently)."""
+    row = {}
+    for key, value in pairs:
+        if key in row:
+            raise _RepeatedKey(key)
+        row[key] = value
+    return row
+
+
 def _read_rows(path):
     """Yields `(line_number, row_dict)`; raises naming the file and line on malformed rows."""
     fmt = _file_format(path)
@@ -152,9 +166,11 @@ def _read_rows(path):
                     if not line.strip():
                         continue
                     try:
-                        row = json.loads(line)
+                        row = json.loads(line, object_pairs_hook=_unique_keys)
                     except json.JSONDecodeError as e:
                         raise ValueError(f"{path}:{number}: invalid JSON ({e.msg}, column {e.colno}).") from None
+                    except _RepeatedKey as e:
+                        raise ValueError(f"{path}:{number}: the key {e.args[0]!r} appears more than once.") from None
                     if not isinstance(row, dict):
                         raise ValueError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}.")
                     yield number, row
@@ -170,6 +186,12 @@ def _read_rows(path):
                         continue
                     if header is None:
                         header = [name.strip() for name in fields]
+                        repeated = sorted({name for name in header if header.count(name) > 1})
+                        if repeated:  # a dict of the row would silently keep only the last
+                            raise ValueError(
+                                f"{path}:{start}: the header names column(s) {repeated} more than "
+                                "once; rename the duplicates."
+                            )
                         continue
                     if len(fields) != len(header):
                         raise ValueError(

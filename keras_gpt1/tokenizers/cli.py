@@ -21,7 +21,11 @@ def add_train_tokenizer_parser(subparsers):
         description="Learn GPT-1 BPE merges (BERT-style normalisation, `</w>` word ends) from UTF-8 "
         "text files with Hugging Face `tokenizers`; writes vocab.json and merges.txt.",
     )
-    parser.add_argument("--input", nargs="+", required=True, metavar="FILE", help="UTF-8 text files")
+    parser.add_argument(
+        "--input", nargs="+", required=True, metavar="FILE",
+        help="corpus files or globs, read as `pretrain --corpus` reads them: UTF-8 text or .jsonl, optionally .gz",
+    )
+    parser.add_argument("--text-field", default="text", help="text key of .jsonl records (default: text)")
     size = parser.add_mutually_exclusive_group()
     size.add_argument(
         "--merges",
@@ -72,6 +76,7 @@ def run_train_tokenizer(args):
         standardize=args.standardize,
         output_dir=args.output,
         show_progress=not args.quiet,
+        text_field=args.text_field,
     )
     requested = args.merges if args.merges is not None else DEFAULT_MERGES
     if args.vocabulary_size is not None:

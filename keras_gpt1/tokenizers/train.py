@@ -13,17 +13,21 @@ tokenizer = train_tokenizer(["corpus.txt"], num_merges=40000, output_dir="my_voc
 
 import json
 import os
+import tempfile
 
 from tokenizers import trainers
 
+from keras_gpt1.data.text_files import is_jsonl, resolve_corpus_files, scan_corpus_file, write_plain_text
 from keras_gpt1.tokenizers import _rust
 from keras_gpt1.tokenizers.vocab_files import END_OF_WORD, UNK_TOKEN, write_hf_vocabulary
 from keras_gpt1.utils.checks import check_integer
-from keras_gpt1.utils.files import ensure_writable_dir, require_file
+from keras_gpt1.utils.files import ensure_writable_dir
 
 DEFAULT_MERGES = 40000
 # `_start_`, `_delimiter_`, `_classify_`: GPT1Tokenizer appends them to the trained vocabulary.
 NUM_SPECIAL_TOKENS = 3
+# `<unk>` and the special tokens: a smaller vocabulary could hold no text at all.
+MIN_VOCABULARY_SIZE = NUM_SPECIAL_TOKENS + 1
 
 
 def train_bpe(
@@ -34,15 +38,22 @@ def train_bpe(
     standardize="bert",
     output_dir=None,
     show_progress=False,
+    text_field="text",
+    max_text_bytes=None,
 ):
-    """Learns BPE merges from UTF-8 text files; returns `(vocabulary, merges)`.
+    """Learns BPE merges from corpus files; returns `(vocabulary, merges)`.
+
+    Reads what `pretrain` reads, through the same reader (`keras_gpt1.data.text_files`): plain
+    UTF-8 text and `.jsonl` (text under `text_field`), optionally `.gz`, and globs. `.jsonl`,
+    `.gz` and files with over-long lines are first streamed into one temporary plain file (at
+    most about `max_text_bytes`).
 
     Text is normalised and split exactly as `GPT1Tokenizer(standardize=...)` does before BPE, so
     the merges fit the tokenizer. The vocabulary is `<unk>` (id 0), the characters seen (each also
     with `</w>`, as the last symbol of a word), then the merged tokens in the order learned.
 
     Args:
-        files: text file paths.
+        files: corpus file paths or globs.
         num_merges: how many merges to learn (default 40,000, as GPT-1).
         vocabulary_size: instead of `num_merges`, the size the resulting `GPT1Tokenizer` should
             have, special tokens included (never smaller than the characters seen, plus 3).
@@ -58,39 +69,51 @@ def train_bpe(
     """
     if isinstance(files, (str, os.PathLike)):
         files = [files]
-    files = [require_file(os.fspath(f), "training text file") for f in files]
     if not files:
         raise ValueError("Tokenizer training needs at least one text file.")
+    files = resolve_corpus_files(files)
     if num_merges is not None and vocabulary_size is not None:
         raise ValueError("Give `num_merges` or `vocabulary_size`, not both.")
     _rust.check_standardize(standardize)
     if num_merges is not None:
         num_merges = check_integer("num_merges", num_merges, 0)
     if vocabulary_size is not None:
-        vocabulary_size = check_integer("vocabulary_size", vocabulary_size, 0)
-    for path in files:
-        _check_utf8(path)
+        vocabulary_size = check_integer("vocabulary_size", vocabulary_size, MIN_VOCABULARY_SIZE)
+    # The same reader and checks as pretraining: empty or whitespace-only files, bad UTF-8, bad
+    # JSON lines and corrupt .gz files are refused by name before any training.
+    scans = [scan_corpus_file(path, text_field) for path in files]
+    characters = sum(scan["characters"] for scan in scans)
     if output_dir is not None:
         ensure_writable_dir(output_dir)
 
-    symbols = _initial_symbols(files, min_frequency, standardize)
-    if vocabulary_size is not None:
-        # The trainer counts tokens, like `vocabulary_size` (less the special tokens added later).
-        target = max(vocabulary_size - NUM_SPECIAL_TOKENS, 1)
-        vocabulary, merges = _train(files, target, min_frequency, standardize, show_progress, symbols)
-    else:
-        num_merges = DEFAULT_MERGES if num_merges is None else num_merges
-        # The trainer stops at a vocabulary size, not a merge count, and a merge may rebuild an
-        # existing token ("a bc</w>" after "ab c</w>"), so ask for enough and cut the merge list.
-        alphabet_guess = 1000
-        while True:
-            target = num_merges + alphabet_guess
+    plain = all(not p.endswith(".gz") and not is_jsonl(p) for p in files) and not any(s["long_lines"] for s in scans)
+    with tempfile.TemporaryDirectory(prefix=".tmp-tokenizer-text-") as work:
+        if not plain:  # the trainer reads plain UTF-8 files only
+            text = os.path.join(work, "text.txt")
+            write_plain_text(files, text, text_field, max_bytes=max_text_bytes)
+            files = [text]
+        # No corpus gives a vocabulary larger than its characters (merges) plus its alphabet (at
+        # most twice the characters): a larger request, which the trainer allocates for up
+        # front (and aborts past memory), is cut to that.
+        limit = 3 * characters + 1000
+        symbols = _initial_symbols(files, min_frequency, standardize)
+        if vocabulary_size is not None:
+            # The trainer counts tokens, like `vocabulary_size` (less the special tokens added later).
+            target = min(max(vocabulary_size - NUM_SPECIAL_TOKENS, 1), limit)
             vocabulary, merges = _train(files, target, min_frequency, standardize, show_progress, symbols)
-            if len(merges) >= num_merges or len(vocabulary) < target:
-                break  # enough merges, or the corpus ran out of pairs
-            base = len(vocabulary) - len({a + b for a, b in merges})
-            alphabet_guess = base + (num_merges - len(merges)) + 1000
-        vocabulary, merges = _truncate(vocabulary, merges, num_merges)
+        else:
+            num_merges = DEFAULT_MERGES if num_merges is None else num_merges
+            # The trainer stops at a vocabulary size, not a merge count, and a merge may rebuild an
+            # existing token ("a bc</w>" after "ab c</w>"), so ask for enough and cut the merge list.
+            alphabet_guess = 1000
+            while True:
+                target = min(num_merges + alphabet_guess, limit)
+                vocabulary, merges = _train(files, target, min_frequency, standardize, show_progress, symbols)
+                if len(merges) >= num_merges or len(vocabulary) < target:
+                    break  # enough merges, or the corpus ran out of pairs
+                base = len(vocabulary) - len({a + b for a, b in merges})
+                alphabet_guess = base + (num_merges - len(merges)) + 1000
+            vocabulary, merges = _truncate(vocabulary, merges, num_merges)
     if output_dir is not None:
         write_hf_vocabulary(output_dir, vocabulary, merges)
     return vocabulary, merges
@@ -104,6 +127,8 @@ def train_tokenizer(
     standardize="bert",
     output_dir=None,
     show_progress=False,
+    text_field="text",
+    max_text_bytes=None,
     **tokenizer_kwargs,
 ):
     """Trains BPE merges (see `train_bpe`) and returns a `GPT1Tokenizer` using them.
@@ -125,22 +150,12 @@ def train_tokenizer(
         standardize=standardize,
         output_dir=output_dir,
         show_progress=show_progress,
+        text_field=text_field,
+        max_text_bytes=max_text_bytes,
     )
     from keras_gpt1.tokenizers.gpt1_tokenizer import GPT1Tokenizer  # needs TensorFlow
 
     return GPT1Tokenizer(vocabulary, merges, standardize=standardize, **tokenizer_kwargs)
-
-
-def _check_utf8(path):
-    with open(path, "rb") as f:
-        for number, line in enumerate(f, 1):
-            try:
-                line.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise ValueError(
-                    f"Training text file {path!r} line {number} is not valid UTF-8 ({e.reason} at byte "
-                    f"{e.start}). Convert the file to UTF-8 first."
-                ) from None
 
 
 def _initial_symbols(files, min_frequency, standardize):

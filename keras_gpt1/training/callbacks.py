@@ -2,30 +2,38 @@
 
 A checkpoint is a directory `ckpt-{step:08d}` holding every model variable (weights and dropout
 seed states), every optimizer variable (Adam moments, step counter, gradient accumulators), on
-PyTorch the global RNG state (Keras's torch dropout draws from it), and a `state.json` with the global step and whatever the caller needs to resume its data stream. It is
-written under a temporary name and renamed into place, so a crash mid-write never leaves a
-partial checkpoint; the newest `keep` are kept. Restoring one with `restore_checkpoint` and
+PyTorch the global RNG state (Keras's torch dropout draws from it), a `state.json` with the
+global step and whatever the caller needs to resume its data stream, and, written last, a
+`manifest.json` with every file's size and SHA-256. It is written under a temporary name and
+renamed into place, so a crash mid-write never leaves a partial checkpoint; the newest `keep` are
+kept. `latest_checkpoint` verifies checkpoints against their manifests (a disk error or a copy
+can still truncate one) and falls back to the newest valid one, warning about each it skips. Restoring one with `restore_checkpoint` and
 feeding the data from the same position (`LMDataset.train_dataset(start_batch=step)`) continues
 the run exactly where it stopped.
 
 Works on TensorFlow, JAX and PyTorch (on JAX, reading `self.model` syncs the training state).
 """
 
+import hashlib
 import json
 import math
 import os
 import re
 import shutil
-import tempfile
+import warnings
+import zipfile
 
 import keras
 import numpy as np
+
+from keras_gpt1.utils.files import atomic_dir
 
 CHECKPOINT_PATTERN = re.compile(r"^ckpt-(\d{8,})$")
 STATE_FILE = "state.json"
 MODEL_FILE = "model_variables.npz"
 OPTIMIZER_FILE = "optimizer_variables.npz"
 RNG_FILE = "rng_state.npz"
+MANIFEST_FILE = "manifest.json"
 
 
 def _global_rng_state():
@@ -89,37 +97,120 @@ def _load_variables(path, variables, what):
 
 
 def list_checkpoints(directory):
-    """Complete checkpoints in `directory` as `(step, path)`, oldest first."""
+    """Checkpoints in `directory` as `(step, path)`, oldest first (not yet verified: see
+    `verify_checkpoint`)."""
     if not os.path.isdir(directory):
         return []
     found = []
     for name in os.listdir(directory):
         match = CHECKPOINT_PATTERN.match(name)
         path = os.path.join(directory, name)
-        # `state.json` is written last, so its presence marks a complete checkpoint.
+        # `state.json` (then the manifest) is written last, so without it a checkpoint is incomplete.
         if match and os.path.isfile(os.path.join(path, STATE_FILE)):
             found.append((int(match.group(1)), path))
     return sorted(found)
 
 
-def latest_checkpoint(directory):
-    """The path of the newest complete checkpoint in `directory`, or None."""
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_manifest(directory):
+    files = sorted(n for n in os.listdir(directory) if n != MANIFEST_FILE)
+    manifest = {
+        "files": {n: {"size": os.path.getsize(os.path.join(directory, n)), "sha256": _sha256(os.path.join(directory, n))} for n in files}
+    }
+    with open(os.path.join(directory, MANIFEST_FILE), "w", encoding="utf-8") as f:
+        json.dump(manifest, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def verify_checkpoint(path):
+    """None if checkpoint `path` is complete and intact, else the reason it is not.
+
+    Checks every file against `manifest.json` (size, then SHA-256). A checkpoint written before
+    manifests existed is checked by its zip archives' CRCs instead.
+    """
+    manifest_path = os.path.join(path, MANIFEST_FILE)
+    if not os.path.isfile(manifest_path):
+        if not os.path.isfile(os.path.join(path, STATE_FILE)):
+            return f"{STATE_FILE} is missing (the write did not finish)"
+        for name in (MODEL_FILE, OPTIMIZER_FILE, RNG_FILE):  # an older checkpoint, no manifest
+            file = os.path.join(path, name)
+            if os.path.isfile(file):
+                try:
+                    with zipfile.ZipFile(file) as archive:
+                        if archive.testzip() is not None:
+                            return f"{name} is corrupt"
+                except (zipfile.BadZipFile, OSError) as e:
+                    return f"{name} is corrupt ({e})"
+        return None
+    try:
+        with open(manifest_path, encoding="utf-8") as f:
+            expected = json.load(f)["files"]
+    except (ValueError, KeyError, TypeError, OSError) as e:
+        return f"{MANIFEST_FILE} is unreadable ({e})"
+    for name, entry in expected.items():
+        file = os.path.join(path, name)
+        if not os.path.isfile(file):
+            return f"{name} is missing"
+        size = os.path.getsize(file)
+        if size != entry["size"]:
+            return f"{name} has {size} bytes, the manifest says {entry['size']} (truncated?)"
+        if _sha256(file) != entry["sha256"]:
+            return f"{name} does not match its checksum"
+    return None
+
+
+def latest_checkpoint(directory, verify=True):
+    """The path of the newest valid checkpoint in `directory`, or None if there is none at all.
+
+    An invalid newer checkpoint (truncated, corrupt, incomplete) is skipped with a warning naming
+    it; if checkpoints exist but none is valid, a `ValueError` lists them.
+    """
     checkpoints = list_checkpoints(directory)
-    return checkpoints[-1][1] if checkpoints else None
+    if not verify:
+        return checkpoints[-1][1] if checkpoints else None
+    skipped = []
+    for _, path in reversed(checkpoints):
+        problem = verify_checkpoint(path)
+        if problem is None:
+            for bad, why in skipped:
+                warnings.warn(f"Skipping checkpoint {bad!r}: {why}. Resuming from {path!r} instead.", stacklevel=2)
+            return path
+        skipped.append((path, problem))
+    if skipped:
+        raise ValueError(
+            "No valid checkpoint to resume from: "
+            + "; ".join(f"{p!r}: {why}" for p, why in skipped)
+            + ". Restore them from a backup, or start over with --restart."
+        )
+    return None
+
+
+def _variables_bytes(variables):
+    return sum(int(np.prod(v.shape)) * np.dtype(keras.backend.standardize_dtype(v.dtype)).itemsize for v in variables)
 
 
 def save_checkpoint(directory, model, step, state=None, keep=3):
     """Writes checkpoint `ckpt-{step}` atomically and deletes all but the newest `keep`.
 
     `model` must be compiled (its optimizer is saved too). `state` is a JSON-able dict stored
-    beside the global `step`. Returns the checkpoint's path.
+    beside the global `step`. Returns the checkpoint's path. A full disk raises an `OSError`
+    naming the checkpoint and the space it needs; the older checkpoints stay as they were.
     """
+    keep = _check_keep(keep)
     os.makedirs(directory, exist_ok=True)
     final = os.path.join(directory, f"ckpt-{int(step):08d}")
-    tmp = tempfile.mkdtemp(prefix=".tmp-ckpt-", dir=directory)
-    try:
+    optimizer = model.optimizer
+    variables = list(model.variables) + (list(optimizer.variables) if optimizer is not None and optimizer.built else [])
+    with atomic_dir(final, "checkpoint", _variables_bytes(variables)) as tmp:
         _save_variables(os.path.join(tmp, MODEL_FILE), model.variables)
-        optimizer = model.optimizer
         if optimizer is not None and optimizer.built:
             _save_variables(os.path.join(tmp, OPTIMIZER_FILE), optimizer.variables)
         rng = _global_rng_state()
@@ -135,16 +226,18 @@ def save_checkpoint(directory, model, step, state=None, keep=3):
             json.dump(payload, f, indent=2)
             f.flush()
             os.fsync(f.fileno())
-        if os.path.exists(final):  # Re-saving a step (e.g. after a resume): replace it.
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
-    if keep:
-        for _, old in list_checkpoints(directory)[: -int(keep)]:
+        _write_manifest(tmp)
+    if keep is not None:
+        for _, old in list_checkpoints(directory)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _check_keep(keep):
+    """`keep` checkpoints (None: all). 0 or a negative count would delete the one just written."""
+    from keras_gpt1.utils.checks import check_integer
+
+    return None if keep is None else check_integer("keep_checkpoints", keep, 1)
 
 
 def restore_checkpoint(path, model):
@@ -206,7 +299,7 @@ class TrainingCheckpoint(keras.callbacks.Callback):
             raise ValueError(f"`save_every` must be 'epoch' or a positive int; got {save_every!r}.")
         self.directory = os.fspath(directory)
         self.save_every = save_every
-        self.keep = int(keep)
+        self.keep = _check_keep(keep)
         self.step = int(initial_step)
         self.state_fn = state_fn
         self.last_saved = None

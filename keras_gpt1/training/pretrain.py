@@ -30,6 +30,9 @@ sequences, so `batch_size` is always the number of sequences per update (the pap
 """
 
 import dataclasses
+import functools
+import hashlib
+import inspect
 import json
 import math
 import os
@@ -49,8 +52,8 @@ from keras_gpt1.training.callbacks import (
 )
 from keras_gpt1.training.optimizers import PRETRAINING_LEARNING_RATE, create_optimizer
 from keras_gpt1.training.schedules import WarmupCosine
-from keras_gpt1.utils.checks import check_integer
-from keras_gpt1.utils.files import atomic_write_json, ensure_writable_dir
+from keras_gpt1.utils.checks import check_integer, check_number
+from keras_gpt1.utils.files import atomic_write_json, ensure_writable_dir, remove_stale_temporaries
 
 DEFAULT_OUTPUT = os.path.join("outputs", "gpt1-demo")
 DEMO_STEPS = 300
@@ -118,25 +121,14 @@ def _load_tokenizer(source):
     return GPT1Tokenizer.from_preset(path)
 
 
-def _train_tokenizer(files, vocabulary_size, text_field, work_dir, verbose):
-    """A `GPT1Tokenizer` of `vocabulary_size` tokens (special tokens included) learned from the corpus.
-
-    The trainer reads plain UTF-8 files; `.jsonl` and `.gz` corpora are first streamed into one
-    temporary text file (at most `TOKENIZER_TEXT_LIMIT` bytes: plenty to learn merges).
-    """
-    from keras_gpt1.data.lm_dataset import is_jsonl, write_plain_text
+def _train_tokenizer(files, vocabulary_size, text_field, verbose):
+    """A `GPT1Tokenizer` of `vocabulary_size` tokens (special tokens included) learned from the
+    corpus, read as `keras-gpt1 train-tokenizer` reads it (`.jsonl` and `.gz` corpora: at most
+    `TOKENIZER_TEXT_LIMIT` bytes of their text, plenty to learn merges)."""
     from keras_gpt1.tokenizers import train_tokenizer
 
     _log(verbose, f"Training a {vocabulary_size}-token BPE tokenizer on the corpus...")
-    if all(not p.endswith(".gz") and not is_jsonl(p) for p in files):
-        return train_tokenizer(files, vocabulary_size=vocabulary_size)
-    text = os.path.join(work_dir, ".tokenizer-training-text.txt")
-    try:
-        write_plain_text(files, text, text_field, max_bytes=TOKENIZER_TEXT_LIMIT)
-        return train_tokenizer([text], vocabulary_size=vocabulary_size)
-    finally:
-        if os.path.exists(text):
-            os.unlink(text)
+    return train_tokenizer(files, vocabulary_size=vocabulary_size, text_field=text_field, max_text_bytes=TOKENIZER_TEXT_LIMIT)
 
 
 def _has_tokenizer(directory):
@@ -156,11 +148,45 @@ def greedy_sample(lm, prompt, max_new_tokens):
 # === The run ===
 
 
+def _check_same_corpus(previous, current, output):
+    """Raises a ValueError naming the corpus file that changed since the run in `output` began."""
+    before = {entry[0]: entry[1:] for entry in previous}
+    for path, size, digest in current:
+        if path in before and before[path][0] != size:
+            raise ValueError(f"Corpus file {path!r} changed size since the run in {output!r} began, so it cannot be resumed on the same data. Restore the file, or start over with --restart.")
+        if path in before and len(before[path]) > 1 and before[path][1] != digest:
+            raise ValueError(f"Corpus file {path!r} changed content since the run in {output!r} began (its SHA-256 differs), so it cannot be resumed on the same data. Restore the file, or start over with --restart.")
+    if list(before) != [entry[0] for entry in current]:
+        raise ValueError(f"The corpus files differ from those of the run in {output!r} (before: {list(before)}), so it cannot be resumed. Use the same --corpus, or start over with --restart.")
+    # Only the format differs: a run started before content hashes were recorded.
+
+
 def _fingerprint(**settings):
     """Settings that fix a run's trajectory; a resume must match them exactly."""
     return json.loads(json.dumps(settings))
 
 
+def _remove_new_output_on_refusal(function):
+    """A refused run (bad corpus, bad flag, Ctrl-C before training) leaves no `output` directory
+    behind if it created it. Once `run.json` is written the run has started: its files stay."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        bound = inspect.signature(function).bind(*args, **kwargs)
+        bound.apply_defaults()
+        output = os.path.abspath(os.fspath(bound.arguments["output"]))
+        existed = os.path.exists(output)
+        try:
+            return function(*args, **kwargs)
+        except BaseException:
+            if not existed and os.path.isdir(output) and not os.path.exists(os.path.join(output, RUN_FILE)):
+                shutil.rmtree(output, ignore_errors=True)
+            raise
+
+    return wrapper
+
+
+@_remove_new_output_on_refusal
 def pretrain(
     corpus=None,
     preset="gpt1_tiny",
@@ -252,7 +278,7 @@ def pretrain(
     # --- 1. arguments, output, model size, corpus: fail before any work ---
     batch_size = check_integer("batch_size", batch_size, 1)
     accumulation = check_integer("gradient_accumulation_steps", gradient_accumulation_steps, 1)
-    vocabulary_size = check_integer("vocabulary_size", vocabulary_size, 1)
+    vocabulary_size = check_integer("vocabulary_size", vocabulary_size, 4)  # <unk> + 3 special tokens
     if steps is not None:
         steps = check_integer("steps", steps, 1)
     if sequence_length is not None:
@@ -263,15 +289,21 @@ def pretrain(
         warmup_steps = check_integer("warmup_steps", warmup_steps, 0)
     if steps is not None and epochs is not None:
         raise ValueError("Give either `steps` or `epochs`, not both.")
-    if epochs is not None and not epochs > 0:
-        raise ValueError(f"`epochs` must be positive; got {epochs!r}.")
+    if epochs is not None:
+        epochs = check_number("epochs", epochs, 0, low_open=True)
     if batch_size % accumulation:
         raise ValueError(
             f"`batch_size` ({batch_size}) must be divisible by `gradient_accumulation_steps` "
             f"({accumulation}): each update averages that many equal micro-batches."
         )
-    if learning_rate is not None and not learning_rate > 0:
-        raise ValueError(f"`learning_rate` must be positive; got {learning_rate!r}.")
+    if learning_rate is not None:
+        learning_rate = check_number("learning_rate", learning_rate, 0, low_open=True)
+    weight_decay = check_number("weight_decay", weight_decay, 0)
+    if global_clipnorm is not None:
+        global_clipnorm = check_number("global_clipnorm", global_clipnorm, 0, low_open=True)
+    validation_fraction = check_number("validation_fraction", validation_fraction, 0, 0.5, high_open=True)
+    if keep_checkpoints is not None:
+        keep_checkpoints = check_integer("keep_checkpoints", keep_checkpoints, 1)
     micro_batch = batch_size // accumulation
     from keras_gpt1.data import lm_dataset
 
@@ -297,7 +329,7 @@ def pretrain(
             f"{preset!r}: its weights fix it. Start from a built-in preset instead."
         )
     if dropout is not None:
-        overrides["dropout"] = float(dropout)
+        overrides["dropout"] = check_number("dropout", dropout, 0, 1, high_open=True)
     if mixed_precision:
         overrides["dtype"] = "mixed_bfloat16"
     if rematerialize:
@@ -319,12 +351,21 @@ def pretrain(
         if steps is None and epochs is None:
             steps = DEMO_STEPS
     files = lm_dataset.resolve_corpus_files(corpus)
+    # The check reads every file anyway: hashing its text on the way costs no extra I/O and lets a
+    # resume see a corpus edited in place (same path, even the same size).
+    corpus_hashes = {}
     for path in files:
-        lm_dataset.check_corpus_file(path, text_field)
+        digest = hashlib.sha256()
+        lm_dataset.check_corpus_file(path, text_field, digest=digest)
+        corpus_hashes[path] = digest.hexdigest()
 
     checkpoints_dir = os.path.join(output, CHECKPOINT_DIR)
     if not resume and os.path.isdir(checkpoints_dir):
         shutil.rmtree(checkpoints_dir)
+    # A run killed mid-write leaves its temporaries (a checkpoint's is gigabytes at 117M).
+    for directory in (checkpoints_dir, output):
+        for name in remove_stale_temporaries(directory):
+            _log(verbose, f"Removed {os.path.join(directory, name)}, left by an interrupted write.")
     restart_from = latest_checkpoint(checkpoints_dir) if resume else None
 
     # --- 2. tokenizer ---
@@ -335,7 +376,7 @@ def pretrain(
     elif os.path.isdir(os.fspath(preset)) and _has_tokenizer(preset):
         tokenizer = _load_tokenizer(preset)
     else:
-        tokenizer = _train_tokenizer(files, vocabulary_size, text_field, output, verbose)
+        tokenizer = _train_tokenizer(files, vocabulary_size, text_field, verbose)
     tokenizer.save_to_preset(output)
 
     # --- 3. data ---
@@ -404,7 +445,7 @@ def pretrain(
 
     # --- 5. resume or start ---
     settings = _fingerprint(
-        corpus=[[os.path.abspath(p), os.path.getsize(p)] for p in files],
+        corpus=[[os.path.abspath(p), os.path.getsize(p), corpus_hashes[p]] for p in files],
         preset=os.path.abspath(preset) if os.path.isdir(os.fspath(preset)) else preset,
         model=dict(backbone.get_config(), name=None),
         vocabulary_size=vocab,
@@ -432,6 +473,9 @@ def pretrain(
         previous = run_state.get("settings", {})
         changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
         fixed = [k for k in changed if k not in ADJUSTABLE_ON_RESUME]
+        if "corpus" in fixed:
+            _check_same_corpus(previous.get("corpus") or [], settings["corpus"], output)
+            fixed.remove("corpus")
         if fixed:
             raise ValueError(
                 f"{output!r} holds a run with different settings ({', '.join(fixed)} differ), so it "

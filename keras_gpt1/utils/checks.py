@@ -5,6 +5,8 @@ out-of-range ids. We check whenever the values are concrete; inside compiled fun
 are symbolic and the check is skipped (our own pipelines only produce in-range ids).
 """
 
+import math
+
 import keras
 import numpy as np
 
@@ -39,6 +41,112 @@ def check_integer(name, value, low=None, high=None):
             bounds = ""
         raise ValueError(f"`{name}` must be an integer{bounds}; got {value!r}.")
     return int(value)
+
+
+def check_number(name, value, low=None, high=None, low_open=False, high_open=False):
+    """`value` as a finite `float` in the given range, else a ValueError naming `name`: NaN and
+    infinity (`--learning-rate inf`) are refused, as are bools and strings.
+
+    Example:
+    ```python
+    check_number("learning_rate", 1e-3, 0, low_open=True)     # 0.001
+    check_number("learning_rate", float("inf"), 0, low_open=True)  # ValueError
+    ```
+    """
+    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    ok = number and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        bounds = []
+        if low is not None:
+            bounds.append(f"{'>' if low_open else '>='} {low}")
+        if high is not None:
+            bounds.append(f"{'<' if high_open else '<='} {high}")
+        where = f" {' and '.join(bounds)}" if bounds else ""
+        raise ValueError(f"`{name}` must be a finite number{where}; got {value!r}.")
+    return float(value)
+
+
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
+def as_int32_ids(values, name="`token_ids`", vocabulary_size=None):
+    """`values` (a list, a NumPy array of any integer dtype, a backend tensor) as an int32 array,
+    checked *before* the cast: an id that int32 cannot hold would otherwise wrap around silently
+    (2**32 + 5 becomes 5). With `vocabulary_size`, ids must also lie in `[0, vocabulary_size)`.
+
+    Example:
+    ```python
+    as_int32_ids([5, 6, 7])                       # array([5, 6, 7], dtype=int32)
+    as_int32_ids(np.array([5, 2**32 + 5]))        # ValueError: `token_ids` contains id 4294967301 at index (1,) ...
+    ```
+    """
+    if not isinstance(values, (np.ndarray, list, tuple)) and hasattr(values, "shape"):
+        values = keras.ops.convert_to_numpy(values)
+    try:
+        array = np.asarray(values)
+    except (OverflowError, ValueError) as e:
+        raise ValueError(f"{name} must be integer token ids; got {values!r} ({e}).") from None
+    if array.dtype == object:  # Python ints past int64 (or mixed types) give an object array.
+        flat = array.reshape(-1)
+        for i, value in enumerate(flat):
+            if not is_integer(value):
+                raise ValueError(f"{name} must contain integer token ids; got {value!r}.")
+        array = np.array([int(v) for v in flat], dtype=object).reshape(array.shape)
+    elif array.size and not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"{name} must contain integer token ids; got dtype {array.dtype}.")
+    if array.size:
+        low, high = int(array.min()), int(array.max())
+        limit = INT32_MAX + 1 if vocabulary_size is None else int(vocabulary_size)
+        floor = INT32_MIN if vocabulary_size is None else 0
+        if low < floor or high >= limit:
+            bad = low if low < floor else high
+            where = tuple(int(i) for i in np.argwhere(array == bad)[0])
+            bounds = f"the vocabulary [0, {limit})" if vocabulary_size is not None else "the int32 range of token ids"
+            raise ValueError(f"{name} contains id {bad} at index {where}, outside {bounds}.")
+    return array.astype("int32")
+
+
+_PRESET_INTEGER_KEYS = ("vocabulary_size", "num_layers", "num_heads", "hidden_dim", "intermediate_dim", "max_sequence_length")
+
+
+def check_preset_config(config, path):
+    """Raises a ValueError naming the file `path` and the key if a preset's backbone `config`
+    holds a wrong type or value (a string where a number belongs, a zero size, a dropout of 2),
+    instead of a `TypeError` or a misleading message from deep inside layer construction."""
+    try:
+        for key in _PRESET_INTEGER_KEYS:
+            if key in config:
+                check_integer(key, config[key], 1)
+        if "dropout" in config:
+            check_number("dropout", config["dropout"], 0, 1, high_open=True)
+        if all(k in config for k in ("hidden_dim", "num_heads")) and config["hidden_dim"] % config["num_heads"]:
+            raise ValueError(f"`hidden_dim` ({config['hidden_dim']}) must be divisible by `num_heads` ({config['num_heads']}).")
+    except ValueError as e:
+        raise ValueError(f"Corrupt preset config {path!r}: {e}") from None
+    return config
+
+
+def check_weight_shapes(h5_path, weights, config_path):
+    """Raises a ValueError if the tensors of the weights file `h5_path` differ in number or shape
+    from `weights` (the model its config describes), naming both files and a mismatching shape."""
+    import h5py
+
+    found = []
+    with h5py.File(h5_path, "r") as f:
+        f.visititems(lambda name, obj: found.append(tuple(obj.shape)) if isinstance(obj, h5py.Dataset) else None)
+    expected = [tuple(int(d) for d in w.shape) for w in weights]
+    if len(found) != len(expected):
+        raise ValueError(f"it holds {len(found)} tensors but the config in {config_path} describes a model with {len(expected)}")
+    missing = sorted(set(expected) - set(found)) or sorted(set(found) - set(expected))
+    if sorted(found) != sorted(expected):
+        raise ValueError(
+            f"its tensor shapes do not match the model {config_path} describes (e.g. {missing[0] if missing else '?'}): "
+            "was config.json edited, or copied from another model?"
+        )
 
 
 def is_concrete(x):
@@ -106,6 +214,13 @@ def check_token_ids(token_ids, vocabulary_size, max_sequence_length, start_index
         )
 
 
+def _holds_wide_host_ids(values):
+    """True for host data (lists, NumPy arrays) or any tensor whose integers are wider than int32."""
+    if isinstance(values, (list, tuple, np.ndarray, np.generic)):
+        return True
+    return any(w in str(getattr(values, "dtype", "")) for w in ("int64", "uint"))
+
+
 class CheckedInputsMixin:
     """Validates array inputs of `fit`/`evaluate`/`predict` before they enter compiled code,
     where ids are symbolic and the per-call check in the embedding layer cannot see them.
@@ -117,6 +232,14 @@ class CheckedInputsMixin:
         # Only arrays: on JAX/PyTorch `is_concrete` is also true of a tf.data.Dataset or generator.
         if isinstance(x, dict) or (is_concrete(x) and (hasattr(x, "shape") or isinstance(x, (list, tuple)))):
             self._check_inputs(x)
+
+    def __call__(self, *args, **kwargs):
+        # A direct call converts NumPy/list inputs to the model's int32 first, wrapping ids that
+        # int32 cannot hold; check those (host data: cheap, no device sync) before it does.
+        x = args[0] if args else kwargs.get("inputs")
+        if isinstance(x, dict) and _holds_wide_host_ids(x.get("token_ids")):
+            self._check_inputs(x)
+        return super().__call__(*args, **kwargs)
 
     def fit(self, x=None, *args, **kwargs):
         self._check_array_inputs(x)

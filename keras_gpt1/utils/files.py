@@ -6,14 +6,125 @@ so a missing or corrupt file is reported by name.
 """
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
+import time
+
+# Temporaries written beside their final place: `atomic_path` files and `atomic_dir` directories.
+TEMPORARY_PREFIX = ".tmp-"
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def follow_umask(path):
+    """Gives `path` (and, for a directory, everything in it) the permissions a plain `open` or
+    `mkdir` would: `tempfile` makes private 0600 files and 0700 directories, which a server
+    running as another user (TF Serving in a container) could not read."""
+    mask = _umask()
+    if os.path.isdir(path):
+        for root, dirs, files in os.walk(path):
+            os.chmod(root, 0o777 & ~mask)
+            for name in files:
+                os.chmod(os.path.join(root, name), 0o666 & ~mask)
+    elif os.path.exists(path):
+        os.chmod(path, 0o666 & ~mask)
+
+
+def _format_bytes(n):
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+
+
+def disk_full_error(what, path, needed_bytes=None):
+    """An `OSError(ENOSPC)` that says what was being written, where, and how much space it needs
+    (when known) against what is free."""
+    directory = os.path.dirname(os.path.abspath(path)) or "."
+    while not os.path.isdir(directory) and os.path.dirname(directory) != directory:
+        directory = os.path.dirname(directory)
+    free = shutil.disk_usage(directory).free
+    need = f"it needs about {_format_bytes(needed_bytes)}, " if needed_bytes else ""
+    return OSError(
+        errno.ENOSPC,
+        f"No space left on the device while writing {what} {os.fspath(path)!r}: {need}"
+        f"{_format_bytes(free)} free. Nothing partial was left behind; free some space and retry.",
+    )
 
 
 @contextlib.contextmanager
-def atomic_path(path):
+def _disk_full_reported(what, path, needed_bytes):
+    try:
+        yield
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        raise disk_full_error(what, path, needed_bytes) from None
+
+
+@contextlib.contextmanager
+def atomic_dir(path, what="directory", needed_bytes=None):
+    """Yields a temporary directory beside `path`, renamed onto `path` (replacing it) only if the
+    block succeeds; a crash or a full disk leaves no partial `path`. Its files follow the umask.
+
+    Example:
+    ```python
+    with atomic_dir("exports/1", "SavedModel") as tmp:
+        tf.saved_model.save(module, tmp)
+    ```
+    """
+    path = os.fspath(path)
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=TEMPORARY_PREFIX + os.path.basename(path) + "-", dir=parent)
+    try:
+        with _disk_full_reported(what, path, needed_bytes):
+            yield tmp
+            follow_umask(tmp)
+            if os.path.exists(path):
+                shutil.rmtree(path)
+            os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_stale_temporaries(directory, min_age_s=0):
+    """Deletes the temporaries (`.tmp-*`) a killed process left in `directory`; returns their names.
+
+    Call it when a run starts: a `kill -9` mid-write skips the cleanup, and at 117M parameters
+    one checkpoint temporary is gigabytes. Only entries older than `min_age_s` go.
+    """
+    if not os.path.isdir(directory):
+        return []
+    removed = []
+    now = time.time()
+    for name in sorted(os.listdir(directory)):
+        path = os.path.join(directory, name)
+        if not name.startswith(TEMPORARY_PREFIX) or now - os.path.getmtime(path) < min_age_s:
+            continue
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        removed.append(name)
+    return removed
+
+
+@contextlib.contextmanager
+def atomic_path(path, what="file", needed_bytes=None):
     """Yields a temporary path beside `path`; renames it onto `path` only if the block succeeds.
+
+    The file gets the permissions the umask gives a new file. A full disk raises an `OSError`
+    (ENOSPC) naming `what` and `path`, with `needed_bytes` when known; no partial file remains.
 
     Example:
     ```python
@@ -27,20 +138,22 @@ def atomic_path(path):
     # Keep the real suffix: Keras picks the file format from it.
     base = os.path.basename(path)
     suffix = base[base.index(".") :] if "." in base else ""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=TEMPORARY_PREFIX, suffix=suffix, dir=directory)
     os.close(fd)
     os.unlink(tmp)  # Some writers refuse to overwrite; let them create the file.
     try:
-        yield tmp
-        os.replace(tmp, path)
+        with _disk_full_reported(what, path, needed_bytes):
+            yield tmp
+            follow_umask(tmp)  # some writers (safetensors) create private 0600 files
+            os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
-def atomic_write_text(path, text):
+def atomic_write_text(path, text, what="file"):
     """Writes `text` to `path` atomically (UTF-8)."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, what, len(text.encode("utf-8"))) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
 
@@ -72,9 +185,17 @@ def read_json(path, what="JSON file"):
         raise ValueError(f"Corrupt {what} {path!r}: not UTF-8 ({e}).") from None
 
 
+def check_not_a_file(path, what="Output directory"):
+    """Raises a ValueError if `path` exists but is not a directory (an output given as a file)."""
+    path = os.fspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{what} {path!r} is an existing file, not a directory; pick another path.")
+    return path
+
+
 def ensure_writable_dir(path):
     """Creates `path` if needed and checks that files can be written in it."""
-    path = os.fspath(path)
+    path = check_not_a_file(path)
     try:
         os.makedirs(path, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
