@@ -94,6 +94,26 @@ def test_cli_loss_falls_on_real_text_and_writes_a_preset(data, tmp_path, capsys)
     assert lm.backbone.rematerialize  # --rematerialize reached the model and its saved config
 
 
+def test_demo_settings_fill_only_the_flags_left_out():
+    from keras_gpt1.cli import build_parser
+    from keras_gpt1.training.cli import DEMO_SETTINGS, _apply_demo_settings
+
+    def parsed(*argv):
+        args = build_parser().parse_args(["pretrain", *argv])
+        _apply_demo_settings(args)
+        return args
+
+    demo = parsed()
+    assert {name: getattr(demo, name) for name in DEMO_SETTINGS} == DEMO_SETTINGS
+    assert parsed("--steps", "7", "--batch-size", "4").steps == 7
+    assert parsed("--steps", "7", "--batch-size", "4").batch_size == 4
+    assert parsed("--epochs", "2").steps is None  # epochs, not the demo's steps
+    # Your corpus or another preset: pretrain()'s own defaults, a batch of 32.
+    for argv in (["--corpus", "a.txt"], ["--preset", "gpt1"]):
+        args = parsed(*argv)
+        assert (args.steps, args.learning_rate, args.dropout, args.batch_size) == (None, None, None, 32)
+
+
 def test_loss_curve_png_and_seeded_sample(data, tmp_path, capsys):
     """The run draws its loss curve next to the preset and ends with a reproducible top-k sample."""
     pytest.importorskip("matplotlib")
