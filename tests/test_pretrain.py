@@ -82,7 +82,7 @@ def test_cli_loss_falls_on_real_text_and_writes_a_preset(data, tmp_path, capsys)
     after = float(out.split("Validation perplexity after 200 updates: ")[1].split()[0])
     assert before > 200  # ~ the vocabulary size: an untrained model is uniform
     assert after < 0.3 * before, out
-    assert "Sample (top-k 40, temperature 0.8, seed 0): the default value" in out
+    assert "Sample (top-k 40, temperature 0.8, seed 0): the function returns" in out
     with open(output / "run.json") as f:
         assert json.load(f)["settings"]["steps"] == 200
     assert [step for step, _ in list_checkpoints(output / "checkpoints")] == [100, 200]
@@ -126,8 +126,8 @@ def test_loss_curve_png_and_seeded_sample(data, tmp_path, capsys):
     with open(png, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert f"Sample (top-k 40, temperature 0.8, seed 0): {result.sample}" in out
-    assert result.sample.startswith("the default value")
-    assert sample_text(result.model, "the default value", 5, seed=0) == result.sample
+    assert result.sample.startswith("the function returns")
+    assert sample_text(result.model, "the function returns", 5, seed=0) == result.sample
 
 
 def test_loss_curve_without_matplotlib_is_one_info_line(tmp_path, capsys, monkeypatch):
