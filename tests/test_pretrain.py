@@ -94,6 +94,14 @@ def test_cli_loss_falls_on_real_text_and_writes_a_preset(data, tmp_path, capsys)
     assert lm.backbone.rematerialize  # --rematerialize reached the model and its saved config
 
 
+def test_demo_corpus_keeps_the_text_of_restructuredtext_markup():
+    from keras_gpt1.data.corpus import _paragraphs
+
+    text = ":func:`len` returns ``None`` when the :py:class:`list` is empty, as `this` says.\n\n>>> len([])"
+    assert list(_paragraphs(text)) == ["len returns None when the list is empty, as this says."]
+    assert not any("`" in line for line in demo_corpus_lines(max_bytes=200_000))
+
+
 def test_demo_settings_fill_only_the_flags_left_out():
     from keras_gpt1.cli import build_parser
     from keras_gpt1.training.cli import DEMO_SETTINGS, _apply_demo_settings
