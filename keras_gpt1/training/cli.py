@@ -72,7 +72,9 @@ def add_parser(subparsers):
         default=2000,
         help="tokens of a tokenizer trained here, special tokens included (2000)",
     )
-    model.add_argument("--dropout", type=float, help="override the preset's dropout rate")
+    model.add_argument(
+        "--dropout", type=float, help=f"override the preset's dropout rate (the demo: {DEMO_SETTINGS['dropout']})"
+    )
     for name, what in [
         ("num-layers", "transformer blocks"),
         ("num-heads", "attention heads"),
@@ -83,9 +85,9 @@ def add_parser(subparsers):
         model.add_argument(f"--{name}", type=int, help=f"override a built-in preset's {what}")
     train = parser.add_argument_group("training")
     length = train.add_mutually_exclusive_group()
-    length.add_argument("--steps", type=int, help="optimizer updates (default: 1 epoch of your corpus; the demo's)")
+    length.add_argument("--steps", type=int, help=f"optimizer updates (default: 1 epoch of your corpus; the demo: {DEMO_SETTINGS['steps']})")
     length.add_argument("--epochs", type=float, help="passes over the corpus (default: 1 on your corpus)")
-    train.add_argument("--batch-size", type=int, help="sequences per update (32; the demo's on the demo corpus)")
+    train.add_argument("--batch-size", type=int, help=f"sequences per update (32; the demo: {DEMO_SETTINGS['batch_size']})")
     train.add_argument("--sequence-length", type=int, help="tokens per sequence (default: the model's context)")
     train.add_argument(
         "--learning-rate", type=float, help="peak rate (default: 2.5e-4 for hidden >= 768, else 1e-3)"
