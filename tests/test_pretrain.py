@@ -82,7 +82,7 @@ def test_cli_loss_falls_on_real_text_and_writes_a_preset(data, tmp_path, capsys)
     after = float(out.split("Validation perplexity after 200 updates: ")[1].split()[0])
     assert before > 200  # ~ the vocabulary size: an untrained model is uniform
     assert after < 0.3 * before, out
-    assert "Sample (greedy): the function returns" in out
+    assert "Sample (top-k 40, temperature 0.8, seed 0): the function returns" in out
     with open(output / "run.json") as f:
         assert json.load(f)["settings"]["steps"] == 200
     assert [step for step, _ in list_checkpoints(output / "checkpoints")] == [100, 200]
@@ -92,6 +92,74 @@ def test_cli_loss_falls_on_real_text_and_writes_a_preset(data, tmp_path, capsys)
     lm = GPT1CausalLM.from_preset(str(output))  # the run directory is a preset
     assert lm.tokenizer is not None and lm.backbone.num_layers == 2
     assert lm.backbone.rematerialize  # --rematerialize reached the model and its saved config
+
+
+def test_demo_corpus_keeps_the_text_of_restructuredtext_markup():
+    from keras_gpt1.data.corpus import _paragraphs
+
+    text = ":func:`len` returns ``None`` when the :py:class:`list` is empty, as `this` says.\n\n>>> len([])"
+    assert list(_paragraphs(text)) == ["len returns None when the list is empty, as this says."]
+    assert not any("`" in line for line in demo_corpus_lines(max_bytes=200_000))
+
+
+def test_demo_settings_fill_only_the_flags_left_out():
+    from keras_gpt1.cli import build_parser
+    from keras_gpt1.training.cli import DEMO_SETTINGS, _apply_demo_settings
+
+    def parsed(*argv):
+        args = build_parser().parse_args(["pretrain", *argv])
+        _apply_demo_settings(args)
+        return args
+
+    demo = parsed()
+    assert {name: getattr(demo, name) for name in DEMO_SETTINGS} == DEMO_SETTINGS
+    assert parsed("--steps", "7", "--batch-size", "4").steps == 7
+    assert parsed("--steps", "7", "--batch-size", "4").batch_size == 4
+    assert parsed("--epochs", "2").steps is None  # epochs, not the demo's steps
+    # Your corpus or another preset: pretrain()'s own defaults, a batch of 32.
+    for argv in (["--corpus", "a.txt"], ["--preset", "gpt1"]):
+        args = parsed(*argv)
+        assert (args.steps, args.learning_rate, args.dropout, args.batch_size) == (None, None, None, 32)
+
+
+def test_loss_curve_png_and_seeded_sample(data, tmp_path, capsys):
+    """The run draws its loss curve next to the preset and ends with a reproducible top-k sample."""
+    pytest.importorskip("matplotlib")
+    from keras_gpt1.training.pretrain import sample_text
+
+    result = pretrain(**small_run(data, tmp_path / "run", steps=4, eval_interval=2, sample_length=5, verbose=2))
+    out = capsys.readouterr().out
+    png = tmp_path / "run" / "loss_curve.png"
+    assert f"Loss curve written to {png}." in out
+    with open(png, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert f"Sample (top-k 40, temperature 0.8, seed 0): {result.sample}" in out
+    assert result.sample.startswith("the function returns")
+    assert sample_text(result.model, "the function returns", 5, seed=0) == result.sample
+
+
+def test_loss_curve_without_matplotlib_is_one_info_line(tmp_path, capsys, monkeypatch):
+    import importlib
+
+    from keras_gpt1.training import loss_curve
+
+    pretrain_module = importlib.import_module("keras_gpt1.training.pretrain")  # the module, not the function
+
+    monkeypatch.setattr(loss_curve, "matplotlib_available", lambda: False)
+    assert loss_curve.write_loss_curve(tmp_path / "a.png", [1], [2.0]) is None
+    pretrain_module._plot_loss_curve(str(tmp_path), {"loss": [2.0]}, {}, 0, 1, 1, verbose=1)
+    assert capsys.readouterr().out == "Loss curve skipped: matplotlib is not installed.\n"
+    assert os.listdir(tmp_path) == []
+
+
+def test_loss_curve_needs_one_value_per_interval(tmp_path):
+    pytest.importorskip("matplotlib")
+    from keras_gpt1.training.loss_curve import write_loss_curve
+
+    for train, validation in [([2.0], None), ([2.0, 1.0], [2.0]), ([2.0, 1.0], [2.0, 1.0, 0.5])]:
+        with pytest.raises(ValueError, match="one value per interval"):
+            write_loss_curve(tmp_path / "a.png", [1, 2], train, validation)
+    assert not os.path.exists(tmp_path / "a.png")
 
 
 @pytest.mark.integration

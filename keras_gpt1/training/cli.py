@@ -6,7 +6,8 @@ warmup/cosine schedule + clipping) on the backend chosen by KERAS_BACKEND.
 
 With no arguments: trains a small model on a built-in corpus made from Python's own
 documentation (no download), training a tokenizer first; it shows the validation perplexity
-before and after, writes a preset to outputs/gpt1-demo, and prints a greedy and a top-p sample.
+before and after, writes a preset and its loss curve to outputs/gpt1-demo, and prints a top-k
+sample with a fixed seed. The demo's own settings (DEMO_SETTINGS) apply to the flags you leave out.
 
 Rerunning the same command after an interruption resumes from the newest checkpoint in
 --output, exactly where it stopped. TensorBoard logs go to OUTPUT/logs.
@@ -18,6 +19,18 @@ examples:
   keras-gpt1 pretrain --preset gpt1 --batch-size 64 --gradient-accumulation-steps 16 \\
       --sequence-length 512 --mixed-bfloat16 --corpus 'books/*.txt' --epochs 1
 """
+
+
+# `keras-gpt1 pretrain` without --corpus trains gpt1_tiny on the built-in corpus with these, each
+# where its flag is not given: chosen so that about two minutes on two CPU cores end in text that
+# reads like the corpus (docs/pretraining.md, "The demo", has the options measured).
+DEFAULT_FLAGS = {"batch_size": 32}  # off the demo: None means pretrain()'s own default
+DEMO_SETTINGS = {
+    "steps": 1800,  # many small updates: at this size a step's cost is mostly fixed overhead
+    "batch_size": 8,
+    "learning_rate": 1e-3,  # higher rates stall this post-LN model at the word-frequency plateau
+    "dropout": 0.0,  # a two-minute run underfits; nothing to regularize
+}
 
 
 def add_parser(subparsers):
@@ -59,7 +72,9 @@ def add_parser(subparsers):
         default=2000,
         help="tokens of a tokenizer trained here, special tokens included (2000)",
     )
-    model.add_argument("--dropout", type=float, help="override the preset's dropout rate")
+    model.add_argument(
+        "--dropout", type=float, help=f"override the preset's dropout rate (the demo: {DEMO_SETTINGS['dropout']})"
+    )
     for name, what in [
         ("num-layers", "transformer blocks"),
         ("num-heads", "attention heads"),
@@ -70,9 +85,9 @@ def add_parser(subparsers):
         model.add_argument(f"--{name}", type=int, help=f"override a built-in preset's {what}")
     train = parser.add_argument_group("training")
     length = train.add_mutually_exclusive_group()
-    length.add_argument("--steps", type=int, help="optimizer updates (default: 300 on the demo corpus)")
+    length.add_argument("--steps", type=int, help=f"optimizer updates (default: 1 epoch of your corpus; the demo: {DEMO_SETTINGS['steps']})")
     length.add_argument("--epochs", type=float, help="passes over the corpus (default: 1 on your corpus)")
-    train.add_argument("--batch-size", type=int, default=32, help="sequences per update (32)")
+    train.add_argument("--batch-size", type=int, help=f"sequences per update (32; the demo: {DEMO_SETTINGS['batch_size']})")
     train.add_argument("--sequence-length", type=int, help="tokens per sequence (default: the model's context)")
     train.add_argument(
         "--learning-rate", type=float, help="peak rate (default: 2.5e-4 for hidden >= 768, else 1e-3)"
@@ -123,6 +138,7 @@ def run_pretrain(args):
 
         keep_rematerialization_on_jax_cpu()
 
+    _apply_demo_settings(args)
     from keras_gpt1.distribution.cli import distribution_from_args
     from keras_gpt1.training import pretrain  # first, so the name is the function
     from keras_gpt1.training.pretrain import main_verbosity
@@ -134,6 +150,16 @@ def run_pretrain(args):
         print(f"keras-gpt1 pretrain: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def _apply_demo_settings(args):
+    """Fills the flags left out with `DEMO_SETTINGS` when the run is the demo (no corpus, gpt1_tiny)."""
+    demo = args.corpus is None and args.preset == "gpt1_tiny"
+    for name, value in DEMO_SETTINGS.items():
+        if name == "steps" and args.epochs is not None:
+            continue
+        if getattr(args, name, None) is None:
+            setattr(args, name, value if demo else DEFAULT_FLAGS.get(name))
 
 
 def _pretrain(args, pretrain, verbose):

@@ -17,8 +17,9 @@ What a call does, in order (every user error is raised before training starts):
    updates: at its end come validation, a checkpoint (atomic, the last `keep_checkpoints`
    kept), and TensorBoard logs (`output/logs`). Data epochs are independent of these: the
    pipeline reshuffles each pass over the corpus by itself.
-7. Saves the final preset into `output` (`GPT1CausalLM.from_preset(output)` loads it) and
-   prints a greedy sample (and, when verbose, a nucleus-sampled one).
+7. Saves the final preset into `output` (`GPT1CausalLM.from_preset(output)` loads it), draws
+   the loss curve into `output/loss_curve.png` (when matplotlib is installed) and prints a
+   top-k sample with a fixed seed.
 
 Resuming is exact: checkpoints hold the weights, the optimizer state (moments, step, gradient
 accumulators), the dropout RNG state and the step; the data stream restarts at the same batch.
@@ -81,7 +82,7 @@ class PretrainResult:
         validation_perplexity: after training (None without validation).
         history: `{metric: [value per evaluation interval]}` of this call's `fit`.
         resumed_from: the update count restored from a checkpoint, or None.
-        sample: the greedy sample printed at the end (None if `sample_length` is 0).
+        sample: the top-k sample printed at the end (None if `sample_length` is 0).
     """
 
     model: object
@@ -137,12 +138,23 @@ def _has_tokenizer(directory):
 
 # === Sampling ===
 
+# The final sample. A small, briefly trained model's greedy text soon loops ("the the the ...");
+# sampling among its 40 likeliest tokens, slightly sharpened, reads like the corpus instead.
+SAMPLER_SETTINGS = {"sampler": "top_k", "k": 40, "temperature": 0.8}
 
-def greedy_sample(lm, prompt, max_new_tokens):
-    """A greedy continuation of the string `prompt` (the library's KV-cached `generate`)."""
+
+def sample_text(lm, prompt, max_new_tokens, seed=0):
+    """A top-k continuation of the string `prompt` (`SAMPLER_SETTINGS`), reproducible by `seed`."""
     from keras_gpt1.generation import generate
 
-    return generate(lm, prompt, max_new_tokens=max_new_tokens, sampler="greedy")
+    return generate(lm, prompt, max_new_tokens=max_new_tokens, seed=seed, **SAMPLER_SETTINGS)
+
+
+def _sampler_description():
+    settings = dict(SAMPLER_SETTINGS)
+    name = settings.pop("sampler").replace("_", "-")
+    return ", ".join([f"{name} {settings.pop('k')}" if "k" in settings else name]
+                     + [f"{k} {v}" for k, v in settings.items()])
 
 
 # === The run ===
@@ -254,7 +266,8 @@ def pretrain(
         resume: continue from `output`'s newest checkpoint if any (False: start over, deleting
             the old checkpoints).
         tensorboard: write TensorBoard logs to `output/logs`.
-        sample_prompt, sample_length: the greedy sample printed at the end (length 0: none).
+        sample_prompt, sample_length: the sample printed at the end (`SAMPLER_SETTINGS`, seeded by
+            `seed`; length 0: none).
         callbacks: extra Keras callbacks for `fit`.
         jit_compile: passed to `compile` (`"auto"`: XLA on TensorFlow and JAX, also on a CPU;
             PyTorch eager; see `keras_gpt1.utils.jit`).
@@ -574,15 +587,11 @@ def pretrain(
         start = f" (from {initial_ppl:.1f} before training)" if initial_ppl is not None else ""
         _log(verbose, f"Validation perplexity after {steps} updates: {final_ppl:.1f}{start}")
     _log(verbose, f"Preset written to {output} (GPT1CausalLM.from_preset({output!r})).")
+    _plot_loss_curve(output, history, run_state, initial_epoch, eval_interval, steps, verbose)
     sample = None
     if sample_length:
-        sample = greedy_sample(lm, sample_prompt, sample_length)
-        _log(verbose, f"Sample (greedy): {sample}")
-        if verbose:  # A small model's greedy text soon repeats itself; nucleus sampling does not.
-            from keras_gpt1.generation import generate
-
-            sampled = generate(lm, sample_prompt, max_new_tokens=sample_length, sampler="top_p", p=0.9, seed=seed)
-            _log(verbose, f"Sample (top-p 0.9, seed {seed}): {sampled}")
+        sample = sample_text(lm, sample_prompt, sample_length, seed=seed)
+        _log(verbose, f"Sample ({_sampler_description()}, seed {seed}): {sample}")
     return PretrainResult(
         model=lm,
         output=output,
@@ -593,6 +602,28 @@ def pretrain(
         resumed_from=(start_micro_step // accumulation) if restart_from else None,
         sample=sample,
     )
+
+
+def _plot_loss_curve(output, history, run_state, initial_epoch, eval_interval, steps, verbose):
+    """`output/loss_curve.png` from this call's intervals; one info line instead without matplotlib."""
+    from keras_gpt1.training.loss_curve import LOSS_CURVE_FILE, matplotlib_available, write_loss_curve
+
+    if not history.get("loss"):
+        return
+    if not matplotlib_available():
+        _log(verbose, "Loss curve skipped: matplotlib is not installed.")
+        return
+    count = len(history["loss"])
+    updates = [min((initial_epoch + i + 1) * eval_interval, steps) for i in range(count)]
+    initial = run_state.get("initial_validation", {}).get("loss") if initial_epoch == 0 else None
+    path = write_loss_curve(
+        os.path.join(output, LOSS_CURVE_FILE),
+        updates,
+        history["loss"],
+        history.get("val_loss"),
+        initial_validation_loss=initial,
+    )
+    _log(verbose, f"Loss curve written to {path}.")
 
 
 def main_verbosity():
