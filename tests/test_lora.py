@@ -128,6 +128,20 @@ def test_enable_lora_trains_only_the_adapters():
         np.testing.assert_array_equal(to_numpy(w), frozen[w.path])
 
 
+def test_enable_lora_after_fit_asks_for_compile_again():
+    model = sharp_lm()
+    x = {"token_ids": np.tile(np.arange(1, 9, dtype="int32"), (2, 1)), "padding_mask": np.ones((2, 8), "int32")}
+    y = np.roll(x["token_ids"], -1, axis=1)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, verbose=0)
+    model.backbone.enable_lora(2)
+    for _ in range(2):  # refused before any update, so the second try is refused the same way
+        with pytest.raises(ValueError, match=r"trainable weights changed after training.*Call `compile\(...\)` again"):
+            model.fit(x, y, verbose=0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, verbose=0)  # recompiled: trains the adapters
+
+
 def test_lora_weights_round_trip(tmp_path):
     model = sharp_lm()
     base = str(tmp_path / "base.weights.h5")

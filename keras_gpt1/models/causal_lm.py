@@ -241,7 +241,23 @@ class GPT1CausalLM(CheckedInputsMixin, keras_hub.models.CausalLM):
             )
         return True
 
+    def _check_optimizer_matches_trainable_weights(self):
+        # After `backbone.enable_lora(...)` (or freezing layers) on a model that has trained, the
+        # optimizer still tracks the old trainable weights; every backend then fails deep inside
+        # the update step. Say what happened and what to do instead.
+        optimizer = getattr(self, "optimizer", None)
+        if optimizer is None or not optimizer.built:
+            return
+        tracked, trainable = len(optimizer._trainable_variables), len(self.trainable_variables)
+        if tracked != trainable:
+            raise ValueError(
+                f"The model has {trainable} trainable weights but its optimizer was built for "
+                f"{tracked}: the trainable weights changed after training (e.g. "
+                "`backbone.enable_lora(...)` after `fit`). Call `compile(...)` again before `fit`."
+            )
+
     def fit(self, x=None, y=None, *args, **kwargs):
+        self._check_optimizer_matches_trainable_weights()
         if self._takes_text(x):
             return keras_hub.models.CausalLM.fit(self, x, y, *args, **kwargs)  # KerasHub's pipeline: preprocessor, then fit
         self._check_array_inputs(x)
