@@ -9,20 +9,13 @@ import numpy as np
 import pytest
 from keras_hub.src.tests.test_case import TestCase
 
+from conftest import TINY_CONFIG
 from keras_gpt1.models import GPT1Backbone, GPT1CausalLM
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 LEGACY_PRESET = os.path.join(FIXTURES, "gpt1_legacy_preset")
 
-BACKBONE_KWARGS = dict(
-    vocabulary_size=97,
-    num_layers=2,
-    num_heads=2,
-    hidden_dim=32,
-    intermediate_dim=64,
-    max_sequence_length=24,
-    dropout=0.0,
-)
+BACKBONE_KWARGS = dict(TINY_CONFIG)
 
 
 def _inputs(batch=2, length=5):
