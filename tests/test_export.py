@@ -59,22 +59,24 @@ def once_in(backend):
 # Ops the exported graphs may contain: core TensorFlow ops linked by every TF Serving build.
 # tensorflow-text ops are deliberately absent: the `tensorflow/serving` images embed
 # tensorflow-text 2.12 and lack newer ops (`TFText>RoundRobinTrim`, tensorflow/serving#2267),
-# so the export uses core ops only.
+# so the export uses core ops only. The int8 graph (Keras's `quantize("int8")`) adds `Abs`,
+# `Round` (quantizing activations), `BatchMatMulV3` (int8 x int8 -> int32) and `IdentityN`.
 ALLOWED_OPS = {
-    "AddV2", "All", "Any", "ArgMax", "Assert", "AssignVariableOp", "BiasAdd", "Bitcast",
+    "Abs", "AddV2", "All", "Any", "ArgMax", "Assert", "AssignVariableOp", "BatchMatMulV2",
+    "BatchMatMulV3", "BiasAdd", "Bitcast",
     "BitwiseAnd", "BitwiseOr", "BroadcastTo", "Cast", "ConcatV2", "Const", "Cumsum", "DecodeRaw",
     "DenseBincount", "DisableCopyOnRead", "DynamicStitch", "Einsum", "Equal", "Exp", "ExpandDims",
-    "Fill", "FloorMod", "GatherV2", "Greater", "GreaterEqual", "HashTableV2", "Identity", "If",
+    "Fill", "FloorMod", "GatherV2", "Greater", "GreaterEqual", "HashTableV2", "Identity", "IdentityN", "If",
     "Less", "LessEqual", "LogSoftmax", "LogicalAnd", "LogicalNot", "LogicalOr",
     "LookupTableFindV2", "LookupTableImportV2", "LowerBound", "MatMul", "Max", "Maximum", "Mean",
     "MergeV2Checkpoints", "Min", "Minimum", "Mul", "Neg", "NoOp", "NotEqual", "OnesLike", "Pack", "Pad",
     "PartitionedCall", "Placeholder", "Pow", "Prod", "RaggedGather", "RaggedRange",
     "RaggedTensorToTensor", "Range", "ReadVariableOp", "RealDiv", "ReduceJoin", "Reshape",
-    "RestoreV2", "RightShift", "Roll", "Rsqrt", "SaveV2", "Select", "SelectV2", "Shape",
+    "RestoreV2", "RightShift", "Roll", "Round", "Rsqrt", "SaveV2", "Select", "SelectV2", "Shape",
     "ShardedFilename", "Size", "Slice", "Softmax", "Split", "Sqrt", "SquaredDifference", "Squeeze",
     "StatefulPartitionedCall", "StatelessIf", "StaticRegexFullMatch", "StaticRegexReplace",
     "StopGradient", "StridedSlice", "StringJoin", "StringLength", "StringLower", "Sub", "Substr",
-    "Sum", "Tanh", "Tile", "Transpose", "UnicodeDecode", "UnicodeEncode", "Unique",
+    "Sum", "Tanh", "TensorStridedSliceUpdate", "Tile", "Transpose", "UnicodeDecode", "UnicodeEncode", "Unique",
     "UnsortedSegmentJoin", "UnsortedSegmentMin", "UnsortedSegmentSum", "Unpack", "VarHandleOp",
     "VarIsInitializedOp", "Where", "While", "ZerosLike",
 }  # fmt: skip
@@ -156,7 +158,10 @@ def _cli(argv):
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(argv)
+        try:
+            code = main(argv)
+        except SystemExit as e:  # argparse's own errors (a bad choice)
+            code = e.code
     return code, out.getvalue(), err.getvalue()
 
 
@@ -219,7 +224,34 @@ def lm_export(lm_preset, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def served(lm_export, task_exports, tokenizer, tmp_path_factory):
+def dtype_exports(lm_preset, tmp_path_factory):
+    """`{dtype: export_dir}` of `export --dtype bfloat16|int8` (TensorFlow run only: the graph
+    does not depend on the backend that trained the model)."""
+    if BACKEND != "tensorflow":
+        return {}
+    exports = {}
+    for dtype in ("bfloat16", "int8"):
+        out = tmp_path_factory.mktemp(f"lm_{dtype}")
+        code, _, stderr = _cli(["export", "--model", str(lm_preset), "--output", str(out), "--dtype", dtype])
+        assert code == 0, stderr
+        exports[dtype] = out / "1"
+    return exports
+
+
+def _library_lm(lm_preset, dtype):
+    """The preset as `keras-gpt1 generate --dtype bfloat16` / `--quantize int8` loads it."""
+    lm = GPT1CausalLM.from_preset(str(lm_preset), dropout=0.0, **({"dtype": dtype} if dtype == "bfloat16" else {}))
+    if dtype == "int8":
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            lm.quantize("int8")
+    return lm
+
+
+@pytest.fixture(scope="module")
+def served(lm_export, task_exports, dtype_exports, tokenizer, tmp_path_factory):
     """All requests, for the LM and (TensorFlow run) the task models, in one fresh process."""
     def _generate(texts, new):
         return (lm_export, "generate", {"text": _strings(texts), "max_new_tokens": np.int32(new)})
@@ -242,6 +274,9 @@ def served(lm_export, task_exports, tokenizer, tmp_path_factory):
         "bad_ids": (lm_export, "token_ids", {"token_ids": ids + 1000, "padding_mask": mask}),
         "too_long": (lm_export, "token_ids", {"token_ids": np.ones((1, CONTEXT + 1), "int32"), "padding_mask": np.ones((1, CONTEXT + 1), "int32")}),
     }  # fmt: skip
+    for dtype, path in dtype_exports.items():
+        requests[f"{dtype}/greedy"] = (path, "generate", {"text": _strings(PROMPTS), "max_new_tokens": np.int32(5)})
+        requests[f"{dtype}/logits"] = (path, "token_ids", {"token_ids": ids, "padding_mask": mask})
     for task, (_, path) in task_exports.items():
         requests[task] = (path, "serving_default", {k: _strings(v) for k, v in TASK_INPUTS[task].items()})
         empty = {k: np.zeros([0, 2] if k == "candidates" else [0], "S1") for k in TASK_INPUTS[task]}
@@ -370,19 +405,70 @@ def test_token_ids_signature_rejects_bad_ids(served, tokenizer):
     assert f"at most {CONTEXT} tokens" in served["too_long"]["error"]
 
 
+# === export --dtype bfloat16 / int8 (once): the library's own 16- and 8-bit answers ===
+
+
+@ONLY_TF
+@pytest.mark.parametrize("dtype", ["bfloat16", "int8"])
+def test_dtype_export_matches_the_library_in_that_dtype(dtype, dtype_exports, served, lm_preset, tokenizer):
+    lm = _library_lm(lm_preset, dtype)
+    prompts = [_ids(tokenizer, p) for p in PROMPTS]
+    assert _rows(served[f"{dtype}/greedy"]) == lm.generate(prompts, max_new_tokens=5)
+    assert [t.decode() for t in served[f"{dtype}/greedy"]["text"]] == lm.generate(PROMPTS, max_new_tokens=5)
+    ids = np.array([[5, 6, 7, 8], [9, 10, 0, 0]], "int32")
+    mask = np.array([[1, 1, 1, 1], [1, 1, 0, 0]], "int32")
+    expected = to_numpy(keras.ops.cast(lm.predict({"token_ids": ids, "padding_mask": mask}, verbose=0), "float32"))
+    got = served[f"{dtype}/logits"]["logits"]
+    assert got.dtype == np.float32 and got.shape == expected.shape
+    # Same weights and maths, only the kernels differ (XLA against TensorFlow's graph kernels):
+    # within a few bfloat16 roundings of the logits' size.
+    real = mask.astype(bool)
+    np.testing.assert_allclose(got[real], expected[real], atol=0.02 * np.abs(expected[real]).max() + 1e-5)
+    # The weights are stored in that dtype (the point of the export: fewer bytes read per token).
+    stored = tf.train.load_checkpoint(str(dtype_exports[dtype] / "variables" / "variables")).get_variable_to_dtype_map()
+    kinds = {tf.as_dtype(d).name for d in stored.values()}
+    assert ("bfloat16" in kinds and "float32" not in kinds) if dtype == "bfloat16" else ("int8" in kinds)
+
+
+@ONLY_TF
+def test_export_dtype_errors(lm_preset, task_exports, tmp_path):
+    from keras_gpt1.export import export_saved_model
+
+    for bad in ("float16", "int4", "bf16", "BFLOAT16", ""):
+        code, _, err = _cli(["export", "--model", str(lm_preset), "--output", str(tmp_path / "o"), "--dtype", bad])
+        assert code == 2 and "--dtype: invalid choice" in err, err
+    for bad in ("float16", "int4", "Int8", 16, ["int8"]):
+        with pytest.raises(ValueError, match=r"Unknown export dtype .*float32, bfloat16, int8"):
+            export_saved_model(str(lm_preset), str(tmp_path / "o"), dtype=bad)
+    classifier, _ = task_exports["classification"]
+    with pytest.raises(ValueError, match="--dtype int8 applies to causal LMs"):
+        export_saved_model(classifier, str(tmp_path / "o"), dtype="int8")
+    quantized = tmp_path / "int8_preset"
+    _library_lm(lm_preset, "int8").save_to_preset(str(quantized))
+    for other in ("bfloat16", "float32"):
+        code, _, err = _cli(["export", "--model", str(quantized), "--output", str(tmp_path / "o"), "--dtype", other])
+        assert code == 2 and f"already quantized (int8): it cannot be exported with --dtype {other}" in err, err
+    assert not (tmp_path / "o").exists()
+
+
 # === Once: graph contents, TF's own tools, tf-keras, errors ===
 
 
 @ONLY_TF
-def test_graph_uses_only_core_ops_tf_serving_links(lm_export, task_exports):
+def test_graph_uses_only_core_ops_tf_serving_links(lm_export, task_exports, dtype_exports):
     from tensorflow.python.framework import op_def_registry
 
     from keras_gpt1.export.saved_model import graph_op_types
 
     ops = set(graph_op_types(lm_export))
-    assert {"While", "HashTableV2", "UnicodeDecode", "Einsum"} <= ops  # the loop, tokenizer, model
+    # The loop, the tokenizer, the attention, the KV cache writes.
+    assert {"While", "HashTableV2", "UnicodeDecode", "BatchMatMulV2", "TensorStridedSliceUpdate"} <= ops
+    assert "Einsum" not in ops  # the attention's einsums are traced as batched matmuls
     for _, path in task_exports.values():
         ops.update(graph_op_types(path))
+    int8_ops = set(graph_op_types(dtype_exports["int8"]))
+    assert {"BatchMatMulV3", "Round"} <= int8_ops  # int8 products, activations quantized in-graph
+    ops.update(int8_ops, graph_op_types(dtype_exports["bfloat16"]))
     assert ops <= ALLOWED_OPS, f"ops outside the allow-list: {sorted(ops - ALLOWED_OPS)}"
     assert not {op for op in ops if op.startswith("Xla") or "PyFunc" in op or ">" in op}
     # Registered by TensorFlow itself (this process has not loaded tensorflow-text's kernels).

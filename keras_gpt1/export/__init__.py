@@ -21,7 +21,20 @@ import tempfile
 from keras_gpt1 import presets
 
 DEFAULT_MAX_NEW_TOKENS = 32
+# Weights the exported graph computes with: `int8` is Keras's `quantize("int8")` (int8 weights with
+# per-channel scales, activations quantized per row). None keeps the preset's own.
+EXPORT_DTYPES = ("float32", "bfloat16", "int8")
 _ERROR_PREFIX = "keras-gpt1 export: error: "
+
+
+def check_export_dtype(dtype):
+    """`dtype` if it is None or one of `EXPORT_DTYPES`, else a ValueError naming the choices."""
+    if dtype is None or (isinstance(dtype, str) and dtype in EXPORT_DTYPES):
+        return dtype
+    raise ValueError(
+        f"Unknown export dtype {dtype!r}: choose one of {', '.join(EXPORT_DTYPES)} (or leave it out to keep "
+        "the preset's own weights)."
+    )
 
 
 def export_saved_model(
@@ -32,6 +45,7 @@ def export_saved_model(
     max_new_tokens=DEFAULT_MAX_NEW_TOKENS,
     task=None,
     overwrite=False,
+    dtype=None,
 ):
     """Exports a preset (or a model) as a TF Serving SavedModel; returns `output_dir/<version>`.
 
@@ -52,6 +66,8 @@ def export_saved_model(
             classification. Other models imply their task. Class names recorded in
             `finetune.json` add a `label_name` output.
         overwrite: replace an existing version directory.
+        dtype: the weights the graph computes with (causal LMs): `"float32"`, `"bfloat16"` or
+            `"int8"` (Keras's `quantize("int8")`); default: the preset's own.
 
     Example:
     ```python
@@ -60,20 +76,23 @@ def export_saved_model(
     """
     import keras
 
+    options = (version, max_length, max_new_tokens, task, overwrite, check_export_dtype(dtype))
     if keras.config.backend() == "tensorflow":
         from keras_gpt1.export.saved_model import export_in_process
 
-        return export_in_process(model, output_dir, version, max_length, max_new_tokens, task, overwrite)
+        return export_in_process(model, output_dir, *options)
     if isinstance(model, (str, os.PathLike)):
-        return _export_in_subprocess(os.fspath(model), output_dir, version, max_length, max_new_tokens, task, overwrite)
+        return _export_in_subprocess(os.fspath(model), output_dir, *options)
     with tempfile.TemporaryDirectory(prefix="keras_gpt1_export_") as preset_dir:
         if not hasattr(model, "save_to_preset"):
             raise ValueError(f"Cannot export a {type(model).__name__}: pass a GPT-1 model or a preset directory.")
         model.save_to_preset(preset_dir)
-        return _export_in_subprocess(preset_dir, output_dir, version, max_length, max_new_tokens, task, overwrite)
+        return _export_in_subprocess(preset_dir, output_dir, *options)
 
 
-def export_command(model_dir, output_dir, version=1, max_length=None, max_new_tokens=DEFAULT_MAX_NEW_TOKENS, task=None, overwrite=False):
+def export_command(
+    model_dir, output_dir, version=1, max_length=None, max_new_tokens=DEFAULT_MAX_NEW_TOKENS, task=None, overwrite=False, dtype=None
+):
     """The `keras-gpt1 export` command line for these arguments (a list of strings)."""
     command = ["export", "--model", os.fspath(model_dir), "--output", os.fspath(output_dir), "--version", str(version)]
     if max_length is not None:
@@ -83,15 +102,17 @@ def export_command(model_dir, output_dir, version=1, max_length=None, max_new_to
         command += ["--task", task]
     if overwrite:
         command.append("--overwrite")
+    if dtype is not None:
+        command += ["--dtype", dtype]
     return command
 
 
-def _export_in_subprocess(model_dir, output_dir, version, max_length, max_new_tokens, task, overwrite):
+def _export_in_subprocess(model_dir, output_dir, version, max_length, max_new_tokens, task, overwrite, dtype):
     if not os.path.isdir(model_dir):
         raise FileNotFoundError(f"Model directory {model_dir!r} does not exist (expected a preset).")
     if not os.path.isfile(os.path.join(model_dir, presets.CONFIG_FILE)):
         raise FileNotFoundError(f"{model_dir!r} is not a preset: it has no {presets.CONFIG_FILE}.")
-    argv = export_command(model_dir, output_dir, version, max_length, max_new_tokens, task, overwrite)
+    argv = export_command(model_dir, output_dir, version, max_length, max_new_tokens, task, overwrite, dtype)
     env = dict(os.environ, KERAS_BACKEND="tensorflow")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     result = subprocess.run(
@@ -108,4 +129,4 @@ def _export_in_subprocess(model_dir, output_dir, version, max_length, max_new_to
     return os.path.join(os.path.abspath(os.fspath(output_dir)), str(version))
 
 
-__all__ = ["export_saved_model", "export_command", "DEFAULT_MAX_NEW_TOKENS"]
+__all__ = ["export_saved_model", "export_command", "check_export_dtype", "DEFAULT_MAX_NEW_TOKENS", "EXPORT_DTYPES"]

@@ -15,6 +15,8 @@ clamped to [1, max-length - 1].
 def add_parser(subparsers):
     import argparse
 
+    from keras_gpt1.export import EXPORT_DTYPES
+
     parser = subparsers.add_parser(
         "export",
         help="export a preset as a TF Serving SavedModel (raw-text signatures)",
@@ -43,6 +45,13 @@ def add_parser(subparsers):
         help="for a GPT1Classifier: one text (classification) or a pair text_a/text_b (entailment); "
         "default: the task in the directory's finetune.json, else classification",
     )
+    parser.add_argument(
+        "--dtype",
+        choices=EXPORT_DTYPES,
+        default=None,
+        help="weights the graph computes with (causal LM): float32, bfloat16, or int8 (Keras's "
+        "quantize('int8')); default: the preset's own",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing version directory")
     parser.set_defaults(func=run_export)
 
@@ -58,6 +67,7 @@ def run_export(args):
         max_new_tokens=args.max_new_tokens,
         task=args.task,
         overwrite=args.overwrite,
+        dtype=args.dtype,
     )
     from keras_gpt1.export.saved_model import signature_summary
 

@@ -67,6 +67,7 @@ generate(text=tf.constant(["the cat sat"]))["text"]
 
 import contextlib
 import os
+import tempfile
 import threading
 
 import keras
@@ -74,7 +75,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_gpt1.models import preset_io
-from keras_gpt1.export import DEFAULT_MAX_NEW_TOKENS
+from keras_gpt1.export import DEFAULT_MAX_NEW_TOKENS, check_export_dtype
 from keras_gpt1.utils.checks import check_integer
 from keras_gpt1.utils.files import atomic_dir, check_not_a_file
 
@@ -89,37 +90,73 @@ def dynamic_update_slice(inputs, start_indices, updates):
     """`inputs` with `updates` written at `start_indices`, in core TF ops (no XLA).
 
     Same semantics as `keras.ops.slice_update` (start indices clamped so the update fits, as in
-    XLA). It pads the update to the full shape and selects, which costs one pass over `inputs`.
+    XLA). `TensorStridedSliceUpdate` writes the slice into `inputs`' own buffer when nothing else
+    reads it (a KV cache inside the decode loop), else into one copy: a pad-and-select update
+    would build two full-size tensors per write and read three.
     """
     inputs = tf.convert_to_tensor(inputs)
     updates = tf.cast(tf.convert_to_tensor(updates), inputs.dtype)
     start = tf.stack([tf.cast(i, tf.int32) for i in start_indices])
     room = tf.shape(inputs) - tf.shape(updates)
     start = tf.maximum(tf.minimum(start, room), 0)
-    paddings = tf.stack([start, room - start], axis=1)
-    written = tf.pad(tf.ones_like(updates, dtype=tf.bool), paddings)
-    result = tf.where(written, tf.pad(updates, paddings), inputs)
+    result = tf.raw_ops.TensorStridedSliceUpdate(
+        input=inputs, begin=start, end=start + tf.shape(updates), strides=tf.ones_like(start), value=updates
+    )
     # Keep the static shape: loop variables must not lose it between iterations.
     result.set_shape(inputs.shape)
     return result
 
 
+def batch_matmul_attention(query, key, value, bias=None, mask=None, scale=None, is_causal=False, **options):
+    """`keras.ops.dot_product_attention` over `[batch, length, heads, head_dim]` tensors, with the
+    heads moved to the front and two `BatchMatMul`s.
+
+    Keras's TensorFlow version contracts with two `Einsum`s; outside XLA, oneDNN's einsum kernel
+    costs far more per call than the few kilobytes a decode step's attention reads, and it is
+    called twice per layer and token. Logits and softmax are in float32 (as Keras computes them),
+    masked positions get Keras's large negative logit. What this does not cover (a bias, a causal
+    flag, grouped heads, flash attention, a logit cap) goes to Keras's own function.
+    """
+    from keras.src.backend.tensorflow import nn
+
+    query, key, value = (tf.convert_to_tensor(t) for t in (query, key, value))
+    unusual = bias is not None or is_causal or any(v is not None for v in options.values())
+    if unusual or query.shape[2] != key.shape[2]:
+        return _KERAS_ATTENTION[0](query, key, value, bias, mask, scale, is_causal, **options)
+    heads_first = [0, 2, 1, 3]
+    q, k, v = (tf.transpose(t, heads_first) for t in (query, key, value))
+    if scale is None:
+        scale = 1.0 / tf.sqrt(tf.cast(tf.shape(key)[-1], tf.float32))
+    logits = tf.cast(tf.matmul(q, k, transpose_b=True), tf.float32) * tf.cast(scale, tf.float32)
+    if mask is not None:
+        logits = tf.where(tf.cast(mask, tf.bool), logits, nn._get_large_negative(tf.float32))
+    probabilities = tf.cast(tf.nn.softmax(logits, axis=-1), value.dtype)
+    return tf.transpose(tf.matmul(probabilities, v), heads_first)
+
+
+_KERAS_ATTENTION = []  # Keras's own function while the swap is on
+
+
 @contextlib.contextmanager
 def _core_tf_tracing():
-    """Traces `keras.ops.slice_update` (the KV cache writes) as `dynamic_update_slice`.
+    """Traces the model for a server: `keras.ops.slice_update` (the KV cache writes) as
+    `dynamic_update_slice`, `keras.ops.dot_product_attention` as `batch_matmul_attention`.
 
-    Keras's TensorFlow backend implements it with `XlaDynamicUpdateSlice`; TF Serving fails on
-    that op outside an XLA cluster. The swap lasts only while the signatures are traced.
+    Keras's TensorFlow backend implements the first with `XlaDynamicUpdateSlice`, which TF
+    Serving fails on outside an XLA cluster; the second is only faster. The swap lasts only while
+    the signatures are traced.
     """
-    from keras.src.backend.tensorflow import core
+    from keras.src.backend.tensorflow import core, nn
 
     with _TRACE_LOCK:
-        original = core.slice_update
-        core.slice_update = dynamic_update_slice
+        originals = core.slice_update, nn.dot_product_attention
+        _KERAS_ATTENTION[:] = [nn.dot_product_attention]
+        core.slice_update, nn.dot_product_attention = dynamic_update_slice, batch_matmul_attention
         try:
             yield
         finally:
-            core.slice_update = original
+            core.slice_update, nn.dot_product_attention = originals
+            _KERAS_ATTENTION.clear()
 
 
 def round_robin_lengths(lengths, budget):
@@ -192,9 +229,9 @@ def _serving_packer(packer):
 # === Loading ===
 
 
-def load_model(preset_dir):
+def load_model(preset_dir, dtype=None):
     """The model of a preset directory (or `"gpt1"`, a `hf://` handle): its task model if it has
-    `task.json`, else a causal LM."""
+    `task.json`, else a causal LM, in `dtype` (see `with_export_dtype`)."""
     from keras_gpt1.models import preset_io
 
     preset_dir = os.fspath(preset_io.resolve_preset(preset_dir))
@@ -203,10 +240,54 @@ def load_model(preset_dir):
     if preset_io.holds_task_model(preset_dir):
         from keras_gpt1.tasks.models import GPT1TaskModel
 
+        _check_dtype_applies(dtype, "a task model")
         return GPT1TaskModel.from_preset(preset_dir)
     from keras_gpt1.models import GPT1CausalLM
 
-    return GPT1CausalLM.from_preset(preset_dir)
+    # A quantized preset loads as saved (a float `dtype=` would not fit its int8 weights), and
+    # `with_export_dtype` then refuses a float dtype for it.
+    quantized = bool(preset_io.with_saved_dtype(preset_dir, {}))
+    float_dtype = {"dtype": dtype} if dtype in ("float32", "bfloat16") and not quantized else {}
+    return with_export_dtype(GPT1CausalLM.from_preset(preset_dir, **float_dtype), dtype)
+
+
+def _check_dtype_applies(dtype, what):
+    if dtype is not None:
+        raise ValueError(
+            f"--dtype {dtype} applies to causal LMs; this is {what}. Leave --dtype out to export it in its own weights."
+        )
+
+
+def _quantization_modes(model):
+    return {layer.quantization_mode for layer in model._flatten_layers()} - {None}
+
+
+def with_export_dtype(lm, dtype):
+    """`lm`, loaded with `dtype=` for `"float32"` / `"bfloat16"`, checked; for `"int8"`
+    quantized with Keras's `quantize("int8")` (a model already in int8 stays as it is). A
+    quantized model cannot be turned back into floats or quantized otherwise: a ValueError says so."""
+    if dtype is None:
+        return lm
+    modes = _quantization_modes(lm)
+    if modes:
+        if modes == {dtype}:
+            return lm
+        raise ValueError(
+            f"The model is already quantized ({', '.join(sorted(modes))}): it cannot be exported with "
+            f"--dtype {dtype}. Leave --dtype out to export it as it is."
+        )
+    if dtype == "int8":
+        import warnings
+
+        with warnings.catch_warnings():
+            # Keras warns for every layer without weights to quantize (LayerNorm, Dropout).
+            warnings.filterwarnings("ignore", message=".*does not have a `quantize` method")
+            lm.quantize("int8")
+        return lm
+    computes = keras.backend.standardize_dtype(lm.backbone.embeddings.compute_dtype)
+    if computes != dtype:  # a model object must come through a preset loaded with `dtype=`
+        raise ValueError(f"The model computes in {computes}, not the requested {dtype}.")
+    return lm
 
 
 def _finetune_record(preset_dir):
@@ -537,15 +618,20 @@ def save_serving_module(module, signatures, path):
         tf.saved_model.save(module, os.fspath(path), signatures=signatures)
 
 
-def export_in_process(model, output_dir, version=1, max_length=None, default_max_new_tokens=DEFAULT_MAX_NEW_TOKENS, task=None, overwrite=False):
+def export_in_process(
+    model, output_dir, version=1, max_length=None, default_max_new_tokens=DEFAULT_MAX_NEW_TOKENS, task=None,
+    overwrite=False, dtype=None,
+):
     """Writes `output_dir/<version>/` (a SavedModel) in this process; needs the TensorFlow backend.
 
     `model` is a preset directory or a `GPT1CausalLM` / task model. A directory written by
     `keras-gpt1 finetune` also gives, from its `finetune.json`, the task (so an entailment model
     needs no `task`), the packed length used in training (the default `max_length`) and the class
     names (a `label_name` output). The version directory is written beside its final place and
-    renamed into it, so a server watching `output_dir` never loads a half-written model. Returns
-    the version directory's path.
+    renamed into it, so a server watching `output_dir` never loads a half-written model. `dtype`
+    (`"float32"`, `"bfloat16"`, `"int8"`; a causal LM only) sets the weights the graph computes
+    with; a model object is then saved to a temporary preset and reloaded that way, so the
+    caller's model is left as it is. Returns the version directory's path.
 
     Example:
     ```python
@@ -555,14 +641,21 @@ def export_in_process(model, output_dir, version=1, max_length=None, default_max
     from keras_gpt1.models import GPT1CausalLM
 
     version = check_integer("version", version, 1, 2**63 - 1)
+    dtype = check_export_dtype(dtype)
     output_dir = os.path.abspath(os.fspath(output_dir))
     target = os.path.join(check_not_a_file(output_dir), str(version))
     if os.path.exists(target) and not overwrite:
         raise ValueError(f"{target!r} already exists: pick another --version, or pass overwrite.")
     label_names = None
+    if dtype is not None and not isinstance(model, (str, os.PathLike)):
+        if not isinstance(model, GPT1CausalLM):
+            _check_dtype_applies(dtype, f"a {type(model).__name__}")
+        with tempfile.TemporaryDirectory(prefix="keras_gpt1_export_") as preset_dir:
+            model.save_to_preset(preset_dir)
+            return export_in_process(preset_dir, output_dir, version, max_length, default_max_new_tokens, task, overwrite, dtype)
     if isinstance(model, (str, os.PathLike)):
         record = _finetune_record(model)
-        model = load_model(model)
+        model = load_model(model, dtype)
         if record and not isinstance(model, GPT1CausalLM):
             task = task or record.get("task")
             max_length = max_length or record.get("sequence_length")
