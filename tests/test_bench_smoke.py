@@ -122,6 +122,25 @@ def test_generate_quick_prints_table(tmp_path):
                          "| tensorflow | float32 | 1 |")
 
 
+def test_serve_quick_prints_table(tmp_path):
+    results = str(tmp_path / "serve.json")
+    stdout = _harness("serve", "--quick", "--dtypes", "float32", "int8", "--json", results)
+    columns, rows = _table(stdout, "contender")
+    for column in ("tokens/s", "vs library", "per-round ratio (median, range)", "greedy agreement"):
+        assert column in columns
+    contenders = ["library generate", "SavedModel generate", "SavedModel serving_default"]
+    assert [(r["contender"], r["weights"], r["batch"]) for r in rows] == [
+        (c, w, b) for w in ("float32", "int8") for b in ("1", "8") for c in contenders
+    ]
+    assert all(float(r["tokens/s"]) > 0 for r in rows)
+    # The export generates the library's greedy tokens (exact in float32: the same maths).
+    assert all(r["greedy agreement"] == "1.00" for r in rows if r["weights"] == "float32" and r["contender"] != "library generate")
+    assert "float32, batch 8: SavedModel / library tokens/s = generate " in stdout
+    assert "SavedModel int8 against float32 (batch 8): greedy agreement " in stdout
+    _check_rendered_page(results, tmp_path, "## Serving: the exported SavedModel against the library (tiny",
+                         "| SavedModel serving_default | int8 | 8 |")
+
+
 def _check_rendered_page(results, tmp_path, *expected):
     """The JSON results render into docs/performance.md's format, machine and date included."""
     with open(results) as f:

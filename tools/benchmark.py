@@ -8,6 +8,7 @@
     python tools/benchmark.py train --shapes 4x256 --levers shipped keras_loss sgd no_dropout \\
         einsum_attention split_qkv         # one lever changed at a time, see LEVERS
     python tools/benchmark.py generate [bench_generate.py options]     # e.g. --quick
+    python tools/benchmark.py serve [bench_serving.py options]         # the exported SavedModel
     python tools/benchmark.py tokenize [bench_tokenizer.py options]
 
 `train` runs one training step loop per contender, each in its own subprocess (one backend per
@@ -42,8 +43,8 @@ model-FLOPs utilisation (MFU) uses nanoGPT's count,
                                             L layers, d model width, T sequence length)
 
 divided by the best dense-matmul rate measured in the run (the higher of fp32 and bf16).
-`generate` and `tokenize` run `tools/bench_generate.py` and `tools/bench_tokenizer.py` with the
-given options, between two ceiling measurements.
+`generate`, `serve` and `tokenize` run `tools/bench_generate.py`, `tools/bench_serving.py` and
+`tools/bench_tokenizer.py` with the given options, between two ceiling measurements.
 """
 
 import argparse
@@ -467,11 +468,13 @@ def passthrough(script, argv):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] in ("generate", "tokenize"):
-        return passthrough({"generate": "bench_generate.py", "tokenize": "bench_tokenizer.py"}[argv[0]], argv[1:])
+    scripts = {"generate": "bench_generate.py", "serve": "bench_serving.py", "tokenize": "bench_tokenizer.py"}
+    if argv and argv[0] in scripts:
+        return passthrough(scripts[argv[0]], argv[1:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="mode", required=True)
     sub.add_parser("generate", help="tools/bench_generate.py with the options that follow")
+    sub.add_parser("serve", help="tools/bench_serving.py with the options that follow")
     sub.add_parser("tokenize", help="tools/bench_tokenizer.py with the options that follow")
     train = sub.add_parser("train", help="training throughput, memory and MFU against KerasHub and transformers")
     train.add_argument("--quick", action="store_true", help="tiny config, 2 timed steps, TensorFlow only: a smoke run")

@@ -2,7 +2,8 @@
 
     python tools/benchmark.py train --json results/train.json
     python tools/benchmark.py generate --dtypes float32 int8 --json results/generate.json
-    python tools/perf_page.py results/train.json results/generate.json   # writes docs/performance.md
+    python tools/benchmark.py serve --dtypes float32 bfloat16 int8 --json results/serve.json
+    python tools/perf_page.py results/*.json   # writes docs/performance.md
 
 Each result file holds one run: the machine (CPU, cores, bf16/AMX/AVX2, date), the command, the
 ceilings measured in the run, one row per contender and the harness's summary ratios. The page
@@ -20,7 +21,8 @@ DEFAULT_OUTPUT = os.path.join(ROOT, "docs", "performance.md")
 COMMANDS = (
     "python tools/benchmark.py train --json results/train.json",
     "python tools/benchmark.py generate --dtypes float32 int8 --json results/generate.json",
-    "python tools/perf_page.py results/train.json results/generate.json",
+    "python tools/benchmark.py serve --dtypes float32 bfloat16 int8 --json results/serve.json",
+    "python tools/perf_page.py results/train.json results/generate.json results/serve.json",
 )
 
 INTRO = """# Performance
@@ -117,7 +119,27 @@ def render_generate(data):
     return lines
 
 
-RENDERERS = {"train": render_train, "generate": render_generate}
+def render_serve(data):
+    settings = data["settings"]
+    lines = [
+        f"## Serving: the exported SavedModel against the library ({settings['config']}, "
+        f"{settings['prompt_words']}-word prompts + {settings['new_tokens']} new tokens)", "",
+        f"Machine: {machine_line(data['machine'])}. Command: `{' '.join(data['command'])}`. The SavedModel runs in a "
+        "process that imports TensorFlow only; the library is `lm.generate` (TensorFlow backend) on the same texts; "
+        f"calls alternate, best of {settings['repeats']} rounds.", "",
+        "| contender | weights | batch | tokens/s | first call s | vs library | per-round ratio | greedy agreement |",
+        "|---|---|---:|---:|---:|---:|---|---:|",
+    ]
+    for r in data["rows"]:
+        ratio = "–" if r.get("vs_library") is None else f"{r['vs_library']:.2f}×"
+        spread = ("–" if r.get("per_round_median") is None else
+                  f"{r['per_round_median']:.2f}× ({r['per_round_min']:.2f}–{r['per_round_max']:.2f}×)")
+        lines.append(f"| {r['contender']} | {r['weights']} | {r['batch']} | {_number(r['tokens_per_s'])} | "
+                     f"{_number(r['first_call_s'])} | {ratio} | {spread} | {_number(r.get('agreement'), 2)} |")
+    return lines
+
+
+RENDERERS = {"train": render_train, "generate": render_generate, "serve": render_serve}
 
 
 def render(results):
