@@ -746,3 +746,20 @@ def test_dynamic_update_slice_equals_slice_update():
         expected[:, min(start, 5) : min(start, 5) + 2] = update
         got = dynamic_update_slice(tf.constant(cache), (0, start, 0, 0), tf.constant(update)).numpy()
         np.testing.assert_array_equal(got, expected)
+
+
+def test_batch_matmul_attention_equals_keras():
+    from keras.src.backend.tensorflow import nn
+
+    from keras_gpt1.export.saved_model import batch_matmul_attention
+
+    rng = np.random.default_rng(2)
+    for query_length, dtype, tolerance in ((1, "float32", 1e-6), (5, "float32", 1e-6), (1, "bfloat16", 1e-2)):
+        query, key, value = (
+            tf.cast(rng.normal(size=(2, n, 3, 4)).astype("float32"), dtype) for n in (query_length, 7, 7)
+        )
+        mask = tf.constant(rng.random((2, 1, query_length, 7)) < 0.7)
+        expected = nn.dot_product_attention(query, key, value, mask=mask)
+        got = batch_matmul_attention(query, key, value, mask=mask)
+        assert got.dtype == expected.dtype and got.shape == expected.shape
+        np.testing.assert_allclose(tf.cast(got, tf.float32), tf.cast(expected, tf.float32), atol=tolerance)

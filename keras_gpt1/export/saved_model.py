@@ -10,8 +10,11 @@ What a server needs and how it is met:
 
 - **Only ops TF Serving links.** The tokenizer is core TF ops (static hash tables, string and
   Unicode ops). Keras's TensorFlow backend writes KV-cache updates with `XlaDynamicUpdateSlice`,
-  which TF Serving cannot run (its XLA CPU JIT is off by default, and GPU builds fail on it), so
-  the export traces with a pad-and-select update instead; no function is `jit_compile`d.
+  which TF Serving cannot run outside an XLA cluster, and no function is `jit_compile`d: TF
+  Serving compiles XLA on a CPU only behind its experimental `--xla_cpu_compilation_enabled`
+  flag, and its GPU builds fail on XLA clusters. So the export traces the cache writes as
+  `TensorStridedSliceUpdate` (in place when nothing else reads the cache) and the attention as
+  batched matmuls (see `_core_tf_tracing`); the graph's kernels are then TensorFlow's own.
   `tensorflow_text.RoundRobinTrimmer` (used by the task packers) is a `TFText>RoundRobinTrim`
   custom op that the `tensorflow/serving` images do not link, so the exported task signatures
   trim with core ops, to the same result. `tests/test_export.py` lists every op of the graph.
