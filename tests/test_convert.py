@@ -400,19 +400,20 @@ def test_params_shapes_missing_or_extra_tensor(original_dir, tmp_path):
 
 
 def test_openai_layout_needs_head_count_for_small_widths(original_dir, tmp_path):
-    with pytest.raises(ValueError, match="pass num_heads"):
+    with pytest.raises(ValueError, match="pass `num_heads`"):
         convert_openai_to_preset(original_dir, tmp_path / "preset")
 
 
-def test_existing_output_is_replaced_only_on_request(hf_dir, tmp_path):
+def test_existing_output_is_replaced_only_on_request(hf_dir, tmp_path, capsys):
     preset = tmp_path / "preset"
     convert_hf_to_preset(hf_dir, preset)
     (preset / "task.json").write_text("{}")  # the task head of an earlier model
-    with pytest.raises(ValueError, match="already holds a model.*--overwrite"):
+    with pytest.raises(ValueError, match="already holds a model.*pass `overwrite=True`"):
         convert_hf_to_preset(hf_dir, preset)
     convert_hf_to_preset(hf_dir, preset, overwrite=True)
     assert not (preset / "task.json").exists() and (preset / "model.weights.h5").exists()
     assert main(["convert", "--from-hf", str(hf_dir), "--output", str(preset)]) == 2
+    assert "already holds a model (config.json). Pick another directory, or pass --overwrite to" in capsys.readouterr().err
     assert main(["convert", "--from-hf", str(hf_dir), "--output", str(preset), "--overwrite"]) == 0
 
 

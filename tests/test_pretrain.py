@@ -226,7 +226,7 @@ def test_nan_stops_and_keeps_the_last_good_checkpoint(data, tmp_path):
     kwargs = small_run(data, tmp_path / "run", steps=12, eval_interval=4)
     kwargs.update(mixed_precision=True, gradient_accumulation_steps=2)
     poison = Poison()
-    with pytest.raises(FloatingPointError, match=r"became nan at update 7.*ckpt-00000008.*rerun the same command"):
+    with pytest.raises(FloatingPointError, match=r"became nan at update 7.*ckpt-00000008.*rerun with the same settings.*lower `learning_rate`"):
         pretrain(**kwargs, callbacks=[poison])
     assert poison.compute_dtype == "bfloat16"
     run = tmp_path / "run"

@@ -69,8 +69,8 @@ def test_cli_refusals_are_one_line(data, tmp_path, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     for extra, message in [
-        (["--keep-checkpoints", "-1", "--output", str(tmp_path / "a")], "keep_checkpoints"),
-        (["--learning-rate", "inf", "--output", str(tmp_path / "b")], "learning_rate"),
+        (["--keep-checkpoints", "-1", "--output", str(tmp_path / "a")], "--keep-checkpoints must be an integer >= 1"),
+        (["--learning-rate", "inf", "--output", str(tmp_path / "b")], "--learning-rate must be a finite number > 0"),
         (["--output", str(blocker)], "is an existing file"),
     ]:
         assert main(base + extra) == 2
@@ -117,7 +117,7 @@ def test_no_valid_checkpoint_is_a_clear_error_and_old_checkpoints_stay_valid(tmp
     os.unlink(directory / "ckpt-00000010" / callbacks_module.MANIFEST_FILE)  # an older, intact one
     assert latest_checkpoint(directory).endswith("ckpt-00000010")
     (directory / "ckpt-00000010" / callbacks_module.MODEL_FILE).write_bytes(b"PK\x03\x04 truncated")
-    with pytest.raises(ValueError, match="No valid checkpoint to resume from: .*ckpt-00000010.*--restart"):
+    with pytest.raises(ValueError, match="No valid checkpoint to resume from: .*ckpt-00000010.*`resume=False`"):
         latest_checkpoint(directory)
 
 

@@ -755,7 +755,9 @@ def test_commands_report_bad_input_with_file_and_line(small_preset, tmp_path, ca
     assert main(common + ["--validation", bad]) == 2
     assert re.search(r"dev\.csv:3: label 'c' is not one of the declared classes \['a', 'b'\]", capsys.readouterr().err)
     assert main(common + ["--columns", "text=sentence"]) == 2
-    assert re.search(r"train\.csv:2: missing column 'sentence'", capsys.readouterr().err)
+    err = capsys.readouterr().err
+    assert re.search(r"train\.csv:2: missing column 'sentence'", err)
+    assert "Map the 'text' role to a column with --columns." in err
     assert main(common + ["--columns", "txt=text"]) == 2
     assert "Unknown role 'txt'" in capsys.readouterr().err
     assert main(common + ["--sequence-length", "1000"]) == 2

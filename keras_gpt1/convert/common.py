@@ -32,7 +32,7 @@ def check_output(source, output, overwrite):
     if os.path.isfile(os.path.join(output, "config.json")) and not overwrite:
         raise ValueError(
             f"The output directory {output!r} already holds a model (config.json). Pick another "
-            "directory, or pass overwrite=True (--overwrite) to replace it."
+            "directory, or pass `overwrite=True` to replace it."
         )
     ensure_writable_dir(output)
 

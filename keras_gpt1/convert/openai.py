@@ -79,7 +79,7 @@ def _infer_config(shapes, path, num_heads, dropout):
         if hidden_dim < HEAD_DIM or hidden_dim % HEAD_DIM:
             raise ValueError(
                 f"The original layout stores no head count and hidden size {hidden_dim} is not a "
-                f"multiple of GPT-1's head size {HEAD_DIM}: pass num_heads (--num-heads)."
+                f"multiple of GPT-1's head size {HEAD_DIM}: pass `num_heads`."
             )
         num_heads = hidden_dim // HEAD_DIM
     if hidden_dim % num_heads:

@@ -558,7 +558,7 @@ def export_in_process(model, output_dir, version=1, max_length=None, default_max
     output_dir = os.path.abspath(os.fspath(output_dir))
     target = os.path.join(check_not_a_file(output_dir), str(version))
     if os.path.exists(target) and not overwrite:
-        raise ValueError(f"{target!r} already exists: pick another --version, or pass overwrite.")
+        raise ValueError(f"{target!r} already exists: pick another `version`, or pass `overwrite=True`.")
     label_names = None
     if isinstance(model, (str, os.PathLike)):
         record = _finetune_record(model)

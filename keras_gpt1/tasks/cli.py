@@ -29,6 +29,11 @@ Example:
 """
 
 
+# `finetune` arguments whose flag is not `--` + the name with dashes: the CLI's error messages
+# name the flag (`keras_gpt1.cli.flag_wording`).
+FLAG_NAMES = {"preset": "--from", "label_names": "--labels", "warmup_fraction": "--warmup"}
+
+
 def add_parser(subparsers):
     import argparse
 
@@ -61,10 +66,10 @@ def add_parser(subparsers):
         "--lora-rank", type=int, metavar="R",
         help="train only rank-R LoRA adapters (each block's c_attn) and the task head; the saved model holds them merged",
     )  # fmt: skip
-    from keras_gpt1.distribution.cli import add_distribution_arguments
+    from keras_gpt1.distribution.cli import DISTRIBUTION_FLAG_NAMES, add_distribution_arguments
 
     add_distribution_arguments(parser)
-    parser.set_defaults(func=run_finetune)
+    parser.set_defaults(func=run_finetune, flag_names={**FLAG_NAMES, **DISTRIBUTION_FLAG_NAMES})
 
     parser = subparsers.add_parser(
         "evaluate",

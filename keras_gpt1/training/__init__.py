@@ -1,5 +1,5 @@
 """Training GPT-1: schedules, the paper's optimizer, next-token loss and metrics, callbacks, and
-`pretrain` (the engine of `keras-gpt1 pretrain`).
+`pretrain` (the engine of `keras-gpt1 pretrain`) with its `PretrainConfig`.
 
 These modules use Keras only (any backend); `pretrain` also needs TensorFlow for its tf.data
 pipeline, which it imports when called. `pretrain` is imported on first use: it builds models, so
@@ -26,6 +26,7 @@ from keras_gpt1.models.losses import (
     next_token_crossentropy,
 )
 from keras_gpt1.training.optimizers import GPT1AdamW, create_optimizer, decayed_variables
+from keras_gpt1.training.pretrain_config import PretrainConfig
 from keras_gpt1.training.schedules import (
     OpenAISchedule,
     PerUpdateSchedule,
