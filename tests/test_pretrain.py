@@ -14,7 +14,7 @@ import sys
 import keras
 import numpy as np
 import pytest
-from conftest import BACKEND
+from conftest import BACKEND, pretrain_kwargs, write_pretraining_data
 
 pytest.importorskip("tensorflow")
 
@@ -29,32 +29,12 @@ ARCHITECTURE = dict(num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=6
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """(corpus file, tokenizer directory): ~60 KB of the built-in corpus, 300-token BPE."""
-    from keras_gpt1.tokenizers import train_tokenizer
-
-    root = tmp_path_factory.mktemp("pretrain_data")
-    corpus = root / "docs.txt"
-    corpus.write_text("\n".join(demo_corpus_lines(max_bytes=60_000)) + "\n", encoding="utf-8")
-    train_tokenizer([str(corpus)], vocabulary_size=300).save_to_preset(str(root / "tokenizer"))
-    return str(corpus), str(root / "tokenizer")
+    return write_pretraining_data(tmp_path_factory.mktemp("pretrain_data"), max_bytes=60_000, vocabulary_size=300)
 
 
 def small_run(data, output, **overrides):
-    corpus, tokenizer = data
-    kwargs = dict(
-        corpus=[corpus],
-        tokenizer=tokenizer,
-        output=str(output),
-        preset="gpt1_tiny",
-        architecture=ARCHITECTURE,
-        sequence_length=32,
-        batch_size=8,
-        validation_batches=4,
-        tensorboard=False,
-        sample_length=0,
-        verbose=0,
-    )
-    kwargs.update(overrides)
-    return kwargs
+    settings = dict(architecture=ARCHITECTURE, sequence_length=32, batch_size=8, validation_batches=4)
+    return pretrain_kwargs(data, output, **{**settings, **overrides})
 
 
 class LossRecorder(keras.callbacks.Callback):
