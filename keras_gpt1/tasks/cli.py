@@ -38,6 +38,7 @@ def add_parser(subparsers):
     import argparse
 
     from keras_gpt1.tasks.data import TASKS
+    from keras_gpt1.utils.precision import PRECISIONS
 
     parser = subparsers.add_parser(
         "finetune",
@@ -65,6 +66,11 @@ def add_parser(subparsers):
     parser.add_argument(
         "--lora-rank", type=int, metavar="R",
         help="train only rank-R LoRA adapters (each block's c_attn) and the task head; the saved model holds them merged",
+    )  # fmt: skip
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, default="auto",
+        help="auto (default): mixed_bfloat16 for wide models on TensorFlow on a CPU with native bfloat16, "
+        "where it was measured faster; else float32 (docs/finetuning.md)",
     )  # fmt: skip
     from keras_gpt1.distribution.cli import DISTRIBUTION_FLAG_NAMES, add_distribution_arguments
 
@@ -122,6 +128,7 @@ def run_finetune(args):
             dropout=args.dropout,
             sequence_length=args.sequence_length,
             seed=args.seed,
+            precision=args.precision,
             verbose=2,
             lora_rank=args.lora_rank,
         )

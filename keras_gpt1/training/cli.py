@@ -19,7 +19,7 @@ examples:
   keras-gpt1 pretrain --corpus 'books/*.txt' --preset gpt1_tiny --steps 2000 --output runs/books
   keras-gpt1 pretrain --corpus data.jsonl.gz --text-field body --tokenizer my_tokenizer/
   keras-gpt1 pretrain --preset gpt1 --batch-size 64 --gradient-accumulation-steps 16 \\
-      --sequence-length 512 --mixed-bfloat16 --corpus 'books/*.txt' --epochs 1
+      --sequence-length 512 --precision mixed_bfloat16 --corpus 'books/*.txt' --epochs 1
 """
 
 
@@ -47,6 +47,8 @@ FLAG_NAMES = {
 
 def add_parser(subparsers):
     import argparse
+
+    from keras_gpt1.utils.precision import PRECISIONS
 
     parser = subparsers.add_parser(
         "pretrain",
@@ -113,7 +115,14 @@ def add_parser(subparsers):
         default=1,
         help="micro-batches per update; --batch-size must be divisible by it (1)",
     )
-    train.add_argument("--mixed-bfloat16", action="store_true", help="train with the mixed_bfloat16 policy")
+    train.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="auto (default): mixed_bfloat16 for wide models on TensorFlow on a CPU with native bfloat16, "
+        "where it was measured faster; else float32 (docs/pretraining.md)",
+    )
+    train.add_argument("--mixed-bfloat16", action="store_true", help="the same as --precision mixed_bfloat16")
     train.add_argument(
         "--head-chunk-size",
         type=int,
@@ -194,6 +203,7 @@ def config_from_args(args, verbose=1):
         weight_decay=args.weight_decay,
         global_clipnorm=args.clipnorm,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
+        precision=args.precision,
         mixed_precision=args.mixed_bfloat16,
         head_chunk_size=args.head_chunk_size,
         rematerialize=args.rematerialize,

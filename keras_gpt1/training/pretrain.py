@@ -68,6 +68,7 @@ from keras_gpt1.training.pretrain_config import (  # noqa: F401  (the defaults, 
 )
 from keras_gpt1.training.schedules import WarmupCosine
 from keras_gpt1.utils.files import atomic_write_json, ensure_writable_dir, remove_stale_temporaries
+from keras_gpt1.utils.precision import resolve_precision
 
 DEMO_STEPS = 300
 DEMO_CORPUS_FILE = os.path.join("corpus", "python_docs.txt")
@@ -296,12 +297,13 @@ def _resolve_model(config):
         )
     if config.dropout is not None:
         overrides["dropout"] = config.dropout
-    if config.mixed_precision:
-        overrides["dtype"] = "mixed_bfloat16"
     if config.rematerialize:
         overrides["rematerialize"] = True
     model_config = preset_io.load_backbone_config(preset)
     model_config.update(overrides)
+    # "auto" decides by the CPU, the backend and the model's width (keras_gpt1.utils.precision).
+    if resolve_precision(config.precision, model_config.get("hidden_dim")) == "mixed_bfloat16":
+        overrides["dtype"] = model_config["dtype"] = "mixed_bfloat16"
     return _Model(preset=preset, overrides=overrides, config=model_config)
 
 
@@ -456,9 +458,14 @@ def _compile(lm, config, plan):
         config.verbose,
         f"Model: {backbone.num_layers} layers, hidden {backbone.hidden_dim}, vocabulary "
         f"{lm.tokenizer.vocabulary_size()}, {lm.count_params():,} parameters, backend {keras.config.backend()}"
-        + (", mixed_bfloat16" if config.mixed_precision else "")
+        + (", mixed_bfloat16" if _mixed(lm) else "")
+        + (" (precision auto: this CPU computes bfloat16 natively)" if _mixed(lm) and config.precision == "auto" else "")
         + ".",
     )
+
+
+def _mixed(lm):
+    return lm.backbone.dtype_policy.name == "mixed_bfloat16"
 
 
 def _settings(config, files, corpus_hashes, preset, lm, plan):
@@ -477,7 +484,7 @@ def _settings(config, files, corpus_hashes, preset, lm, plan):
         warmup_steps=plan.warmup_steps,
         weight_decay=config.weight_decay,
         global_clipnorm=config.global_clipnorm,
-        mixed_precision=config.mixed_precision,
+        mixed_precision=_mixed(lm),
         eval_interval=plan.eval_interval,
         validation_fraction=config.validation_fraction,
         seed=config.seed,
