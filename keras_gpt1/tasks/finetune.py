@@ -17,10 +17,11 @@ import dataclasses
 import math
 import os
 
+from keras_gpt1 import presets
 from keras_gpt1.tasks import data as task_data
 from keras_gpt1.tasks.metrics import task_metrics
 from keras_gpt1.utils.checks import check_integer
-from keras_gpt1.utils.files import atomic_write_json, ensure_writable_dir, read_json
+from keras_gpt1.utils.files import atomic_write_json, check_writable_dir, read_json, replace_in_dir
 from keras_gpt1.utils.precision import check_precision, resolve_precision
 
 FINETUNE_FILE = "finetune.json"
@@ -169,7 +170,7 @@ def finetune(
         lora_rank = check_integer("lora_rank", lora_rank, 1)
     check_precision(precision)
     if output is not None:
-        ensure_writable_dir(output)
+        check_writable_dir(output)
     if seed is not None:
         keras.utils.set_random_seed(int(seed))
     from keras_gpt1.models import preset_io
@@ -225,35 +226,37 @@ def finetune(
         metrics = _score(model, validation_data, packer, batch_size, regression)
 
     if output is not None:
-        model.save_to_preset(output)
-        atomic_write_json(
-            os.path.join(output, FINETUNE_FILE),
-            {
-                "task": task,
-                "columns": task_data._merge_columns(task, columns),
-                "label_names": train_data.label_names,
-                "regression": bool(regression),
-                "num_choices": train_data.num_choices,
-                "sequence_length": sequence_length,
-                "recipe": {
-                    "preset": os.fspath(preset),
-                    "learning_rate": learning_rate,
-                    "batch_size": batch_size,
-                    "epochs": epochs,
-                    "warmup_fraction": warmup_fraction,
-                    "weight_decay": weight_decay,
-                    "dropout": dropout,
-                    "lm_weight": lm_weight,
-                    "lora_rank": lora_rank,
-                    "precision": policy,
-                    "seed": seed,
-                    "train": os.fspath(train),
-                    "validation": None if validation is None else os.fspath(validation),
+        # An earlier model in `output` is replaced only once the new one is completely written.
+        with replace_in_dir(output, presets.PRESET_ENTRIES, "fine-tuned model") as staging:
+            model.save_to_preset(staging)
+            atomic_write_json(
+                os.path.join(staging, FINETUNE_FILE),
+                {
+                    "task": task,
+                    "columns": task_data._merge_columns(task, columns),
+                    "label_names": train_data.label_names,
+                    "regression": bool(regression),
+                    "num_choices": train_data.num_choices,
+                    "sequence_length": sequence_length,
+                    "recipe": {
+                        "preset": os.fspath(preset),
+                        "learning_rate": learning_rate,
+                        "batch_size": batch_size,
+                        "epochs": epochs,
+                        "warmup_fraction": warmup_fraction,
+                        "weight_decay": weight_decay,
+                        "dropout": dropout,
+                        "lm_weight": lm_weight,
+                        "lora_rank": lora_rank,
+                        "precision": policy,
+                        "seed": seed,
+                        "train": os.fspath(train),
+                        "validation": None if validation is None else os.fspath(validation),
+                    },
+                    "history": history,
+                    "validation_metrics": metrics,
                 },
-                "history": history,
-                "validation_metrics": metrics,
-            },
-        )
+            )
     return FinetuneResult(model, history, metrics, sequence_length, train_data.label_names, output)
 
 
