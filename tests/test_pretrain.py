@@ -105,7 +105,7 @@ def test_demo_settings_fill_only_the_flags_left_out():
 def test_loss_curve_png_and_seeded_sample(data, tmp_path, capsys):
     """The run draws its loss curve next to the preset and ends with a reproducible top-k sample."""
     pytest.importorskip("matplotlib")
-    from keras_gpt1.training.pretrain import sample_text
+    from keras_gpt1.training.pretraining import sample_text
 
     result = pretrain(**small_run(data, tmp_path / "run", steps=4, eval_interval=2, sample_length=5, verbose=2))
     out = capsys.readouterr().out
@@ -123,7 +123,7 @@ def test_loss_curve_without_matplotlib_is_one_info_line(tmp_path, capsys, monkey
 
     from keras_gpt1.training import loss_curve
 
-    pretrain_module = importlib.import_module("keras_gpt1.training.pretrain")  # the module, not the function
+    pretrain_module = importlib.import_module("keras_gpt1.training.pretraining")  # the module, not the function
 
     monkeypatch.setattr(loss_curve, "matplotlib_available", lambda: False)
     assert loss_curve.write_loss_curve(tmp_path / "a.png", [1], [2.0]) is None

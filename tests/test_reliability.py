@@ -186,7 +186,7 @@ def test_vocabulary_size_below_the_special_tokens_is_refused_alike(corpus_files,
         ["pretrain", "--corpus", plain, "--vocabulary-size", str(size), "--output", str(tmp_path / "r")],
     ):
         assert cli_main(argv) == 2
-        assert "`vocabulary_size` must be an integer >= 4" in capsys.readouterr().err
+        assert "--vocabulary-size must be an integer >= 4" in capsys.readouterr().err  # the flag, on the CLI
 
 
 @pytest.mark.parametrize("flag, value", [("--merges", 10**11), ("--merges", 2**40), ("--vocabulary-size", 10**12)])

@@ -172,7 +172,7 @@ def test_resume_cleans_stale_temporaries_and_refuses_a_corpus_edited_in_place(da
 
 
 def test_corpus_comparison_names_the_changed_file():
-    from keras_gpt1.training.pretrain import _check_same_corpus
+    from keras_gpt1.training.pretraining import _check_same_corpus
 
     before = [["/d/a.txt", 10, "h1"], ["/d/b.txt", 20, "h2"]]
     _check_same_corpus(before, [list(e) for e in before], "run")  # the same: no error

@@ -41,9 +41,10 @@ from keras_gpt1.training.schedules import (
 def __getattr__(name):
     # `pretrain` sits above the models (it builds them); importing it lazily keeps
     # `import keras_gpt1.training.optimizers` (which the models use) from importing the models.
-    # The function is bound over the submodule of the same name, which importing it sets here.
+    # The module is `pretraining`, not `pretrain`: a submodule of the function's name would be
+    # bound over it here as soon as anything imported the submodule.
     if name in ("pretrain", "PretrainResult"):
-        module = importlib.import_module("keras_gpt1.training.pretrain")
+        module = importlib.import_module("keras_gpt1.training.pretraining")
         globals().update(pretrain=module.pretrain, PretrainResult=module.PretrainResult)
         return globals()[name]
     raise AttributeError(f"module 'keras_gpt1.training' has no attribute {name!r}")

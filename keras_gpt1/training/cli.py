@@ -162,8 +162,8 @@ def run_pretrain(args):
     _apply_demo_settings(args)
     from keras_gpt1.cli import flag_wording
     from keras_gpt1.distribution.cli import distribution_from_args
-    from keras_gpt1.training import pretrain  # first, so the name is the function
-    from keras_gpt1.training.pretrain import main_verbosity
+    from keras_gpt1.training import pretrain
+    from keras_gpt1.training.pretraining import main_verbosity
 
     config = config_from_args(args, verbose=main_verbosity())  # bad values: refused before any set-up
     try:
