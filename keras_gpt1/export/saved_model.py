@@ -280,7 +280,7 @@ def _pad_columns(dense, width):
 
 
 def _causal_lm_functions(lm, tokenizer, max_length, default_max_new_tokens):
-    from keras_gpt1.generation.generate import KerasEngine, _Loop
+    from keras_gpt1.generation.decode_loop import DecodeLoop, KerasEngine
     from keras_gpt1.generation.samplers import Greedy
     from keras_gpt1.generation.score import _token_log_likelihoods
 
@@ -319,7 +319,7 @@ def _causal_lm_functions(lm, tokenizer, max_length, default_max_new_tokens):
         # Prefill the prefix that every row has; rows then step through the rest of their prompt.
         # (`total - 1` only matters for an empty batch: the first step must fit in the buffer.)
         prefill = tf.reduce_min(tf.concat([lengths, [total - 1]], 0))
-        loop = _Loop(engine, Greedy(), batch, total, prefill, False, False, vocabulary_size)
+        loop = DecodeLoop(engine, Greedy(), batch, total, prefill, False, False, vocabulary_size)
 
         def decode():
             out = loop.run(tokens, lengths, prefill, ends, tf.constant(0, tf.int32), None)
