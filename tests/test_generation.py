@@ -600,6 +600,17 @@ def test_int8_without_fbgemms_private_api_falls_back_to_the_keras_layers(lm, mon
 # --- bad input ---
 
 
+@pytest.mark.parametrize("max_new_tokens", [3, 1000, 2**40])
+def test_max_new_tokens_past_the_context_is_capped_with_a_warning(lm, max_new_tokens):
+    """Every prompt is kept whole and the new tokens stop at the context; the warning names the cap."""
+    context = TINY_CONFIG["max_sequence_length"]
+    prompts = [[1] * (context - 2), [2, 3]]
+    with pytest.warns(UserWarning, match=rf"max_new_tokens={max_new_tokens} does not fit .* at most 2 new tokens"):
+        out = lm.generate(prompts, max_new_tokens=max_new_tokens)
+    assert list(out[0][: context - 2]) == prompts[0] and len(out[0]) == context
+    assert list(out[1][:2]) == prompts[1] and len(out[1]) == 4
+
+
 def test_bad_inputs_give_clear_errors(lm):
     ok = [5, 6, 7]
     context = TINY_CONFIG["max_sequence_length"]
@@ -607,8 +618,8 @@ def test_bad_inputs_give_clear_errors(lm):
         lm.generate([[1, 2], []], max_new_tokens=2)
     with pytest.raises(ValueError, match="longer than the model's context"):
         lm.generate([1] * (context + 1), max_new_tokens=1)
-    with pytest.raises(ValueError, match="exceeds the model's context"):
-        lm.generate([1] * (context - 2), max_new_tokens=3)
+    with pytest.raises(ValueError, match="exceeds the model's context"):  # no room at all
+        lm.generate([1] * context, max_new_tokens=1)
     for bad in (0, -1):
         with pytest.raises(ValueError, match="max_new_tokens"):
             lm.generate(ok, max_new_tokens=bad)

@@ -124,8 +124,20 @@ def generate_ids(
         ends = np.full_like(lengths, max_length)
         max_new_tokens = int(max_length - lengths.min())
     else:
-        max_new_tokens = 32 if max_new_tokens is None else max_new_tokens
+        max_new_tokens = check_integer("max_new_tokens", 32 if max_new_tokens is None else max_new_tokens, 1)
         ends = None
+        longest = int(lengths.max())
+        if longest < context < longest + max_new_tokens:
+            # Positions are learned and absolute: nothing fits past the context, so the request is
+            # capped (as the exported signatures cap it) rather than refused or silently cut.
+            warnings.warn(
+                f"max_new_tokens={max_new_tokens} does not fit after the longest prompt ({longest} "
+                f"tokens) in the model's context of {context} positions; generating at most "
+                f"{context - longest} new tokens.",
+                UserWarning,
+                stacklevel=3,
+            )
+            max_new_tokens = context - longest
     check_prompts(prompts, backbone.vocabulary_size, context, max_new_tokens)
     if ends is None:
         ends = lengths + int(max_new_tokens)
