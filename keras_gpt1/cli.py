@@ -3,10 +3,15 @@
 Each feature module contributes `add_parser(subparsers)`, which registers its subcommand and sets
 `func` to a handler taking the parsed `args`. Heavy imports happen inside handlers, so `--help`
 is instant.
+
+Library errors name Python arguments in backticks (`` `learning_rate` ``, `` `mode='data'` ``);
+`flag_wording` rewrites them as the flags of the command that ran (`--learning-rate`,
+`--distribute data`), so each audience reads its own names.
 """
 
 import argparse
 import errno
+import re
 import sys
 
 # (module, function) pairs registering subcommands, in the order `--help` lists them.
@@ -34,6 +39,37 @@ def build_parser():
     return parser
 
 
+_BACKTICKED = re.compile(r"`([^`]+)`")
+_NOT_FLAGS = ("command", "func", "flag_names")
+
+
+def flag_wording(message, args):
+    """`message` with each backticked Python argument the command has a flag for written as that
+    flag: `` `name` `` becomes `--name`, `` `name=value` `` becomes `--name value` (a bare flag for
+    True). A flag is `--` and the argument's name with dashes, unless the subcommand's
+    `flag_names` default (`{argument or argument=value: flag}`) says otherwise.
+
+    Example:
+    ```python
+    flag_wording("`mesh='2x4'` needs `mode='data'`.", args)   # "--mesh 2x4 needs --distribute data."
+    ```
+    """
+    flags = {dest: "--" + dest.replace("_", "-") for dest in vars(args) if dest not in _NOT_FLAGS}
+    flags.update(getattr(args, "flag_names", None) or {})
+
+    def replace(match):
+        token = match.group(1)
+        if token in flags:
+            return flags[token]
+        name, equals, value = token.partition("=")
+        if not equals or name not in flags:
+            return match.group(0)
+        value = value.strip("'\"")
+        return flags[name] if value == "True" else f"{flags[name]} {value}"
+
+    return _BACKTICKED.sub(replace, message)
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -44,7 +80,7 @@ def main(argv=None):
         return args.func(args) or 0
     except (ValueError, FileNotFoundError, PermissionError, ConnectionError) as e:
         # User errors: one clear line, no traceback.
-        print(f"keras-gpt1 {args.command}: error: {e}", file=sys.stderr)
+        print(f"keras-gpt1 {args.command}: error: {flag_wording(str(e), args)}", file=sys.stderr)
         return 2
     except (FileExistsError, NotADirectoryError, IsADirectoryError) as e:
         # An output path that is a file (or a file inside a path): name it, no traceback.

@@ -23,6 +23,23 @@ TOKENIZER_ASSETS_DIR = "assets/tokenizer"
 VOCAB_FILE = "vocab.json"
 MERGES_FILE = "merges.txt"
 
+# What a preset directory's model consists of (glob patterns, top-level entries), as KerasHub's
+# saver and `finetune` write it: replacing a model replaces these, and any other file in the
+# directory (a README, notes) stays.
+PRESET_ENTRIES = (
+    CONFIG_FILE,
+    "metadata.json",
+    WEIGHTS_FILE,
+    "model.weights.json",
+    "model_*.weights.h5",
+    TASK_CONFIG_FILE,
+    TASK_WEIGHTS_FILE,
+    TOKENIZER_CONFIG_FILE,
+    "preprocessor.json",
+    "assets",
+    "finetune.json",
+)
+
 # Base vocabulary of the original release: 40,000 merges + 478 base symbols.
 GPT1_BASE_VOCABULARY_SIZE = 40478
 

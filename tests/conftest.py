@@ -32,6 +32,29 @@ def tiny_config():
     return dict(TINY_CONFIG)
 
 
+def write_pretraining_data(root, max_bytes, vocabulary_size):
+    """`(corpus file, tokenizer directory)` under `root`: `max_bytes` of the built-in corpus
+    (Python's docs) and a BPE tokenizer of `vocabulary_size` tokens trained on it, for the tests
+    that pretrain (needs TensorFlow, as `pretrain` does)."""
+    from keras_gpt1.data.corpus import demo_corpus_lines
+    from keras_gpt1.tokenizers import train_tokenizer
+
+    corpus = root / "docs.txt"
+    corpus.write_text("\n".join(demo_corpus_lines(max_bytes=max_bytes)) + "\n", encoding="utf-8")
+    train_tokenizer([str(corpus)], vocabulary_size=vocabulary_size).save_to_preset(str(root / "tokenizer"))
+    return str(corpus), str(root / "tokenizer")
+
+
+def pretrain_kwargs(data, output, **overrides):
+    """`pretrain` keyword arguments for a quick run on `data` (`write_pretraining_data`'s pair)
+    into `output`: no TensorBoard, no final sample, silent; `overrides` add to or replace them."""
+    corpus, tokenizer = data
+    kwargs = dict(corpus=[corpus], tokenizer=tokenizer, output=str(output), preset="gpt1_tiny")
+    kwargs.update(tensorboard=False, sample_length=0, verbose=0)
+    kwargs.update(overrides)
+    return kwargs
+
+
 def to_numpy(x):
     return keras.ops.convert_to_numpy(x)
 

@@ -5,6 +5,7 @@ Every parameter of the reference model is re-drawn (biases and LayerNorm gains i
 the default init (zero biases, unit gains) a swapped bias or gain would go unnoticed.
 """
 
+import errno
 import json
 import os
 import shutil
@@ -400,19 +401,20 @@ def test_params_shapes_missing_or_extra_tensor(original_dir, tmp_path):
 
 
 def test_openai_layout_needs_head_count_for_small_widths(original_dir, tmp_path):
-    with pytest.raises(ValueError, match="pass num_heads"):
+    with pytest.raises(ValueError, match="pass `num_heads`"):
         convert_openai_to_preset(original_dir, tmp_path / "preset")
 
 
-def test_existing_output_is_replaced_only_on_request(hf_dir, tmp_path):
+def test_existing_output_is_replaced_only_on_request(hf_dir, tmp_path, capsys):
     preset = tmp_path / "preset"
     convert_hf_to_preset(hf_dir, preset)
     (preset / "task.json").write_text("{}")  # the task head of an earlier model
-    with pytest.raises(ValueError, match="already holds a model.*--overwrite"):
+    with pytest.raises(ValueError, match="already holds a model.*pass `overwrite=True`"):
         convert_hf_to_preset(hf_dir, preset)
     convert_hf_to_preset(hf_dir, preset, overwrite=True)
     assert not (preset / "task.json").exists() and (preset / "model.weights.h5").exists()
     assert main(["convert", "--from-hf", str(hf_dir), "--output", str(preset)]) == 2
+    assert "already holds a model (config.json). Pick another directory, or pass --overwrite to" in capsys.readouterr().err
     assert main(["convert", "--from-hf", str(hf_dir), "--output", str(preset), "--overwrite"]) == 0
 
 
@@ -533,3 +535,210 @@ def test_full_117m_logits_parity(tmp_path):
     assert backbone.count_params() == 116_534_784
     batch = random_inputs(2, 64, 40478, seed=5, lengths=[64, 40])
     assert_logits_match(hf_logits(model, batch), keras_logits(tmp_path / "preset", batch), batch["padding_mask"])
+
+
+# === Streaming: one tensor at a time ===
+
+
+@pytest.fixture
+def tensor_reads(monkeypatch):
+    """The names of the checkpoint tensors read so far, in order."""
+    from keras_gpt1.convert.lazy import LazyTensor
+
+    reads, read = [], LazyTensor.read
+
+    def counted(self):
+        reads.append(self.source)
+        return read(self)
+
+    monkeypatch.setattr(LazyTensor, "read", counted)
+    return reads
+
+
+@pytest.mark.parametrize("layout", ["safetensors", "pytorch_model.bin", "original"])
+def test_conversion_reads_each_tensor_once_after_the_checks(layout, hf_model, hf_dir, inputs, tmp_path, tensor_reads):
+    from keras_gpt1.convert.hf import read_hf_state_dict
+    from keras_gpt1.convert.lazy import LazyTensor
+
+    source = tmp_path / "source"
+    if layout == "safetensors":
+        source = hf_dir
+    elif layout == "pytorch_model.bin":
+        source.mkdir()
+        shutil.copy(hf_dir / "config.json", source)
+        torch.save(hf_model.state_dict(), source / "pytorch_model.bin")
+    else:
+        hand_written_openai_checkpoint(hf_state_dict(hf_dir), source, 2)
+    if layout == "original":
+        _, weights = read_openai_checkpoint(source, num_heads=2)
+    else:
+        weights, _ = read_hf_state_dict(source)
+    assert all(isinstance(tensor, LazyTensor) for tensor in weights.values())
+    assert tensor_reads == []  # the headers give every shape; no data has been read
+
+    if layout == "original":
+        convert_openai_to_preset(source, tmp_path / "preset", num_heads=2)
+    else:
+        convert_hf_to_preset(source, tmp_path / "preset")
+    # 26 tensors, each read once; the .bin also holds lm_head.weight, read with the token
+    # embedding to check the tie (before the model is built, so two tensors at most in flight).
+    tied = ["lm_head.weight", "transformer.tokens_embed.weight"] if layout == "pytorch_model.bin" else []
+    assert len(set(tensor_reads)) == 26 + len(tied[:1])
+    twice = sorted({name for name in tensor_reads if tensor_reads.count(name) > 1})
+    assert [name.split()[1] for name in twice] == tied[1:]
+    assert_logits_match(hf_logits(hf_model, inputs), keras_logits(tmp_path / "preset", inputs), inputs["padding_mask"])
+
+
+def test_a_checkpoint_that_does_not_fit_is_refused_before_any_tensor_is_read(hf_copy, tmp_path, tensor_reads):
+    rewrite_safetensors(hf_copy, lambda t: t.pop("transformer.h.0.ln_1.bias"))
+    with pytest.raises(ValueError, match="missing tensor"):
+        convert_hf_to_preset(hf_copy, tmp_path / "preset")
+    assert tensor_reads == []
+
+
+def test_truncated_safetensors_names_the_file_and_tensor(hf_copy, tmp_path):
+    path = hf_copy / "model.safetensors"
+    data = path.read_bytes()
+    path.write_bytes(data[:-100])
+    with pytest.raises(ValueError, match=r"model\.safetensors"):
+        convert_hf_to_preset(hf_copy, tmp_path / "preset")
+    assert not (tmp_path / "preset").exists()
+
+
+# === Replacing a model (--overwrite) never loses the old one ===
+
+
+def tree(directory):
+    """Every entry under `directory` (hidden ones included): file bytes, or None for a folder."""
+    root = os.fspath(directory)
+    found = {}
+    for parent, dirs, files in os.walk(root):
+        for name in dirs:
+            found[os.path.relpath(os.path.join(parent, name), root)] = None
+        for name in files:
+            with open(os.path.join(parent, name), "rb") as f:
+                found[os.path.relpath(os.path.join(parent, name), root)] = f.read()
+    return found
+
+
+@pytest.fixture
+def two_presets(hf_copy, tmp_path):
+    """Two presets with tokenizers and different weights: the old model and its replacement."""
+    write_hf_vocabulary_files(hf_copy)
+    convert_hf_to_preset(hf_copy, tmp_path / "old_preset")
+    new_hf = tmp_path / "new_hf"
+    make_hf_model(seed=7).save_pretrained(new_hf)
+    write_hf_vocabulary_files(new_hf)
+    convert_hf_to_preset(new_hf, tmp_path / "new_preset")
+    return tmp_path / "old_preset", tmp_path / "new_preset"
+
+
+@pytest.fixture
+def old_hf_dir(two_presets, tmp_path):
+    """A Hugging Face directory holding the old model, a stale tokenizer.json of an even older
+    one, and files that are not the model's (a README, a folder of notes)."""
+    output = tmp_path / "hf_out"
+    convert_preset_to_hf(two_presets[0], output)
+    (output / "tokenizer.json").write_text("{}")
+    (output / "README.md").write_text("my model card")
+    (output / "notes").mkdir()
+    (output / "notes" / "a.txt").write_text("keep")
+    return output
+
+
+def fail_on_call(monkeypatch, module, name, call, error=None, only=None):
+    """Makes `module.name` raise on its `call`-th call (1-based; counting only calls for which
+    `only(*args)` is true, if given), once; other calls go through."""
+    real, count = getattr(module, name), [0]
+
+    def failing(*args, **kwargs):
+        if only is None or only(*args):
+            count[0] += 1
+        if count[0] == call and (only is None or only(*args)):
+            raise error or OSError(errno.EIO, f"injected failure in {name}")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, failing)
+
+
+def swapping(directory):
+    """True for the renames of a swap in `directory`: an entry of it moved out, or one moved in."""
+    directory = os.path.abspath(directory)
+    return lambda source, target: directory in (os.path.dirname(os.path.abspath(source)), os.path.dirname(os.path.abspath(target)))
+
+
+def partial_weights_then_disk_full(path, tensors, metadata):
+    with open(path, "wb") as f:
+        f.write(b"half a safetensors file")
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["weights, disk full", "after the weights", "vocabulary", "read-back check", "moving the old aside", "moving the new in"],
+)
+def test_to_hf_overwrite_failing_midway_keeps_the_old_model(where, two_presets, old_hf_dir, monkeypatch):
+    import keras_gpt1.convert.hf as hf
+    from keras_gpt1.tokenizers import vocab_files
+
+    before = tree(old_hf_dir)
+    siblings = sorted(os.listdir(old_hf_dir.parent))
+    if where == "weights, disk full":
+        monkeypatch.setattr(hf, "_write_safetensors", partial_weights_then_disk_full)
+    elif where == "after the weights":
+        fail_on_call(monkeypatch, hf, "atomic_write_json", 1)
+    elif where == "vocabulary":
+        fail_on_call(monkeypatch, vocab_files, "write_hf_vocabulary", 1)
+    elif where == "read-back check":
+        fail_on_call(monkeypatch, hf, "_check_safetensors", 1, ValueError("does not read back as written"))
+    elif where == "moving the old aside":  # the second of the five old entries
+        fail_on_call(monkeypatch, os, "rename", 2, only=swapping(old_hf_dir))
+    else:  # five old entries moved aside, then the second of the four new ones fails
+        fail_on_call(monkeypatch, os, "rename", 5 + 2, only=swapping(old_hf_dir))
+    with pytest.raises((OSError, ValueError)) as info:
+        convert_preset_to_hf(two_presets[1], old_hf_dir, overwrite=True)
+    if where == "weights, disk full":
+        assert "No space left on the device while writing weights" in str(info.value)
+        assert "model.safetensors" in str(info.value)
+    assert tree(old_hf_dir) == before  # byte for byte, and no temporary left inside
+    assert sorted(os.listdir(old_hf_dir.parent)) == siblings  # nor beside it
+    reloaded = transformers.OpenAIGPTLMHeadModel.from_pretrained(old_hf_dir)
+    old = load_file(os.path.join(old_hf_dir, "model.safetensors"))
+    np.testing.assert_array_equal(reloaded.transformer.tokens_embed.weight.detach().numpy(), old["transformer.tokens_embed.weight"])
+
+
+def test_to_hf_overwrite_replaces_the_model_and_keeps_other_files(two_presets, old_hf_dir, inputs):
+    assert main(["convert", "--to-hf", str(two_presets[1]), "--output", str(old_hf_dir)]) == 2  # no --overwrite
+    assert main(["convert", "--to-hf", str(two_presets[1]), "--output", str(old_hf_dir), "--overwrite"]) == 0
+    entries = sorted(os.listdir(old_hf_dir))
+    assert entries == ["README.md", "config.json", "merges.txt", "model.safetensors", "notes", "vocab.json"]
+    assert (old_hf_dir / "README.md").read_text() == "my model card" and (old_hf_dir / "notes" / "a.txt").read_text() == "keep"
+    reloaded = transformers.OpenAIGPTLMHeadModel.from_pretrained(old_hf_dir).eval()
+    np.testing.assert_allclose(hf_logits(reloaded, inputs), hf_logits(make_hf_model(seed=7), inputs), atol=TOLERANCE)
+
+
+@pytest.mark.parametrize("where", ["weights", "tokenizer", "moving the new in"])
+def test_preset_overwrite_failing_midway_keeps_the_old_preset(where, two_presets, hf_copy, tmp_path, monkeypatch):
+    from keras_gpt1.tokenizers import GPT1Tokenizer
+
+    old = two_presets[0]
+    (old / "README.md").write_text("notes")
+    before = tree(old)
+    if where == "weights":
+        def disk_full(self, preset_dir, **kwargs):
+            with open(os.path.join(preset_dir, "model.weights.h5"), "wb") as f:
+                f.write(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(GPT1Backbone, "save_to_preset", disk_full)
+    elif where == "tokenizer":
+        fail_on_call(monkeypatch, GPT1Tokenizer, "save_to_preset", 1)
+    else:
+        # Five old entries went aside, then the second new one fails.
+        fail_on_call(monkeypatch, os, "rename", 5 + 2, only=swapping(old))
+    with pytest.raises(OSError) as info:
+        convert_hf_to_preset(hf_copy, old, overwrite=True)
+    if where == "weights":
+        assert "No space left on the device while writing preset" in str(info.value)
+    assert tree(old) == before
+    assert sorted(os.listdir(tmp_path)) == sorted(["hf_copy", "new_hf", "new_preset", "old_preset"])

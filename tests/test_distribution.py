@@ -406,11 +406,11 @@ def test_cli_arguments():
 def test_mode_and_mesh_errors():
     with pytest.raises(ValueError, match="Unknown distribution mode"):
         configure_distribution("tensor")
-    with pytest.raises(ValueError, match="--distribute model --mesh 2x4"):
+    with pytest.raises(ValueError, match="use `mode='model'` with `mesh='2x4'`, or `mesh='8'`"):
         configure_distribution("data", "2x4")
     with pytest.raises(ValueError, match="1x8"):
         configure_distribution("model", "8")
-    with pytest.raises(ValueError, match="needs --distribute"):
+    with pytest.raises(ValueError, match="`mesh='2x4'` needs `mode='data'` or `mode='model'`"):
         configure_distribution("none", "2x4")
     with pytest.raises(ValueError, match="num_heads=12"):
         check_model_config(dict(hidden_dim=768, num_heads=12, intermediate_dim=3072), 8)
@@ -562,7 +562,7 @@ def test_checkpoints_cross_the_distribution_boundary(scenario):
 def test_user_errors(scenario):
     errors = scenario["errors"]
     assert "needs 16 devices" in errors["mesh_too_big"]
-    assert "--cpu-devices" in errors["mesh_too_big"]
+    assert "`use_virtual_cpu_devices(N)`" in errors["mesh_too_big"]
     assert "needs 2 devices" in errors["mesh_too_small"]
     if BACKEND == "tensorflow":
         assert "KERAS_BACKEND=jax" in errors["model_on_tf"]

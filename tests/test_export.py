@@ -576,9 +576,9 @@ def test_export_errors(lm_preset, tmp_path):
     assert code == 2 and "no tokenizer" in err
     (tmp_path / "o" / "1").mkdir(parents=True)
     code, _, err = _cli(["export", "--model", str(lm_preset), "--output", str(tmp_path / "o")])
-    assert code == 2 and "already exists" in err
+    assert code == 2 and "already exists: pick another --version, or pass --overwrite." in err
     code, _, err = _cli(["export", "--model", str(lm_preset), "--output", str(tmp_path / "o"), "--version", "0"])
-    assert code == 2 and "`version`" in err
+    assert code == 2 and "--version must be an integer" in err
 
 
 def test_export_is_readable_by_other_users(lm_export):

@@ -338,18 +338,20 @@ def test_gpu_loop_reads_done_every_few_steps_with_the_same_output(lm, greedy_run
     few steps after every row has stopped. Forced off, then on: more steps, the same output."""
     import importlib
 
+    from keras_gpt1.generation.decode_loop import DecodeLoop
+
     generate_module = importlib.import_module("keras_gpt1.generation.generate")  # not the function
 
     # Every row stops on its first new token; the longest prompt gets there last.
     stop = [int(ids[p]) for ids, p in zip(greedy_run["token_ids"], PROMPT_LENGTHS)]
     steps = []
-    body = generate_module._Loop.body
+    body = DecodeLoop.body
 
     def counted(self, state):
         steps.append(1)
         return body(self, state)
 
-    monkeypatch.setattr(generate_module._Loop, "body", counted)
+    monkeypatch.setattr(DecodeLoop, "body", counted)
     monkeypatch.setattr(generate_module, "_on_gpu", lambda tensor: False)
     expected = generate_ids(lm, _prompts(), max_new_tokens=NEW_TOKENS, stop_token_ids=stop)
     every_step = len(steps)
@@ -432,7 +434,7 @@ def test_int8_and_bfloat16_generation_quality(sharp_lm, tmp_path):
 
     runs = [("int8", quantized, "keras"), ("bfloat16", bf16, "auto")]
     if BACKEND == "torch":
-        from keras_gpt1.generation.generate import TorchEngine
+        from keras_gpt1.generation.torch_engine import TorchEngine
 
         # int8 through fbgemm's kernels as well as through Keras's int8 layers, on a CPU (on a
         # GPU, where fbgemm does not run, "auto" uses the Keras layers).
@@ -464,7 +466,8 @@ def test_torch_engine_int8_linears_use_kerass_int8_weights(sharp_lm, tmp_path):
     left (about 1%). Reading the scale the other way round, or a transposed weight, is far off."""
     import torch
 
-    from keras_gpt1.generation.generate import TorchEngine, _weights_on_cpu, make_engine
+    from keras_gpt1.generation.generate import make_engine
+    from keras_gpt1.generation.torch_engine import TorchEngine, _weights_on_cpu
 
     path = str(tmp_path / "w.weights.h5")
     sharp_lm.save_weights(path)
@@ -499,7 +502,9 @@ def test_torch_engine_int8_linears_use_kerass_int8_weights(sharp_lm, tmp_path):
 def test_int8_models_the_torch_engine_cannot_run_use_the_keras_layers():
     """Weight-only int8 (float activations) is not fbgemm's scheme: "auto" picks the Keras
     layers, and asking for the PyTorch engine says why it cannot."""
-    from keras_gpt1.generation.generate import KerasEngine, TorchEngine, make_engine
+    from keras_gpt1.generation.decode_loop import KerasEngine
+    from keras_gpt1.generation.generate import make_engine
+    from keras_gpt1.generation.torch_engine import TorchEngine
 
     model = GPT1CausalLM(GPT1Backbone(**TINY_CONFIG))
     model.quantize(config=keras.quantizers.Int8QuantizationConfig(activation_quantizer=None))
@@ -512,7 +517,98 @@ def test_int8_models_the_torch_engine_cannot_run_use_the_keras_layers():
     assert (out["lengths"] == np.array(PROMPT_LENGTHS) + 2).all()
 
 
+def _same_weights_model(model, quantize=False):
+    copy = GPT1CausalLM(GPT1Backbone(**TINY_CONFIG))
+    copy.set_weights(model.get_weights())
+    if quantize:
+        copy.quantize("int8")
+    return copy
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="the PyTorch engine's private-API fallbacks")
+@pytest.mark.parametrize("broken", ["missing", "raising"])
+def test_torch_engine_without_onednn_prepacking_gives_the_same_tokens(lm, greedy_run, monkeypatch, broken):
+    """oneDNN's prepacking is a private PyTorch op (`torch.ops.mkldnn._reorder_linear_weight`).
+    Gone, or failing, the engine multiplies with `torch.nn.functional.linear` instead: no packed
+    linear, the same tokens."""
+    import types
+
+    import torch
+
+    from keras_gpt1.generation.generate import make_engine
+
+    model = _same_weights_model(lm)
+    packed = make_engine(model, "torch")
+    if packed.device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        pytest.skip("oneDNN prepacking runs on a CPU with oneDNN")
+    assert packed.prepacked == 4 * TINY_CONFIG["num_layers"] + 1  # 4 linears a block and the LM head
+    if broken == "missing":
+        monkeypatch.setattr(torch.ops, "mkldnn", types.SimpleNamespace())
+    else:
+        def fails(*args):
+            raise RuntimeError("oneDNN's packing changed")
+
+        monkeypatch.setattr(torch.ops, "mkldnn", types.SimpleNamespace(_reorder_linear_weight=fails, _linear_pointwise=fails))
+    model = _same_weights_model(lm)
+    engine = make_engine(model, "torch")
+    assert engine.name == "torch" and engine.prepacked == 0
+    out = generate_ids(model, _prompts(), max_new_tokens=NEW_TOKENS, return_logits=True)
+    np.testing.assert_array_equal(out["token_ids"], greedy_run["token_ids"])
+    np.testing.assert_allclose(out["logits"], greedy_run["logits"], atol=1e-4, rtol=0)
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="the PyTorch engine's private-API fallbacks")
+@pytest.mark.filterwarnings("ignore:Layer .* does not have a `quantize`")
+@pytest.mark.parametrize("broken", ["missing", "raising"])
+def test_int8_without_fbgemms_private_api_falls_back_to_the_keras_layers(lm, monkeypatch, broken):
+    """fbgemm's int8 packing takes a quantized tensor made by a private PyTorch function,
+    `torch._make_per_channel_quantized_tensor`. Gone, an int8 model is declined; failing, the
+    engine raises while it is built. Either way "auto" generates through the Keras layers (the
+    same tokens as `engine="keras"`), and `engine="torch"` says why it cannot."""
+    import torch
+
+    from keras_gpt1.generation.decode_loop import KerasEngine
+    from keras_gpt1.generation.generate import make_engine
+
+    model = _same_weights_model(lm, quantize=True)
+    if make_engine(model).name != "torch":
+        pytest.skip("the PyTorch engine runs int8 models on a CPU with fbgemm only")
+    expected = generate_ids(model, _prompts(), max_new_tokens=NEW_TOKENS, engine="keras")
+    if broken == "missing":
+        monkeypatch.delattr(torch, "_make_per_channel_quantized_tensor")
+        match = "lacks"
+    else:
+        def fails(*args):
+            raise RuntimeError("quantized tensors are gone")
+
+        monkeypatch.setattr(torch, "_make_per_channel_quantized_tensor", fails)
+        match = "fbgemm's int8 weight packing failed"
+    model = _same_weights_model(lm, quantize=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert isinstance(make_engine(model), KerasEngine)
+    assert (broken == "raising") == any("PyTorch engine is unavailable" in str(w.message) for w in caught)
+    with pytest.raises(ValueError, match=f"engine='torch' cannot run this model: .*{match}"):
+        make_engine(model, "torch")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = generate_ids(model, _prompts(), max_new_tokens=NEW_TOKENS)
+    for key in ("token_ids", "lengths"):
+        np.testing.assert_array_equal(out[key], expected[key])
+
+
 # --- bad input ---
+
+
+@pytest.mark.parametrize("max_new_tokens", [3, 1000, 2**40])
+def test_max_new_tokens_past_the_context_is_capped_with_a_warning(lm, max_new_tokens):
+    """Every prompt is kept whole and the new tokens stop at the context; the warning names the cap."""
+    context = TINY_CONFIG["max_sequence_length"]
+    prompts = [[1] * (context - 2), [2, 3]]
+    with pytest.warns(UserWarning, match=rf"max_new_tokens={max_new_tokens} does not fit .* at most 2 new tokens"):
+        out = lm.generate(prompts, max_new_tokens=max_new_tokens)
+    assert list(out[0][: context - 2]) == prompts[0] and len(out[0]) == context
+    assert list(out[1][:2]) == prompts[1] and len(out[1]) == 4
 
 
 def test_bad_inputs_give_clear_errors(lm):
@@ -522,8 +618,8 @@ def test_bad_inputs_give_clear_errors(lm):
         lm.generate([[1, 2], []], max_new_tokens=2)
     with pytest.raises(ValueError, match="longer than the model's context"):
         lm.generate([1] * (context + 1), max_new_tokens=1)
-    with pytest.raises(ValueError, match="exceeds the model's context"):
-        lm.generate([1] * (context - 2), max_new_tokens=3)
+    with pytest.raises(ValueError, match="exceeds the model's context"):  # no room at all
+        lm.generate([1] * context, max_new_tokens=1)
     for bad in (0, -1):
         with pytest.raises(ValueError, match="max_new_tokens"):
             lm.generate(ok, max_new_tokens=bad)

@@ -218,7 +218,7 @@ def test_cli_finetune_and_evaluate_from_gpt1(standin, tmp_path, capsys):
 
 def test_pretrain_continues_from_gpt1_whose_tokenizer_outgrows_the_embedding(standin, tmp_path):
     """LM data is plain text: the 3 special tokens without rows do not stop continued pretraining."""
-    from keras_gpt1.training.pretrain import pretrain
+    from keras_gpt1.training.pretraining import pretrain
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("the cat and the dog at home .\n" * 40)

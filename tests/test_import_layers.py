@@ -34,7 +34,7 @@ LAYERS = (
         (
             "keras_gpt1.__init__",
             "keras_gpt1.training.__init__",
-            "keras_gpt1.training.pretrain",
+            "keras_gpt1.training.pretraining",
             "keras_gpt1.training.losses",
             "keras_gpt1.training.chunked_loss",
             "keras_gpt1.tasks.finetune",
@@ -145,3 +145,11 @@ def test_an_upward_import_is_caught_at_any_depth(statement):
 def test_a_downward_import_passes():
     path = PACKAGE_ROOT / "models" / "causal_lm.py"
     assert upward_imports(path, "from keras_gpt1.layers.lean import dropout\nfrom . import losses\n") == []
+
+
+def test_training_pretrain_is_the_function_whatever_was_imported_first():
+    """Importing the trainer's module must not shadow the `pretrain` function in the package."""
+    import keras_gpt1.training.pretraining as module
+    from keras_gpt1.training import pretrain
+
+    assert pretrain is module.pretrain

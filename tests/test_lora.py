@@ -85,7 +85,8 @@ def test_torch_engine_runs_the_adapters_of_int8_layers():
     the PyTorch engine must do the same, not read the int8 kernel alone."""
     import torch
 
-    from keras_gpt1.generation.generate import TorchEngine, _weights_on_cpu, make_engine
+    from keras_gpt1.generation.generate import make_engine
+    from keras_gpt1.generation.torch_engine import TorchEngine, _weights_on_cpu
 
     model = sharp_lm()
     model.quantize("int8")

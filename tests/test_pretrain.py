@@ -14,7 +14,7 @@ import sys
 import keras
 import numpy as np
 import pytest
-from conftest import BACKEND
+from conftest import BACKEND, pretrain_kwargs, write_pretraining_data
 
 pytest.importorskip("tensorflow")
 
@@ -29,32 +29,12 @@ ARCHITECTURE = dict(num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=6
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """(corpus file, tokenizer directory): ~60 KB of the built-in corpus, 300-token BPE."""
-    from keras_gpt1.tokenizers import train_tokenizer
-
-    root = tmp_path_factory.mktemp("pretrain_data")
-    corpus = root / "docs.txt"
-    corpus.write_text("\n".join(demo_corpus_lines(max_bytes=60_000)) + "\n", encoding="utf-8")
-    train_tokenizer([str(corpus)], vocabulary_size=300).save_to_preset(str(root / "tokenizer"))
-    return str(corpus), str(root / "tokenizer")
+    return write_pretraining_data(tmp_path_factory.mktemp("pretrain_data"), max_bytes=60_000, vocabulary_size=300)
 
 
 def small_run(data, output, **overrides):
-    corpus, tokenizer = data
-    kwargs = dict(
-        corpus=[corpus],
-        tokenizer=tokenizer,
-        output=str(output),
-        preset="gpt1_tiny",
-        architecture=ARCHITECTURE,
-        sequence_length=32,
-        batch_size=8,
-        validation_batches=4,
-        tensorboard=False,
-        sample_length=0,
-        verbose=0,
-    )
-    kwargs.update(overrides)
-    return kwargs
+    settings = dict(architecture=ARCHITECTURE, sequence_length=32, batch_size=8, validation_batches=4)
+    return pretrain_kwargs(data, output, **{**settings, **overrides})
 
 
 class LossRecorder(keras.callbacks.Callback):
@@ -125,7 +105,7 @@ def test_demo_settings_fill_only_the_flags_left_out():
 def test_loss_curve_png_and_seeded_sample(data, tmp_path, capsys):
     """The run draws its loss curve next to the preset and ends with a reproducible top-k sample."""
     pytest.importorskip("matplotlib")
-    from keras_gpt1.training.pretrain import sample_text
+    from keras_gpt1.training.pretraining import sample_text
 
     result = pretrain(**small_run(data, tmp_path / "run", steps=4, eval_interval=2, sample_length=5, verbose=2))
     out = capsys.readouterr().out
@@ -143,7 +123,7 @@ def test_loss_curve_without_matplotlib_is_one_info_line(tmp_path, capsys, monkey
 
     from keras_gpt1.training import loss_curve
 
-    pretrain_module = importlib.import_module("keras_gpt1.training.pretrain")  # the module, not the function
+    pretrain_module = importlib.import_module("keras_gpt1.training.pretraining")  # the module, not the function
 
     monkeypatch.setattr(loss_curve, "matplotlib_available", lambda: False)
     assert loss_curve.write_loss_curve(tmp_path / "a.png", [1], [2.0]) is None
@@ -226,7 +206,7 @@ def test_nan_stops_and_keeps_the_last_good_checkpoint(data, tmp_path):
     kwargs = small_run(data, tmp_path / "run", steps=12, eval_interval=4)
     kwargs.update(mixed_precision=True, gradient_accumulation_steps=2)
     poison = Poison()
-    with pytest.raises(FloatingPointError, match=r"became nan at update 7.*ckpt-00000008.*rerun the same command"):
+    with pytest.raises(FloatingPointError, match=r"became nan at update 7.*ckpt-00000008.*rerun with the same settings.*lower `learning_rate`"):
         pretrain(**kwargs, callbacks=[poison])
     assert poison.compute_dtype == "bfloat16"
     run = tmp_path / "run"

@@ -186,7 +186,7 @@ def test_vocabulary_size_below_the_special_tokens_is_refused_alike(corpus_files,
         ["pretrain", "--corpus", plain, "--vocabulary-size", str(size), "--output", str(tmp_path / "r")],
     ):
         assert cli_main(argv) == 2
-        assert "`vocabulary_size` must be an integer >= 4" in capsys.readouterr().err
+        assert "--vocabulary-size must be an integer >= 4" in capsys.readouterr().err  # the flag, on the CLI
 
 
 @pytest.mark.parametrize("flag, value", [("--merges", 10**11), ("--merges", 2**40), ("--vocabulary-size", 10**12)])
@@ -385,21 +385,21 @@ def test_disk_full_writing_weights_names_the_file_and_leaves_no_partial_output(h
     import errno
     import os
 
-    import safetensors.numpy
-
     from keras_gpt1.convert.hf import convert_preset_to_hf
     from keras_gpt1.utils.files import atomic_write_text
 
-    def full(tensors, path, metadata=None):
+    from keras_gpt1.convert import hf
+
+    def full(path, tensors, metadata=None):
         with open(path, "wb") as f:
             f.write(partial)
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(safetensors.numpy, "save_file", full)
-    with pytest.raises(OSError, match=r"while writing file .*model.safetensors.*free some space") as info:
+    monkeypatch.setattr(hf, "_write_safetensors", full)
+    with pytest.raises(OSError, match=r"while writing weights .*model.safetensors.*free some space") as info:
         convert_preset_to_hf(hf_preset_dir, str(tmp_path / "hf"))
     assert info.value.errno == errno.ENOSPC
-    assert not any(name.startswith(("model", ".tmp-")) for name in os.listdir(tmp_path / "hf"))
+    assert not (tmp_path / "hf").exists()  # the directory it would have created: not even that
 
     target = tmp_path / "notes.txt"
     target.write_text("the old text")
@@ -428,3 +428,92 @@ def test_an_output_that_is_an_existing_file_is_named_not_called_unwritable(hf_pr
         err = capsys.readouterr().err
         assert f"{str(blocker)!r} is an existing file, not a directory" in err and "Traceback" not in err, err
     assert blocker.read_text() == "keep me"
+
+
+# === Replacing an output never loses the old one ===
+
+
+def _tree(directory):
+    import os
+
+    found = {}
+    for parent, dirs, files in os.walk(directory):
+        for name in dirs:
+            found[os.path.relpath(os.path.join(parent, name), directory)] = None
+        for name in files:
+            with open(os.path.join(parent, name), "rb") as f:
+                found[os.path.relpath(os.path.join(parent, name), directory)] = f.read()
+    return found
+
+
+def _fail_on_call(monkeypatch, module, name, call, code=5):
+    real, count = getattr(module, name), [0]
+
+    def failing(*args, **kwargs):
+        count[0] += 1
+        if count[0] == call:
+            raise OSError(code, f"injected failure in {name}")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, failing)
+
+
+@pytest.mark.parametrize("where", ["writing", "moving the old aside", "moving the new in"])
+def test_a_replaced_directory_survives_a_failure_at_any_point(tmp_path, monkeypatch, where):
+    """`atomic_dir` (exports, checkpoints): the old directory is renamed aside, not deleted, until
+    the new one is in place."""
+    import os
+
+    from keras_gpt1.utils.files import atomic_dir
+
+    target = tmp_path / "export" / "1"
+    target.mkdir(parents=True)
+    (target / "saved_model.pb").write_bytes(b"the old model")
+    before = _tree(tmp_path)
+    if where != "writing":
+        _fail_on_call(monkeypatch, os, "rename", 1 if where == "moving the old aside" else 2)
+    with pytest.raises(OSError, match="injected failure"):
+        with atomic_dir(target, "SavedModel") as tmp:
+            with open(os.path.join(tmp, "saved_model.pb"), "wb") as f:
+                f.write(b"the new model")
+            if where == "writing":
+                raise OSError(5, "injected failure while writing")
+    assert _tree(tmp_path) == before
+    monkeypatch.undo()
+    with atomic_dir(target, "SavedModel") as tmp:
+        with open(os.path.join(tmp, "saved_model.pb"), "wb") as f:
+            f.write(b"the new model")
+    assert _tree(tmp_path) == {"export": None, "export/1": None, "export/1/saved_model.pb": b"the new model"}
+
+
+@pytest.mark.parametrize("rename_call", [None, 2, 3, 4], ids=["writing", "old aside", "first in", "second in"])
+def test_train_tokenizer_never_leaves_a_mismatched_pair(corpus_files, tmp_path, monkeypatch, rename_call, capsys):
+    import errno
+    import os
+
+    from keras_gpt1.tokenizers import vocab_files
+
+    corpus, output = str(corpus_files / "plain.txt"), tmp_path / "tok"
+    assert cli_main(["train-tokenizer", "--input", corpus, "--merges", "20", "--output", str(output)]) == 0
+    (output / "README.md").write_text("mine")
+    before = _tree(tmp_path)
+    if rename_call is None:  # the disk fills up while merges.txt is written, after vocab.json
+        opened = []
+
+        def full(path, *args, **kwargs):
+            opened.append(path)
+            if len(opened) == 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return open(path, *args, **kwargs)
+
+        monkeypatch.setattr(vocab_files, "open", full, raising=False)
+    else:  # the swap: two old files renamed aside, then the two new ones in (the disk fills up)
+        _fail_on_call(monkeypatch, os, "rename", rename_call, errno.ENOSPC)
+    code = cli_main(["train-tokenizer", "--input", corpus, "--merges", "30", "--output", str(output)])
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert code == 1 and f"No space left on the device while writing tokenizer {str(output)!r}" in err, err
+    assert _tree(tmp_path) == before
+    assert cli_main(["train-tokenizer", "--input", corpus, "--merges", "30", "--output", str(output)]) == 0
+    assert sorted(os.listdir(output)) == ["README.md", "merges.txt", "vocab.json"]
+    assert len((output / "merges.txt").read_text().splitlines()) == 1 + 30

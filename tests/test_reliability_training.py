@@ -9,11 +9,11 @@ import os
 import keras
 import numpy as np
 import pytest
+from conftest import pretrain_kwargs, write_pretraining_data
 
 pytest.importorskip("tensorflow")
 
 from keras_gpt1.cli import main  # noqa: E402
-from keras_gpt1.data.corpus import demo_corpus_lines  # noqa: E402
 from keras_gpt1.training import callbacks as callbacks_module  # noqa: E402
 from keras_gpt1.training import latest_checkpoint, list_checkpoints, pretrain, save_checkpoint  # noqa: E402
 
@@ -22,24 +22,16 @@ ARCHITECTURE = dict(num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=3
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from keras_gpt1.tokenizers import train_tokenizer
-
-    root = tmp_path_factory.mktemp("reliability_data")
-    corpus = root / "docs.txt"
-    corpus.write_text("\n".join(demo_corpus_lines(max_bytes=12_000)) + "\n", encoding="utf-8")
-    train_tokenizer([str(corpus)], vocabulary_size=200).save_to_preset(str(root / "tokenizer"))
-    return str(corpus), str(root / "tokenizer")
+    """(corpus file, tokenizer directory): ~12 KB of the built-in corpus, 200-token BPE."""
+    return write_pretraining_data(tmp_path_factory.mktemp("reliability_data"), max_bytes=12_000, vocabulary_size=200)
 
 
 def run_kwargs(data, output, **overrides):
-    corpus, tokenizer = data
-    kwargs = dict(
-        corpus=[corpus], tokenizer=tokenizer, output=str(output), preset="gpt1_tiny", architecture=ARCHITECTURE,
-        sequence_length=16, batch_size=4, steps=2, eval_interval=1, validation_batches=1, tensorboard=False,
-        sample_length=0, verbose=0, jit_compile=False,
+    settings = dict(
+        architecture=ARCHITECTURE, sequence_length=16, batch_size=4, steps=2, eval_interval=1, validation_batches=1,
+        jit_compile=False,
     )
-    kwargs.update(overrides)
-    return kwargs
+    return pretrain_kwargs(data, output, **{**settings, **overrides})
 
 
 @pytest.mark.parametrize(
@@ -69,8 +61,8 @@ def test_cli_refusals_are_one_line(data, tmp_path, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     for extra, message in [
-        (["--keep-checkpoints", "-1", "--output", str(tmp_path / "a")], "keep_checkpoints"),
-        (["--learning-rate", "inf", "--output", str(tmp_path / "b")], "learning_rate"),
+        (["--keep-checkpoints", "-1", "--output", str(tmp_path / "a")], "--keep-checkpoints must be an integer >= 1"),
+        (["--learning-rate", "inf", "--output", str(tmp_path / "b")], "--learning-rate must be a finite number > 0"),
         (["--output", str(blocker)], "is an existing file"),
     ]:
         assert main(base + extra) == 2
@@ -117,7 +109,7 @@ def test_no_valid_checkpoint_is_a_clear_error_and_old_checkpoints_stay_valid(tmp
     os.unlink(directory / "ckpt-00000010" / callbacks_module.MANIFEST_FILE)  # an older, intact one
     assert latest_checkpoint(directory).endswith("ckpt-00000010")
     (directory / "ckpt-00000010" / callbacks_module.MODEL_FILE).write_bytes(b"PK\x03\x04 truncated")
-    with pytest.raises(ValueError, match="No valid checkpoint to resume from: .*ckpt-00000010.*--restart"):
+    with pytest.raises(ValueError, match="No valid checkpoint to resume from: .*ckpt-00000010.*`resume=False`"):
         latest_checkpoint(directory)
 
 
@@ -180,7 +172,7 @@ def test_resume_cleans_stale_temporaries_and_refuses_a_corpus_edited_in_place(da
 
 
 def test_corpus_comparison_names_the_changed_file():
-    from keras_gpt1.training.pretrain import _check_same_corpus
+    from keras_gpt1.training.pretraining import _check_same_corpus
 
     before = [["/d/a.txt", 10, "h1"], ["/d/b.txt", 20, "h2"]]
     _check_same_corpus(before, [list(e) for e in before], "run")  # the same: no error

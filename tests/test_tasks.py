@@ -755,7 +755,9 @@ def test_commands_report_bad_input_with_file_and_line(small_preset, tmp_path, ca
     assert main(common + ["--validation", bad]) == 2
     assert re.search(r"dev\.csv:3: label 'c' is not one of the declared classes \['a', 'b'\]", capsys.readouterr().err)
     assert main(common + ["--columns", "text=sentence"]) == 2
-    assert re.search(r"train\.csv:2: missing column 'sentence'", capsys.readouterr().err)
+    err = capsys.readouterr().err
+    assert re.search(r"train\.csv:2: missing column 'sentence'", err)
+    assert "Map the 'text' role to a column with --columns." in err
     assert main(common + ["--columns", "txt=text"]) == 2
     assert "Unknown role 'txt'" in capsys.readouterr().err
     assert main(common + ["--sequence-length", "1000"]) == 2
@@ -799,3 +801,71 @@ def test_recipe_defaults(small_preset, tmp_path):
     fresh.compile()
     assert float(to_numpy(fresh.optimizer.learning_rate)) == pytest.approx(6.25e-5)
     assert (fresh.optimizer.weight_decay, fresh.optimizer.global_clipnorm) == (0.01, 1.0)
+
+
+@pytest.fixture(scope="module")
+def finetuned_once(small_preset, tmp_path_factory):
+    """`(train file, output)`: a classifier fine-tuned from `small_preset` into `output`."""
+    from keras_gpt1.tasks.finetune import finetune
+
+    directory = tmp_path_factory.mktemp("finetuned_once")
+    rows = "".join(f"the {w} fox,{i % 2}\n" for i, w in enumerate(["quick", "brown", "lazy", "red"] * 2))
+    train = write(directory / "train.csv", "text,label\n" + rows)
+    finetune("classification", train, preset=small_preset, output=str(directory / "model"), epochs=1, batch_size=4, seed=0, verbose=0)
+    return train, directory / "model"
+
+
+@pytest.mark.parametrize("where", ["head weights, disk full", "finetune.json", "the swap"])
+def test_finetune_output_keeps_the_old_model_when_writing_the_new_fails(small_preset, finetuned_once, tmp_path, monkeypatch, where):
+    import errno
+    import shutil
+
+    from keras_gpt1.tasks import finetune as finetune_module
+    from keras_gpt1.tasks import models as task_models
+
+    train, output = finetuned_once[0], tmp_path / "model"
+    shutil.copytree(finetuned_once[1], output)
+    (output / "README.md").write_text("my notes")
+    run = dict(preset=small_preset, output=str(output), epochs=1, batch_size=4, seed=1, verbose=0)  # new weights
+
+    def snapshot():
+        return {str(p.relative_to(tmp_path)): p.read_bytes() if p.is_file() else None for p in tmp_path.rglob("*")}
+
+    before = snapshot()
+    real_rename = os.rename
+    if where == "head weights, disk full":
+        def full(model, path):
+            with open(path, "wb") as f:
+                f.write(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(task_models, "_save_head_weights", full)
+    elif where == "finetune.json":
+        def broken(path, obj):
+            raise OSError(errno.EIO, "injected failure")
+
+        monkeypatch.setattr(finetune_module, "atomic_write_json", broken)
+    else:
+        calls = []
+
+        def rename(source, target):  # the third entry moved into the output fails
+            if os.path.dirname(os.path.abspath(target)) == str(output):
+                calls.append(target)
+                if len(calls) == 3:
+                    raise OSError(errno.EIO, "injected failure")
+            return real_rename(source, target)
+
+        monkeypatch.setattr(os, "rename", rename)
+    with pytest.raises(OSError) as info:
+        finetune_module.finetune("classification", train, **run)
+    monkeypatch.undo()
+    if where == "head weights, disk full":
+        assert "No space left on the device while writing fine-tuned model" in str(info.value)
+    assert snapshot() == before
+    assert json.load(open(output / "finetune.json"))["recipe"]["seed"] == 0
+
+    if where == "the swap":  # and without a failure, the new model replaces the old
+        finetune_module.finetune("classification", train, **run)
+        assert json.load(open(output / "finetune.json"))["recipe"]["seed"] == 1
+        assert (output / "README.md").read_text() == "my notes"
+        assert not [p.name for p in output.iterdir() if p.name.startswith(".")]

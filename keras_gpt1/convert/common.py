@@ -3,21 +3,11 @@
 import os
 import warnings
 
+import keras
+import numpy as np
+
 from keras_gpt1 import presets
-from keras_gpt1.utils.files import ensure_writable_dir, require_file
-
-
-# What a conversion writes into its output directory. With `overwrite`, every one of these files
-# left by an earlier model goes first, so none of them (a tokenizer, a task head) outlives it.
-PRESET_FILES = (
-    presets.CONFIG_FILE,
-    presets.WEIGHTS_FILE,
-    presets.TASK_CONFIG_FILE,
-    presets.TASK_WEIGHTS_FILE,
-    presets.TOKENIZER_CONFIG_FILE,
-    os.path.join(presets.TOKENIZER_ASSETS_DIR, presets.VOCAB_FILE),
-    os.path.join(presets.TOKENIZER_ASSETS_DIR, presets.MERGES_FILE),
-)
+from keras_gpt1.utils.files import check_writable_dir, replace_in_dir, require_file
 
 
 def check_output(source, output, overwrite):
@@ -32,18 +22,19 @@ def check_output(source, output, overwrite):
     if os.path.isfile(os.path.join(output, "config.json")) and not overwrite:
         raise ValueError(
             f"The output directory {output!r} already holds a model (config.json). Pick another "
-            "directory, or pass overwrite=True (--overwrite) to replace it."
+            "directory, or pass `overwrite=True` to replace it."
         )
-    ensure_writable_dir(output)
+    check_writable_dir(output)
 
 
-def clear_output(output, owned_files):
-    """Removes the files an earlier conversion left in `output` (called once the new model is
-    ready to be written), so that no stale tokenizer or task head outlives the weights."""
-    for name in owned_files:
-        path = os.path.join(output, name)
-        if os.path.isfile(path):
-            os.remove(path)
+def weight_bytes(backbone):
+    """About how many bytes the backbone's weights take on disk (for a full disk's message)."""
+
+    def itemsize(dtype):  # "float32" -> 4, "bfloat16" -> 2, "int8" -> 1
+        digits = "".join(c for c in keras.backend.standardize_dtype(dtype) if c.isdigit())
+        return int(digits or 8) // 8
+
+    return sum(int(np.prod(w.shape)) * itemsize(w.dtype) for w in backbone.weights)
 
 
 def read_vocabulary_files(directory, vocab_name, merges_name, read):
@@ -96,19 +87,31 @@ def build_backbone(config, weights, source, display=None):
     from keras_gpt1.convert.mapping import check_weights, expected_shapes, weights_to_backbone
     from keras_gpt1.models import GPT1Backbone
 
-    # Check before building: a 117M backbone takes seconds to initialise.
+    from keras_gpt1.layers import without_random_init
+
+    # Check before building anything, then build with zeros: every weight is assigned next, one
+    # checkpoint tensor at a time (see `lazy.py`), so random draws would be thrown away.
     check_weights(weights, expected_shapes(config), source, display)
-    backbone = GPT1Backbone(**config)
+    with without_random_init():
+        backbone = GPT1Backbone(**config)
     return weights_to_backbone(weights, backbone, source, display)
 
 
 def save_preset(backbone, tokenizer, preset_dir):
-    """Writes the converted backbone (and tokenizer, if any) as a preset directory, replacing
-    the files of an earlier preset there."""
-    clear_output(preset_dir, PRESET_FILES)
-    backbone.save_to_preset(preset_dir)
-    if tokenizer is not None:
-        tokenizer.save_to_preset(preset_dir)
+    """Writes the converted backbone (and tokenizer, if any) as a preset directory.
+
+    An earlier model there is replaced only once the new one is written and checked: every file
+    of it (a tokenizer, a task head) goes, and nothing of it is lost if writing fails (see
+    `replace_in_dir`). Other files in the directory stay.
+    """
+    from keras_gpt1.utils.checks import check_weight_shapes
+
+    with replace_in_dir(preset_dir, presets.PRESET_ENTRIES, "preset", weight_bytes(backbone)) as staging:
+        backbone.save_to_preset(staging)
+        if tokenizer is not None:
+            tokenizer.save_to_preset(staging)
+        weights_path = require_file(os.path.join(staging, presets.WEIGHTS_FILE), "preset weights")
+        check_weight_shapes(weights_path, backbone.weights, os.path.join(preset_dir, presets.CONFIG_FILE))
 
 
 def preset_vocabulary_files(preset_dir):

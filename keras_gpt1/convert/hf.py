@@ -10,6 +10,7 @@ The tensor names and shapes map one-to-one onto `GPT1Backbone` (see `mapping.py`
 embedding, so it is checked and dropped on the way in and left out on the way out.
 """
 
+import functools
 import json
 import math
 import os
@@ -17,12 +18,14 @@ import re
 import struct
 import warnings
 
+import keras
 import numpy as np
 
 from keras_gpt1 import presets
 from keras_gpt1.convert import common
-from keras_gpt1.convert.mapping import TOKENS, backbone_to_weights
-from keras_gpt1.utils.files import atomic_path, atomic_write_json, read_json, require_file
+from keras_gpt1.convert.lazy import LazyTensor
+from keras_gpt1.convert.mapping import TOKENS, backbone_variables
+from keras_gpt1.utils.files import atomic_write_json, disk_full_reported, read_json, replace_in_dir, require_file
 
 HF_CONFIG_FILE = "config.json"
 SAFETENSORS_FILE = "model.safetensors"
@@ -30,13 +33,16 @@ SAFETENSORS_INDEX_FILE = "model.safetensors.index.json"
 PYTORCH_FILE = "pytorch_model.bin"
 PYTORCH_INDEX_FILE = "pytorch_model.bin.index.json"
 TOKENIZER_JSON_FILE = "tokenizer.json"
-# What `transformers` may read from a model directory; an export replaces all of them.
-HF_FILES = (
+# What `transformers` may read from a model directory (glob patterns): an export replaces all
+# of them, and leaves any other file (a README, .gitattributes) in place.
+HF_ENTRIES = (
     HF_CONFIG_FILE,
     SAFETENSORS_FILE,
     SAFETENSORS_INDEX_FILE,
+    "model-*.safetensors",
     PYTORCH_FILE,
     PYTORCH_INDEX_FILE,
+    "pytorch_model-*.bin",
     "generation_config.json",
     presets.VOCAB_FILE,
     presets.MERGES_FILE,
@@ -160,55 +166,70 @@ def hf_config_from_backbone_config(config):
 # === Reading weights ===
 
 
-def _read_bfloat16(path, key):
-    # NumPy has no bfloat16: read the raw 16-bit words and widen them to float32.
-    with open(path, "rb") as f:
-        (header_size,) = struct.unpack("<Q", f.read(8))
-        entry = json.loads(f.read(header_size))[key]
-        begin, end = entry["data_offsets"]
-        f.seek(8 + header_size + begin)
-        words = np.frombuffer(f.read(end - begin), dtype="<u2")
-    return (words.astype(np.uint32) << 16).view(np.float32).reshape(entry["shape"])
-
-
-# safetensors dtype names → NumPy dtypes (little-endian, as the format stores them).
+# safetensors dtype names → NumPy dtypes (little-endian, as the format stores them); bfloat16,
+# which NumPy lacks, is read as 16-bit words and widened to float32.
 _SAFETENSORS_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2",
-                       "I8": "i1", "U8": "u1", "BOOL": "?"}  # fmt: skip
+                       "I8": "i1", "U8": "u1", "BOOL": "?", "BF16": "<u2"}  # fmt: skip
+
+
+def _read_tensor_bytes(path, key, begin, end, dtype, shape):
+    # A plain read into a fresh array, not a memory map: the pages read stay in the page cache
+    # and do not pile up in the process as a second copy of the checkpoint.
+    count = (end - begin) // np.dtype(dtype).itemsize
+    try:
+        with open(path, "rb") as f:
+            f.seek(begin)
+            array = np.fromfile(f, dtype=dtype, count=count)
+    except OSError as e:
+        raise ValueError(f"Could not read tensor {key} from safetensors file {path!r}: {e}") from e
+    if array.size != count:
+        raise ValueError(f"Safetensors file {path!r} is truncated: it ends inside tensor {key}.")
+    if dtype == "<u2":  # bfloat16: the upper half of a float32
+        widened = array.astype(np.uint32)
+        array = np.left_shift(widened, 16, out=widened).view(np.float32)
+    return array.reshape(shape)
 
 
 def read_safetensors(path):
-    """All tensors of a `.safetensors` file as NumPy arrays (bfloat16 widened to float32).
-
-    The arrays are read-only views of the memory-mapped file, not copies: converting the 117M
-    model then holds the file's pages and the model's variables, and no third copy.
-    """
+    """The tensors of a `.safetensors` file as `LazyTensor`s, each read (as a NumPy array,
+    bfloat16 widened to float32) only when converted with `np.asarray`."""
     from safetensors import SafetensorError, safe_open
 
     require_file(path, "safetensors weights")
     try:
-        # safetensors validates the header (offsets, shapes, dtypes); the data is mapped below.
+        # safetensors validates the header (offsets within the file, shapes, dtypes); the data
+        # offsets come from the same header.
         with safe_open(path, framework="np") as f:
             dtypes = {key: f.get_slice(key).get_dtype() for key in f.keys()}
         with open(path, "rb") as f:
             (header_size,) = struct.unpack("<Q", f.read(8))
             header = json.loads(f.read(header_size))
-        data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + header_size) if dtypes else None
         tensors = {}
         for key, dtype in dtypes.items():
-            begin, end = header[key]["data_offsets"]
-            if dtype == "BF16":
-                tensors[key] = _read_bfloat16(path, key)
-            elif dtype in _SAFETENSORS_DTYPES:
-                tensors[key] = data[begin:end].view(_SAFETENSORS_DTYPES[dtype]).reshape(header[key]["shape"])
-            else:
+            if dtype not in _SAFETENSORS_DTYPES:
                 raise ValueError(f"tensor {key} has dtype {dtype}, which this reader does not handle")
+            shape, (begin, end) = header[key]["shape"], header[key]["data_offsets"]
+            start = 8 + header_size
+            read = functools.partial(
+                _read_tensor_bytes, path, key, start + begin, start + end, _SAFETENSORS_DTYPES[dtype], shape
+            )
+            tensors[key] = LazyTensor(shape, read, f"tensor {key} in {path!r}")
     except (SafetensorError, OSError, ValueError, KeyError) as e:
         raise ValueError(f"Could not read safetensors file {path!r}: {e}") from e
     return tensors
 
 
+def _torch_to_numpy(tensor):
+    import torch
+
+    # A copy of its own (float32 for floating point): the tensor lives in the mapped file.
+    dtype = torch.float32 if tensor.is_floating_point() else tensor.dtype
+    return tensor.detach().to(dtype=dtype, copy=True).numpy()
+
+
 def read_pytorch_bin(path):
-    """All tensors of a `pytorch_model.bin` (needs PyTorch) as float32/int NumPy arrays."""
+    """The tensors of a `pytorch_model.bin` (needs PyTorch) as `LazyTensor`s, read (as float32
+    or integer NumPy arrays) only when converted with `np.asarray`."""
     require_file(path, "PyTorch weights")
     try:
         import torch
@@ -218,13 +239,20 @@ def read_pytorch_bin(path):
             "Alternatively save the model with safetensors (`save_pretrained` does by default)."
         ) from None
     try:
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            # Memory-mapped: only the tensor being converted is read.
+            state_dict = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as e:
+            if "mmap" not in str(e):
+                raise
+            # The legacy (pre-zip) format cannot be mapped: read it whole.
+            state_dict = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for corrupt or unsafe pickles.
         raise ValueError(f"Could not read PyTorch weights {path!r}: {e}") from e
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise ValueError(f"{path!r} does not hold a state dict (a mapping of names to tensors).")
     return {
-        key: (value.detach().float() if value.is_floating_point() else value.detach()).numpy()
+        key: LazyTensor(value.shape, functools.partial(_torch_to_numpy, value), f"tensor {key} in {path!r}")
         for key, value in state_dict.items()
     }
 
@@ -375,24 +403,69 @@ def convert_hf_to_preset(hf_dir, preset_dir, overwrite=False):
     return backbone, tokenizer
 
 
+def _write_safetensors(path, tensors, metadata):
+    """Writes a float32 `.safetensors` file from `[(name, shape, read), ...]`, one tensor at a
+    time (`read()` gives its array): the header first, then each tensor's bytes in turn.
+
+    `safetensors.numpy.save_file` takes every tensor at once, which would hold a second copy of
+    the model while exporting; the format is simple enough to stream (an 8-byte little-endian
+    header length, the JSON header padded to 8 bytes, the data), and `_check_safetensors` reads
+    the result back with the safetensors library itself.
+    """
+    header, offset = {"__metadata__": metadata}, 0
+    for name, shape, _ in tensors:
+        size = 4 * int(np.prod(shape))
+        header[name] = {"dtype": "F32", "shape": [int(s) for s in shape], "data_offsets": [offset, offset + size]}
+        offset += size
+    encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    encoded += b" " * (-len(encoded) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(encoded)))
+        f.write(encoded)
+        for name, shape, read in tensors:
+            array = np.ascontiguousarray(read(), dtype="<f4")
+            if array.shape != tuple(shape):
+                raise ValueError(f"Tensor {name} has shape {list(array.shape)}, expected {list(shape)}.")
+            array.tofile(f)
+            del array
+
+
+def _check_safetensors(path, expected_shapes):
+    """Reads a written safetensors file's header back with the safetensors library (which also
+    checks that the data fills the file exactly) and compares names and shapes."""
+    from safetensors import safe_open
+
+    with safe_open(path, framework="np") as f:
+        found = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+    if found != expected_shapes:
+        raise ValueError(f"The safetensors file written to {path!r} does not read back as written.")
+
+
 def save_hf_checkpoint(backbone, hf_dir, vocabulary_files=None):
     """Writes `config.json` + `model.safetensors` (float32) that `OpenAIGPTLMHeadModel.from_pretrained`
-    loads, plus `vocab.json` + `merges.txt` when `vocabulary_files = (vocabulary, merges)` is given."""
-    from safetensors.numpy import save_file
+    loads, plus `vocab.json` + `merges.txt` when `vocabulary_files = (vocabulary, merges)` is given.
 
+    The weights are written one tensor at a time. A model already in `hf_dir` is replaced only
+    once the new files are written and read back: if anything fails, the old files stay as
+    they were (see `replace_in_dir`); files `transformers` does not read stay in any case.
+    """
     config = hf_config_from_backbone_config(backbone.get_config())
-    os.makedirs(hf_dir, exist_ok=True)
-    common.clear_output(hf_dir, HF_FILES)
-    state_dict = weights_to_hf_state_dict(backbone_to_weights(backbone))
-    with atomic_path(os.path.join(hf_dir, SAFETENSORS_FILE)) as tmp:
-        # `transformers` refuses safetensors files without this metadata.
-        save_file(state_dict, tmp, metadata={"format": "pt"})
-    if vocabulary_files is not None:
-        from keras_gpt1.tokenizers.vocab_files import write_hf_vocabulary
+    tensors = [
+        (PREFIX + name, tuple(int(s) for s in variable.shape), functools.partial(keras.ops.convert_to_numpy, variable))
+        for name, variable in backbone_variables(backbone).items()
+    ]
+    needed = sum(4 * int(np.prod(shape)) for _, shape, _ in tensors)
+    with replace_in_dir(hf_dir, HF_ENTRIES, "Hugging Face model", needed) as staging:
+        weights_path = os.path.join(staging, SAFETENSORS_FILE)
+        with disk_full_reported("weights", os.path.join(hf_dir, SAFETENSORS_FILE), needed):
+            # `transformers` refuses safetensors files without the "format" metadata.
+            _write_safetensors(weights_path, tensors, {"format": "pt"})
+        if vocabulary_files is not None:
+            from keras_gpt1.tokenizers.vocab_files import write_hf_vocabulary
 
-        write_hf_vocabulary(hf_dir, *vocabulary_files)
-    # Written last: a directory with a config.json looks complete to `from_pretrained`.
-    atomic_write_json(os.path.join(hf_dir, HF_CONFIG_FILE), config)
+            write_hf_vocabulary(staging, *vocabulary_files)
+        atomic_write_json(os.path.join(staging, HF_CONFIG_FILE), config)
+        _check_safetensors(weights_path, {name: shape for name, shape, _ in tensors})
 
 
 def convert_preset_to_hf(preset_dir, hf_dir, overwrite=False):

@@ -130,18 +130,25 @@ def backbone_to_weights(backbone):
     weights["h.0.attn.c_attn.weight"].shape   # (64, 192)
     ```
     """
-    variables = {v.path: v for v in backbone.weights}
     return {
-        name: keras.ops.convert_to_numpy(variables[path]).astype("float32")
-        for name, path in weight_table(backbone.num_layers)
+        name: keras.ops.convert_to_numpy(variable).astype("float32")
+        for name, variable in backbone_variables(backbone).items()
     }
+
+
+def backbone_variables(backbone):
+    """`{canonical name: variable}` for a `GPT1Backbone`, in the table's order."""
+    variables = {v.path: v for v in backbone.weights}
+    return {name: variables[path] for name, path in weight_table(backbone.num_layers)}
 
 
 def weights_to_backbone(weights, backbone, source="checkpoint", display=None):
     """Assigns canonical weights to a `GPT1Backbone`, after checking every name and shape.
 
     Raises `ValueError` naming each missing, unexpected or mis-shaped tensor (both shapes) before
-    anything is assigned, so a failed call leaves the backbone untouched.
+    anything is assigned, so a failed check leaves the backbone untouched. The arrays may be
+    `LazyTensor`s (see `lazy.py`): each is read, assigned and dropped in turn, so no more than one
+    tensor is held beside the model.
 
     Example:
     ```python

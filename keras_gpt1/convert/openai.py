@@ -11,6 +11,7 @@ The layout stores no hyper-parameters: sizes come from the shapes, but the numbe
 so it defaults to `hidden_dim // 64` (GPT-1's head size; 12 for the 117M model).
 """
 
+import functools
 import json
 import os
 import tempfile
@@ -18,6 +19,7 @@ import tempfile
 import numpy as np
 
 from keras_gpt1.convert import common
+from keras_gpt1.convert.lazy import LazyTensor
 from keras_gpt1.convert.mapping import (
     POSITIONS,
     TOKENS,
@@ -79,7 +81,7 @@ def _infer_config(shapes, path, num_heads, dropout):
         if hidden_dim < HEAD_DIM or hidden_dim % HEAD_DIM:
             raise ValueError(
                 f"The original layout stores no head count and hidden size {hidden_dim} is not a "
-                f"multiple of GPT-1's head size {HEAD_DIM}: pass num_heads (--num-heads)."
+                f"multiple of GPT-1's head size {HEAD_DIM}: pass `num_heads`."
             )
         num_heads = hidden_dim // HEAD_DIM
     if hidden_dim % num_heads:
@@ -95,27 +97,48 @@ def _infer_config(shapes, path, num_heads, dropout):
     }
 
 
-def _read_flat_params(openai_dir, total, shapes_path):
-    pieces = []
+def _shard_sizes(openai_dir, total, shapes_path):
+    """`[(path, number of values), ...]` of the ten shards, checked against the shapes' total."""
+    shards = []
     for i in range(NUM_SHARDS):
         path = require_file(os.path.join(openai_dir, PARAMS_FILE.format(i)), "original checkpoint shard")
         try:
-            pieces.append(np.load(path, mmap_mode="r", allow_pickle=False).reshape(-1))
+            # Memory-mapped to read the header only: no data is touched.
+            shards.append((path, np.load(path, mmap_mode="r", allow_pickle=False).size))
         except (OSError, ValueError) as e:
             raise ValueError(f"Could not read {path!r}: {e}") from e
-    held = sum(piece.size for piece in pieces)
+    held = sum(size for _, size in shards)
     if held != total:
         raise ValueError(
             f"{shapes_path!r} describes {total:,} values but "
             f"{PARAMS_FILE.format(0)} … {PARAMS_FILE.format(NUM_SHARDS - 1)} hold {held:,}: "
             "the shapes file does not belong to these shards."
         )
-    return np.concatenate(pieces).astype("float32", copy=False)
+    return shards
+
+
+def _read_values(shards, begin, end, shape, projection):
+    """Values `begin:end` of the flattened checkpoint (they may span shards), as float32 `shape`.
+
+    Each shard is mapped only while its piece is copied out, so no more than one tensor's data
+    stays in memory."""
+    out = np.empty(end - begin, dtype="float32")
+    offset = 0
+    for path, size in shards:
+        low, high = max(begin, offset), min(end, offset + size)
+        if low < high:
+            piece = np.load(path, mmap_mode="r", allow_pickle=False).reshape(-1)
+            out[low - begin : high - begin] = piece[low - offset : high - offset]
+            del piece
+        offset += size
+    out = out.reshape(shape)
+    return out[0] if projection else out
 
 
 def read_openai_checkpoint(openai_dir, num_heads=None, dropout=0.1):
     """`(config, weights)` from an original-layout directory: a `GPT1Backbone` config and canonical
-    weights (`mapping.py` names, `[in, out]` matrices).
+    weights (`mapping.py` names, `[in, out]` matrices) as `LazyTensor`s, each read from the shards
+    when converted with `np.asarray`.
 
     Every shape is checked against the architecture the shapes imply before any data is read;
     errors name the tensor and both shapes.
@@ -143,11 +166,14 @@ def read_openai_checkpoint(openai_dir, num_heads=None, dropout=0.1):
         display=lambda name: f"#{names.index(name)} ({name})",
     )
     sizes = [int(np.prod(shape)) for shape in shapes]
-    flat = _read_flat_params(openai_dir, sum(sizes), shapes_path)
+    shards = _shard_sizes(openai_dir, sum(sizes), shapes_path)
     weights = {}
-    for name, shape, piece in zip(names, shapes, np.split(flat, np.cumsum(sizes)[:-1])):
-        array = piece.reshape(shape)
-        weights[name] = array[0] if is_projection(name) else array
+    begin = 0
+    for index, (name, shape, size) in enumerate(zip(names, shapes, sizes)):
+        projection = is_projection(name)
+        read = functools.partial(_read_values, shards, begin, begin + size, shape, projection)
+        weights[name] = LazyTensor(shape[1:] if projection else shape, read, f"#{index} ({name}) in {openai_dir!r}")
+        begin += size
     return config, weights
 
 

@@ -93,7 +93,7 @@ def build_demo_corpus(path, max_bytes=DEFAULT_MAX_BYTES):
         if not lines:
             raise ValueError(
                 "Could not build the demo corpus: this Python installation has no standard-library "
-                "sources or docs. Pass your own text with --corpus."
+                "sources or docs. Pass your own text as `corpus`."
             )
         atomic_write_text(path, "\n".join(lines) + "\n")
     return path

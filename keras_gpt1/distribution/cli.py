@@ -1,7 +1,8 @@
 """Command-line flags for distributed training, shared by `keras-gpt1 pretrain` and `finetune`.
 
 The library functions take Python arguments (`distribution_scope(mode, mesh)`); this module maps
-`--distribute`, `--mesh` and `--cpu-devices` onto them.
+`--distribute`, `--mesh` and `--cpu-devices` onto them, and `DISTRIBUTION_FLAG_NAMES` maps the
+arguments the library's errors name back onto the flags.
 """
 
 import contextlib
@@ -9,6 +10,13 @@ import contextlib
 from keras_gpt1.distribution.devices import use_virtual_cpu_devices
 from keras_gpt1.distribution.layout import MODES
 from keras_gpt1.distribution.scope import distribution_scope
+
+# For `keras_gpt1.cli.flag_wording`: the distribution arguments whose flag has another name.
+DISTRIBUTION_FLAG_NAMES = {
+    "mode": "--distribute",
+    "count": "--cpu-devices",
+    "use_virtual_cpu_devices(N)": "--cpu-devices N",
+}
 
 
 def add_distribution_arguments(parser):

@@ -7,10 +7,11 @@ import os
 
 import keras
 
+from keras_gpt1.utils.checks import check_integer
+
 _CPU_DEVICE_HINT = (
-    "To try distribution on a CPU-only machine, split the host CPU into virtual devices before "
-    "the backend starts: `--cpu-devices N` on the command line, or "
-    "`keras_gpt1.distribution.use_virtual_cpu_devices(N)` in Python"
+    "To try distribution on a CPU-only machine, split the host CPU into virtual devices with "
+    "`use_virtual_cpu_devices(N)` (keras_gpt1.distribution) before the backend starts"
 )
 
 
@@ -25,9 +26,7 @@ def use_virtual_cpu_devices(count):
     use_virtual_cpu_devices(8)          # first thing in the program
     ```
     """
-    count = int(count)
-    if count < 1:
-        raise ValueError(f"--cpu-devices must be at least 1; got {count}.")
+    count = check_integer("count", count, 1)
     backend = keras.config.backend()
     if backend == "jax":
         import jax
@@ -67,7 +66,7 @@ def _tf_devices():
 
 def _torch_error(mode):
     return ValueError(
-        f"--distribute {mode} is not available on the PyTorch backend: Keras "
+        f"Distribution `mode={mode!r}` is not available on the PyTorch backend: Keras "
         f"{keras.__version__} implements keras.distribution (DataParallel, ModelParallel) for "
         "JAX only (TensorFlow has a prototype), and `fit` has no torch.distributed "
         "integration. Alternatives: KERAS_BACKEND=jax for data or model parallelism; "

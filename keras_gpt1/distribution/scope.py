@@ -199,13 +199,13 @@ def configure_distribution(mode="none", mesh=None, model_config=None, rules=LAYO
     mesh_dims = parse_mesh(mesh) if mesh is not None else None
     if mode == "none":
         if mesh_dims is not None and mesh_dims not in ((1,), (1, 1)):
-            raise ValueError(f"--mesh {mesh} needs --distribute data or --distribute model.")
+            raise ValueError(f"`mesh={mesh!r}` needs `mode='data'` or `mode='model'`.")
         return GPT1Distribution("none", (1, 1))
     if mode == "data" and mesh_dims is not None and len(mesh_dims) == 2 and mesh_dims[1] != 1:
         raise ValueError(
             f"Data parallelism replicates the whole model, so mesh {mesh} cannot have a model "
-            f"axis of {mesh_dims[1]}; use --distribute model --mesh {mesh}, or --mesh "
-            f"{mesh_dims[0] * mesh_dims[1]} for data parallelism."
+            f"axis of {mesh_dims[1]}; use `mode='model'` with `mesh={mesh!r}`, or "
+            f"`mesh='{mesh_dims[0] * mesh_dims[1]}'` for data parallelism."
         )
     if mode == "model" and mesh_dims is not None and len(mesh_dims) == 1:
         raise ValueError(
@@ -270,9 +270,9 @@ def _check_device_count(mesh_dims, count, backend):
 def _configure_tensorflow(mode, mesh_dims, mesh):
     if mode == "model":
         raise ValueError(
-            "Model parallelism (--distribute model) needs the JAX backend: Keras "
+            "Model parallelism (`mode='model'`) needs the JAX backend: Keras "
             f"{keras.__version__}'s TensorFlow keras.distribution is an unsupported DTensor "
-            "prototype. Use KERAS_BACKEND=jax, or --distribute data "
+            "prototype. Use KERAS_BACKEND=jax, or `mode='data'` "
             "(tf.distribute.MirroredStrategy) on TensorFlow."
         )
     import tensorflow as tf

@@ -364,7 +364,7 @@ def _pad_columns(dense, width):
 
 
 def _causal_lm_functions(lm, tokenizer, max_length, default_max_new_tokens):
-    from keras_gpt1.generation.generate import KerasEngine, _Loop
+    from keras_gpt1.generation.decode_loop import DecodeLoop, KerasEngine
     from keras_gpt1.generation.samplers import Greedy
     from keras_gpt1.generation.score import _token_log_likelihoods
 
@@ -403,7 +403,7 @@ def _causal_lm_functions(lm, tokenizer, max_length, default_max_new_tokens):
         # Prefill the prefix that every row has; rows then step through the rest of their prompt.
         # (`total - 1` only matters for an empty batch: the first step must fit in the buffer.)
         prefill = tf.reduce_min(tf.concat([lengths, [total - 1]], 0))
-        loop = _Loop(engine, Greedy(), batch, total, prefill, False, False, vocabulary_size)
+        loop = DecodeLoop(engine, Greedy(), batch, total, prefill, False, False, vocabulary_size)
 
         def decode():
             out = loop.run(tokens, lengths, prefill, ends, tf.constant(0, tf.int32), None)
@@ -648,7 +648,7 @@ def export_in_process(
     output_dir = os.path.abspath(os.fspath(output_dir))
     target = os.path.join(check_not_a_file(output_dir), str(version))
     if os.path.exists(target) and not overwrite:
-        raise ValueError(f"{target!r} already exists: pick another --version, or pass overwrite.")
+        raise ValueError(f"{target!r} already exists: pick another `version`, or pass `overwrite=True`.")
     label_names = None
     if dtype is not None and not isinstance(model, (str, os.PathLike)):
         if not isinstance(model, GPT1CausalLM):

@@ -176,7 +176,8 @@ class _TextStreamer:
 
 
 def run_generate(args):
-    from keras_gpt1.generation.generate import detokenize, generate_ids, normalize_prompts
+    from keras_gpt1.generation.generate import generate_ids
+    from keras_gpt1.generation.prompts import detokenize, normalize_prompts
 
     sampler = _pick_sampler(args)
     stop = _parse_ids(args.stop_token_ids, "--stop-token-ids") if args.stop_token_ids else None

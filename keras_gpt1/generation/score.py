@@ -22,7 +22,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_gpt1.generation.generate import LENGTH_BUCKET, _compile, _round_up, normalize_prompts
+from keras_gpt1.generation.compile_cache import LENGTH_BUCKET, compiled, round_up
+from keras_gpt1.generation.prompts import normalize_prompts
 from keras_gpt1.utils.checks import check_integer
 
 
@@ -112,7 +113,7 @@ def score(lm, inputs, batch_size=8, stride=None):
     scored = [[] for _ in sequences]
     for start in range(0, len(windows), batch_size):
         chunk = windows[start : start + batch_size]
-        length = _round_up(max(ids.size for _, ids, _ in chunk), LENGTH_BUCKET, context)
+        length = round_up(max(ids.size for _, ids, _ in chunk), LENGTH_BUCKET, context)
         rows = -(-len(chunk) // replicas) * replicas
         token_ids = np.zeros((rows, length), "int32")
         padding_mask = np.zeros((rows, length), "int32")
@@ -124,7 +125,7 @@ def score(lm, inputs, batch_size=8, stride=None):
         if distribution is not None:
             layout = distribution.get_data_layout((rows, length))
             inputs = [keras.distribution.distribute_tensor(x, layout) for x in inputs]
-        fns = _compile(lm, ("score", rows, length), lambda: {"score": lambda t, m: _token_log_likelihoods(lm, t, m)})
+        fns = compiled(lm, ("score", rows, length), lambda: {"score": lambda t, m: _token_log_likelihoods(lm, t, m)})
         values = ops.convert_to_numpy(fns["score"](*inputs))
         for row, (i, ids, first) in enumerate(chunk):
             # values[row, j - 1] is the log-likelihood of the window's token j.

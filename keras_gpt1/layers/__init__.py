@@ -1,3 +1,3 @@
 from keras_gpt1.layers.attention import GPT1Attention, causal_attention_mask
-from keras_gpt1.layers.embedding import GPT1Embedding
+from keras_gpt1.layers.embedding import GPT1Embedding, without_random_init
 from keras_gpt1.layers.transformer_block import GPT1Block, keep_rematerialization_on_jax_cpu

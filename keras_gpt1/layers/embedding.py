@@ -1,12 +1,41 @@
+import contextlib
+import contextvars
+
 import keras
 from keras import ops
 
 from keras_gpt1.utils.checks import check_token_ids
 
+_ZEROS_INSTEAD_OF_RANDOM = contextvars.ContextVar("gpt1_zeros_instead_of_random", default=False)
+
 
 def gpt1_initializer(stddev=0.02):
-    """The paper's initialisation for every weight matrix: N(0, 0.02)."""
+    """The paper's initialisation for every weight matrix: N(0, 0.02) (zeros inside
+    `without_random_init`)."""
+    if _ZEROS_INSTEAD_OF_RANDOM.get():
+        return keras.initializers.Zeros()
     return keras.initializers.RandomNormal(mean=0.0, stddev=stddev)
+
+
+@contextlib.contextmanager
+def without_random_init():
+    """Within the block, GPT-1's layers create their weight matrices as zeros, not N(0, 0.02).
+
+    For code that overwrites every weight right after building (the checkpoint converters):
+    drawing 117M random numbers takes seconds and, on JAX, temporaries of several times a
+    tensor's size, all for values thrown away at once.
+
+    Example:
+    ```python
+    with without_random_init():
+        backbone = GPT1Backbone(**config)    # every matrix zero, ready to be assigned
+    ```
+    """
+    token = _ZEROS_INSTEAD_OF_RANDOM.set(True)
+    try:
+        yield
+    finally:
+        _ZEROS_INSTEAD_OF_RANDOM.reset(token)
 
 
 @keras.saving.register_keras_serializable(package="keras_gpt1")

@@ -1,8 +1,10 @@
+import contextlib
+
 import keras
 import keras_hub
 from keras import ops
 
-from keras_gpt1.layers.embedding import GPT1Embedding
+from keras_gpt1.layers.embedding import GPT1Embedding, without_random_init
 from keras_gpt1.layers.transformer_block import GPT1Block, warn_if_rematerialization_is_undone
 from keras_gpt1.models import lora, preset_io
 from keras_gpt1.utils.checks import CheckedInputsMixin, check_token_ids
@@ -214,6 +216,13 @@ class GPT1Backbone(CheckedInputsMixin, keras_hub.models.Backbone):
         ```
         """
         preset = preset_io.resolve_preset(preset_io.as_preset(preset), load_weights)
+        loads_weights = load_weights and (preset_io.is_preset_dir(preset) or preset_io.is_keras_hub_preset(preset))
+        # Weights about to be loaded over every variable: no random draws to throw away.
+        with without_random_init() if loads_weights else contextlib.nullcontext():
+            return cls._from_resolved_preset(preset, load_weights, **kwargs)
+
+    @classmethod
+    def _from_resolved_preset(cls, preset, load_weights, **kwargs):
         if preset_io.is_keras_hub_preset(preset):
             preset_io.check_preset_class(preset, cls)
             preset_io.check_saved_config(preset)

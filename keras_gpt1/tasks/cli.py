@@ -29,10 +29,16 @@ Example:
 """
 
 
+# `finetune` arguments whose flag is not `--` + the name with dashes: the CLI's error messages
+# name the flag (`keras_gpt1.cli.flag_wording`).
+FLAG_NAMES = {"preset": "--from", "label_names": "--labels", "warmup_fraction": "--warmup"}
+
+
 def add_parser(subparsers):
     import argparse
 
     from keras_gpt1.tasks.data import TASKS
+    from keras_gpt1.utils.precision import PRECISIONS
 
     parser = subparsers.add_parser(
         "finetune",
@@ -61,10 +67,15 @@ def add_parser(subparsers):
         "--lora-rank", type=int, metavar="R",
         help="train only rank-R LoRA adapters (each block's c_attn) and the task head; the saved model holds them merged",
     )  # fmt: skip
-    from keras_gpt1.distribution.cli import add_distribution_arguments
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, default="auto",
+        help="auto (default): mixed_bfloat16 for wide models on TensorFlow on a CPU with native bfloat16, "
+        "where it was measured faster; else float32 (docs/finetuning.md)",
+    )  # fmt: skip
+    from keras_gpt1.distribution.cli import DISTRIBUTION_FLAG_NAMES, add_distribution_arguments
 
     add_distribution_arguments(parser)
-    parser.set_defaults(func=run_finetune)
+    parser.set_defaults(func=run_finetune, flag_names={**FLAG_NAMES, **DISTRIBUTION_FLAG_NAMES})
 
     parser = subparsers.add_parser(
         "evaluate",
@@ -117,6 +128,7 @@ def run_finetune(args):
             dropout=args.dropout,
             sequence_length=args.sequence_length,
             seed=args.seed,
+            precision=args.precision,
             verbose=2,
             lora_rank=args.lora_rank,
         )

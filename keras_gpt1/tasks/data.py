@@ -211,7 +211,7 @@ def _text(path, number, row, role, column):
     if column not in row:
         raise ValueError(
             f"{path}:{number}: missing column {column!r} (the {role!r} of the task); "
-            f"the row has {sorted(row)}. Map it with --columns {role}=NAME."
+            f"the row has {sorted(row)}. Map the {role!r} role to a column with `columns`."
         )
     value = row[column]
     if not isinstance(value, str):
@@ -227,7 +227,7 @@ def _choices(path, number, row, column):
     if column not in row:
         raise ValueError(
             f"{path}:{number}: missing column {column!r} (the candidates); the row has "
-            f"{sorted(row)}. Map it with --columns choices=NAME or choices=COL1,COL2,..."
+            f"{sorted(row)}. Map the 'choices' role to a column (or one column per candidate) with `columns`."
         )
     value = row[column]
     if not isinstance(value, list):
@@ -321,7 +321,7 @@ def read_task_file(
             if column not in row:
                 raise ValueError(
                     f"{path}:{number}: missing label column {column!r}; the row has {sorted(row)}. "
-                    "Map it with --columns label=NAME."
+                    "Map the 'label' role to a column with `columns`."
                 )
             value = row[column]
             if value is None or (isinstance(value, str) and not value.strip()):
@@ -346,7 +346,7 @@ def read_task_file(
                 if len(declared) < 2:
                     raise ValueError(
                         f"{path}: every example has the label {declared[0]!r}; a classifier needs "
-                        "at least 2 classes (declare them with --labels)."
+                        "at least 2 classes (declare them with `label_names`)."
                     )
             index = {name: i for i, name in enumerate(declared)}
             for n, k in keys:

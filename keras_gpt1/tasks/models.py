@@ -403,6 +403,7 @@ class GPT1TaskModel(CheckedInputsMixin, keras.Model):
           head built from `kwargs` (e.g. `num_classes=3`). If the preset's tokenizer has more ids
           than the embedding has rows (the start, delimiter and extract tokens of fine-tuning),
           the missing rows are added, drawn N(0, 0.02).
+        - `dtype` (e.g. `"mixed_bfloat16"`) sets the backbone's dtype policy; the head follows it.
 
         Example:
         ```python
@@ -414,7 +415,9 @@ class GPT1TaskModel(CheckedInputsMixin, keras.Model):
         task_path = (
             os.path.join(preset, presets.TASK_CONFIG_FILE) if preset_io.holds_task_model(preset) else None
         )
-        backbone = GPT1Backbone.from_preset(preset, load_weights=load_weights)
+        # A dtype policy (e.g. "mixed_bfloat16") is the backbone's; the head follows it.
+        dtype = {"dtype": kwargs.pop("dtype")} if kwargs.get("dtype") is not None else {}
+        backbone = GPT1Backbone.from_preset(preset, load_weights=load_weights, **dtype)
         tokenizer = kwargs.pop("tokenizer", None) or preset_io.load_tokenizer(preset, load_weights)
         if task_path is not None and os.path.isfile(task_path):
             data = read_json(task_path, "task config")

@@ -21,7 +21,7 @@ from keras_gpt1.data.text_files import is_jsonl, resolve_corpus_files, scan_corp
 from keras_gpt1.tokenizers import _rust
 from keras_gpt1.tokenizers.vocab_files import END_OF_WORD, UNK_TOKEN, write_hf_vocabulary
 from keras_gpt1.utils.checks import check_integer
-from keras_gpt1.utils.files import ensure_writable_dir
+from keras_gpt1.utils.files import check_writable_dir
 
 DEFAULT_MERGES = 40000
 # `_start_`, `_delimiter_`, `_classify_`: GPT1Tokenizer appends them to the trained vocabulary.
@@ -84,7 +84,7 @@ def train_bpe(
     scans = [scan_corpus_file(path, text_field) for path in files]
     characters = sum(scan["characters"] for scan in scans)
     if output_dir is not None:
-        ensure_writable_dir(output_dir)
+        check_writable_dir(output_dir)
 
     plain = all(not p.endswith(".gz") and not is_jsonl(p) for p in files) and not any(s["long_lines"] for s in scans)
     with tempfile.TemporaryDirectory(prefix=".tmp-tokenizer-text-") as work:

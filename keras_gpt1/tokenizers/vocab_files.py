@@ -20,7 +20,7 @@ import json
 import os
 
 from keras_gpt1.presets import MERGES_FILE, VOCAB_FILE
-from keras_gpt1.utils.files import atomic_write_text, read_json, require_file
+from keras_gpt1.utils.files import read_json, replace_in_dir, require_file
 
 UNK_TOKEN = "<unk>"
 END_OF_WORD = "</w>"
@@ -228,7 +228,7 @@ def read_original_vocabulary(encoder_path, bpe_path):
 def write_hf_vocabulary(directory, vocabulary, merges):
     """Writes `vocab.json` (one token a line, in id order) and `merges.txt` into `directory`.
 
-    Returns the two paths. Both files are written atomically.
+    Returns the two paths. The pair replaces an earlier one atomically (both or neither).
 
     Example:
     ```python
@@ -236,14 +236,19 @@ def write_hf_vocabulary(directory, vocabulary, merges):
     ```
     """
     directory = os.fspath(directory)
-    os.makedirs(directory, exist_ok=True)
     merges = normalize_merges(merges)
     check_vocabulary(vocabulary)
     check_merges(vocabulary, merges)
     items = sorted(vocabulary.items(), key=lambda item: item[1])
     body = ",\n".join(f"  {json.dumps(token, ensure_ascii=False)}: {index}" for token, index in items)
+    # Both files are written in full, then swapped in together (see `replace_in_dir`): a failure
+    # at any point (a full disk) leaves the earlier pair as it was, never a new vocabulary beside
+    # old merges.
+    with replace_in_dir(directory, (VOCAB_FILE, MERGES_FILE), "tokenizer") as staging:
+        with open(os.path.join(staging, VOCAB_FILE), "w", encoding="utf-8") as f:
+            f.write("{\n" + body + "\n}\n")
+        with open(os.path.join(staging, MERGES_FILE), "w", encoding="utf-8") as f:
+            f.write(MERGES_HEADER + "\n" + "".join(f"{a} {b}\n" for a, b in merges))
     vocab_path = os.path.join(directory, VOCAB_FILE)
     merges_path = os.path.join(directory, MERGES_FILE)
-    atomic_write_text(vocab_path, "{\n" + body + "\n}\n")
-    atomic_write_text(merges_path, MERGES_HEADER + "\n" + "".join(f"{a} {b}\n" for a, b in merges))
     return vocab_path, merges_path

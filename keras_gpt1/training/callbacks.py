@@ -188,7 +188,7 @@ def latest_checkpoint(directory, verify=True):
         raise ValueError(
             "No valid checkpoint to resume from: "
             + "; ".join(f"{p!r}: {why}" for p, why in skipped)
-            + ". Restore them from a backup, or start over with --restart."
+            + ". Restore them from a backup, or start over with `resume=False`."
         )
     return None
 

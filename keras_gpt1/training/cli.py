@@ -1,4 +1,6 @@
-"""`keras-gpt1 pretrain`: argument parsing for `keras_gpt1.training.pretrain` (which does the work)."""
+"""`keras-gpt1 pretrain`: the flags, mapped onto a `PretrainConfig` for `keras_gpt1.training.pretrain`
+(which does the work); its errors name the flags (`FLAG_NAMES`, `keras_gpt1.cli.flag_wording`).
+"""
 
 DESCRIPTION = """\
 Pretrain GPT-1 with model.fit (next-token loss, the paper's Adam + decoupled weight decay +
@@ -17,7 +19,7 @@ examples:
   keras-gpt1 pretrain --corpus 'books/*.txt' --preset gpt1_tiny --steps 2000 --output runs/books
   keras-gpt1 pretrain --corpus data.jsonl.gz --text-field body --tokenizer my_tokenizer/
   keras-gpt1 pretrain --preset gpt1 --batch-size 64 --gradient-accumulation-steps 16 \\
-      --sequence-length 512 --mixed-bfloat16 --corpus 'books/*.txt' --epochs 1
+      --sequence-length 512 --precision mixed_bfloat16 --corpus 'books/*.txt' --epochs 1
 """
 
 
@@ -33,8 +35,20 @@ DEMO_SETTINGS = {
 }
 
 
+# `PretrainConfig` fields (or field=value) whose flag is not `--` + the name with dashes: the CLI's
+# error messages name the flag.
+FLAG_NAMES = {
+    "global_clipnorm": "--clipnorm",
+    "mixed_precision": "--mixed-bfloat16",
+    "resume=False": "--restart",
+    "tensorboard=False": "--no-tensorboard",
+}
+
+
 def add_parser(subparsers):
     import argparse
+
+    from keras_gpt1.utils.precision import PRECISIONS
 
     parser = subparsers.add_parser(
         "pretrain",
@@ -101,7 +115,14 @@ def add_parser(subparsers):
         default=1,
         help="micro-batches per update; --batch-size must be divisible by it (1)",
     )
-    train.add_argument("--mixed-bfloat16", action="store_true", help="train with the mixed_bfloat16 policy")
+    train.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="auto (default): mixed_bfloat16 for wide models on TensorFlow on a CPU with native bfloat16, "
+        "where it was measured faster; else float32 (docs/pretraining.md)",
+    )
+    train.add_argument("--mixed-bfloat16", action="store_true", help="the same as --precision mixed_bfloat16")
     train.add_argument(
         "--head-chunk-size",
         type=int,
@@ -122,10 +143,10 @@ def add_parser(subparsers):
     run.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard logs")
     run.add_argument("--sample-prompt", default="the function returns", help="prompt of the final sample")
     run.add_argument("--sample-length", type=int, default=40, help="tokens of the final sample (0: none)")
-    from keras_gpt1.distribution.cli import add_distribution_arguments
+    from keras_gpt1.distribution.cli import DISTRIBUTION_FLAG_NAMES, add_distribution_arguments
 
     add_distribution_arguments(parser)
-    parser.set_defaults(func=run_pretrain)
+    parser.set_defaults(func=run_pretrain, flag_names={**FLAG_NAMES, **DISTRIBUTION_FLAG_NAMES})
     return parser
 
 
@@ -139,15 +160,17 @@ def run_pretrain(args):
         keep_rematerialization_on_jax_cpu()
 
     _apply_demo_settings(args)
+    from keras_gpt1.cli import flag_wording
     from keras_gpt1.distribution.cli import distribution_from_args
-    from keras_gpt1.training import pretrain  # first, so the name is the function
-    from keras_gpt1.training.pretrain import main_verbosity
+    from keras_gpt1.training import pretrain
+    from keras_gpt1.training.pretraining import main_verbosity
 
+    config = config_from_args(args, verbose=main_verbosity())  # bad values: refused before any set-up
     try:
         with distribution_from_args(args, preset=args.preset):
-            _pretrain(args, pretrain, main_verbosity())
+            pretrain(config)
     except FloatingPointError as e:  # a diverged run: the message says what to do
-        print(f"keras-gpt1 pretrain: {e}", file=sys.stderr)
+        print(f"keras-gpt1 pretrain: {flag_wording(str(e), args)}", file=sys.stderr)
         return 1
     return 0
 
@@ -162,8 +185,11 @@ def _apply_demo_settings(args):
             setattr(args, name, value if demo else DEFAULT_FLAGS.get(name))
 
 
-def _pretrain(args, pretrain, verbose):
-    pretrain(
+def config_from_args(args, verbose=1):
+    """The `PretrainConfig` of parsed `keras-gpt1 pretrain` flags (after `_apply_demo_settings`)."""
+    from keras_gpt1.training.pretrain_config import ARCHITECTURE_KEYS, PretrainConfig
+
+    return PretrainConfig(
         corpus=args.corpus,
         preset=args.preset,
         tokenizer=args.tokenizer,
@@ -177,17 +203,12 @@ def _pretrain(args, pretrain, verbose):
         weight_decay=args.weight_decay,
         global_clipnorm=args.clipnorm,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
+        precision=args.precision,
         mixed_precision=args.mixed_bfloat16,
         head_chunk_size=args.head_chunk_size,
         rematerialize=args.rematerialize,
         dropout=args.dropout,
-        architecture={
-            "num_layers": args.num_layers,
-            "num_heads": args.num_heads,
-            "hidden_dim": args.hidden_dim,
-            "intermediate_dim": args.intermediate_dim,
-            "max_sequence_length": args.max_sequence_length,
-        },
+        architecture={key: getattr(args, key) for key in ARCHITECTURE_KEYS},
         vocabulary_size=args.vocabulary_size,
         validation_fraction=args.validation_fraction,
         validation_batches=args.validation_batches,

@@ -45,7 +45,7 @@ def check_integer(name, value, low=None, high=None):
 
 def check_number(name, value, low=None, high=None, low_open=False, high_open=False):
     """`value` as a finite `float` in the given range, else a ValueError naming `name`: NaN and
-    infinity (`--learning-rate inf`) are refused, as are bools and strings.
+    infinity (`learning_rate=inf`) are refused, as are bools and strings.
 
     Example:
     ```python

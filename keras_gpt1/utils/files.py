@@ -7,6 +7,7 @@ so a missing or corrupt file is reported by name.
 
 import contextlib
 import errno
+import fnmatch
 import json
 import os
 import shutil
@@ -15,6 +16,8 @@ import time
 
 # Temporaries written beside their final place: `atomic_path` files and `atomic_dir` directories.
 TEMPORARY_PREFIX = ".tmp-"
+# An old directory or file renamed aside while its replacement moves in, deleted right after.
+OLD_PREFIX = ".old-"
 
 
 def _umask():
@@ -44,6 +47,10 @@ def _format_bytes(n):
         n /= 1000
 
 
+class DiskFullError(OSError):
+    """A full disk (`errno.ENOSPC`), with a message naming what was being written and where."""
+
+
 def disk_full_error(what, path, needed_bytes=None):
     """An `OSError(ENOSPC)` that says what was being written, where, and how much space it needs
     (when known) against what is free."""
@@ -52,7 +59,7 @@ def disk_full_error(what, path, needed_bytes=None):
         directory = os.path.dirname(directory)
     free = shutil.disk_usage(directory).free
     need = f"it needs about {_format_bytes(needed_bytes)}, " if needed_bytes else ""
-    return OSError(
+    return DiskFullError(
         errno.ENOSPC,
         f"No space left on the device while writing {what} {os.fspath(path)!r}: {need}"
         f"{_format_bytes(free)} free. Nothing partial was left behind; free some space and retry.",
@@ -60,11 +67,13 @@ def disk_full_error(what, path, needed_bytes=None):
 
 
 @contextlib.contextmanager
-def _disk_full_reported(what, path, needed_bytes):
+def disk_full_reported(what, path, needed_bytes=None):
+    """Turns a full disk inside the block into a `DiskFullError` naming `what` and `path` (the
+    innermost such block names the error: it knows best what was being written)."""
     try:
         yield
     except OSError as e:
-        if e.errno != errno.ENOSPC:
+        if e.errno != errno.ENOSPC or isinstance(e, DiskFullError):
             raise
         raise disk_full_error(what, path, needed_bytes) from None
 
@@ -85,15 +94,103 @@ def atomic_dir(path, what="directory", needed_bytes=None):
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=TEMPORARY_PREFIX + os.path.basename(path) + "-", dir=parent)
     try:
-        with _disk_full_reported(what, path, needed_bytes):
+        with disk_full_reported(what, path, needed_bytes):
             yield tmp
             follow_umask(tmp)
-            if os.path.exists(path):
-                shutil.rmtree(path)
-            os.replace(tmp, path)
+            _swap_into_place(tmp, os.path.abspath(path))
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _swap_into_place(new, path):
+    """Renames the directory `new` onto `path`. An existing `path` is renamed aside first and
+    deleted only once `new` is in place, so that no failure (or crash) between the two loses it;
+    if `new` cannot be moved in, the old directory is moved back."""
+    if not os.path.lexists(path):
+        os.replace(new, path)
+        return
+    aside = tempfile.mkdtemp(prefix=OLD_PREFIX + os.path.basename(path) + "-", dir=os.path.dirname(path))
+    os.rmdir(aside)  # only its unique name is needed: the old directory is renamed there
+    os.rename(path, aside)
+    try:
+        os.rename(new, path)
+    except BaseException:
+        os.rename(aside, path)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _is_owned(name, owned):
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in owned)
+
+
+@contextlib.contextmanager
+def replace_in_dir(directory, owned, what="model", needed_bytes=None):
+    """Yields an empty staging directory inside `directory`; if the block succeeds, the entries
+    written there replace `directory`'s own (those named like `owned`, glob patterns, or like an
+    entry just written), and every other file in `directory` stays as it was.
+
+    The new files are complete (and, if the block checks them, verified) before any old one is
+    touched. The swap renames the old entries into a second staging directory, renames the new
+    ones in, then deletes the old: if a rename fails, what was moved goes back, so an exception
+    at any point (a full disk, a failed check) leaves `directory` byte for byte as it was, with
+    no temporary behind. Staging inside `directory` (not beside it) means the same filesystem as
+    the final place, and only `directory` itself needs to be writable, a mount point included.
+
+    Example:
+    ```python
+    with replace_in_dir("hf_out", ["config.json", "model.safetensors"]) as staging:
+        write_model(staging)
+        verify(staging)          # raising here keeps the old model
+    ```
+    """
+    directory = os.fspath(directory)
+    created = not os.path.exists(directory)
+    os.makedirs(directory, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=TEMPORARY_PREFIX + "new-", dir=directory)
+    aside = None
+    try:
+        with disk_full_reported(what, directory, needed_bytes):
+            yield staging
+            follow_umask(staging)
+            new = sorted(os.listdir(staging))
+            temporaries = {os.path.basename(staging)}
+            aside = tempfile.mkdtemp(prefix=OLD_PREFIX, dir=directory)
+            temporaries.add(os.path.basename(aside))
+            old = [
+                name
+                for name in sorted(os.listdir(directory))
+                if name not in temporaries and (name in new or _is_owned(name, owned))
+            ]
+            _move_entries(directory, aside, old)
+            try:
+                _move_entries(staging, directory, new)
+            except BaseException:
+                _move_entries(aside, directory, old)
+                raise
+    except BaseException:
+        if created:
+            shutil.rmtree(directory, ignore_errors=True)
+        raise
+    finally:
+        for tmp in (staging, aside):
+            if tmp is not None and os.path.exists(tmp):
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _move_entries(source, target, names):
+    """Renames `source/name` to `target/name` for each name; on a failure, the ones already
+    moved go back to `source` before the error propagates."""
+    moved = []
+    try:
+        for name in names:
+            os.rename(os.path.join(source, name), os.path.join(target, name))
+            moved.append(name)
+    except BaseException:
+        for name in reversed(moved):
+            os.rename(os.path.join(target, name), os.path.join(source, name))
+        raise
 
 
 def remove_stale_temporaries(directory, min_age_s=0):
@@ -142,7 +239,7 @@ def atomic_path(path, what="file", needed_bytes=None):
     os.close(fd)
     os.unlink(tmp)  # Some writers refuse to overwrite; let them create the file.
     try:
-        with _disk_full_reported(what, path, needed_bytes):
+        with disk_full_reported(what, path, needed_bytes):
             yield tmp
             follow_umask(tmp)  # some writers (safetensors) create private 0600 files
             os.replace(tmp, path)
@@ -190,6 +287,23 @@ def check_not_a_file(path, what="Output directory"):
     path = os.fspath(path)
     if os.path.exists(path) and not os.path.isdir(path):
         raise ValueError(f"{what} {path!r} is an existing file, not a directory; pick another path.")
+    return path
+
+
+def check_writable_dir(path):
+    """Raises unless `path` is a directory files can be written in, or one that could be created
+    there; creates nothing (a refused command leaves no empty directory behind)."""
+    path = check_not_a_file(path)
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    try:
+        if not os.path.isdir(existing):
+            raise NotADirectoryError(errno.ENOTDIR, f"{existing!r} is a file")
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise PermissionError(f"Output directory {path!r} is not writable: {e.strerror}.") from None
     return path
 
 
