@@ -120,6 +120,19 @@ def test_generate_quick_prints_table(tmp_path):
     assert "keras_gpt1 (tensorflow, float32): streamed / unstreamed tokens/s at batch 1 = " in stdout
     _check_rendered_page(results, tmp_path, "## Generation (tiny", "| keras_gpt1 (tensorflow) | int8 | 2 |",
                          "| tensorflow | float32 | 1 |")
+    # A before/after table: the same contenders' tokens/s from two files, and their ratio.
+    with open(results) as f:
+        before = json.load(f)
+    for row in before["rows"]:
+        row["tokens_per_s"] = row["tokens_per_s"] / 2 if row.get("tokens_per_s") else row.get("tokens_per_s")
+    before_path = tmp_path / "before.json"
+    before_path.write_text(json.dumps(before))
+    page = tmp_path / "compared.md"
+    proc = subprocess.run([sys.executable, os.path.join(TOOLS, "perf_page.py"), "--compare", str(before_path), results,
+                           "--output", str(page)], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    compared = [line for line in page.read_text().splitlines() if line.startswith("| keras_gpt1 · tensorflow · int8")]
+    assert len(compared) == 2 and all(line.endswith("| 2.00× |") for line in compared), compared
 
 
 def test_serve_quick_prints_table(tmp_path):

@@ -142,7 +142,43 @@ def render_serve(data):
 RENDERERS = {"train": render_train, "generate": render_generate, "serve": render_serve}
 
 
-def render(results):
+def _row_key(row):
+    """What identifies a contender across two runs of the same mode."""
+    return tuple(row.get(k) for k in ("library", "contender", "backend", "policy", "jit", "weights", "batch", "sequence"))
+
+
+def _row_label(row):
+    parts = [row.get("contender") or row.get("library"), row.get("backend"), row.get("policy") or row.get("weights")]
+    if row.get("jit") is not None:
+        parts.append(f"jit {row['jit']}")
+    shape = f"{row['batch']} × {row['sequence']}" if row.get("sequence") else f"batch {row.get('batch')}"
+    return " · ".join(str(p) for p in parts if p is not None) + f" · {shape}"
+
+
+def render_comparison(before, after):
+    """Tokens/s of the same contenders in two result files of one mode (e.g. two versions of the
+    library, run one after the other by the same command line), and their ratio."""
+    if before.get("kind") != after.get("kind"):
+        raise ValueError(f"--compare needs two results of one mode; got {before.get('kind')} and {after.get('kind')}")
+    old = {_row_key(r): r for r in before["rows"] if r.get("tokens_per_s")}
+    lines = [
+        f"## Before and after ({after['kind']}): {before.get('label') or before['_path']} → "
+        f"{after.get('label') or after['_path']}", "",
+        f"Machine: {machine_line(after['machine'])}. Commands: `{' '.join(before['command'])}`, then the same "
+        "with the other version of the library on `PYTHONPATH`.", "",
+        "| contender | before tokens/s | after tokens/s | after / before |",
+        "|---|---:|---:|---:|",
+    ]
+    for r in after["rows"]:
+        b = old.get(_row_key(r))
+        if not r.get("tokens_per_s") or not b:
+            continue
+        lines.append(f"| {_row_label(r)} | {_number(b['tokens_per_s'])} | {_number(r['tokens_per_s'])} | "
+                     f"{_number(r['tokens_per_s'] / b['tokens_per_s'], 2, '×')} |")
+    return lines
+
+
+def render(results, comparisons=()):
     lines = INTRO.format(commands="\n".join(COMMANDS)).splitlines()
     if not results:
         lines += ["", "No results yet: this page is to be regenerated with the commands above."]
@@ -153,6 +189,8 @@ def render(results):
         lines += [""] + RENDERERS[data["kind"]](data)
         if data.get("summary"):
             lines += ["", "Ratios computed by the harness:", ""] + [f"- {line}" for line in data["summary"]]
+    for before, after in comparisons:
+        lines += [""] + render_comparison(before, after)
     return "\n".join(lines) + "\n"
 
 
@@ -160,23 +198,28 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", nargs="*", help="JSON files written by `tools/benchmark.py ... --json FILE`")
     parser.add_argument("--output", default=DEFAULT_OUTPUT, help="the page to write (default docs/performance.md)")
+    parser.add_argument("--compare", nargs=2, action="append", default=[], metavar=("BEFORE", "AFTER"),
+                        help="also a before/after table of two result files of one mode (repeatable)")
     args = parser.parse_args(argv)
-    results = []
-    for path in args.results:
-        try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
-            raise SystemExit(f"{path}: cannot read a result file ({e})")
-        data["_path"] = path
-        results.append(data)
-    page = render(results)
+    results = [_load(path) for path in args.results]
+    comparisons = [(_load(before), _load(after)) for before, after in args.compare]
+    page = render(results, comparisons)
     tmp = args.output + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(page)
     os.replace(tmp, args.output)
     print(f"wrote {args.output} from {len(results)} result file(s)")
     return 0
+
+
+def _load(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise SystemExit(f"{path}: cannot read a result file ({e})")
+    data["_path"] = path
+    return data
 
 
 if __name__ == "__main__":
