@@ -486,6 +486,25 @@ def test_a_replaced_directory_survives_a_failure_at_any_point(tmp_path, monkeypa
     assert _tree(tmp_path) == {"export": None, "export/1": None, "export/1/saved_model.pb": b"the new model"}
 
 
+def test_replacing_cleans_staging_left_by_a_killed_writer_but_keeps_old_files(tmp_path):
+    import os
+    import time
+
+    from keras_gpt1.utils.files import STALE_STAGING_S, replace_in_dir
+
+    out = tmp_path / "out"
+    for name in (".tmp-new-killed", ".tmp-new-live", ".old-abc"):
+        (out / name).mkdir(parents=True)
+        (out / name / "model.weights.h5").write_bytes(b"x")
+    old = time.time() - STALE_STAGING_S - 60
+    os.utime(out / ".tmp-new-killed", (old, old))
+    os.utime(out / ".old-abc", (old, old))
+    with replace_in_dir(out, ["model.weights.h5"]) as staging:
+        (tmp_path / "out" / os.path.basename(staging) / "model.weights.h5").write_bytes(b"new")
+    assert sorted(os.listdir(out)) == [".old-abc", ".tmp-new-live", "model.weights.h5"]
+    assert (out / "model.weights.h5").read_bytes() == b"new"
+
+
 @pytest.mark.parametrize("rename_call", [None, 2, 3, 4], ids=["writing", "old aside", "first in", "second in"])
 def test_train_tokenizer_never_leaves_a_mismatched_pair(corpus_files, tmp_path, monkeypatch, rename_call, capsys):
     import errno

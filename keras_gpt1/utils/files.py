@@ -18,6 +18,10 @@ import time
 TEMPORARY_PREFIX = ".tmp-"
 # An old directory or file renamed aside while its replacement moves in, deleted right after.
 OLD_PREFIX = ".old-"
+# A staging directory this old was left by a killed process (a live writer touches its own
+# within seconds), so `replace_in_dir` deletes it. `.old-*` ones are never deleted: after a kill
+# in the middle of a swap they hold the only copy of the earlier files.
+STALE_STAGING_S = 3600
 
 
 def _umask():
@@ -148,6 +152,7 @@ def replace_in_dir(directory, owned, what="model", needed_bytes=None):
     directory = os.fspath(directory)
     created = not os.path.exists(directory)
     os.makedirs(directory, exist_ok=True)
+    remove_stale_temporaries(directory, min_age_s=STALE_STAGING_S)
     staging = tempfile.mkdtemp(prefix=TEMPORARY_PREFIX + "new-", dir=directory)
     aside = None
     try:
