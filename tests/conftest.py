@@ -55,6 +55,20 @@ def pretrain_kwargs(data, output, **overrides):
     return kwargs
 
 
+def file_tree(directory):
+    """Every entry under `directory` (hidden ones included): `{relative path: file bytes, or None
+    for a folder}`, to compare a directory before and after a failed write."""
+    root = os.fspath(directory)
+    found = {}
+    for parent, dirs, files in os.walk(root):
+        for name in dirs:
+            found[os.path.relpath(os.path.join(parent, name), root)] = None
+        for name in files:
+            with open(os.path.join(parent, name), "rb") as f:
+                found[os.path.relpath(os.path.join(parent, name), root)] = f.read()
+    return found
+
+
 def to_numpy(x):
     return keras.ops.convert_to_numpy(x)
 

@@ -18,7 +18,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 from safetensors.numpy import load_file, save_file  # noqa: E402
 
-from conftest import random_inputs, to_numpy  # noqa: E402
+from conftest import file_tree, random_inputs, to_numpy  # noqa: E402
 from keras_gpt1 import GPT1Backbone, GPT1CausalLM  # noqa: E402
 from keras_gpt1.cli import main  # noqa: E402
 from keras_gpt1.convert import (  # noqa: E402
@@ -608,19 +608,6 @@ def test_truncated_safetensors_names_the_file_and_tensor(hf_copy, tmp_path):
 # === Replacing a model (--overwrite) never loses the old one ===
 
 
-def tree(directory):
-    """Every entry under `directory` (hidden ones included): file bytes, or None for a folder."""
-    root = os.fspath(directory)
-    found = {}
-    for parent, dirs, files in os.walk(root):
-        for name in dirs:
-            found[os.path.relpath(os.path.join(parent, name), root)] = None
-        for name in files:
-            with open(os.path.join(parent, name), "rb") as f:
-                found[os.path.relpath(os.path.join(parent, name), root)] = f.read()
-    return found
-
-
 @pytest.fixture
 def two_presets(hf_copy, tmp_path):
     """Two presets with tokenizers and different weights: the old model and its replacement."""
@@ -681,7 +668,7 @@ def test_to_hf_overwrite_failing_midway_keeps_the_old_model(where, two_presets, 
     import keras_gpt1.convert.hf as hf
     from keras_gpt1.tokenizers import vocab_files
 
-    before = tree(old_hf_dir)
+    before = file_tree(old_hf_dir)
     siblings = sorted(os.listdir(old_hf_dir.parent))
     if where == "weights, disk full":
         monkeypatch.setattr(hf, "_write_safetensors", partial_weights_then_disk_full)
@@ -700,7 +687,7 @@ def test_to_hf_overwrite_failing_midway_keeps_the_old_model(where, two_presets, 
     if where == "weights, disk full":
         assert "No space left on the device while writing weights" in str(info.value)
         assert "model.safetensors" in str(info.value)
-    assert tree(old_hf_dir) == before  # byte for byte, and no temporary left inside
+    assert file_tree(old_hf_dir) == before  # byte for byte, and no temporary left inside
     assert sorted(os.listdir(old_hf_dir.parent)) == siblings  # nor beside it
     reloaded = transformers.OpenAIGPTLMHeadModel.from_pretrained(old_hf_dir)
     old = load_file(os.path.join(old_hf_dir, "model.safetensors"))
@@ -723,7 +710,7 @@ def test_preset_overwrite_failing_midway_keeps_the_old_preset(where, two_presets
 
     old = two_presets[0]
     (old / "README.md").write_text("notes")
-    before = tree(old)
+    before = file_tree(old)
     if where == "weights":
         def disk_full(self, preset_dir, **kwargs):
             with open(os.path.join(preset_dir, "model.weights.h5"), "wb") as f:
@@ -740,5 +727,5 @@ def test_preset_overwrite_failing_midway_keeps_the_old_preset(where, two_presets
         convert_hf_to_preset(hf_copy, old, overwrite=True)
     if where == "weights":
         assert "No space left on the device while writing preset" in str(info.value)
-    assert tree(old) == before
+    assert file_tree(old) == before
     assert sorted(os.listdir(tmp_path)) == sorted(["hf_copy", "new_hf", "new_preset", "old_preset"])

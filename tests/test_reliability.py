@@ -4,7 +4,7 @@ silent wrong result or a raw traceback), and no work is lost. See docs/reliabili
 import numpy as np
 import pytest
 
-from conftest import TINY_CONFIG
+from conftest import TINY_CONFIG, file_tree
 from keras_gpt1.cli import main as cli_main
 from keras_gpt1.utils.checks import as_int32_ids
 
@@ -433,19 +433,6 @@ def test_an_output_that_is_an_existing_file_is_named_not_called_unwritable(hf_pr
 # === Replacing an output never loses the old one ===
 
 
-def _tree(directory):
-    import os
-
-    found = {}
-    for parent, dirs, files in os.walk(directory):
-        for name in dirs:
-            found[os.path.relpath(os.path.join(parent, name), directory)] = None
-        for name in files:
-            with open(os.path.join(parent, name), "rb") as f:
-                found[os.path.relpath(os.path.join(parent, name), directory)] = f.read()
-    return found
-
-
 def _fail_on_call(monkeypatch, module, name, call, code=5):
     real, count = getattr(module, name), [0]
 
@@ -469,7 +456,7 @@ def test_a_replaced_directory_survives_a_failure_at_any_point(tmp_path, monkeypa
     target = tmp_path / "export" / "1"
     target.mkdir(parents=True)
     (target / "saved_model.pb").write_bytes(b"the old model")
-    before = _tree(tmp_path)
+    before = file_tree(tmp_path)
     if where != "writing":
         _fail_on_call(monkeypatch, os, "rename", 1 if where == "moving the old aside" else 2)
     with pytest.raises(OSError, match="injected failure"):
@@ -478,12 +465,12 @@ def test_a_replaced_directory_survives_a_failure_at_any_point(tmp_path, monkeypa
                 f.write(b"the new model")
             if where == "writing":
                 raise OSError(5, "injected failure while writing")
-    assert _tree(tmp_path) == before
+    assert file_tree(tmp_path) == before
     monkeypatch.undo()
     with atomic_dir(target, "SavedModel") as tmp:
         with open(os.path.join(tmp, "saved_model.pb"), "wb") as f:
             f.write(b"the new model")
-    assert _tree(tmp_path) == {"export": None, "export/1": None, "export/1/saved_model.pb": b"the new model"}
+    assert file_tree(tmp_path) == {"export": None, "export/1": None, "export/1/saved_model.pb": b"the new model"}
 
 
 def test_replacing_cleans_staging_left_by_a_killed_writer_but_keeps_old_files(tmp_path):
@@ -515,7 +502,7 @@ def test_train_tokenizer_never_leaves_a_mismatched_pair(corpus_files, tmp_path, 
     corpus, output = str(corpus_files / "plain.txt"), tmp_path / "tok"
     assert cli_main(["train-tokenizer", "--input", corpus, "--merges", "20", "--output", str(output)]) == 0
     (output / "README.md").write_text("mine")
-    before = _tree(tmp_path)
+    before = file_tree(tmp_path)
     if rename_call is None:  # the disk fills up while merges.txt is written, after vocab.json
         opened = []
 
@@ -532,7 +519,7 @@ def test_train_tokenizer_never_leaves_a_mismatched_pair(corpus_files, tmp_path, 
     monkeypatch.undo()
     err = capsys.readouterr().err
     assert code == 1 and f"No space left on the device while writing tokenizer {str(output)!r}" in err, err
-    assert _tree(tmp_path) == before
+    assert file_tree(tmp_path) == before
     assert cli_main(["train-tokenizer", "--input", corpus, "--merges", "30", "--output", str(output)]) == 0
     assert sorted(os.listdir(output)) == ["README.md", "merges.txt", "vocab.json"]
     assert len((output / "merges.txt").read_text().splitlines()) == 1 + 30
