@@ -441,7 +441,7 @@ def test_export_dtype_errors(lm_preset, task_exports, tmp_path):
         with pytest.raises(ValueError, match=r"Unknown export dtype .*float32, bfloat16, int8"):
             export_saved_model(str(lm_preset), str(tmp_path / "o"), dtype=bad)
     classifier, _ = task_exports["classification"]
-    with pytest.raises(ValueError, match="--dtype int8 applies to causal LMs"):
+    with pytest.raises(ValueError, match="`dtype='int8'` applies to causal LMs"):  # the Python argument
         export_saved_model(classifier, str(tmp_path / "o"), dtype="int8")
     quantized = tmp_path / "int8_preset"
     _library_lm(lm_preset, "int8").save_to_preset(str(quantized))

@@ -257,7 +257,8 @@ def load_model(preset_dir, dtype=None):
 def _check_dtype_applies(dtype, what):
     if dtype is not None:
         raise ValueError(
-            f"--dtype {dtype} applies to causal LMs; this is {what}. Leave --dtype out to export it in its own weights."
+            f"`dtype={dtype!r}` applies to causal LMs; this is {what}. Leave `dtype` out to export it in its "
+            "own weights."
         )
 
 
@@ -277,7 +278,7 @@ def with_export_dtype(lm, dtype):
             return lm
         raise ValueError(
             f"The model is already quantized ({', '.join(sorted(modes))}): it cannot be exported with "
-            f"--dtype {dtype}. Leave --dtype out to export it as it is."
+            f"`dtype={dtype!r}`. Leave `dtype` out to export it as it is."
         )
     if dtype == "int8":
         import warnings
