@@ -66,10 +66,6 @@ class KerasEngine:
         return tuple((ops.take(k, indices, axis=0), ops.take(v, indices, axis=0)) for k, v in cache)
 
 
-# The row count oneDNN lays float32 weights out for. On this project's 2-core AVX2 machine,
-# weights laid out for 8 rows multiplied 1, 32 and 256 rows (a decode step, a beam batch, a
-
-
 def _uniform(seed, step, shape):
     """Uniform noise in [0, 1) from `(seed, step)`, stateless so it can live inside a compiled loop."""
     backend = keras.config.backend()
