@@ -435,7 +435,7 @@ def train_main(args):
             rows.append(record)
         write_results(args.json, "train", dict(
             config="tiny" if args.quick else "117M", steps=args.steps, rounds=args.rounds, warmup=args.warmup,
-            peak_gflops=peak_gflops), ceilings, rows, sys.argv[1:])
+            peak_gflops=peak_gflops), ceilings, rows, sys.argv[2:])  # argv[1] is the mode, already recorded
     return 0 if all(row for _, _, row, *_ in table) else 1
 
 
