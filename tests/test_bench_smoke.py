@@ -52,6 +52,8 @@ def test_train_quick_prints_table(tmp_path):
     assert 0 < float(cells["peak RSS GiB"]) < 64
     assert cells["MFU"].endswith("%")
     assert any(line.startswith("ceilings at start: matmul GFLOP/s: TF fp32") for line in lines)
+    with open(results) as f:  # the recorded command reruns as written: the mode once
+        assert json.load(f)["command"][:3] == ["tools/benchmark.py", "train", "--quick"]
     _check_rendered_page(results, tmp_path, "## Training (tiny)", "| keras_gpt1 | tensorflow | float32 |")
 
 
