@@ -341,7 +341,7 @@ def _fmt_ratio(ours, peer):
     return f"{ours / peer:.2f}x" if ours and peer else "-"
 
 
-def train_main(args):
+def train_main(args, argv):
     from ceilings import format_ceilings, machine_summary, measure_ceilings_subprocess
 
     cfg = TINY if args.quick else FULL
@@ -435,7 +435,7 @@ def train_main(args):
             rows.append(record)
         write_results(args.json, "train", dict(
             config="tiny" if args.quick else "117M", steps=args.steps, rounds=args.rounds, warmup=args.warmup,
-            peak_gflops=peak_gflops), ceilings, rows, sys.argv[2:])  # argv[1] is the mode, already recorded
+            peak_gflops=peak_gflops), ceilings, rows, argv)
     return 0 if all(row for _, _, row, *_ in table) else 1
 
 
@@ -519,7 +519,7 @@ def main(argv=None):
         args.rounds = 1 if args.quick else 2
     if len(args.levers) > 1 and "shipped" not in args.levers:
         args.levers.insert(0, "shipped")  # what every lever is measured against
-    return train_main(args)
+    return train_main(args, argv[1:])  # argv[0] is the mode, recorded apart
 
 
 if __name__ == "__main__":
