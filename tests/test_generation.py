@@ -317,7 +317,7 @@ def test_streaming_gives_each_rows_tokens_in_order_with_the_same_output(lm, gree
     generate_module = importlib.import_module("keras_gpt1.generation.generate")
 
     monkeypatch.setattr(generate_module, "STREAM_CHUNK", chunk)
-    monkeypatch.setattr(generate_module, "STREAM_INTERVAL", 0.0)  # every chunk STREAM_CHUNK steps
+    monkeypatch.setattr(generate_module, "STREAM_INTERVAL", 0.0)  # chunks from `chunk` steps up
     ids, lengths = greedy_run["token_ids"], greedy_run["lengths"]
     stop = int(ids[0, PROMPT_LENGTHS[0] + 1])  # row 0 stops early; the others keep going
     reference = generate_ids(lm, _prompts(), max_new_tokens=NEW_TOKENS, stop_token_ids=[stop])
@@ -330,6 +330,28 @@ def test_streaming_gives_each_rows_tokens_in_order_with_the_same_output(lm, gree
     for i, p in enumerate(PROMPT_LENGTHS):
         row = [int(t) for t in streamed[:, i] if t >= 0]
         assert row == reference["token_ids"][i, p : reference["lengths"][i]].tolist(), i
+
+
+def test_streamed_chunks_grow_until_the_per_call_cost_is_small():
+    """`next_chunk` sizes streamed chunks from `(steps, seconds)` timings: it fits the per-call
+    and per-step costs and keeps the per-call cost within STREAM_OVERHEAD of a chunk's steps."""
+    import importlib
+
+    g = importlib.import_module("keras_gpt1.generation.generate")
+    first = g.STREAM_CHUNK
+    assert g.next_chunk([]) == first
+    assert g.next_chunk([(first, 1.0)]) == 2 * first  # a second size, to fit the line
+    # 0.2 s a call (int8 weights converted by XLA per call), 30 ms a step.
+    chunk = g.next_chunk([(first, 0.2 + first * 0.03), (2 * first, 0.2 + 2 * first * 0.03)])
+    assert chunk == int(np.ceil(0.2 / (g.STREAM_OVERHEAD * 0.03)))
+    assert 0.2 / (chunk * 0.03) <= g.STREAM_OVERHEAD
+    # No per-call cost and 1 ms steps: as many steps as fit in STREAM_INTERVAL.
+    assert abs(g.next_chunk([(first, first * 1e-3), (2 * first, 2 * first * 1e-3)]) - g.STREAM_INTERVAL / 1e-3) <= 1
+    # Slow steps and no per-call cost: the smallest chunk, so tokens show as they come.
+    assert g.next_chunk([(first, first * 0.1), (2 * first, 2 * first * 0.1), (first, first * 0.1)]) == first
+    # Noise that makes the second chunk faster than the first (a negative slope) is read as
+    # no per-call cost, never as a negative step.
+    assert g.next_chunk([(first, 1.0), (2 * first, 0.5)]) == first
 
 
 @pytest.mark.skipif(BACKEND != "torch", reason="the host-side step loop runs on PyTorch")

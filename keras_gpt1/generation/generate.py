@@ -12,7 +12,7 @@ Per backend:
 
 With a `streamer` callback, JAX and TensorFlow run the same compiled loop in chunks of steps
 and hand each chunk's tokens to the streamer when it finishes: one compiled call per chunk
-(sized to the measured pace, see `STREAM_INTERVAL`) instead of one per token, so streaming costs
+(sized from the measured cost of a call and of a step, see `next_chunk`) instead of one per token, so streaming costs
 about what the fully compiled loop does (`tools/bench_generate.py` measures the ratio). PyTorch
 runs its step loop eagerly anyway and streams every step.
 
@@ -37,12 +37,16 @@ from keras_gpt1.generation.samplers import Beam, get_sampler
 from keras_gpt1.generation.torch_engine import EngineUnavailable, TorchEngine, cached_torch_engine
 from keras_gpt1.utils.checks import as_int32_ids, check_integer
 
-# Streaming on JAX and TensorFlow: each compiled call costs a dispatch and a read-back, so the
-# loop runs in chunks of steps. The first chunk has STREAM_CHUNK steps (the first tokens show
-# at once); later ones as many as the measured pace fits in STREAM_INTERVAL seconds (at least
-# STREAM_CHUNK), so a fast model streams in a few calls and a slow one in bursts a person reads.
+# Streaming on JAX and TensorFlow: each compiled call costs a fixed amount on top of its steps (a
+# dispatch and a read-back, and, for int8 or bfloat16 weights on a CPU, XLA converting every
+# weight to a wider type once per call, outside its loop), so the loop runs in chunks of steps.
+# The first chunk has STREAM_CHUNK steps (the first tokens show at once), the second twice as
+# many, and from the two timings `next_chunk` separates the per-call cost from the per-step
+# cost. Later chunks are as long as the pace fits in STREAM_INTERVAL seconds, and long enough
+# that the per-call cost stays within STREAM_OVERHEAD of the chunk's steps.
 STREAM_CHUNK = 8
 STREAM_INTERVAL = 0.2
+STREAM_OVERHEAD = 0.1
 
 
 def make_engine(lm, engine="auto"):
@@ -240,14 +244,13 @@ def _stream_in_chunks(fns, args, streamer, lengths, end):
     state = fns["init"](*args)
     _stream(streamer, state, None, lengths)
     shown = int(ops.convert_to_numpy(state["index"]))
-    chunk = STREAM_CHUNK
+    timings = []  # (steps, seconds) of each chunk call
     while shown < end and not bool(ops.convert_to_numpy(ops.all(state["done"]))):
-        limit = ops.convert_to_tensor(np.int32(min(shown + chunk, end)))
+        limit = ops.convert_to_tensor(np.int32(min(shown + next_chunk(timings), end)))
         start = time.perf_counter()
         state = fns["chunk"](state, limit)
         index = int(ops.convert_to_numpy(state["index"]))
-        steps_per_second = (index - shown) / max(time.perf_counter() - start, 1e-9)
-        chunk = max(STREAM_CHUNK, int(steps_per_second * STREAM_INTERVAL))
+        timings.append((index - shown, time.perf_counter() - start))
         tokens = ops.convert_to_numpy(state["tokens"])
         out_len = ops.convert_to_numpy(state["out_len"])
         for j in range(shown + 1, index + 1):
@@ -257,6 +260,26 @@ def _stream_in_chunks(fns, args, streamer, lengths, end):
             streamer(np.where(fresh, tokens[:, j], -1).astype("int64"))
         shown = index
     return state
+
+
+def next_chunk(timings):
+    """Steps for the next streamed chunk, from the `(steps, seconds)` of the chunks so far.
+
+    A call costs `overhead + steps * step` seconds; a least-squares line through the timings
+    gives both. The chunk is at least STREAM_CHUNK steps, at least what the pace fits in
+    STREAM_INTERVAL, and at least enough steps that `overhead` is within STREAM_OVERHEAD of them.
+    """
+    if not timings:
+        return STREAM_CHUNK
+    steps = np.array([n for n, _ in timings], "float64")
+    seconds = np.array([t for _, t in timings], "float64")
+    if len(set(steps.tolist())) < 2:
+        return 2 * STREAM_CHUNK  # a second size, so the line can be fitted
+    step, overhead = np.polyfit(steps, seconds, 1)
+    if step <= 0:  # noise swamped the per-step cost: treat the time as all steps
+        step, overhead = float(seconds.sum() / steps.sum()), 0.0
+    overhead = max(overhead, 0.0)
+    return int(max(STREAM_CHUNK, STREAM_INTERVAL / step, np.ceil(overhead / (STREAM_OVERHEAD * step))))
 
 
 def _stream(streamer, state, prefill_len, lengths):
