@@ -341,17 +341,26 @@ def test_streamed_chunks_grow_until_the_per_call_cost_is_small():
     first = g.STREAM_CHUNK
     assert g.next_chunk([]) == first
     assert g.next_chunk([(first, 1.0)]) == 2 * first  # a second size, to fit the line
-    # 0.2 s a call (int8 weights converted by XLA per call), 30 ms a step.
-    chunk = g.next_chunk([(first, 0.2 + first * 0.03), (2 * first, 0.2 + 2 * first * 0.03)])
-    assert chunk == int(np.ceil(0.2 / (g.STREAM_OVERHEAD * 0.03)))
-    assert 0.2 / (chunk * 0.03) <= g.STREAM_OVERHEAD
+    # A first chunk slower than the second compiled the loop: it is left out, and one more
+    # size is measured.
+    compiled = (first, 30.0)
+    assert g.next_chunk([compiled, (2 * first, 1.0)]) == 4 * first
+    # 0.2 s a call (int8 weights converted by XLA per call), 30 ms a step; measured after a
+    # first call that did not compile, and after one that did.
+    def cost(steps):
+        return (steps, 0.2 + steps * 0.03)
+
+    for timings in ([cost(first), cost(2 * first)], [compiled, cost(2 * first), cost(4 * first)]):
+        size = g.next_chunk(timings)
+        assert size == int(np.ceil(0.2 / (g.STREAM_OVERHEAD * 0.03)))
+        assert 0.2 / (size * 0.03) <= g.STREAM_OVERHEAD
     # No per-call cost and 1 ms steps: as many steps as fit in STREAM_INTERVAL.
     assert abs(g.next_chunk([(first, first * 1e-3), (2 * first, 2 * first * 1e-3)]) - g.STREAM_INTERVAL / 1e-3) <= 1
     # Slow steps and no per-call cost: the smallest chunk, so tokens show as they come.
     assert g.next_chunk([(first, first * 0.1), (2 * first, 2 * first * 0.1), (first, first * 0.1)]) == first
-    # Noise that makes the second chunk faster than the first (a negative slope) is read as
-    # no per-call cost, never as a negative step.
-    assert g.next_chunk([(first, 1.0), (2 * first, 0.5)]) == first
+    # Noise that leaves the per-step cost negative is read as no per-call cost, never as a
+    # negative step.
+    assert g.next_chunk([(first, 1.0), (2 * first, 1.2), (first, 2.0)]) == first
 
 
 @pytest.mark.skipif(BACKEND != "torch", reason="the host-side step loop runs on PyTorch")

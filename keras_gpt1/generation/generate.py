@@ -42,7 +42,7 @@ from keras_gpt1.utils.checks import as_int32_ids, check_integer
 # weight to a wider type once per call, outside its loop), so the loop runs in chunks of steps.
 # The first chunk has STREAM_CHUNK steps (the first tokens show at once), the second twice as
 # many, and from the two timings `next_chunk` separates the per-call cost from the per-step
-# cost. Later chunks are as long as the pace fits in STREAM_INTERVAL seconds, and long enough
+# cost (when the first call compiled, it measures a third chunk instead). Later chunks are as long as the pace fits in STREAM_INTERVAL seconds, and long enough
 # that the per-call cost stays within STREAM_OVERHEAD of the chunk's steps.
 STREAM_CHUNK = 8
 STREAM_INTERVAL = 0.2
@@ -246,7 +246,11 @@ def _stream_in_chunks(fns, args, streamer, lengths, end):
     shown = int(ops.convert_to_numpy(state["index"]))
     timings = []  # (steps, seconds) of each chunk call
     while shown < end and not bool(ops.convert_to_numpy(ops.all(state["done"]))):
-        limit = ops.convert_to_tensor(np.int32(min(shown + next_chunk(timings), end)))
+        chunk = next_chunk(timings)
+        # A tail shorter than half a chunk joins this chunk: one call fewer, each paying the
+        # per-call cost.
+        limit = end if end - shown < chunk + chunk // 2 else shown + chunk
+        limit = ops.convert_to_tensor(np.int32(limit))
         start = time.perf_counter()
         state = fns["chunk"](state, limit)
         index = int(ops.convert_to_numpy(state["index"]))
@@ -266,15 +270,19 @@ def next_chunk(timings):
     """Steps for the next streamed chunk, from the `(steps, seconds)` of the chunks so far.
 
     A call costs `overhead + steps * step` seconds; a least-squares line through the timings
-    gives both. The chunk is at least STREAM_CHUNK steps, at least what the pace fits in
-    STREAM_INTERVAL, and at least enough steps that `overhead` is within STREAM_OVERHEAD of them.
+    gives both. A first chunk that took longer than the second (twice its steps) compiled the
+    loop, and is left out. The chunk is at least STREAM_CHUNK steps, at least what the pace fits
+    in STREAM_INTERVAL, and at least enough steps that `overhead` is within STREAM_OVERHEAD of
+    them.
     """
+    if len(timings) >= 2 and timings[0][1] >= timings[1][1]:
+        timings = timings[1:]
     if not timings:
         return STREAM_CHUNK
     steps = np.array([n for n, _ in timings], "float64")
     seconds = np.array([t for _, t in timings], "float64")
     if len(set(steps.tolist())) < 2:
-        return 2 * STREAM_CHUNK  # a second size, so the line can be fitted
+        return 2 * timings[-1][0]  # another size, so the line can be fitted
     step, overhead = np.polyfit(steps, seconds, 1)
     if step <= 0:  # noise swamped the per-step cost: treat the time as all steps
         step, overhead = float(seconds.sum() / steps.sum()), 0.0
