@@ -46,7 +46,7 @@ from keras_gpt1.utils.checks import as_int32_ids, check_integer
 # that the per-call cost stays within STREAM_OVERHEAD of the chunk's steps.
 STREAM_CHUNK = 8
 STREAM_INTERVAL = 0.2
-STREAM_OVERHEAD = 0.1
+STREAM_OVERHEAD = 0.05
 
 
 def make_engine(lm, engine="auto"):
@@ -247,9 +247,9 @@ def _stream_in_chunks(fns, args, streamer, lengths, end):
     timings = []  # (steps, seconds) of each chunk call
     while shown < end and not bool(ops.convert_to_numpy(ops.all(state["done"]))):
         chunk = next_chunk(timings)
-        # A tail shorter than half a chunk joins this chunk: one call fewer, each paying the
+        # A tail shorter than a chunk joins this chunk: one call fewer, each paying the
         # per-call cost.
-        limit = end if end - shown < chunk + chunk // 2 else shown + chunk
+        limit = end if end - shown < 2 * chunk else shown + chunk
         limit = ops.convert_to_tensor(np.int32(limit))
         start = time.perf_counter()
         state = fns["chunk"](state, limit)
