@@ -363,6 +363,28 @@ def test_streamed_chunks_grow_until_the_per_call_cost_is_small():
     assert g.next_chunk([(first, 1.0), (2 * first, 1.2), (first, 2.0)]) == first
 
 
+@pytest.mark.skipif(BACKEND == "torch", reason="PyTorch streams its eager step loop, not chunks")
+def test_streamed_chunk_timings_carry_over_to_the_next_call(lm, monkeypatch):
+    # A later call with the same compiled loop sizes its chunks from the earlier call's timings.
+    import importlib
+
+    generate_module = importlib.import_module("keras_gpt1.generation.generate")
+    seen = []
+    real = generate_module.next_chunk
+
+    def recording(timings):
+        seen.append(len(timings))
+        return real(timings)
+
+    monkeypatch.setattr(generate_module, "STREAM_CHUNK", 1)
+    monkeypatch.setattr(generate_module, "next_chunk", recording)
+    generate_ids(lm, _prompts(), max_new_tokens=NEW_TOKENS, streamer=lambda ids: None)
+    first_call = len(seen)
+    assert first_call >= 1 and seen[0] >= 1  # the call's first chunk was timed
+    generate_ids(lm, _prompts(), max_new_tokens=NEW_TOKENS, streamer=lambda ids: None)
+    assert seen[first_call] > seen[0]  # the second call starts from the first call's timings
+
+
 @pytest.mark.skipif(BACKEND != "torch", reason="the host-side step loop runs on PyTorch")
 def test_gpu_loop_reads_done_every_few_steps_with_the_same_output(lm, greedy_run, monkeypatch):
     """On a GPU the PyTorch loop reads `done` back every 8 steps, not every step, so it runs a

@@ -42,11 +42,14 @@ from keras_gpt1.utils.checks import as_int32_ids, check_integer
 # weight to a wider type once per call, outside its loop), so the loop runs in chunks of steps.
 # The first chunk has STREAM_CHUNK steps (the first tokens show at once), the second twice as
 # many, and from the two timings `next_chunk` separates the per-call cost from the per-step
-# cost (when the first call compiled, it measures a third chunk instead). Later chunks are as long as the pace fits in STREAM_INTERVAL seconds, and long enough
-# that the per-call cost stays within STREAM_OVERHEAD of the chunk's steps.
+# cost (when the first call compiled, it measures a third chunk instead). Later chunks are as
+# long as the pace fits in STREAM_INTERVAL seconds, and long enough that the per-call cost stays
+# within STREAM_OVERHEAD of the chunk's steps. The timings are kept with the compiled loop, so a
+# later call sizes its chunks from its second on, with no measuring chunks.
 STREAM_CHUNK = 8
 STREAM_INTERVAL = 0.2
 STREAM_OVERHEAD = 0.05
+MAX_TIMINGS = 32
 
 
 def make_engine(lm, engine="auto"):
@@ -200,7 +203,9 @@ def generate_ids(
     if not stepwise:
         out = fns["run"](*args)
     elif streamer is not None and keras.config.backend() != "torch":
-        out = loop.outputs(_stream_in_chunks(fns, args, streamer, lengths, int(ends.max()) - 1))
+        # The chunk timings stay with the compiled loop, so later calls size their chunks at once.
+        timings = fns.setdefault("chunk_timings", [])
+        out = loop.outputs(_stream_in_chunks(fns, args, streamer, lengths, int(ends.max()) - 1, timings))
     else:
         state = fns["init"](*args)
         _stream(streamer, state, prefill_len, lengths)
@@ -239,14 +244,19 @@ def _on_gpu(tensor):
     return getattr(device, "type", None) == "cuda"
 
 
-def _stream_in_chunks(fns, args, streamer, lengths, end):
-    """Runs the compiled loop a chunk of steps at a time, streaming each chunk's tokens."""
+def _stream_in_chunks(fns, args, streamer, lengths, end, timings):
+    """Runs the compiled loop a chunk of steps at a time, streaming each chunk's tokens.
+
+    `timings` holds the `(steps, seconds)` of this loop's earlier chunk calls, and gets this
+    call's appended (the last MAX_TIMINGS are kept).
+    """
     state = fns["init"](*args)
     _stream(streamer, state, None, lengths)
     shown = int(ops.convert_to_numpy(state["index"]))
-    timings = []  # (steps, seconds) of each chunk call
+    first = True
     while shown < end and not bool(ops.convert_to_numpy(ops.all(state["done"]))):
-        chunk = next_chunk(timings)
+        chunk = STREAM_CHUNK if first else next_chunk(timings)  # the first tokens show at once
+        first = False
         # A tail shorter than a chunk joins this chunk: one call fewer, each paying the
         # per-call cost.
         limit = end if end - shown < 2 * chunk else shown + chunk
@@ -255,6 +265,7 @@ def _stream_in_chunks(fns, args, streamer, lengths, end):
         state = fns["chunk"](state, limit)
         index = int(ops.convert_to_numpy(state["index"]))
         timings.append((index - shown, time.perf_counter() - start))
+        del timings[:-MAX_TIMINGS]
         tokens = ops.convert_to_numpy(state["tokens"])
         out_len = ops.convert_to_numpy(state["out_len"])
         for j in range(shown + 1, index + 1):
