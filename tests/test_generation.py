@@ -380,7 +380,7 @@ def test_streamed_chunk_timings_carry_over_to_the_next_call(lm, monkeypatch):
     monkeypatch.setattr(generate_module, "next_chunk", recording)
     generate_ids(lm, _prompts(), max_new_tokens=NEW_TOKENS, streamer=lambda ids: None)
     first_call = len(seen)
-    assert first_call >= 1 and seen[0] >= 1  # the call's first chunk was timed
+    assert first_call >= 1
     generate_ids(lm, _prompts(), max_new_tokens=NEW_TOKENS, streamer=lambda ids: None)
     assert seen[first_call] > seen[0]  # the second call starts from the first call's timings
 

@@ -45,7 +45,8 @@ from keras_gpt1.utils.checks import as_int32_ids, check_integer
 # cost (when the first call compiled, it measures a third chunk instead). Later chunks are as
 # long as the pace fits in STREAM_INTERVAL seconds, and long enough that the per-call cost stays
 # within STREAM_OVERHEAD of the chunk's steps. The timings are kept with the compiled loop, so a
-# later call sizes its chunks from its second on, with no measuring chunks.
+# later call sizes every chunk at once, with no measuring chunks (its first token shows after
+# the prefill call either way).
 STREAM_CHUNK = 8
 STREAM_INTERVAL = 0.2
 STREAM_OVERHEAD = 0.05
@@ -253,10 +254,8 @@ def _stream_in_chunks(fns, args, streamer, lengths, end, timings):
     state = fns["init"](*args)
     _stream(streamer, state, None, lengths)
     shown = int(ops.convert_to_numpy(state["index"]))
-    first = True
     while shown < end and not bool(ops.convert_to_numpy(ops.all(state["done"]))):
-        chunk = STREAM_CHUNK if first else next_chunk(timings)  # the first tokens show at once
-        first = False
+        chunk = next_chunk(timings)
         # A tail shorter than a chunk joins this chunk: one call fewer, each paying the
         # per-call cost.
         limit = end if end - shown < 2 * chunk else shown + chunk
