@@ -19,7 +19,7 @@ Usage:
     python tools/bench_generate.py                 # full run (many minutes on a small CPU)
     python tools/bench_generate.py --quick         # tiny config smoke run (seconds per backend)
     python tools/bench_generate.py --backends jax torch --batch-sizes 1 --repeats 3
-    python tools/bench_generate.py --dtypes float32 int8    # the README's table
+    python tools/bench_generate.py --dtypes float32 int8 bfloat16    # the performance page
 """
 
 import argparse

@@ -1,7 +1,7 @@
 """Renders docs/performance.md from the benchmark harness's JSON results.
 
     python tools/benchmark.py train --json results/train.json
-    python tools/benchmark.py generate --dtypes float32 int8 --json results/generate.json
+    python tools/benchmark.py generate --dtypes float32 int8 bfloat16 --json results/generate.json
     python tools/benchmark.py serve --dtypes float32 bfloat16 int8 --json results/serve.json
     python tools/perf_page.py results/*.json   # writes docs/performance.md
 
@@ -20,7 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUTPUT = os.path.join(ROOT, "docs", "performance.md")
 COMMANDS = (
     "python tools/benchmark.py train --json results/train.json",
-    "python tools/benchmark.py generate --dtypes float32 int8 --json results/generate.json",
+    "python tools/benchmark.py generate --dtypes float32 int8 bfloat16 --json results/generate.json",
     "python tools/benchmark.py serve --dtypes float32 bfloat16 int8 --json results/serve.json",
     "python tools/perf_page.py results/train.json results/generate.json results/serve.json",
 )
