@@ -12,9 +12,9 @@ Per backend:
 
 With a `streamer` callback, JAX and TensorFlow run the same compiled loop in chunks of steps
 and hand each chunk's tokens to the streamer when it finishes: one compiled call per chunk
-(sized from the measured cost of a call and of a step, see `next_chunk`) instead of one per token, so streaming costs
-about what the fully compiled loop does (`tools/bench_generate.py` measures the ratio). PyTorch
-runs its step loop eagerly anyway and streams every step.
+(sized from the measured cost of a call and of a step, see `next_chunk`) instead of one per
+token, so streaming costs about what the fully compiled loop does (`tools/bench_generate.py`
+measures the ratio). PyTorch runs its step loop eagerly anyway and streams every step.
 
 Example:
 ```python
