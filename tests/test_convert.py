@@ -202,7 +202,14 @@ def test_openai_layout_default_heads(tmp_path):
 # === Preset -> Hugging Face, and back ===
 
 
-def test_to_hf_round_trip_identical(hf_model, hf_dir, inputs, tmp_path):
+@pytest.mark.parametrize("block_bytes", [16 * 2**20, 1000], ids=["whole tensors", "blocks of rows"])
+def test_to_hf_round_trip_identical(block_bytes, hf_model, hf_dir, inputs, tmp_path, monkeypatch):
+    import functools
+
+    import keras_gpt1.convert.hf as hf
+
+    # Small blocks split every matrix into several writes (the token embedding into 8 rows a block).
+    monkeypatch.setattr(hf, "_variable_blocks", functools.partial(hf._variable_blocks, block_bytes=block_bytes))
     convert_hf_to_preset(hf_dir, tmp_path / "preset")
     convert_preset_to_hf(tmp_path / "preset", tmp_path / "hf")
     model, info = transformers.OpenAIGPTLMHeadModel.from_pretrained(tmp_path / "hf", output_loading_info=True)
@@ -589,6 +596,56 @@ def test_conversion_reads_each_tensor_once_after_the_checks(layout, hf_model, hf
     assert_logits_match(hf_logits(hf_model, inputs), keras_logits(tmp_path / "preset", inputs), inputs["padding_mask"])
 
 
+@pytest.fixture
+def assigned(monkeypatch):
+    """The paths of the Keras variables assigned so far."""
+    import keras
+
+    paths, assign = [], keras.Variable.assign
+
+    def counted(self, value):
+        paths.append(self.path)
+        return assign(self, value)
+
+    monkeypatch.setattr(keras.Variable, "assign", counted)
+    return paths
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_converted_variables_are_created_holding_the_checkpoint_tensors(dtype, assigned):
+    # Not zeros then `assign`: on TensorFlow with oneDNN every assignment leaves a buffer in the
+    # allocator's pool, half a copy of the weights more at the peak (docs/convert.md).
+    import keras
+
+    from keras_gpt1.convert.common import build_backbone
+
+    config = {**KERAS_SMALL, "dtype": dtype}
+    weights = backbone_to_weights(GPT1Backbone(**KERAS_SMALL))
+    backbone = build_backbone(config, weights, "checkpoint")
+    assert assigned == []
+    assert {v.dtype for v in backbone.weights} == {dtype}
+    for name, array in backbone_to_weights(backbone).items():
+        expected = to_numpy(keras.ops.cast(weights[name], dtype)).astype("float32")
+        np.testing.assert_array_equal(array, expected, err_msg=name)
+
+
+def test_converted_variables_are_assigned_if_keras_creates_them_at_once(monkeypatch, assigned):
+    # If a Keras version allocated variables inside a `StatelessScope` (or ignored the swapped
+    # initializer), the build must still hold the checkpoint, not zeros or random draws.
+    import contextlib
+
+    import keras
+
+    from keras_gpt1.convert.common import build_backbone
+
+    monkeypatch.setattr(keras, "StatelessScope", contextlib.nullcontext)
+    weights = backbone_to_weights(GPT1Backbone(**KERAS_SMALL))
+    backbone = build_backbone(KERAS_SMALL, weights, "checkpoint")
+    assert len(assigned) == len(weights) == 26
+    for name, array in backbone_to_weights(backbone).items():
+        np.testing.assert_array_equal(array, weights[name], err_msg=name)
+
+
 def test_a_checkpoint_that_does_not_fit_is_refused_before_any_tensor_is_read(hf_copy, tmp_path, tensor_reads):
     rewrite_safetensors(hf_copy, lambda t: t.pop("transformer.h.0.ln_1.bias"))
     with pytest.raises(ValueError, match="missing tensor"):
@@ -603,6 +660,30 @@ def test_truncated_safetensors_names_the_file_and_tensor(hf_copy, tmp_path):
     with pytest.raises(ValueError, match=r"model\.safetensors"):
         convert_hf_to_preset(hf_copy, tmp_path / "preset")
     assert not (tmp_path / "preset").exists()
+
+
+def test_a_tensor_that_fails_to_read_midway_leaves_nothing_behind():
+    import keras
+
+    from keras_gpt1.convert.common import build_backbone
+    from keras_gpt1.convert.lazy import LazyTensor
+
+    weights = backbone_to_weights(GPT1Backbone(**KERAS_SMALL))
+    reads = []
+
+    def broken():
+        reads.append("h.0.mlp.c_fc.weight")
+        raise ValueError("Could not read tensor h.0.mlp.c_fc.weight: disk gone")
+
+    weights["h.0.mlp.c_fc.weight"] = LazyTensor(weights["h.0.mlp.c_fc.weight"].shape, broken, "c_fc")
+    with pytest.raises(ValueError, match="disk gone"):
+        build_backbone(KERAS_SMALL, weights, "checkpoint")
+    assert reads == ["h.0.mlp.c_fc.weight"]
+    # Nothing of the failed build is left for Keras to create later: the next scope to end
+    # (every JAX training step ends one) would otherwise read the broken tensor again.
+    with keras.StatelessScope():
+        pass
+    assert reads == ["h.0.mlp.c_fc.weight"]
 
 
 # === Replacing a model (--overwrite) never loses the old one ===

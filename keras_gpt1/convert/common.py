@@ -83,18 +83,55 @@ def build_tokenizer(vocabulary, merges, num_token_rows, source, **kwargs):
 
 
 def build_backbone(config, weights, source, display=None):
-    """A `GPT1Backbone` for `config` holding `weights` (checked tensor by tensor first)."""
-    from keras_gpt1.convert.mapping import check_weights, expected_shapes, weights_to_backbone
+    """A `GPT1Backbone` for `config` holding `weights` (checked tensor by tensor first).
+
+    Each variable is created holding its checkpoint tensor, read as the variable is created and
+    then dropped (see `lazy.py`), instead of being created as zeros and assigned: on TensorFlow
+    with its oneDNN optimisations (the x86 default), every buffer an assignment frees stays in
+    TensorFlow's allocator pool, about half a copy of the weights more at the peak. Inside a
+    `StatelessScope`, Keras declares a model's variables without allocating them, and allocates
+    each from its initializer when the scope ends; each initializer is swapped for one that
+    returns the variable's tensor. `_initializer` is private to Keras, so the result is
+    checked: a variable not created from its tensor (a Keras that allocates at once) is
+    assigned instead, and was built as zeros, not random draws.
+    """
+    from keras_gpt1.convert.mapping import backbone_variables, check_weights, expected_shapes
+    from keras_gpt1.layers import without_random_init
     from keras_gpt1.models import GPT1Backbone
 
-    from keras_gpt1.layers import without_random_init
-
-    # Check before building anything, then build with zeros: every weight is assigned next, one
-    # checkpoint tensor at a time (see `lazy.py`), so random draws would be thrown away.
     check_weights(weights, expected_shapes(config), source, display)
-    with without_random_init():
+    created, failures = set(), []
+
+    def initializer(name):
+        def initial_value(shape, dtype=None):
+            # A tensor that fails to read must not raise here, at the scope's end: Keras would
+            # leave the variables after it half-registered, to be created at the next scope's
+            # end anywhere in the process. The error is raised once every variable exists.
+            value = None
+            if not failures:
+                try:
+                    value = np.asarray(weights[name], dtype="float32")
+                    created.add(name)
+                except Exception as e:
+                    failures.append(e)
+            if value is None:
+                value = np.zeros(shape, "float32")
+            return value if dtype in (None, "float32") else keras.ops.cast(value, dtype)
+
+        return initial_value
+
+    with without_random_init(), keras.StatelessScope():
         backbone = GPT1Backbone(**config)
-    return weights_to_backbone(weights, backbone, source, display)
+        variables = backbone_variables(backbone)
+        for name, variable in variables.items():
+            variable._initializer = initializer(name)
+    if failures:
+        raise failures[0]
+    for name, variable in variables.items():
+        if name not in created:
+            # `assign` casts to the variable's dtype (e.g. bfloat16) itself.
+            variable.assign(np.asarray(weights[name], dtype="float32"))
+    return backbone
 
 
 def save_preset(backbone, tokenizer, preset_dir):

@@ -404,8 +404,9 @@ def convert_hf_to_preset(hf_dir, preset_dir, overwrite=False):
 
 
 def _write_safetensors(path, tensors, metadata):
-    """Writes a float32 `.safetensors` file from `[(name, shape, read), ...]`, one tensor at a
-    time (`read()` gives its array): the header first, then each tensor's bytes in turn.
+    """Writes a float32 `.safetensors` file from `[(name, shape, blocks), ...]`, one tensor at a
+    time: `blocks()` yields the tensor's rows (first axis) as arrays, in order. The header goes
+    first, then each tensor's bytes in turn.
 
     `safetensors.numpy.save_file` takes every tensor at once, which would hold a second copy of
     the model while exporting; the format is simple enough to stream (an 8-byte little-endian
@@ -422,12 +423,32 @@ def _write_safetensors(path, tensors, metadata):
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(encoded)))
         f.write(encoded)
-        for name, shape, read in tensors:
-            array = np.ascontiguousarray(read(), dtype="<f4")
-            if array.shape != tuple(shape):
-                raise ValueError(f"Tensor {name} has shape {list(array.shape)}, expected {list(shape)}.")
-            array.tofile(f)
-            del array
+        for name, shape, blocks in tensors:
+            rows = 0
+            for block in blocks():
+                block = np.ascontiguousarray(block, dtype="<f4")
+                if tuple(block.shape[1:]) != tuple(shape[1:]):
+                    raise ValueError(f"Tensor {name} has rows of shape {list(block.shape[1:])}, expected {list(shape[1:])}.")
+                block.tofile(f)
+                rows += block.shape[0] if block.ndim else 1
+            if rows != (shape[0] if shape else 1):
+                raise ValueError(f"Tensor {name} has {rows} rows, expected {list(shape)}.")
+
+
+def _variable_blocks(variable, block_bytes=16 * 2**20):
+    """A variable's rows (first axis) as NumPy arrays of about `block_bytes` each.
+
+    Converting a whole variable to NumPy copies it: on TensorFlow that transient copy of the
+    token embedding (a quarter of GPT-1's weights) came on top of what loading the preset had
+    left in TensorFlow's allocator pool. Blocks keep the transient small on every backend.
+    """
+    rows, row_bytes = variable.shape[0], 4 * int(np.prod(variable.shape[1:]))
+    step = max(1, block_bytes // row_bytes)
+    if step >= rows:  # most tensors: one block, no slicing (on JAX each slice shape compiles)
+        yield keras.ops.convert_to_numpy(variable)
+        return
+    for start in range(0, rows, step):
+        yield keras.ops.convert_to_numpy(variable[start : start + step])
 
 
 def _check_safetensors(path, expected_shapes):
@@ -451,7 +472,7 @@ def save_hf_checkpoint(backbone, hf_dir, vocabulary_files=None):
     """
     config = hf_config_from_backbone_config(backbone.get_config())
     tensors = [
-        (PREFIX + name, tuple(int(s) for s in variable.shape), functools.partial(keras.ops.convert_to_numpy, variable))
+        (PREFIX + name, tuple(int(s) for s in variable.shape), functools.partial(_variable_blocks, variable))
         for name, variable in backbone_variables(backbone).items()
     ]
     needed = sum(4 * int(np.prod(shape)) for _, shape, _ in tensors)

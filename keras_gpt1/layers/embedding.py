@@ -21,7 +21,7 @@ def gpt1_initializer(stddev=0.02):
 def without_random_init():
     """Within the block, GPT-1's layers create their weight matrices as zeros, not N(0, 0.02).
 
-    For code that overwrites every weight right after building (the checkpoint converters):
+    For code that overwrites every weight right after building (loading a preset's weights):
     drawing 117M random numbers takes seconds and, on JAX, temporaries of several times a
     tensor's size, all for values thrown away at once.
 
