@@ -354,6 +354,9 @@ def test_streamed_chunks_grow_until_the_per_call_cost_is_small():
         size = g.next_chunk(timings)
         assert size == int(np.ceil(0.2 / (g.STREAM_OVERHEAD * 0.03)))
         assert 0.2 / (size * 0.03) <= g.STREAM_OVERHEAD
+    # Kept timings start wherever the last MAX_TIMINGS begin: a long chunk before a short one
+    # took longer only because it ran more steps, and stays in the fit.
+    assert g.next_chunk([cost(8 * first), cost(first)]) == int(np.ceil(0.2 / (g.STREAM_OVERHEAD * 0.03)))
     # No per-call cost and 1 ms steps: as many steps as fit in STREAM_INTERVAL.
     assert abs(g.next_chunk([(first, first * 1e-3), (2 * first, 2 * first * 1e-3)]) - g.STREAM_INTERVAL / 1e-3) <= 1
     # Slow steps and no per-call cost: the smallest chunk, so tokens show as they come.

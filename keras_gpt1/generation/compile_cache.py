@@ -37,6 +37,8 @@ def compiled(lm, key, build):
     `build()` returns a dict of plain functions over backend tensors; this wraps each for the
     backend: `jax.jit` (weights passed as arguments inside a `StatelessScope`, so they are not
     baked into the program as constants), `tf.function(jit_compile=True)`, or eager no-grad torch.
+    The returned dict lives as long as the compiled functions, so callers may also keep what
+    belongs with them in it (the streamed generation's chunk timings, under `"chunk_timings"`).
     """
     backend = keras.config.backend()
     if backend == "torch":
