@@ -69,7 +69,7 @@ def add_parser(subparsers):
     )  # fmt: skip
     parser.add_argument(
         "--precision", choices=PRECISIONS, default="auto",
-        help="auto (default): mixed_bfloat16 for wide models on TensorFlow on a CPU with native bfloat16, "
+        help="auto (default): mixed_bfloat16 for wide models on TensorFlow or PyTorch on a CPU with native bfloat16, "
         "where it was measured faster; else float32 (docs/finetuning.md)",
     )  # fmt: skip
     from keras_gpt1.distribution.cli import DISTRIBUTION_FLAG_NAMES, add_distribution_arguments

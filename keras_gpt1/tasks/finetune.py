@@ -144,7 +144,7 @@ def finetune(
             exports as any other. Adapters usually want a higher learning rate than full
             fine-tuning (e.g. 1e-3).
         precision: `"auto"` (`mixed_bfloat16` where it was measured faster: a wide model on
-            TensorFlow on a CPU with native bfloat16; else float32, see
+            TensorFlow or PyTorch on a CPU with native bfloat16; else float32, see
             `keras_gpt1.utils.precision`), `"float32"` or `"mixed_bfloat16"`.
 
     Returns:

@@ -119,7 +119,7 @@ def add_parser(subparsers):
         "--precision",
         choices=PRECISIONS,
         default="auto",
-        help="auto (default): mixed_bfloat16 for wide models on TensorFlow on a CPU with native bfloat16, "
+        help="auto (default): mixed_bfloat16 for wide models on TensorFlow or PyTorch on a CPU with native bfloat16, "
         "where it was measured faster; else float32 (docs/pretraining.md)",
     )
     train.add_argument("--mixed-bfloat16", action="store_true", help="the same as --precision mixed_bfloat16")

@@ -79,7 +79,7 @@ class PretrainConfig:
         weight_decay, global_clipnorm: the paper's 0.01 and 1.0 (`global_clipnorm=None`: no clip).
         gradient_accumulation_steps: micro-batches per update.
         precision: `"auto"` (`mixed_bfloat16` where it was measured faster: a wide model on
-            TensorFlow on a CPU with native bfloat16; else float32, see
+            TensorFlow or PyTorch on a CPU with native bfloat16; else float32, see
             `keras_gpt1.utils.precision`), `"float32"` or `"mixed_bfloat16"`.
         mixed_precision: True is the same as `precision="mixed_bfloat16"`.
         dropout: override the preset's dropout rate.

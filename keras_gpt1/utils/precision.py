@@ -22,9 +22,10 @@ import keras
 from keras_gpt1.utils.cpu_features import has_native_bfloat16
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
-# Backends whose mixed_bfloat16 training step beats their float32 one on a native-bfloat16 CPU
-# (TensorFlow's oneDNN kernels use the bfloat16 units when XLA is off: `keras_gpt1.utils.jit`).
-BFLOAT16_BACKENDS = ("tensorflow",)
+# Backends whose mixed_bfloat16 training step beats their float32 one on a native-bfloat16 CPU:
+# TensorFlow's oneDNN kernels use the bfloat16 units when XLA is off (`keras_gpt1.utils.jit`), and
+# so do PyTorch's eager CPU matmuls. JAX compiles with XLA, whose CPU matmuls do not.
+BFLOAT16_BACKENDS = ("tensorflow", "torch")
 MIN_BFLOAT16_HIDDEN_DIM = 512
 
 
@@ -64,7 +65,7 @@ def resolve_precision(precision="auto", hidden_dim=None, backend=None):
 
     Example:
     ```python
-    resolve_precision("auto", hidden_dim=768)   # "mixed_bfloat16" on TensorFlow on e.g. a Zen 4 CPU
+    resolve_precision("auto", hidden_dim=768)   # "mixed_bfloat16" on TensorFlow or PyTorch on e.g. a Zen 4 CPU
     resolve_precision("auto", hidden_dim=64)    # "float32": too small to gain
     ```
     """
