@@ -1,5 +1,6 @@
 # `make test` runs the suite once per Keras backend (two pytest workers: the machines have two
-# cores, and many tests wait on compilation or subprocesses) and fails if any backend fails; each
+# cores, and many tests wait on compilation or subprocesses; `worksteal` hands an idle worker
+# tests queued on the busy one, since a few take minutes) and fails if any backend fails; each
 # backend's run ends with its three slowest tests. `make test-fast` leaves out the `integration`
 # tests (subprocesses, notebooks).
 PYTHON ?= python
@@ -11,7 +12,7 @@ PYTEST_ARGS ?=
 test:
 	@status=0; for backend in $(BACKENDS); do \
 		echo "===== KERAS_BACKEND=$$backend ====="; \
-		KERAS_BACKEND=$$backend $(PYTHON) -m pytest -q -n 2 --durations=3 $(PYTEST_ARGS) || status=1; \
+		KERAS_BACKEND=$$backend $(PYTHON) -m pytest -q -n 2 --dist worksteal --durations=3 $(PYTEST_ARGS) || status=1; \
 	done; exit $$status
 
 test-fast:

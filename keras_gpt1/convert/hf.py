@@ -427,11 +427,11 @@ def _write_safetensors(path, tensors, metadata):
             rows = 0
             for block in blocks():
                 block = np.ascontiguousarray(block, dtype="<f4")
-                if tuple(block.shape[1:]) != tuple(shape[1:]):
-                    raise ValueError(f"Tensor {name} has rows of shape {list(block.shape[1:])}, expected {list(shape[1:])}.")
+                if block.shape[1:] != tuple(shape[1:]):
+                    raise ValueError(f"Tensor {name} has rows of {list(block.shape[1:])}, expected {list(shape)}.")
                 block.tofile(f)
-                rows += block.shape[0] if block.ndim else 1
-            if rows != (shape[0] if shape else 1):
+                rows += block.shape[0]
+            if rows != shape[0]:
                 raise ValueError(f"Tensor {name} has {rows} rows, expected {list(shape)}.")
 
 

@@ -281,9 +281,9 @@ def next_chunk(timings):
 
     A call costs `overhead + steps * step` seconds; a least-squares line through the timings
     gives both. A first chunk that took at least as long as the next, with no more steps than
-    it, compiled the loop, and is left out. The chunk is at least STREAM_CHUNK steps, at least what the pace fits
-    in STREAM_INTERVAL, and at least enough steps that `overhead` is within STREAM_OVERHEAD of
-    them.
+    it, compiled the loop, and is left out. The chunk is at least STREAM_CHUNK steps, at least
+    what the pace fits in STREAM_INTERVAL, and at least enough steps that `overhead` is within
+    STREAM_OVERHEAD of them.
     """
     if len(timings) >= 2 and timings[0][0] <= timings[1][0] and timings[0][1] >= timings[1][1]:
         timings = timings[1:]

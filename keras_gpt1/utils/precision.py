@@ -8,7 +8,7 @@ casts cost time and the matmuls run at the float32 rate. So "auto" chooses it wh
   Ampere and later, `mixed_float16` is not offered);
 - the CPU has native bfloat16 (`keras_gpt1.utils.cpu_features.has_native_bfloat16`);
 - the backend is one whose bfloat16 training step was measured faster than its float32 one on
-  such a CPU (`BFLOAT16_BACKENDS`; docs/performance.md, "Precision and compilation defaults");
+  such a CPU (`BFLOAT16_BACKENDS`; docs/pretraining.md, "Precision and compilation");
 - the model is wide enough for its matmuls to dominate the step (`MIN_BFLOAT16_HIDDEN_DIM`): for
   small models (the demo's) the casts cost more than the bfloat16 matmuls save.
 
