@@ -92,10 +92,10 @@ def build_backbone(config, weights, source, display=None):
     `StatelessScope`, Keras declares a model's variables without allocating them, and allocates
     each from its initializer when the scope ends; each initializer is swapped for one that
     returns the variable's tensor. `_initializer` is private to Keras, so the result is
-    checked: a variable not created from its tensor (a Keras that allocates at once) is
-    assigned instead, and was built as zeros, not random draws.
+    checked: if any variable was not created from its tensor (a Keras that allocates at once,
+    as zeros here, not random draws), the weights are assigned instead (`weights_to_backbone`).
     """
-    from keras_gpt1.convert.mapping import backbone_variables, check_weights, expected_shapes
+    from keras_gpt1.convert.mapping import backbone_variables, check_weights, expected_shapes, weights_to_backbone
     from keras_gpt1.layers import without_random_init
     from keras_gpt1.models import GPT1Backbone
 
@@ -127,10 +127,8 @@ def build_backbone(config, weights, source, display=None):
             variable._initializer = initializer(name)
     if failures:
         raise failures[0]
-    for name, variable in variables.items():
-        if name not in created:
-            # `assign` casts to the variable's dtype (e.g. bfloat16) itself.
-            variable.assign(np.asarray(weights[name], dtype="float32"))
+    if len(created) < len(variables):
+        return weights_to_backbone(weights, backbone, source, display)
     return backbone
 
 
