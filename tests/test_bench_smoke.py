@@ -7,6 +7,7 @@ own processes with their own backends, so this runs under the TensorFlow backend
 test the same thing three times).
 """
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -152,8 +153,47 @@ def test_serve_quick_prints_table(tmp_path):
     assert all(r["greedy agreement"] == "1.00" for r in rows if r["weights"] == "float32" and r["contender"] != "library generate")
     assert "float32, batch 8: SavedModel / library tokens/s = generate " in stdout
     assert "SavedModel int8 against float32 (batch 8): greedy agreement " in stdout
+    # The ceilings measured around the run land in its results and on the page beside its figures.
+    with open(results) as f:
+        ceilings = json.load(f)["ceilings"]
+    assert len(ceilings) == 2 and all(c["read_gbps"] > 0 and c["tf_fp32"] > 0 for c in ceilings)
     _check_rendered_page(results, tmp_path, "## Serving: the exported SavedModel against the library (tiny",
-                         "| SavedModel serving_default | int8 | 8 |")
+                         "| SavedModel serving_default | int8 | 8 |", "Ceilings (start; end): TF fp32 ")
+
+
+def test_profile_serving_step_quick_prints_each_part():
+    proc = subprocess.run([sys.executable, os.path.join(TOOLS, "profile_serving_step.py"), "--quick"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    for part in ("whole step", "attention", "LayerNorm", "cache write", "GELU", "weight products alone"):
+        assert any(line.startswith(f"{part}: ") and " ms" in line for line in lines), (part, proc.stdout)
+
+
+def test_perf_page_update_replaces_only_the_rerun_sections(tmp_path):
+    spec = importlib.util.spec_from_file_location("perf_page", os.path.join(TOOLS, "perf_page.py"))
+    perf_page = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(perf_page)
+    machine = {"cpu": "CPU", "cores": 2, "avx2": True, "bf16": False, "amx": False, "date": "2026-01-02"}
+    run = {"schema": 1, "kind": "serve", "machine": machine, "command": ["serve"], "ceilings": {},
+           "settings": {"config": "tiny", "prompt_words": 3, "new_tokens": 4, "repeats": 1}, "rows": [], "summary": []}
+    rendered = perf_page.render([run])
+    heading = next(line for line in rendered.splitlines() if line.startswith("## Serving"))
+    page = f"# Performance\n\nintro\n\n## Training (x)\n\ntrain table\n\n{heading}\n\nold serve table\n\n## Generation (y)\n\ngen\n"
+    updated = perf_page.update(page, [run])
+    sections = [s.splitlines()[0] for s in updated.split("\n\n") if s.startswith("## ")]
+    assert sections == ["## Training (x)", heading, "## Generation (y)"]  # in place, others kept
+    assert "old serve table" not in updated and "train table" in updated and updated.endswith("gen\n")
+    assert "measured 2026-01-02" in updated and "do not edit" in updated  # the generated intro
+    # A new heading is appended; a heading the page holds twice is refused, not guessed at.
+    appended = perf_page.update("# Performance\n\n## Training (x)\n\nt\n", [run])
+    assert appended.index("## Training (x)") < appended.index(heading)
+    with pytest.raises(ValueError, match="2 sections headed"):
+        perf_page.update(page + f"\n{heading}\n\nagain\n", [run])
+    # The command line: a missing page is named, not created from nothing.
+    proc = subprocess.run([sys.executable, os.path.join(TOOLS, "perf_page.py"), "--update", "--output",
+                           str(tmp_path / "missing.md")], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode != 0 and "missing.md: cannot read the page to update" in proc.stderr
 
 
 def _check_rendered_page(results, tmp_path, *expected):

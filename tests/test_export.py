@@ -754,12 +754,176 @@ def test_batch_matmul_attention_equals_keras():
     from keras_gpt1.export.saved_model import batch_matmul_attention
 
     rng = np.random.default_rng(2)
-    for query_length, dtype, tolerance in ((1, "float32", 1e-6), (5, "float32", 1e-6), (1, "bfloat16", 1e-2)):
+    # One query per row takes `one_query_attention` (a decode step); longer queries the general
+    # path. Several batch sizes, head counts and key lengths, with and without a mask.
+    cases = [
+        (1, 2, 3, 7, "float32", True, 1e-6),
+        (1, 1, 1, 1, "float32", True, 1e-6),
+        (1, 3, 12, 5, "float32", False, 1e-6),
+        (1, 2, 4, 33, "float32", True, 1e-6),
+        (5, 2, 3, 7, "float32", True, 1e-6),
+        (5, 1, 2, 5, "float32", False, 1e-6),
+        (1, 2, 3, 7, "bfloat16", True, 1e-2),
+        (1, 2, 3, 9, "float16", True, 1e-2),
+    ]
+    for query_length, batch, heads, keys, dtype, masked, tolerance in cases:
         query, key, value = (
-            tf.cast(rng.normal(size=(2, n, 3, 4)).astype("float32"), dtype) for n in (query_length, 7, 7)
+            tf.cast(rng.normal(size=(batch, n, heads, 4)).astype("float32"), dtype) for n in (query_length, keys, keys)
         )
-        mask = tf.constant(rng.random((2, 1, query_length, 7)) < 0.7)
+        mask = None
+        if masked:
+            visible = rng.random((batch, 1, query_length, keys)) < 0.7
+            visible[..., 0] = True  # every query sees at least one key
+            mask = tf.constant(visible)
         expected = nn.dot_product_attention(query, key, value, mask=mask)
         got = batch_matmul_attention(query, key, value, mask=mask)
-        assert got.dtype == expected.dtype and got.shape == expected.shape
+        assert got.dtype == expected.dtype and got.shape == expected.shape, (query_length, batch, heads, keys)
         np.testing.assert_allclose(tf.cast(got, tf.float32), tf.cast(expected, tf.float32), atol=tolerance)
+
+
+# === The export's decode step and token table ===
+
+
+@ONLY_TF
+@pytest.mark.parametrize("variant", ["float32", "lora", "bfloat16", "int8"])
+def test_serving_engine_step_equals_the_keras_layers(variant, lm_preset):
+    """The lean decode step (float32, bfloat16, LoRA merged) gives the Keras layers' logits and
+    cache, read through the transposed token table; int8 models decode through the Keras layers,
+    the head reading the transposed int8 table."""
+    from keras_gpt1.export.decode_step import ServingEngine, make_serving_engine
+    from keras_gpt1.export.token_table import TransposedTokenTable
+    from keras_gpt1.generation.decode_loop import KerasEngine
+
+    lm = _library_lm(lm_preset, "float32" if variant == "lora" else variant)
+    if variant == "lora":
+        lm.backbone.enable_lora(2, target_layer_names=["c_attn", "c_proj", "c_fc"])
+        rng = np.random.default_rng(3)
+        for v in lm.backbone.trainable_variables:  # adapters start as a no-op: make them count
+            v.assign(rng.normal(scale=0.2, size=v.shape).astype("float32"))
+    token_table = TransposedTokenTable(lm)
+    engine = make_serving_engine(lm, token_table)
+    assert type(engine) is (KerasEngine if variant == "int8" else ServingEngine)
+    assert token_table.table.dtype == {"bfloat16": tf.bfloat16, "int8": tf.int8}.get(variant, tf.float32)
+    embedding = lm.backbone.token_embedding
+
+    reference = KerasEngine(lm)
+    prompt = tf.constant([[5, 6, 7, 8, 9], [9, 10, 11, 3, 4]], tf.int32)
+    _, cache = reference.prefill(prompt, reference.empty(2, 9))
+    next_ids = tf.constant([12, 13], tf.int32)
+    expected_logits, expected_cache = reference.step(next_ids, cache, 5)
+    swapped = "quantized_call" if variant == "int8" else "call"
+    with token_table.tracing():
+        assert swapped in embedding.__dict__
+        logits, new_cache = tf.function(engine.step, autograph=False)(next_ids, cache, tf.constant(5))
+    assert swapped not in embedding.__dict__  # the caller's layer is left as it was
+    # bfloat16: within about one rounding step of bfloat16 (2**-7 near 1): TensorFlow may round a
+    # product's partial sums in another order for a `[batch, in]` than a `[batch, 1, in]` input.
+    tolerance = 1e-2 if variant == "bfloat16" else 1e-4
+    np.testing.assert_allclose(tf.cast(logits, tf.float32), expected_logits, atol=tolerance)
+    for (k, v), (ek, ev) in zip(new_cache, expected_cache):
+        np.testing.assert_allclose(tf.cast(k, tf.float32), tf.cast(ek, tf.float32), atol=tolerance)
+        np.testing.assert_allclose(tf.cast(v, tf.float32), tf.cast(ev, tf.float32), atol=tolerance)
+
+
+def _token_table_for(layer):
+    from types import SimpleNamespace
+
+    from keras_gpt1.export.token_table import TransposedTokenTable
+
+    return TransposedTokenTable(SimpleNamespace(backbone=SimpleNamespace(token_embedding=layer)))
+
+
+@ONLY_TF
+@pytest.mark.parametrize("dtype, hidden", [("float32", 16), ("bfloat16", 16), ("int8", 16), ("int8", 1100)])
+def test_transposed_token_table_computes_the_layers_outputs(dtype, hidden):
+    """Lookups and logits read through the transposed table are the Keras layer's: int8 bit for
+    bit, in float32 products below 1024 hidden units and in the int8 product above."""
+    layer = keras.layers.ReversibleEmbedding(
+        50, hidden, tie_weights=True, embeddings_initializer=keras.initializers.RandomNormal(seed=1),
+        dtype="bfloat16" if dtype == "bfloat16" else "float32",
+    )
+    layer.build()
+    if dtype == "int8":
+        layer.quantize("int8")
+    token_table = _token_table_for(layer)
+    assert token_table.table.shape == (hidden, 50)
+    assert token_table.table.dtype == {"bfloat16": tf.bfloat16, "int8": tf.int8}.get(dtype, tf.float32)
+    rng = np.random.default_rng(0)
+    ids = [tf.constant([3, 49, 0]), tf.constant([[1, 4, 49], [0, 7, 7]])]
+    states = [tf.cast(rng.normal(size=shape) * 3, layer.compute_dtype) for shape in ((3, hidden), (2, 4, hidden))]
+
+    def outputs():
+        return [layer(x) for x in ids] + [layer(h, reverse=True) for h in states]
+
+    expected = outputs()
+    with token_table.tracing():
+        got = tf.function(outputs, autograph=False)()
+    for e, g in zip(expected, got):
+        assert g.dtype == e.dtype and g.shape == e.shape
+        if dtype == "int8":
+            np.testing.assert_array_equal(g.numpy(), e.numpy())
+        else:
+            np.testing.assert_allclose(tf.cast(g, tf.float32), tf.cast(e, tf.float32), rtol=1e-5, atol=1e-5)
+
+
+@ONLY_TF
+def test_transposed_token_table_leaves_other_tables_to_keras():
+    """Tables whose maths the transposed one does not reproduce keep the Keras layer's call."""
+
+    class OwnCall(keras.layers.ReversibleEmbedding):
+        def call(self, inputs, reverse=False):
+            return super().call(inputs, reverse=reverse) * 2
+
+    def int8_with_lora():
+        layer = keras.layers.ReversibleEmbedding(50, 8)
+        layer.build()
+        layer.quantize("int8")
+        layer.enable_lora(2)
+        return layer
+
+    cases = {
+        "untied": lambda: keras.layers.ReversibleEmbedding(50, 8, tie_weights=False),
+        "soft-capped": lambda: keras.layers.ReversibleEmbedding(50, 8, logit_soft_cap=30.0),
+        "reverse dtype": lambda: keras.layers.ReversibleEmbedding(50, 8, reverse_dtype="float32"),
+        "own call": lambda: OwnCall(50, 8),
+        "int8 with LoRA": int8_with_lora,
+    }
+    for name, make in cases.items():
+        layer = make()
+        if not layer.built:
+            layer.build()
+        token_table = _token_table_for(layer)
+        assert token_table.table is None and not token_table.replaced, name
+        with token_table.tracing():
+            assert "call" not in layer.__dict__ and "quantized_call" not in layer.__dict__, name
+
+
+def test_export_stores_the_token_table_once(lm_export, lm_preset):
+    """The causal LM's export holds its token table `[hidden, vocabulary]` only, equal to the
+    model's embedding transposed, and every other variable once."""
+    checkpoint = str(lm_export / "variables" / "variables")
+    exported = GPT1CausalLM.from_preset(str(lm_preset))  # as exported: dropout's seed states too
+    backbone = exported.backbone
+    vocabulary, hidden = backbone.vocabulary_size, backbone.hidden_dim
+    shapes = [tuple(shape) for name, shape in tf.train.list_variables(checkpoint) if "/.ATTRIBUTES/" in name]
+    assert (vocabulary, hidden) not in shapes
+    assert shapes.count((hidden, vocabulary)) == 1
+    stored = sum(int(np.prod(s)) for s in shapes if s)
+    assert stored == sum(int(np.prod(v.shape)) for v in exported.variables)
+    reader = tf.train.load_checkpoint(checkpoint)
+    (name,) = [n for n, shape in tf.train.list_variables(checkpoint) if tuple(shape) == (hidden, vocabulary)]
+    np.testing.assert_array_equal(reader.get_tensor(name), to_numpy(backbone.token_embedding.embeddings).T)
+
+
+@ONLY_TF
+def test_int8_export_stores_its_token_table_once(dtype_exports, lm_preset):
+    """The int8 export holds the int8 token table `[hidden, vocabulary]` only, equal to the
+    quantized model's int8 values transposed (the scales stay as they are)."""
+    lm = _library_lm(lm_preset, "int8")
+    embedding = lm.backbone.token_embedding
+    checkpoint = str(dtype_exports["int8"] / "variables" / "variables")
+    reader = tf.train.load_checkpoint(checkpoint)
+    tables = [n for n, shape in tf.train.list_variables(checkpoint) if len(shape) == 2 and embedding.input_dim in shape]
+    assert len(tables) == 1 and tuple(reader.get_variable_to_shape_map()[tables[0]]) == (embedding.output_dim, embedding.input_dim)
+    assert reader.get_variable_to_dtype_map()[tables[0]] == tf.int8
+    np.testing.assert_array_equal(reader.get_tensor(tables[0]), to_numpy(embedding._embeddings).T)

@@ -455,14 +455,43 @@ def print_levers(table):
         print(f"| {lever} | {worker} | {backend} | {policy} | {batch} x {seq} | {tokens} | {vs} | {LEVERS[lever]} |")
 
 
+def _json_path(argv):
+    """The value of `--json` (`--json FILE` or `--json=FILE`) in `argv`, or None."""
+    for i, arg in enumerate(argv):
+        if arg == "--json" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--json="):
+            return arg[len("--json="):]
+    return None
+
+
+def record_ceilings(path, ceilings):
+    """Puts the ceilings measured around a script's run into the results it wrote to `path`, so the
+    performance page shows them beside that run's figures. A missing file (the script failed) is
+    left missing."""
+    if not path or not os.path.exists(path):
+        return
+    with open(path) as f:
+        data = json.load(f)
+    data["ceilings"] = list(ceilings)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1)
+    os.replace(tmp, path)
+
+
 def passthrough(script, argv):
     from ceilings import format_ceilings, machine_summary, measure_ceilings_subprocess
 
     quick = "--quick" in argv
     print(f"machine: {machine_summary()}", flush=True)
-    print(f"ceilings at start: {format_ceilings(measure_ceilings_subprocess(quick=quick))}", flush=True)
+    ceilings = [measure_ceilings_subprocess(quick=quick)]
+    print(f"ceilings at start: {format_ceilings(ceilings[0])}", flush=True)
     code = subprocess.call([sys.executable, os.path.join(HERE, script), *argv])
-    print(f"ceilings at end:   {format_ceilings(measure_ceilings_subprocess(quick=quick))}", flush=True)
+    ceilings.append(measure_ceilings_subprocess(quick=quick))
+    print(f"ceilings at end:   {format_ceilings(ceilings[1])}", flush=True)
+    if code == 0:
+        record_ceilings(_json_path(argv), ceilings)
     return code
 
 

@@ -4,16 +4,20 @@
     python tools/benchmark.py generate --dtypes float32 int8 bfloat16 --json results/generate.json
     python tools/benchmark.py serve --dtypes float32 bfloat16 int8 --json results/serve.json
     python tools/perf_page.py results/*.json   # writes docs/performance.md
+    python tools/perf_page.py --update results/serve.json   # re-renders only that run's section
 
 Each result file holds one run: the machine (CPU, cores, bf16/AMX/AVX2, date), the command, the
 ceilings measured in the run, one row per contender and the harness's summary ratios. The page
 shows them as tables and nothing else, so it is regenerated, never edited by hand. With no files
-it writes a page that says how to generate it.
+it writes a page that says how to generate it. `--update` re-renders the sections of the files
+given and keeps the page's other sections as they are: the result files are not kept in the
+repository, and one mode can be rerun without rerunning all of them.
 """
 
 import argparse
 import json
 import os
+import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -61,12 +65,16 @@ def machine_line(machine):
             f"{_yes(machine.get('bf16'))}, AMX: {_yes(machine.get('amx'))}; measured {machine['date']}")
 
 
+CEILING_LABELS = {"tf_fp32": "TF fp32", "tf_bf16": "TF bf16", "torch_fp32": "torch fp32", "torch_bf16": "torch bf16",
+                  "gpu_fp32": "GPU fp32", "gpu_bf16": "GPU bf16"}
+
+
 def _ceilings(ceilings):
     parts = []
     for c in ceilings or []:
         if not c:
             continue
-        rates = [f"{key} {c[key]:.0f} GFLOP/s" for key in sorted(c) if key != "read_gbps" and isinstance(c[key], (int, float))]
+        rates = [f"{label} {c[key]:.0f} GFLOP/s" for key, label in CEILING_LABELS.items() if key in c]
         if "read_gbps" in c:
             rates.append(f"memory read {c['read_gbps']:.1f} GB/s")
         parts.append(", ".join(rates))
@@ -127,6 +135,7 @@ def render_serve(data):
         f"Machine: {machine_line(data['machine'])}. Command: `{' '.join(data['command'])}`. The SavedModel runs in a "
         "process that imports TensorFlow only; the library is `lm.generate` (TensorFlow backend) on the same texts; "
         f"calls alternate, best of {settings['repeats']} rounds.", "",
+        f"Ceilings (start; end): {_ceilings(data['ceilings'])}.", "",
         "| contender | weights | batch | tokens/s | first call s | vs library | per-round ratio | greedy agreement |",
         "|---|---|---:|---:|---:|---:|---|---:|",
     ]
@@ -194,16 +203,48 @@ def render(results, comparisons=()):
     return "\n".join(lines) + "\n"
 
 
+def _sections(page):
+    """A page's intro and its `## ` sections, each stripped of surrounding blank lines."""
+    intro, *sections = re.split(r"(?m)^(?=## )", page)
+    return intro.strip(), [section.strip() for section in sections]
+
+
+def update(page, results, comparisons=()):
+    """`page` with the sections that `results` and `comparisons` render replacing those of the
+    same heading, in place; sections with a new heading go at the end, the rest stay as they are."""
+    fresh = {section.splitlines()[0]: section for section in _sections(render(results, comparisons))[1]}
+    intro = INTRO.format(commands="\n".join(COMMANDS)).strip()
+    old = _sections(page)[1]
+    headings = [section.splitlines()[0] for section in old]
+    for heading in fresh:
+        if headings.count(heading) > 1:
+            raise ValueError(f"the page has {headings.count(heading)} sections headed {heading!r}: "
+                             "regenerate the whole page from all its result files instead")
+    kept = [fresh.pop(heading, section) for heading, section in zip(headings, old)]
+    return "\n\n".join([intro, *kept, *fresh.values()]) + "\n"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", nargs="*", help="JSON files written by `tools/benchmark.py ... --json FILE`")
     parser.add_argument("--output", default=DEFAULT_OUTPUT, help="the page to write (default docs/performance.md)")
     parser.add_argument("--compare", nargs=2, action="append", default=[], metavar=("BEFORE", "AFTER"),
                         help="also a before/after table of two result files of one mode (repeatable)")
+    parser.add_argument("--update", action="store_true",
+                        help="replace only the sections these results render; keep the page's others")
     args = parser.parse_args(argv)
     results = [_load(path) for path in args.results]
     comparisons = [(_load(before), _load(after)) for before, after in args.compare]
-    page = render(results, comparisons)
+    if args.update:
+        try:
+            with open(args.output, encoding="utf-8") as f:
+                page = update(f.read(), results, comparisons)
+        except OSError as e:
+            raise SystemExit(f"{args.output}: cannot read the page to update ({e})")
+        except ValueError as e:
+            raise SystemExit(f"{args.output}: {e}")
+    else:
+        page = render(results, comparisons)
     tmp = args.output + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(page)

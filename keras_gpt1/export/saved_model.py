@@ -69,6 +69,7 @@ generate(text=tf.constant(["the cat sat"]))["text"]
 """
 
 import contextlib
+import functools
 import os
 import tempfile
 import threading
@@ -79,6 +80,8 @@ import tensorflow as tf
 
 from keras_gpt1.models import preset_io
 from keras_gpt1.export import DEFAULT_MAX_NEW_TOKENS, check_export_dtype
+from keras_gpt1.export.decode_step import make_serving_engine, one_query_attention
+from keras_gpt1.export.token_table import TransposedTokenTable
 from keras_gpt1.utils.checks import check_integer
 from keras_gpt1.utils.files import atomic_dir, check_not_a_file
 
@@ -126,10 +129,12 @@ def batch_matmul_attention(query, key, value, bias=None, mask=None, scale=None, 
     unusual = bias is not None or is_causal or any(v is not None for v in options.values())
     if unusual or query.shape[2] != key.shape[2]:
         return _KERAS_ATTENTION[0](query, key, value, bias, mask, scale, is_causal, **options)
-    heads_first = [0, 2, 1, 3]
-    q, k, v = (tf.transpose(t, heads_first) for t in (query, key, value))
     if scale is None:
         scale = 1.0 / tf.sqrt(tf.cast(tf.shape(key)[-1], tf.float32))
+    if query.shape[1] == 1 and (mask is None or (mask.shape.rank == 4 and mask.shape[1] == 1)):
+        return one_query_attention(query, key, value, mask, scale)
+    heads_first = [0, 2, 1, 3]
+    q, k, v = (tf.transpose(t, heads_first) for t in (query, key, value))
     logits = tf.cast(tf.matmul(q, k, transpose_b=True), tf.float32) * tf.cast(scale, tf.float32)
     if mask is not None:
         logits = tf.where(tf.cast(mask, tf.bool), logits, nn._get_large_negative(tf.float32))
@@ -351,9 +356,19 @@ def _tf_variable(variable):
 # === Causal LM signatures ===
 
 
-def _function(input_signature):
-    """`tf.function` with a fixed signature, graph mode only (no XLA: see the module docstring)."""
-    return lambda fn: tf.function(fn, input_signature=input_signature, autograph=False)
+def _function(input_signature, around=contextlib.nullcontext):
+    """`tf.function` with a fixed signature, graph mode only (no XLA: see the module docstring),
+    traced inside the context `around()`."""
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def traced(*args):
+            with around():
+                return fn(*args)
+
+        return tf.function(traced, input_signature=input_signature, autograph=False)
+
+    return decorate
 
 
 def _ragged_positions(ids):
@@ -364,22 +379,22 @@ def _pad_columns(dense, width):
     return tf.pad(dense, [[0, 0], [0, width - tf.shape(dense)[1]]])
 
 
-def _causal_lm_functions(lm, tokenizer, max_length, default_max_new_tokens):
-    from keras_gpt1.generation.decode_loop import DecodeLoop, KerasEngine
+def _causal_lm_functions(lm, tokenizer, max_length, default_max_new_tokens, token_table):
+    from keras_gpt1.generation.decode_loop import DecodeLoop
     from keras_gpt1.generation.samplers import Greedy
     from keras_gpt1.generation.score import _token_log_likelihoods
 
     backbone = lm.backbone
     context = backbone.max_sequence_length
     vocabulary_size = backbone.vocabulary_size
-    engine = KerasEngine(lm)
+    engine = make_serving_engine(lm, token_table)
 
     # Shared by the text signatures: traced once, called from each.
     @_function([_STRINGS])
     def tokenize(text):
         return tf.cast(tokenizer.tokenize(text), tf.int32)
 
-    @_function([_STRINGS, tf.TensorSpec([], tf.int32)])
+    @_function([_STRINGS, tf.TensorSpec([], tf.int32)], token_table.tracing)
     def generate(text, max_new_tokens):
         ids = tokenize(text)
         batch = tf.shape(text)[0]
@@ -427,7 +442,7 @@ def _causal_lm_functions(lm, tokenizer, max_length, default_max_new_tokens):
             "max_new_tokens": tf.where(empty, 0, allowed),
         }
 
-    @_function([_STRINGS])
+    @_function([_STRINGS], token_table.tracing)
     def score(text):
         ids = tokenize(text)[:, :context]
         lengths = tf.cast(ids.row_lengths(), tf.int32)
@@ -447,7 +462,7 @@ def _causal_lm_functions(lm, tokenizer, max_length, default_max_new_tokens):
             "num_scored_tokens": tf.cast(count, tf.int32),
         }
 
-    @_function([tf.TensorSpec([None, None], tf.int32)] * 2)
+    @_function([tf.TensorSpec([None, None], tf.int32)] * 2, token_table.tracing)
     def logits(token_ids, padding_mask):
         token_ids, padding_mask = _checked_token_inputs(token_ids, padding_mask, vocabulary_size, context)
         out = lm({"token_ids": token_ids, "padding_mask": padding_mask}, training=False)
@@ -600,16 +615,23 @@ def build_serving_module(
     if isinstance(model, GPT1CausalLM):
         limit = check_integer("max_length", context if max_length is None else max_length, 2, context)
         new = check_integer("default_max_new_tokens", default_max_new_tokens, 1, 1 << 30)
-        functions = _causal_lm_functions(model, tokenizer, limit, min(new, limit - 1))
+        token_table = TransposedTokenTable(model)
+        functions = _causal_lm_functions(model, tokenizer, limit, min(new, limit - 1), token_table)
     else:
         task = _task_name(model, task)
         minimum = 5 if task != "classification" else 3  # special tokens + one token per segment
         limit = check_integer("max_length", context if max_length is None else max_length, minimum, context)
         functions = _task_functions(model, tokenizer, task, limit, label_names)
+        token_table = None
 
     module = tf.Module(name="gpt1_serving")
-    # Variables and lookup tables the functions capture must be tracked to be saved.
-    module.model_variables = [_tf_variable(v) for v in model.variables]
+    # Variables and lookup tables the functions capture must be tracked to be saved. The
+    # variables of a transposed token table are read by no function: saving them would store
+    # the table twice.
+    replaced = token_table.replaced if token_table is not None else set()
+    module.model_variables = [_tf_variable(v) for v in model.variables if id(v) not in replaced]
+    if token_table is not None and token_table.table is not None:
+        module.model_variables.append(token_table.table)
     module.tokenizer_tables = _tokenizer_state(tokenizer)
     for name, function in functions.items():
         setattr(module, name, function)

@@ -1,0 +1,154 @@
+"""The exported causal LM's token table, stored `[hidden, vocabulary]`: the layout the LM head
+reads fastest. TensorFlow only (used while tracing the SavedModel).
+
+A decode step multiplies the last hidden state by the whole token table (GPT-1 ties its output
+layer to the `[vocabulary, hidden]` token embedding), so every served token reads the table once.
+Keras computes that product as a `MatMul` with `transpose_b`. Under XLA (the library's own
+generation) the table is laid out for the product once, at compile time; a SavedModel for TF
+Serving runs TensorFlow's oneDNN kernels on the table as stored, and with `transpose_b` that
+product took several times as long as on the table stored `[hidden, vocabulary]`, at every row
+count measured (one row to 128, float32 and bfloat16; `docs/export.md`). So the export stores
+the table that way only, and token lookups gather its columns.
+
+An int8 table (Keras's `quantize("int8")`: int8 values, one scale per token) is stored
+transposed too, in int8 with the model's scales. Keras transposes the whole int8 table on every
+call to the head, then multiplies in TensorFlow's int8 `BatchMatMulV3`, slower than the float32
+product; the export multiplies the quantized hidden state by the table cast to float32 instead.
+Both operands are integers of at most 128 in magnitude, so every partial sum is an integer and
+float32 holds it exactly while `hidden * 128 * 128 < 2**24` (hidden sizes below 1024, GPT-1's 768
+among them): the logits equal Keras's bit for bit. Wider models keep the int8 product, on
+the transposed table.
+
+Dense kernels stay `[in, out]`: stored `[out, in]` they streamed faster at one row but about
+twice as slow at twenty (a prefill, the `score` signature), so no one layout wins there.
+
+The swapped layer computes exactly its Keras maths (LoRA adapters merged in, dtype kept); only
+the stored layout and the kernel that reads it change. A table configured otherwise (untied,
+soft-capped, a `reverse_dtype`, LoRA on a quantized table, another quantization mode, a
+subclass's own `call`) is left to Keras. The layer is swapped only while `tracing()` is active;
+the caller's model is left as it was.
+"""
+
+import contextlib
+
+import keras
+import tensorflow as tf
+
+
+def _rows(x):
+    """`x` as a matrix of rows, and a function putting a `[rows, n]` result back in `x`'s shape."""
+    if x.shape.rank == 2:
+        return x, lambda y: y
+    rows = tf.reshape(x, [-1, tf.shape(x)[-1]])
+
+    def restore(y):
+        out = tf.reshape(y, tf.concat([tf.shape(x)[:-1], tf.shape(y)[1:]], 0))
+        out.set_shape(x.shape[:-1].concatenate(y.shape[1:]))
+        return out
+
+    return rows, restore
+
+
+def _value(variable):
+    return getattr(variable, "value", variable)
+
+
+def _tied(layer):
+    return layer.tie_weights and layer.logit_soft_cap is None and layer.reverse_dtype is None
+
+
+def _transposable(layer):
+    return (
+        type(layer).call is keras.layers.ReversibleEmbedding.call and layer.quantization_mode is None and _tied(layer)
+    )
+
+
+def _transposable_int8(layer):
+    return (
+        type(layer)._int8_call is keras.layers.ReversibleEmbedding._int8_call
+        and type(layer).quantized_call is keras.layers.Layer.quantized_call
+        and layer.quantization_mode == "int8"
+        and not layer.lora_enabled
+        and _tied(layer)
+    )
+
+
+class TransposedTokenTable:
+    """A causal LM's token table as a `[hidden, vocabulary]` `tf.Variable` in the layer's compute
+    dtype, and the swap of the layer's call that reads it.
+
+    Attributes:
+        table: the new variable (int8 for an int8 layer, which keeps its own scales), or None
+            where the layer is left to Keras (track it in the exported module).
+        replaced: `id`s of the model's variables no graph traced under `tracing()` reads (leave
+            them out of the export, or the table is stored twice).
+
+    Example:
+    ```python
+    token_table = TransposedTokenTable(lm)
+    with token_table.tracing():
+        logits = tf.function(lambda h: lm.backbone.token_embedding(h, reverse=True))(hidden)
+    ```
+    """
+
+    def __init__(self, lm):
+        self.layer = lm.backbone.token_embedding
+        self.table, self.replaced, self.method = None, set(), "call"
+        if _transposable(self.layer):
+            value = tf.convert_to_tensor(keras.ops.convert_to_tensor(self.layer.embeddings))
+            transposed = tf.transpose(tf.cast(value, self.layer.compute_dtype))
+            self.table = tf.Variable(transposed, trainable=False, name="token_embedding_transposed")
+            self.replaced = {id(v) for v in self.layer.variables}
+        elif _transposable_int8(self.layer):
+            transposed = tf.transpose(tf.convert_to_tensor(_value(self.layer._embeddings)))
+            self.table = tf.Variable(transposed, trainable=False, name="token_embedding_transposed")
+            self.replaced = {id(self.layer._embeddings)}
+            self.method = "quantized_call"  # what `Layer.__call__` calls on a quantized layer
+            self.exact_in_float32 = self.layer.output_dim * 128 * 128 < 2**24
+
+    def _lookup(self, ids):
+        columns = tf.gather(self.table, ids, axis=1)  # [hidden, *ids.shape]
+        return tf.transpose(columns, [*range(1, ids.shape.rank + 1), 0])
+
+    def _call(self, inputs, reverse=False):
+        inputs = tf.convert_to_tensor(inputs)
+        if not reverse:
+            return self._lookup(tf.cast(inputs, tf.int32))
+        rows, restore = _rows(tf.cast(inputs, self.table.dtype))
+        return restore(tf.matmul(rows, self.table))
+
+    def _int8_call(self, inputs, reverse=False):
+        """`ReversibleEmbedding._int8_call` (tied) on the transposed table, in its order of ops."""
+        layer, inputs = self.layer, tf.convert_to_tensor(inputs)
+        # Read as a tensor, so that the lookup is Keras's `GatherV2`, not a `ResourceGather`.
+        scale = tf.convert_to_tensor(_value(layer.embeddings_scale))
+        if not reverse:
+            ids = tf.cast(inputs, tf.int32)
+            return tf.cast(self._lookup(ids), layer.compute_dtype) / tf.gather(scale, ids)[..., None]
+        rows, restore = _rows(inputs)
+        if layer.inputs_quantizer:
+            rows, rows_scale = layer.inputs_quantizer(rows)
+        else:
+            rows_scale = tf.ones((1,), layer.compute_dtype)
+        if self.exact_in_float32:
+            logits = tf.matmul(tf.cast(rows, tf.float32), tf.cast(self.table, tf.float32))
+        else:
+            logits = tf.linalg.matmul(rows, self.table, output_type=tf.int32)
+        return restore(tf.cast(logits, layer.compute_dtype) / (rows_scale * scale))
+
+    @contextlib.contextmanager
+    def tracing(self):
+        """Within the block, the token embedding computes from `table` (no change when it is
+        None). Nested blocks (one signature tracing another) restore what they found."""
+        if self.table is None:
+            yield
+            return
+        previous = self.layer.__dict__.get(self.method)
+        setattr(self.layer, self.method, self._int8_call if self.method == "quantized_call" else self._call)
+        try:
+            yield
+        finally:
+            if previous is None:
+                delattr(self.layer, self.method)
+            else:
+                setattr(self.layer, self.method, previous)
