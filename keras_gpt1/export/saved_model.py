@@ -15,6 +15,9 @@ What a server needs and how it is met:
   flag, and its GPU builds fail on XLA clusters. So the export traces the cache writes as
   `TensorStridedSliceUpdate` (in place when nothing else reads the cache) and the attention as
   batched matmuls (see `_core_tf_tracing`); the graph's kernels are then TensorFlow's own.
+  Without XLA each graph node is dispatched on its own, so a causal LM's token table is stored
+  in the layout its LM head reads fastest (`token_table.py`) and float32 / bfloat16 models
+  decode through a step of fewer nodes (`decode_step.py`).
   `tensorflow_text.RoundRobinTrimmer` (used by the task packers) is a `TFText>RoundRobinTrim`
   custom op that the `tensorflow/serving` images do not link, so the exported task signatures
   trim with core ops, to the same result. `tests/test_export.py` lists every op of the graph.

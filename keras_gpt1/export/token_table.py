@@ -74,8 +74,8 @@ def _transposable_int8(layer):
 
 
 class TransposedTokenTable:
-    """A causal LM's token table as a `[hidden, vocabulary]` `tf.Variable` in the layer's compute
-    dtype, and the swap of the layer's call that reads it.
+    """A causal LM's token table as a `[hidden, vocabulary]` `tf.Variable` (in the layer's compute
+    dtype, or int8 for an int8 layer), and the swap of the layer's call that reads it.
 
     Attributes:
         table: the new variable (int8 for an int8 layer, which keeps its own scales), or None
