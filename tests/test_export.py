@@ -785,25 +785,27 @@ def test_batch_matmul_attention_equals_keras():
 
 
 @ONLY_TF
-@pytest.mark.parametrize("variant", ["float32", "lora", "bfloat16", "int8"])
+@pytest.mark.parametrize("variant", ["float32", "lora", "bfloat16", "int8", "int8 lora"])
 def test_serving_engine_step_equals_the_keras_layers(variant, lm_preset):
-    """The lean decode step (float32, bfloat16, LoRA merged) gives the Keras layers' logits and
-    cache, read through the transposed token table; int8 models decode through the Keras layers,
-    the head reading the transposed int8 table."""
+    """The lean decode step (float32, bfloat16, LoRA merged, int8) gives the Keras layers' logits
+    and cache, read through the transposed token table; an int8 model with LoRA adapters decodes
+    through the Keras layers."""
     from keras_gpt1.export.decode_step import ServingEngine, make_serving_engine
     from keras_gpt1.export.token_table import TransposedTokenTable
     from keras_gpt1.generation.decode_loop import KerasEngine
 
-    lm = _library_lm(lm_preset, "float32" if variant == "lora" else variant)
-    if variant == "lora":
+    lm = _library_lm(lm_preset, {"lora": "float32", "int8 lora": "int8"}.get(variant, variant))
+    if variant.endswith("lora"):
         lm.backbone.enable_lora(2, target_layer_names=["c_attn", "c_proj", "c_fc"])
         rng = np.random.default_rng(3)
         for v in lm.backbone.trainable_variables:  # adapters start as a no-op: make them count
-            v.assign(rng.normal(scale=0.2, size=v.shape).astype("float32"))
+            if "lora" in v.path:
+                v.assign(rng.normal(scale=0.2, size=v.shape).astype("float32"))
     token_table = TransposedTokenTable(lm)
     engine = make_serving_engine(lm, token_table)
-    assert type(engine) is (KerasEngine if variant == "int8" else ServingEngine)
-    assert token_table.table.dtype == {"bfloat16": tf.bfloat16, "int8": tf.int8}.get(variant, tf.float32)
+    assert type(engine) is (KerasEngine if variant == "int8 lora" else ServingEngine)
+    int8 = variant.startswith("int8")
+    assert token_table.table.dtype == (tf.int8 if int8 else tf.bfloat16 if variant == "bfloat16" else tf.float32)
     embedding = lm.backbone.token_embedding
 
     reference = KerasEngine(lm)
@@ -811,7 +813,7 @@ def test_serving_engine_step_equals_the_keras_layers(variant, lm_preset):
     _, cache = reference.prefill(prompt, reference.empty(2, 9))
     next_ids = tf.constant([12, 13], tf.int32)
     expected_logits, expected_cache = reference.step(next_ids, cache, 5)
-    swapped = "quantized_call" if variant == "int8" else "call"
+    swapped = "quantized_call" if int8 else "call"
     with token_table.tracing():
         assert swapped in embedding.__dict__
         logits, new_cache = tf.function(engine.step, autograph=False)(next_ids, cache, tf.constant(5))
@@ -881,8 +883,15 @@ def test_transposed_token_table_leaves_other_tables_to_keras():
         layer.enable_lora(2)
         return layer
 
+    def int8_weights_only():
+        layer = keras.layers.ReversibleEmbedding(50, 8)
+        layer.build()
+        layer.quantize("int8", config=keras.quantizers.Int8QuantizationConfig(activation_quantizer=None))
+        return layer
+
     cases = {
         "untied": lambda: keras.layers.ReversibleEmbedding(50, 8, tie_weights=False),
+        "int8 weights only": int8_weights_only,
         "soft-capped": lambda: keras.layers.ReversibleEmbedding(50, 8, logit_soft_cap=30.0),
         "reverse dtype": lambda: keras.layers.ReversibleEmbedding(50, 8, reverse_dtype="float32"),
         "own call": lambda: OwnCall(50, 8),

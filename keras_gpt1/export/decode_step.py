@@ -11,17 +11,20 @@ the mask are computed once per step. The LM head reads `TransposedTokenTable`'s 
 prefill (many tokens, run once) still goes through the Keras layers, as do the other signatures.
 
 It computes what `GPT1Block` computes, op for op where rounding could differ: the same Dense
-products on the same weights, the attention of `one_query_attention` (which the Keras layers'
+products on the same weights (Keras's int8 maths for an int8 layer: rows quantized, an int32
+product, scaled back), the attention of `one_query_attention` (which the Keras layers'
 trace uses too), LayerNorm as `keras.ops.layer_normalization` computes it, the tanh GELU of
 `keras.ops.gelu`. `tests/test_export.py` checks greedy tokens against `lm.generate` and logits
-against the Keras layers. Models it does not cover (float16, quantized, a layer configured
-otherwise) decode through the Keras layers: see `make_serving_engine`.
+against the Keras layers. Models it does not cover (float16, another quantization mode, LoRA on an
+int8 layer, a layer configured otherwise) decode through the Keras layers: see
+`make_serving_engine`.
 """
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_gpt1.export.token_table import quantizes_inputs_to_int8
 from keras_gpt1.generation.decode_loop import KerasEngine
 
 
@@ -73,9 +76,15 @@ def _value(variable):
 
 
 def _dense(layer, x):
-    """`keras.layers.Dense` (linear, not quantized) on a `[rows, in]` input, in `x`'s dtype (the
-    layer's compute dtype), as Keras casts its weights."""
-    y = tf.matmul(x, tf.cast(_value(layer.kernel), x.dtype))
+    """`keras.layers.Dense` (linear; float, or int8 as `Dense._int8_call` computes it) on a
+    `[rows, in]` input, in `x`'s dtype (the layer's compute dtype), as Keras casts its weights."""
+    if layer.quantization_mode == "int8":
+        # Rows quantized to int8, an int32 product, scaled back.
+        rows, rows_scale = layer.inputs_quantizer(x, axis=-1)
+        products = tf.linalg.matmul(rows, _value(layer._kernel), output_type=tf.int32)
+        y = tf.cast(products, x.dtype) / (tf.convert_to_tensor(_value(layer.kernel_scale)) * rows_scale)
+    else:
+        y = tf.matmul(x, tf.cast(_value(layer.kernel), x.dtype))
     return y if layer.bias is None else y + tf.cast(_value(layer.bias), x.dtype)
 
 
@@ -91,7 +100,7 @@ class ServingEngine(KerasEngine):
         backbone = lm.backbone
         self.num_heads = backbone.num_heads
         self.head_dim = backbone.hidden_dim // backbone.num_heads
-        self.table = token_table.table
+        self.token_table = token_table
         self.positions = _value(backbone.embeddings.position_embeddings)
         self.blocks = [
             dict(
@@ -107,7 +116,7 @@ class ServingEngine(KerasEngine):
 
     def step(self, token_ids, cache, index):
         batch, heads, head_dim = tf.shape(token_ids)[0], self.num_heads, self.head_dim
-        tokens = tf.transpose(tf.gather(self.table, tf.cast(token_ids, tf.int32), axis=1))
+        tokens = self.token_table.embed(token_ids)
         x = tokens + tf.cast(self.positions[index], tokens.dtype)
         # Shared by every layer: where this step's keys and values go, and which keys it sees.
         begin = tf.stack([0, index, 0, 0])
@@ -128,13 +137,18 @@ class ServingEngine(KerasEngine):
             n = _layer_norm(layers["ln_1"], x + _dense(layers["attn_proj"], tf.reshape(attended, tf.shape(x))))
             m = _dense(layers["c_proj"], tf.nn.gelu(_dense(layers["c_fc"], n), approximate=True))
             x = _layer_norm(layers["ln_2"], n + m)
-        return tf.cast(tf.matmul(x, self.table), tf.float32), tuple(new_cache)
+        return tf.cast(self.token_table.logits(x), tf.float32), tuple(new_cache)
 
 
 def _plain_dense(layer):
+    int8 = (
+        quantizes_inputs_to_int8(layer)
+        and keras.backend.standardize_dtype(layer._kernel.dtype) == "int8"
+        and not layer.lora_enabled
+    )
     return (
         type(layer) is keras.layers.Dense
-        and layer.quantization_mode is None
+        and (layer.quantization_mode is None or int8)
         and layer.activation in (None, keras.activations.linear)
     )
 
@@ -150,7 +164,7 @@ def _plain_layer_norm(layer):
 
 
 def make_serving_engine(lm, token_table):
-    """`ServingEngine` for a float32 or bfloat16 causal LM with a transposed token table and
+    """`ServingEngine` for a float32, bfloat16 or int8 causal LM with a transposed token table and
     GPT-1's own layers, else the Keras layers' `KerasEngine` (the same results, more graph nodes
     per step)."""
     from keras_gpt1.layers.attention import GPT1Attention

@@ -63,11 +63,23 @@ def _transposable(layer):
     )
 
 
+def quantizes_inputs_to_int8(layer):
+    """Whether an int8 layer quantizes its inputs as Keras's default int8 does: to int8 with one
+    scale per row (not weight-only, not a custom activation quantizer)."""
+    quantizer = getattr(layer, "inputs_quantizer", None)
+    return (
+        layer.quantization_mode == "int8"
+        and type(quantizer) is keras.quantizers.AbsMaxQuantizer
+        and quantizer.output_dtype == "int8"
+    )
+
+
 def _transposable_int8(layer):
     return (
         type(layer)._int8_call is keras.layers.ReversibleEmbedding._int8_call
         and type(layer).quantized_call is keras.layers.Layer.quantized_call
-        and layer.quantization_mode == "int8"
+        and quantizes_inputs_to_int8(layer)
+        and keras.backend.standardize_dtype(layer._embeddings.dtype) == "int8"
         and not layer.lora_enabled
         and _tied(layer)
     )
@@ -86,8 +98,9 @@ class TransposedTokenTable:
     Example:
     ```python
     token_table = TransposedTokenTable(lm)
-    with token_table.tracing():
+    with token_table.tracing():  # the layer itself reads the table
         logits = tf.function(lambda h: lm.backbone.token_embedding(h, reverse=True))(hidden)
+    logits = token_table.logits(hidden)  # the same, called directly
     ```
     """
 
@@ -110,31 +123,33 @@ class TransposedTokenTable:
         columns = tf.gather(self.table, ids, axis=1)  # [hidden, *ids.shape]
         return tf.transpose(columns, [*range(1, ids.shape.rank + 1), 0])
 
-    def _call(self, inputs, reverse=False):
-        inputs = tf.convert_to_tensor(inputs)
-        if not reverse:
-            return self._lookup(tf.cast(inputs, tf.int32))
-        rows, restore = _rows(tf.cast(inputs, self.table.dtype))
-        return restore(tf.matmul(rows, self.table))
+    def embed(self, ids):
+        """The layer's lookup of `ids` (any shape), read from `table`."""
+        ids = tf.cast(ids, tf.int32)
+        if self.method == "call":
+            return self._lookup(ids)
+        # `Embedding._int8_call`: the int8 rows, then each divided by its token's scale. The
+        # scales are read as a tensor, so the lookup is Keras's `GatherV2`, not a `ResourceGather`.
+        scale = tf.convert_to_tensor(_value(self.layer.embeddings_scale))
+        return tf.cast(self._lookup(ids), self.layer.compute_dtype) / tf.gather(scale, ids)[..., None]
 
-    def _int8_call(self, inputs, reverse=False):
-        """`ReversibleEmbedding._int8_call` (tied) on the transposed table, in its order of ops."""
-        layer, inputs = self.layer, tf.convert_to_tensor(inputs)
-        # Read as a tensor, so that the lookup is Keras's `GatherV2`, not a `ResourceGather`.
-        scale = tf.convert_to_tensor(_value(layer.embeddings_scale))
-        if not reverse:
-            ids = tf.cast(inputs, tf.int32)
-            return tf.cast(self._lookup(ids), layer.compute_dtype) / tf.gather(scale, ids)[..., None]
-        rows, restore = _rows(inputs)
-        if layer.inputs_quantizer:
-            rows, rows_scale = layer.inputs_quantizer(rows)
-        else:
-            rows_scale = tf.ones((1,), layer.compute_dtype)
+    def logits(self, hidden):
+        """The layer's `reverse=True` product of `hidden` (`[..., hidden]`), read from `table`."""
+        rows, restore = _rows(tf.convert_to_tensor(hidden))
+        if self.method == "call":
+            return restore(tf.matmul(tf.cast(rows, self.table.dtype), self.table))
+        # `ReversibleEmbedding._int8_call` (tied), in its order of ops.
+        layer = self.layer
+        rows, rows_scale = layer.inputs_quantizer(rows)
         if self.exact_in_float32:
-            logits = tf.matmul(tf.cast(rows, tf.float32), tf.cast(self.table, tf.float32))
+            products = tf.matmul(tf.cast(rows, tf.float32), tf.cast(self.table, tf.float32))
         else:
-            logits = tf.linalg.matmul(rows, self.table, output_type=tf.int32)
-        return restore(tf.cast(logits, layer.compute_dtype) / (rows_scale * scale))
+            products = tf.linalg.matmul(rows, self.table, output_type=tf.int32)
+        scale = tf.convert_to_tensor(_value(layer.embeddings_scale))
+        return restore(tf.cast(products, layer.compute_dtype) / (rows_scale * scale))
+
+    def _call(self, inputs, reverse=False):
+        return self.logits(inputs) if reverse else self.embed(inputs)
 
     @contextlib.contextmanager
     def tracing(self):
@@ -144,7 +159,7 @@ class TransposedTokenTable:
             yield
             return
         previous = self.layer.__dict__.get(self.method)
-        setattr(self.layer, self.method, self._int8_call if self.method == "quantized_call" else self._call)
+        setattr(self.layer, self.method, self._call)
         try:
             yield
         finally:
