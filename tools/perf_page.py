@@ -27,6 +27,7 @@ COMMANDS = (
     "python tools/benchmark.py generate --dtypes float32 int8 bfloat16 --json results/generate.json",
     "python tools/benchmark.py serve --dtypes float32 bfloat16 int8 --json results/serve.json",
     "python tools/perf_page.py results/train.json results/generate.json results/serve.json",
+    "python tools/perf_page.py --update results/serve.json   # only that run's section; the rest kept",
 )
 
 INTRO = """# Performance

@@ -85,7 +85,7 @@ def main(argv=None):
                    for layer in (block["c_attn"], block["attn_proj"], block["c_fc"], block["c_proj"])]
 
         def body(i, x):
-            total = tf.reduce_sum(tf.matmul(x, engine.table)[:, :1])
+            total = tf.reduce_sum(tf.matmul(x, engine.token_table.table)[:, :1])
             for kernel in kernels:  # each product reads its whole kernel; its rows feed the sum
                 total += tf.reduce_sum(tf.matmul(tf.ones([batch, kernel.shape[0]]), kernel)[:, :1])
             return i + 1, x + 0 * total  # keeps every product live
