@@ -331,6 +331,11 @@ def write_results(path, kind, settings, ceilings, rows, argv, summary=()):
 
     data = dict(schema=1, kind=kind, machine=machine_record(), command=["tools/benchmark.py", kind, *argv],
                 settings=settings, ceilings=ceilings, rows=rows, summary=list(summary))
+    _write_json(path, data)
+
+
+def _write_json(path, data):
+    """Writes `data` to `path` through a temporary file, so a reader never sees half a file."""
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(data, f, indent=1)
@@ -455,16 +460,6 @@ def print_levers(table):
         print(f"| {lever} | {worker} | {backend} | {policy} | {batch} x {seq} | {tokens} | {vs} | {LEVERS[lever]} |")
 
 
-def _json_path(argv):
-    """The value of `--json` (`--json FILE` or `--json=FILE`) in `argv`, or None."""
-    for i, arg in enumerate(argv):
-        if arg == "--json" and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith("--json="):
-            return arg[len("--json="):]
-    return None
-
-
 def record_ceilings(path, ceilings):
     """Puts the ceilings measured around a script's run into the results it wrote to `path`, so the
     performance page shows them beside that run's figures. A missing file (the script failed) is
@@ -474,10 +469,7 @@ def record_ceilings(path, ceilings):
     with open(path) as f:
         data = json.load(f)
     data["ceilings"] = list(ceilings)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
+    _write_json(path, data)
 
 
 def passthrough(script, argv):
@@ -491,7 +483,9 @@ def passthrough(script, argv):
     ceilings.append(measure_ceilings_subprocess(quick=quick))
     print(f"ceilings at end:   {format_ceilings(ceilings[1])}", flush=True)
     if code == 0:
-        record_ceilings(_json_path(argv), ceilings)
+        json_option = argparse.ArgumentParser(add_help=False)
+        json_option.add_argument("--json")
+        record_ceilings(json_option.parse_known_args(argv)[0].json, ceilings)
     return code
 
 

@@ -23,7 +23,7 @@ import tensorflow as tf  # noqa: E402
 
 import keras_gpt1.export.decode_step as decode_step  # noqa: E402
 from keras_gpt1 import GPT1Backbone, GPT1CausalLM  # noqa: E402
-from keras_gpt1.export.token_table import TransposedTokenTable  # noqa: E402
+from keras_gpt1.export.token_table import TransposedTokenTable, backend_value  # noqa: E402
 
 CONFIGS = {
     "117M": dict(vocabulary_size=40478, num_layers=12, num_heads=12, hidden_dim=768, intermediate_dim=3072),
@@ -81,7 +81,7 @@ def main(argv=None):
                            autograph=False)
 
     def products_loop():
-        kernels = [decode_step._value(layer.kernel) for block in engine.blocks
+        kernels = [backend_value(layer.kernel) for block in engine.blocks
                    for layer in (block["c_attn"], block["attn_proj"], block["c_fc"], block["c_proj"])]
 
         def body(i, x):

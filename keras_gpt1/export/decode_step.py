@@ -24,7 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_gpt1.export.token_table import quantizes_inputs_to_int8
+from keras_gpt1.export.token_table import backend_value, quantizes_inputs_to_int8
 from keras_gpt1.generation.decode_loop import KerasEngine
 
 
@@ -67,12 +67,8 @@ def _layer_norm(layer, x):
     x32 = tf.cast(x, tf.float32)
     mean = tf.reduce_mean(x32, axis=-1, keepdims=True)
     variance = tf.reduce_mean(tf.math.squared_difference(x32, mean), axis=-1, keepdims=True)
-    inv = tf.math.rsqrt(variance + layer.epsilon) * tf.cast(_value(layer.gamma), tf.float32)
-    return tf.cast(x32 * inv + (-mean * inv + tf.cast(_value(layer.beta), tf.float32)), x.dtype)
-
-
-def _value(variable):
-    return getattr(variable, "value", variable)
+    inv = tf.math.rsqrt(variance + layer.epsilon) * tf.cast(backend_value(layer.gamma), tf.float32)
+    return tf.cast(x32 * inv + (-mean * inv + tf.cast(backend_value(layer.beta), tf.float32)), x.dtype)
 
 
 def _dense(layer, x):
@@ -81,11 +77,11 @@ def _dense(layer, x):
     if layer.quantization_mode == "int8":
         # Rows quantized to int8, an int32 product, scaled back.
         rows, rows_scale = layer.inputs_quantizer(x, axis=-1)
-        products = tf.linalg.matmul(rows, _value(layer._kernel), output_type=tf.int32)
-        y = tf.cast(products, x.dtype) / (tf.convert_to_tensor(_value(layer.kernel_scale)) * rows_scale)
+        products = tf.linalg.matmul(rows, backend_value(layer._kernel), output_type=tf.int32)
+        y = tf.cast(products, x.dtype) / (tf.convert_to_tensor(backend_value(layer.kernel_scale)) * rows_scale)
     else:
-        y = tf.matmul(x, tf.cast(_value(layer.kernel), x.dtype))
-    return y if layer.bias is None else y + tf.cast(_value(layer.bias), x.dtype)
+        y = tf.matmul(x, tf.cast(backend_value(layer.kernel), x.dtype))
+    return y if layer.bias is None else y + tf.cast(backend_value(layer.bias), x.dtype)
 
 
 class ServingEngine(KerasEngine):
@@ -101,7 +97,7 @@ class ServingEngine(KerasEngine):
         self.num_heads = backbone.num_heads
         self.head_dim = backbone.hidden_dim // backbone.num_heads
         self.token_table = token_table
-        self.positions = _value(backbone.embeddings.position_embeddings)
+        self.positions = backend_value(backbone.embeddings.position_embeddings)
         self.blocks = [
             dict(
                 c_attn=block.attention.c_attn,
@@ -141,15 +137,14 @@ class ServingEngine(KerasEngine):
 
 
 def _plain_dense(layer):
-    int8 = (
+    if type(layer) is not keras.layers.Dense or layer.activation not in (None, keras.activations.linear):
+        return False
+    if layer.quantization_mode is None:
+        return True
+    return (
         quantizes_inputs_to_int8(layer)
         and keras.backend.standardize_dtype(layer._kernel.dtype) == "int8"
         and not layer.lora_enabled
-    )
-    return (
-        type(layer) is keras.layers.Dense
-        and (layer.quantization_mode is None or int8)
-        and layer.activation in (None, keras.activations.linear)
     )
 
 

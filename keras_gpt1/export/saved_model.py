@@ -16,8 +16,8 @@ What a server needs and how it is met:
   `TensorStridedSliceUpdate` (in place when nothing else reads the cache) and the attention as
   batched matmuls (see `_core_tf_tracing`); the graph's kernels are then TensorFlow's own.
   Without XLA each graph node is dispatched on its own, so a causal LM's token table is stored
-  in the layout its LM head reads fastest (`token_table.py`) and float32 / bfloat16 models
-  decode through a step of fewer nodes (`decode_step.py`).
+  in the layout its LM head reads fastest (`token_table.py`) and float32, bfloat16 and int8
+  models decode through a step of fewer nodes (`decode_step.py`).
   `tensorflow_text.RoundRobinTrimmer` (used by the task packers) is a `TFText>RoundRobinTrim`
   custom op that the `tensorflow/serving` images do not link, so the exported task signatures
   trim with core ops, to the same result. `tests/test_export.py` lists every op of the graph.
@@ -84,7 +84,7 @@ import tensorflow as tf
 from keras_gpt1.models import preset_io
 from keras_gpt1.export import DEFAULT_MAX_NEW_TOKENS, check_export_dtype
 from keras_gpt1.export.decode_step import make_serving_engine, one_query_attention
-from keras_gpt1.export.token_table import TransposedTokenTable
+from keras_gpt1.export.token_table import TransposedTokenTable, backend_value
 from keras_gpt1.utils.checks import check_integer
 from keras_gpt1.utils.files import atomic_dir, check_not_a_file
 
@@ -352,7 +352,7 @@ def _tf_variable(variable):
     # The tf.Variable under a Keras variable. The graph reads these; tracking them (not the Keras
     # wrappers) gives the SavedModel one variable each, which TF1-style loaders (TF Serving,
     # `saved_model_cli run`) restore by name. Tracking the wrappers saved a second, unused copy.
-    value = getattr(variable, "value", variable)
+    value = backend_value(variable)
     return value if isinstance(value, tf.Variable) else variable
 
 

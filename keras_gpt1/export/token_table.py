@@ -6,9 +6,9 @@ layer to the `[vocabulary, hidden]` token embedding), so every served token read
 Keras computes that product as a `MatMul` with `transpose_b`. Under XLA (the library's own
 generation) the table is laid out for the product once, at compile time; a SavedModel for TF
 Serving runs TensorFlow's oneDNN kernels on the table as stored, and with `transpose_b` that
-product took several times as long as on the table stored `[hidden, vocabulary]`, at every row
-count measured (one row to 128, float32 and bfloat16; `docs/export.md`). So the export stores
-the table that way only, and token lookups gather its columns.
+product is several times slower than on the table stored `[hidden, vocabulary]`, in float32 and
+bfloat16, from one row to a prefill's. So the export stores the table that way only, and token
+lookups gather its columns.
 
 An int8 table (Keras's `quantize("int8")`: int8 values, one scale per token) is stored
 transposed too, in int8 with the model's scales. Keras transposes the whole int8 table on every
@@ -19,8 +19,8 @@ float32 holds it exactly while `hidden * 128 * 128 < 2**24` (hidden sizes below 
 among them): the logits equal Keras's bit for bit. Wider models keep the int8 product, on
 the transposed table.
 
-Dense kernels stay `[in, out]`: stored `[out, in]` they streamed faster at one row but about
-twice as slow at twenty (a prefill, the `score` signature), so no one layout wins there.
+Dense kernels stay `[in, out]`: stored `[out, in]` they stream faster at one row but slower at
+a prefill's or the `score` signature's row counts, so no one layout wins there.
 
 The swapped layer computes exactly its Keras maths (LoRA adapters merged in, dtype kept); only
 the stored layout and the kernel that reads it change. A table configured otherwise (untied,
@@ -49,7 +49,8 @@ def _rows(x):
     return rows, restore
 
 
-def _value(variable):
+def backend_value(variable):
+    """The backend value under a Keras variable (its `tf.Variable`), or the argument itself."""
     return getattr(variable, "value", variable)
 
 
@@ -113,11 +114,10 @@ class TransposedTokenTable:
             self.table = tf.Variable(transposed, trainable=False, name="token_embedding_transposed")
             self.replaced = {id(v) for v in self.layer.variables}
         elif _transposable_int8(self.layer):
-            transposed = tf.transpose(tf.convert_to_tensor(_value(self.layer._embeddings)))
+            transposed = tf.transpose(tf.convert_to_tensor(backend_value(self.layer._embeddings)))
             self.table = tf.Variable(transposed, trainable=False, name="token_embedding_transposed")
             self.replaced = {id(self.layer._embeddings)}
             self.method = "quantized_call"  # what `Layer.__call__` calls on a quantized layer
-            self.exact_in_float32 = self.layer.output_dim * 128 * 128 < 2**24
 
     def _lookup(self, ids):
         columns = tf.gather(self.table, ids, axis=1)  # [hidden, *ids.shape]
@@ -130,7 +130,7 @@ class TransposedTokenTable:
             return self._lookup(ids)
         # `Embedding._int8_call`: the int8 rows, then each divided by its token's scale. The
         # scales are read as a tensor, so the lookup is Keras's `GatherV2`, not a `ResourceGather`.
-        scale = tf.convert_to_tensor(_value(self.layer.embeddings_scale))
+        scale = tf.convert_to_tensor(backend_value(self.layer.embeddings_scale))
         return tf.cast(self._lookup(ids), self.layer.compute_dtype) / tf.gather(scale, ids)[..., None]
 
     def logits(self, hidden):
@@ -141,11 +141,11 @@ class TransposedTokenTable:
         # `ReversibleEmbedding._int8_call` (tied), in its order of ops.
         layer = self.layer
         rows, rows_scale = layer.inputs_quantizer(rows)
-        if self.exact_in_float32:
+        if layer.output_dim * 128 * 128 < 2**24:  # every partial sum exact in float32
             products = tf.matmul(tf.cast(rows, tf.float32), tf.cast(self.table, tf.float32))
         else:
             products = tf.linalg.matmul(rows, self.table, output_type=tf.int32)
-        scale = tf.convert_to_tensor(_value(layer.embeddings_scale))
+        scale = tf.convert_to_tensor(backend_value(layer.embeddings_scale))
         return restore(tf.cast(products, layer.compute_dtype) / (rows_scale * scale))
 
     def _call(self, inputs, reverse=False):
