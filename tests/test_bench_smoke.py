@@ -196,6 +196,55 @@ def test_perf_page_update_replaces_only_the_rerun_sections(tmp_path):
     assert proc.returncode != 0 and "missing.md: cannot read the page to update" in proc.stderr
 
 
+def _load_tool(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(TOOLS, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_perf_page_gpu_runs_stand_beside_the_cpu_runs():
+    perf_page = _load_tool("perf_page")
+    cpu = {"cpu": "CPU", "cores": 2, "avx2": True, "bf16": True, "amx": False, "date": "2026-01-02"}
+    gpu = dict(cpu, gpus=["NVIDIA H200"])
+    row = {"contender": "keras_gpt1", "backend": "jax", "policy": "mixed_bfloat16", "jit": "auto", "lever": "shipped",
+           "batch": 8, "sequence": 512, "row": {"step": 1.0}, "tokens_per_s": 100.0, "mfu": 0.1, "peak_rss_gib": 1.0}
+
+    def train(machine, **extra):
+        return {"schema": 1, "kind": "train", "machine": machine, "command": ["train"], "ceilings": [],
+                "settings": {"config": "117M", "peak_gflops": 1.0}, "rows": [dict(row, **extra)], "summary": []}
+
+    on_cpu, on_gpu = train(cpu, peak_gpu_gib=None), train(gpu, peak_gpu_gib=5.07)
+    page = perf_page.render([on_cpu, on_gpu])
+    headings = [line for line in page.splitlines() if line.startswith("## ")]
+    assert headings == ["## Training (117M)", "## Training (117M, NVIDIA H200)"]
+    cpu_section, gpu_section = page.split("## Training (117M, NVIDIA H200)")
+    assert "GPU: NVIDIA H200; host CPU, 2 cores" in gpu_section and "GPU:" not in cpu_section
+    # GPU memory is a column only where a run measured it.
+    assert "peak GPU GiB" in gpu_section and "| 5.07 |" in gpu_section and "peak GPU GiB" not in cpu_section
+    # Rerunning the GPU harness replaces the GPU section and leaves the CPU's alone.
+    updated = perf_page.update(page, [train(gpu, peak_gpu_gib=6.5, tokens_per_s=200.0)])
+    assert "| 6.50 |" in updated and "| 5.07 |" not in updated and "| 100.0 |" in updated.split("NVIDIA H200")[0]
+    # A levers run is a section of its own, beside the shipped step's.
+    levers = train(gpu, lever="no_dropout", contender="keras_gpt1, no_dropout")
+    assert "## Training (117M, NVIDIA H200, levers: no_dropout)" in perf_page.render([levers])
+
+
+def test_transformers_is_compared_in_each_policy(monkeypatch):
+    benchmark = _load_tool("benchmark")
+    args = benchmark.argparse.Namespace(backends=["jax"], policies=["float32", "mixed_bfloat16"], jit=["auto"],
+                                        levers=["shipped"], peers=["keras_hub", "transformers"])
+    peers = [c for c in benchmark._contenders(args) if c[0] == "transformers"]
+    assert peers == [("transformers", "torch", "float32", "eager", "shipped"),
+                     ("transformers", "torch", "mixed_bfloat16", "eager", "shipped")]
+    # GPU memory is read from the worker's own framework, and is None on a CPU.
+    if not _load_tool("ceilings").gpu_names():
+        for backend in ("jax", "torch"):
+            monkeypatch.setenv("KERAS_BACKEND", backend)
+            assert benchmark.peak_gpu_bytes("keras_gpt1") is None
+        assert benchmark.peak_gpu_bytes("transformers") is None
+
+
 def _check_rendered_page(results, tmp_path, *expected):
     """The JSON results render into docs/performance.md's format, machine and date included."""
     with open(results) as f:

@@ -12,7 +12,8 @@
     python tools/benchmark.py tokenize [bench_tokenizer.py options]
 
 `train` runs one training step loop per contender, each in its own subprocess (one backend per
-process, and the child's peak resident memory is its own `ru_maxrss`):
+process, and the child's peak resident memory is its own `ru_maxrss`; on a GPU, its framework's
+peak GPU memory too):
 
 - keras_gpt1: `GPT1CausalLM.from_preset("gpt1", load_weights=False, dtype=policy)` compiled with the paper's
   optimizer and schedule (`create_optimizer(WarmupCosine(...))`), `NextTokenLoss` and the
@@ -23,7 +24,8 @@ process, and the child's peak resident memory is its own `ru_maxrss`):
   schedule, sparse cross-entropy from logits and its default accuracy metric, on the same backends
   and policies (its `jit_compile` left at Keras's default);
 - transformers: `OpenAIGPTLMHeadModel` (PyTorch eager), `torch.optim.AdamW`, warmup-cosine
-  `LambdaLR`, global-norm clipping 1.0, loss from `labels`.
+  `LambdaLR`, global-norm clipping 1.0, loss from `labels`, in each policy (mixed_bfloat16 under
+  `torch.autocast`); "vs transformers" compares within one policy.
 
 All use dropout 0.1 in training mode and the same random token batch. Each process runs
 `--warmup` untimed steps (the first compiles; its time is reported as "first step"), then
@@ -65,7 +67,7 @@ TINY = dict(vocabulary_size=1024, num_layers=2, num_heads=2, hidden_dim=64, inte
             max_sequence_length=128)
 PEAK_LEARNING_RATE, WARMUP_STEPS, TOTAL_STEPS = 2.5e-4, 2000, 100_000
 TRAIN_COLUMNS = ("contender", "backend", "policy", "jit", "batch x seq", "tokens/s", "step s", "first step s",
-                 "vs KerasHub", "vs transformers", "MFU", "peak RSS GiB")
+                 "vs KerasHub", "vs transformers", "MFU", "peak RSS GiB", "peak GPU GiB")
 
 
 def flops_per_token(cfg, seq_len):
@@ -261,11 +263,28 @@ def worker_transformers(cfg, args):
 WORKERS = {"keras_gpt1": worker_keras_gpt1, "keras_hub": worker_keras_hub, "transformers": worker_transformers}
 
 
+def peak_gpu_bytes(worker):
+    """The GPU memory this process's framework held at its peak, or None when it ran on a CPU.
+    Only the framework the process already uses is asked (importing another would start it)."""
+    if worker == "transformers" or os.environ.get("KERAS_BACKEND") == "torch":
+        import torch
+
+        return torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None
+    if os.environ.get("KERAS_BACKEND") == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        stats = device.memory_stats() if device.platform == "gpu" else None
+        return (stats or {}).get("peak_bytes_in_use")
+    return None
+
+
 def run_worker(args):
     cfg = TINY if args.quick else FULL
     load = os.getloadavg()[0]
     result = WORKERS[args.worker](cfg, args)
     result["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    result["peak_gpu"] = peak_gpu_bytes(args.worker)
     result["load"] = (load + os.getloadavg()[0]) / 2
     print("RESULT " + json.dumps(result), flush=True)
 
@@ -321,7 +340,8 @@ def _contenders(args):
                 for lever in hub_levers:
                     contenders.append(("keras_hub", backend, policy, "auto", lever))
     if "transformers" in args.peers:
-        contenders.append(("transformers", "torch", "float32", "eager", "shipped"))
+        for policy in args.policies:  # mixed_bfloat16: under torch.autocast
+            contenders.append(("transformers", "torch", policy, "eager", "shipped"))
     return contenders
 
 
@@ -340,6 +360,10 @@ def _write_json(path, data):
     with open(tmp, "w") as f:
         json.dump(data, f, indent=1)
     os.replace(tmp, path)
+
+
+def _gib(nbytes):
+    return f"{nbytes / 2**30:.2f}" if nbytes else "-"
 
 
 def _fmt_ratio(ours, peer):
@@ -372,7 +396,8 @@ def train_main(args, argv):
                 timed = data["times"][args.warmup:]
                 print(f"  round {round_index + 1}: {label} {batch}x{seq}: median step "
                       f"{statistics.median(timed):.3f} s, first {data['times'][0]:.1f} s, "
-                      f"peak RSS {data['peak_rss'] / 2**30:.2f} GiB, load {data['load']:.1f}", flush=True)
+                      f"peak RSS {data['peak_rss'] / 2**30:.2f} GiB, peak GPU {_gib(data.get('peak_gpu'))} GiB, "
+                      f"load {data['load']:.1f}", flush=True)
                 results.setdefault((contender, (batch, seq)), []).append(data)
     ceilings.append(measure_ceilings_subprocess(quick=args.quick, libraries=libraries))
     print(f"ceilings at end:   {format_ceilings(ceilings[-1])}", flush=True)
@@ -391,22 +416,24 @@ def train_main(args, argv):
             step = statistics.median(timed)
             rows[contender] = dict(
                 step=step, tokens=batch * seq / step, first=statistics.median(r["times"][0] for r in runs),
-                rss=max(r["peak_rss"] for r in runs), load=statistics.mean(r["load"] for r in runs))
+                rss=max(r["peak_rss"] for r in runs), load=statistics.mean(r["load"] for r in runs),
+                gpu=max((r.get("peak_gpu") or 0 for r in runs), default=0) or None)
         hub_best = {}  # per backend and policy, KerasHub as shipped
         for (worker, backend, policy, _, lever), row in rows.items():
             if worker == "keras_hub" and lever == "shipped" and row:
                 hub_best[(backend, policy)] = row["tokens"]
-        hf = next((row["tokens"] for (worker, *_), row in rows.items() if worker == "transformers" and row), None)
+        hf = {policy: row["tokens"] for (worker, _, policy, *_), row in rows.items() if worker == "transformers" and row}
         fpt = flops_per_token(cfg, seq)
         for contender, row in rows.items():
-            table.append((contender, (batch, seq), row, hub_best.get(contender[1:3]), hf, fpt))
+            table.append((contender, (batch, seq), row, hub_best.get(contender[1:3]), hf.get(contender[2]), fpt))
 
     shape_desc = ", ".join(f"{b} x {s}" for b, s in shapes)
     print(f"\nTraining throughput, {'tiny' if args.quick else '117M'} config (vocabulary {cfg['vocabulary_size']}, "
           f"{cfg['num_layers']} layers, width {cfg['hidden_dim']}), batch x sequence {shape_desc}; median of "
           f"{args.steps} timed steps x {args.rounds} round(s) after {args.warmup} warm-up step(s). MFU against "
           f"{peak_gflops:.0f} GFLOP/s, the best matmul rate measured in this run. "
-          f"\"vs KerasHub\": against KerasHub on the same backend and policy.\n")
+          f"\"vs KerasHub\": against KerasHub on the same backend and policy; \"vs transformers\": against "
+          f"transformers in the same policy.\n")
     print("| " + " | ".join(TRAIN_COLUMNS) + " |")
     print("|" + "---|" * 2 + "---|" * 3 + "---:|" * (len(TRAIN_COLUMNS) - 5))
     for (worker, backend, policy, jit, lever), (batch, seq), row, hub, hf, fpt in table:
@@ -419,7 +446,7 @@ def train_main(args, argv):
         vs_hub = "-" if worker == "keras_hub" else _fmt_ratio(row["tokens"], hub)
         vs_hf = "-" if worker == "transformers" else _fmt_ratio(row["tokens"], hf)
         print(f"{head} {row['tokens']:.1f} | {row['step']:.3f} | {row['first']:.1f} | {vs_hub} | {vs_hf} | "
-              f"{100 * mfu:.1f}% | {row['rss'] / 2**30:.2f} |")
+              f"{100 * mfu:.1f}% | {row['rss'] / 2**30:.2f} | {_gib(row['gpu'])} |")
     if len(args.levers) > 1:
         print_levers(table)
     loads = [row["load"] for _, _, row, *_ in table if row]
@@ -433,7 +460,7 @@ def train_main(args, argv):
             if row:
                 record.update(
                     tokens_per_s=row["tokens"], step_s=row["step"], first_step_s=row["first"],
-                    peak_rss_gib=row["rss"] / 2**30,
+                    peak_rss_gib=row["rss"] / 2**30, peak_gpu_gib=row["gpu"] / 2**30 if row["gpu"] else None,
                     vs_keras_hub=None if worker == "keras_hub" or not hub else row["tokens"] / hub,
                     vs_transformers=None if worker == "transformers" or not hf else row["tokens"] / hf,
                     mfu=row["tokens"] * fpt / (peak_gflops * 1e9) if peak_gflops else None)

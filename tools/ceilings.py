@@ -47,12 +47,24 @@ def cpu_flags():
     return model, [f for f in wanted if f in flags]
 
 
+def gpu_names():
+    """The CUDA GPUs' names as `nvidia-smi` lists them ([] without one), read without starting a
+    framework (the harness's driver process imports none)."""
+    try:
+        proc = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                              text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line.strip() for line in proc.stdout.splitlines() if line.strip()] if proc.returncode == 0 else []
+
+
 def machine_summary():
     """One line describing the machine and its load now (load average over 1 minute)."""
     model, flags = cpu_flags()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    gpus = gpu_names()
     return (f"{model}, {os.cpu_count()} cores, flags: {' '.join(flags) or 'none of avx2/avx512/amx'}; "
-            f"load average {load:.1f}")
+            + (f"GPU: {', '.join(gpus)}; " if gpus else "") + f"load average {load:.1f}")
 
 
 def machine_record():
@@ -67,6 +79,7 @@ def machine_record():
         avx2="avx2" in flags,
         bf16=any(f in flags for f in ("avx512_bf16", "amx_bf16")),
         amx="amx_tile" in flags,
+        gpus=gpu_names(),
         date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
     )
 

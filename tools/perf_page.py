@@ -62,8 +62,16 @@ def _yes(flag):
 
 
 def machine_line(machine):
-    return (f"{machine['cpu']}, {machine['cores']} cores; AVX2: {_yes(machine.get('avx2'))}, native bfloat16: "
+    gpus = machine.get("gpus") or []
+    return ((f"GPU: {', '.join(gpus)}; host " if gpus else "")
+            + f"{machine['cpu']}, {machine['cores']} cores; AVX2: {_yes(machine.get('avx2'))}, native bfloat16: "
             f"{_yes(machine.get('bf16'))}, AMX: {_yes(machine.get('amx'))}; measured {machine['date']}")
+
+
+def _on_gpu(machine):
+    """A heading's suffix for a run on a GPU, so its section stands beside the CPU's, not over it."""
+    gpus = machine.get("gpus") or []
+    return f", {gpus[0]}" if gpus else ""
 
 
 CEILING_LABELS = {"tf_fp32": "TF fp32", "tf_bf16": "TF bf16", "torch_fp32": "torch fp32", "torch_bf16": "torch bf16",
@@ -84,22 +92,28 @@ def _ceilings(ceilings):
 
 def render_train(data):
     settings = data["settings"]
+    gpu_memory = any(r.get("peak_gpu_gib") for r in data["rows"])
+    # A run of levers (`--levers`) is a section of its own, beside the shipped step's.
+    levers = sorted({r.get("lever") or "shipped" for r in data["rows"]} - {"shipped"})
     lines = [
-        f"## Training ({settings['config']})", "",
+        f"## Training ({settings['config']}{_on_gpu(data['machine'])}"
+        f"{', levers: ' + ', '.join(levers) if levers else ''})", "",
         f"Machine: {machine_line(data['machine'])}. Command: `{' '.join(data['command'])}`.", "",
         f"Ceilings (start; end): {_ceilings(data['ceilings'])}. MFU against {settings['peak_gflops']:.0f} GFLOP/s.", "",
-        "| contender | backend | policy | jit | batch × sequence | tokens/s | vs KerasHub | vs transformers | MFU | peak RSS GiB |",
-        "|---|---|---|---|---|---:|---:|---:|---:|---:|",
+        "| contender | backend | policy | jit | batch × sequence | tokens/s | vs KerasHub | vs transformers | MFU | peak RSS GiB |"
+        + (" peak GPU GiB |" if gpu_memory else ""),
+        "|---|---|---|---|---|---:|---:|---:|---:|---:|" + ("---:|" if gpu_memory else ""),
     ]
     for r in data["rows"]:
         head = f"| {r['contender']} | {r['backend']} | {r['policy']} | {r['jit']} | {r['batch']} × {r['sequence']} |"
         if not r.get("row"):
-            lines.append(head + " failed | | | | |")
+            lines.append(head + " failed | | | | |" + (" |" if gpu_memory else ""))
             continue
         lines.append(
             f"{head} {_number(r['tokens_per_s'])} | {_number(r.get('vs_keras_hub'), 2, '×')} | "
             f"{_number(r.get('vs_transformers'), 2, '×')} | "
             f"{_number(None if r.get('mfu') is None else 100 * r['mfu'], 1, '%')} | {_number(r['peak_rss_gib'], 2)} |"
+            + (f" {_number(r.get('peak_gpu_gib'), 2)} |" if gpu_memory else "")
         )
     return lines
 
@@ -107,7 +121,8 @@ def render_train(data):
 def render_generate(data):
     settings = data["settings"]
     lines = [
-        f"## Generation ({settings['config']}, prompt {settings['prompt_length']} + {settings['new_tokens']} new tokens)", "",
+        f"## Generation ({settings['config']}, prompt {settings['prompt_length']} + {settings['new_tokens']} new tokens"
+        f"{_on_gpu(data['machine'])})", "",
         f"Machine: {machine_line(data['machine'])}. Command: `{' '.join(data['command'])}`. "
         f"Memory read bandwidth measured in the run: {settings['bandwidth_gbps']:.1f} GB/s.", "",
         "| library (backend) | weights | batch | tokens/s | ms per step | first call s | weights read GB/s | fraction of bandwidth |",

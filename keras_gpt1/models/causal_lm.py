@@ -7,8 +7,15 @@ from keras_gpt1.models.backbone import GPT1Backbone
 
 # Imported here, not lazily: KerasHub's loaders find the preprocessor (and, through its
 # `backbone_cls`, the tokenizer) among registered classes, so they must be registered as soon as
-# keras_gpt1's models are. (KerasHub itself imports TensorFlow already.)
-from keras_gpt1.models.causal_lm_preprocessor import GPT1CausalLMPreprocessor
+# keras_gpt1's models are. Both need TensorFlow. Where it is not installed (a JAX or PyTorch
+# image, as on many GPU machines; KerasHub's models import without it too), the model still
+# builds, trains and generates from token ids, and only text input asks for TensorFlow.
+try:
+    from keras_gpt1.models.causal_lm_preprocessor import GPT1CausalLMPreprocessor
+except ModuleNotFoundError as error:
+    if error.name not in ("tensorflow", "tensorflow_text"):
+        raise
+    GPT1CausalLMPreprocessor = None
 from keras_gpt1.utils.checks import CheckedInputsMixin, check_integer
 from keras_gpt1.utils.jit import resolve_jit_compile
 
@@ -94,6 +101,11 @@ class GPT1CausalLM(CheckedInputsMixin, keras_hub.models.CausalLM):
             # is kept as it is, for text given to `generate` and `score`.
             self._bare_tokenizer = tokenizer
             return None
+        if self.preprocessor_cls is None:
+            raise ImportError(
+                "GPT1CausalLM: a tokenizer (text input) needs TensorFlow, which is not installed; "
+                "`pip install tensorflow tensorflow-text`, or give token ids without a tokenizer."
+            )
         return self.preprocessor_cls(tokenizer, sequence_length=backbone.max_sequence_length)
 
     @property
