@@ -785,16 +785,16 @@ def test_batch_matmul_attention_equals_keras():
 
 
 @ONLY_TF
-@pytest.mark.parametrize("variant", ["float32", "lora", "bfloat16", "int8", "int8 lora"])
+@pytest.mark.parametrize("variant", ["float32", "lora", "bfloat16", "int8", "int8 batch 1", "int8 lora"])
 def test_serving_engine_step_equals_the_keras_layers(variant, lm_preset):
-    """The lean decode step (float32, bfloat16, LoRA merged, int8) gives the Keras layers' logits
-    and cache, read through the transposed token table; an int8 model with LoRA adapters decodes
-    through the Keras layers."""
+    """The lean decode step (float32, bfloat16, LoRA merged, int8 with float32 products above one
+    row and int8 products at one row) gives the Keras layers' logits and cache, read through the
+    transposed token table; an int8 model with LoRA adapters decodes through the Keras layers."""
     from keras_gpt1.export.decode_step import ServingEngine, make_serving_engine
     from keras_gpt1.export.token_table import TransposedTokenTable
     from keras_gpt1.generation.decode_loop import KerasEngine
 
-    lm = _library_lm(lm_preset, {"lora": "float32", "int8 lora": "int8"}.get(variant, variant))
+    lm = _library_lm(lm_preset, {"lora": "float32", "int8 lora": "int8", "int8 batch 1": "int8"}.get(variant, variant))
     if variant.endswith("lora"):
         lm.backbone.enable_lora(2, target_layer_names=["c_attn", "c_proj", "c_fc"])
         rng = np.random.default_rng(3)
@@ -809,9 +809,10 @@ def test_serving_engine_step_equals_the_keras_layers(variant, lm_preset):
     embedding = lm.backbone.token_embedding
 
     reference = KerasEngine(lm)
-    prompt = tf.constant([[5, 6, 7, 8, 9], [9, 10, 11, 3, 4]], tf.int32)
-    _, cache = reference.prefill(prompt, reference.empty(2, 9))
-    next_ids = tf.constant([12, 13], tf.int32)
+    rows = 1 if variant.endswith("batch 1") else 2
+    prompt = tf.constant([[5, 6, 7, 8, 9], [9, 10, 11, 3, 4]][:rows], tf.int32)
+    _, cache = reference.prefill(prompt, reference.empty(rows, 9))
+    next_ids = tf.constant([12, 13][:rows], tf.int32)
     expected_logits, expected_cache = reference.step(next_ids, cache, 5)
     swapped = "quantized_call" if int8 else "call"
     with token_table.tracing():
@@ -827,6 +828,76 @@ def test_serving_engine_step_equals_the_keras_layers(variant, lm_preset):
         np.testing.assert_allclose(tf.cast(v, tf.float32), tf.cast(ev, tf.float32), atol=tolerance)
 
 
+@ONLY_TF
+@pytest.mark.parametrize("inputs", [16, 1024, 1025, 3072])
+def test_int8_matmul_equals_the_int32_product(inputs):
+    """float32 products over chunks of 1024 inputs give TensorFlow's int32 product bit for bit,
+    at the extremes too: 1024 products of -128 * -128 sum to 2**24, the largest such sum."""
+    from keras_gpt1.export.int8_products import EXACT_INPUTS, int8_matmul
+
+    assert EXACT_INPUTS == 1024
+    rng = np.random.default_rng(inputs)
+    cases = [
+        (rng.integers(-128, 128, (5, inputs)), rng.integers(-128, 128, (inputs, 7))),
+        (np.full((1, inputs), -128), np.full((inputs, 3), -128)),  # every partial sum at its largest
+        (np.full((2, inputs), 127), np.full((inputs, 2), -128)),
+        (rng.choice([-128, 127], (3, inputs)), rng.choice([-128, 127], (inputs, 4))),
+    ]
+    for rows, kernel in cases:
+        rows, kernel = tf.constant(rows, tf.int8), tf.constant(kernel, tf.int8)
+        expected = tf.linalg.matmul(rows, kernel, output_type=tf.int32)
+        got = tf.function(int8_matmul, autograph=False)(rows, kernel)
+        assert got.dtype == tf.int32
+        np.testing.assert_array_equal(got.numpy(), expected.numpy())
+
+
+@ONLY_TF
+def test_exact_int8_layers_compute_the_keras_int8_calls_while_tracing():
+    """Inside `exact_int8_layers`, plain int8 Dense layers give Keras's own outputs bit for bit
+    (ranks 2 and 3, with and without bias, an activation, a width of two chunks); layers quantized
+    otherwise keep Keras's call; leaving the block restores every layer."""
+    from keras_gpt1.export.int8_products import exact_int8_layers
+
+    def dense(units, inputs, **kwargs):
+        layer = keras.layers.Dense(units, kernel_initializer=keras.initializers.RandomNormal(seed=units), **kwargs)
+        layer.build((None, inputs))
+        return layer
+
+    plain = [dense(6, 1100), dense(5, 16, use_bias=False), dense(4, 16, activation="relu")]
+    for layer in plain:
+        layer.quantize("int8")
+    lora = dense(3, 16)
+    lora.quantize("int8")
+    lora.enable_lora(2)
+    weights_only = dense(3, 16)
+    weights_only.quantize("int8", config=keras.quantizers.Int8QuantizationConfig(activation_quantizer=None))
+    branches = keras.Input((16,))  # plain[0] (1100 inputs) is a block of its own
+    model = keras.Model(branches, [layer(branches) for layer in plain[1:] + [lora, weights_only]])
+    rng = np.random.default_rng(0)
+    inputs = {id(plain[0]): [tf.constant(rng.normal(size=(3, 1100)) * 4, tf.float32)]}
+    for layer in plain[1:] + [lora, weights_only]:
+        inputs[id(layer)] = [tf.constant(rng.normal(size=shape) * 4, tf.float32) for shape in ((3, 16), (2, 4, 16))]
+
+    def outputs(layers):
+        return [layer(x) for layer in layers for x in inputs[id(layer)]]
+
+    everything = plain + [lora, weights_only]
+    expected = outputs(everything)
+    with exact_int8_layers(model), exact_int8_layers(plain[0]):
+        assert all("_int8_call" in layer.__dict__ for layer in plain)
+        assert "_int8_call" not in lora.__dict__ and "_int8_call" not in weights_only.__dict__
+        with exact_int8_layers(model):  # nested: restores what it found
+            pass
+        assert all("_int8_call" in layer.__dict__ for layer in plain)
+        got = tf.function(lambda: outputs(everything), autograph=False)()
+        traced = tf.function(lambda: outputs(plain), autograph=False).get_concrete_function().graph
+        assert "BatchMatMulV3" not in {op.type for op in traced.get_operations()}  # no int8 product left
+    assert not any("_int8_call" in layer.__dict__ for layer in everything)
+    for e, g in zip(expected, got):
+        assert g.dtype == e.dtype and g.shape == e.shape
+        np.testing.assert_array_equal(g.numpy(), e.numpy())
+
+
 def _token_table_for(layer):
     from types import SimpleNamespace
 
@@ -839,7 +910,7 @@ def _token_table_for(layer):
 @pytest.mark.parametrize("dtype, hidden", [("float32", 16), ("bfloat16", 16), ("int8", 16), ("int8", 1100)])
 def test_transposed_token_table_computes_the_layers_outputs(dtype, hidden):
     """Lookups and logits read through the transposed table are the Keras layer's: int8 bit for
-    bit, in float32 products below 1024 hidden units and in the int8 product above."""
+    bit, through float32 products over one chunk of inputs (16) or two (1100)."""
     layer = keras.layers.ReversibleEmbedding(
         50, hidden, tie_weights=True, embeddings_initializer=keras.initializers.RandomNormal(seed=1),
         dtype="bfloat16" if dtype == "bfloat16" else "float32",

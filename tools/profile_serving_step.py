@@ -23,7 +23,8 @@ import tensorflow as tf  # noqa: E402
 
 import keras_gpt1.export.decode_step as decode_step  # noqa: E402
 from keras_gpt1 import GPT1Backbone, GPT1CausalLM  # noqa: E402
-from keras_gpt1.export.token_table import TransposedTokenTable, backend_value  # noqa: E402
+from keras_gpt1.export.tensors import backend_value  # noqa: E402
+from keras_gpt1.export.token_table import TransposedTokenTable  # noqa: E402
 
 CONFIGS = {
     "117M": dict(vocabulary_size=40478, num_layers=12, num_heads=12, hidden_dim=768, intermediate_dim=3072),

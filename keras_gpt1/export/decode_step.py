@@ -12,7 +12,8 @@ prefill (many tokens, run once) still goes through the Keras layers, as do the o
 
 It computes what `GPT1Block` computes, op for op where rounding could differ: the same Dense
 products on the same weights (Keras's int8 maths for an int8 layer: rows quantized, an int32
-product, scaled back), the attention of `one_query_attention` (which the Keras layers'
+product, scaled back; the product in float32 from two rows up, bit for bit the same, see
+`int8_products.py`), the attention of `one_query_attention` (which the Keras layers'
 trace uses too), LayerNorm as `keras.ops.layer_normalization` computes it, the tanh GELU of
 `keras.ops.gelu`. `tests/test_export.py` checks greedy tokens against `lm.generate` and logits
 against the Keras layers. Models it does not cover (float16, another quantization mode, LoRA on an
@@ -24,7 +25,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_gpt1.export.token_table import backend_value, quantizes_inputs_to_int8
+from keras_gpt1.export.int8_products import int8_dense, plain_int8_dense
+from keras_gpt1.export.tensors import backend_value
 from keras_gpt1.generation.decode_loop import KerasEngine
 
 
@@ -71,16 +73,14 @@ def _layer_norm(layer, x):
     return tf.cast(x32 * inv + (-mean * inv + tf.cast(backend_value(layer.beta), tf.float32)), x.dtype)
 
 
-def _dense(layer, x):
+def _dense(layer, x, float32_products):
     """`keras.layers.Dense` (linear; float, or int8 as `Dense._int8_call` computes it) on a
-    `[rows, in]` input, in `x`'s dtype (the layer's compute dtype), as Keras casts its weights."""
+    `[rows, in]` input, in `x`'s dtype (the layer's compute dtype), as Keras casts its weights.
+    An int8 layer's int32 product is TensorFlow's int8 one, or with `float32_products` the
+    bit-identical float32 one (`int8_products.py`)."""
     if layer.quantization_mode == "int8":
-        # Rows quantized to int8, an int32 product, scaled back.
-        rows, rows_scale = layer.inputs_quantizer(x, axis=-1)
-        products = tf.linalg.matmul(rows, backend_value(layer._kernel), output_type=tf.int32)
-        y = tf.cast(products, x.dtype) / (tf.convert_to_tensor(backend_value(layer.kernel_scale)) * rows_scale)
-    else:
-        y = tf.matmul(x, tf.cast(backend_value(layer.kernel), x.dtype))
+        return int8_dense(layer, x, float32_products)
+    y = tf.matmul(x, tf.cast(backend_value(layer.kernel), x.dtype))
     return y if layer.bias is None else y + tf.cast(backend_value(layer.bias), x.dtype)
 
 
@@ -109,8 +109,20 @@ class ServingEngine(KerasEngine):
             )
             for block in backbone.transformer_layers
         ]
+        self.int8 = any(layer.quantization_mode == "int8" for block in self.blocks for layer in block.values())
 
     def step(self, token_ids, cache, index):
+        if not self.int8:
+            return self._step(token_ids, cache, index, float32_products=False)
+        # int8 layers: TensorFlow's int8 product is the faster at one row, float32 products
+        # (the same int32 result) above (`int8_products.py`). One branch per step, not per layer.
+        return tf.cond(
+            tf.shape(token_ids)[0] > 1,
+            lambda: self._step(token_ids, cache, index, float32_products=True),
+            lambda: self._step(token_ids, cache, index, float32_products=False),
+        )
+
+    def _step(self, token_ids, cache, index, float32_products):
         batch, heads, head_dim = tf.shape(token_ids)[0], self.num_heads, self.head_dim
         tokens = self.token_table.embed(token_ids)
         x = tokens + tf.cast(self.positions[index], tokens.dtype)
@@ -121,7 +133,7 @@ class ServingEngine(KerasEngine):
         scale = 1.0 / tf.sqrt(tf.cast(head_dim, tf.float32))  # as the Keras layers' trace computes it
         new_cache = []
         for layers, (keys, values) in zip(self.blocks, cache):
-            query, key, value = tf.split(_dense(layers["c_attn"], x), 3, axis=-1)
+            query, key, value = tf.split(_dense(layers["c_attn"], x, float32_products), 3, axis=-1)
             keys, values = (
                 tf.raw_ops.TensorStridedSliceUpdate(
                     input=cached, begin=begin, end=end, strides=[1, 1, 1, 1], value=tf.reshape(new, [-1, 1, heads, head_dim])
@@ -130,8 +142,10 @@ class ServingEngine(KerasEngine):
             )
             new_cache.append((keys, values))
             attended = one_query_attention(tf.reshape(query, [-1, 1, heads, head_dim]), keys, values, visible, scale)
-            n = _layer_norm(layers["ln_1"], x + _dense(layers["attn_proj"], tf.reshape(attended, tf.shape(x))))
-            m = _dense(layers["c_proj"], tf.nn.gelu(_dense(layers["c_fc"], n), approximate=True))
+            attended = tf.reshape(attended, tf.shape(x))
+            n = _layer_norm(layers["ln_1"], x + _dense(layers["attn_proj"], attended, float32_products))
+            hidden = tf.nn.gelu(_dense(layers["c_fc"], n, float32_products), approximate=True)
+            m = _dense(layers["c_proj"], hidden, float32_products)
             x = _layer_norm(layers["ln_2"], n + m)
         return tf.cast(self.token_table.logits(x), tf.float32), tuple(new_cache)
 
@@ -139,13 +153,7 @@ class ServingEngine(KerasEngine):
 def _plain_dense(layer):
     if type(layer) is not keras.layers.Dense or layer.activation not in (None, keras.activations.linear):
         return False
-    if layer.quantization_mode is None:
-        return True
-    return (
-        quantizes_inputs_to_int8(layer)
-        and keras.backend.standardize_dtype(layer._kernel.dtype) == "int8"
-        and not layer.lora_enabled
-    )
+    return layer.quantization_mode is None or plain_int8_dense(layer)
 
 
 def _plain_layer_norm(layer):

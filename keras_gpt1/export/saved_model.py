@@ -16,8 +16,9 @@ What a server needs and how it is met:
   `TensorStridedSliceUpdate` (in place when nothing else reads the cache) and the attention as
   batched matmuls (see `_core_tf_tracing`); the graph's kernels are then TensorFlow's own.
   Without XLA each graph node is dispatched on its own, so a causal LM's token table is stored
-  in the layout its LM head reads fastest (`token_table.py`) and float32, bfloat16 and int8
-  models decode through a step of fewer nodes (`decode_step.py`).
+  in the layout its LM head reads fastest (`token_table.py`), float32, bfloat16 and int8
+  models decode through a step of fewer nodes (`decode_step.py`), and int8 layers compute
+  Keras's int8 products exactly through float32 matmuls (`int8_products.py`).
   `tensorflow_text.RoundRobinTrimmer` (used by the task packers) is a `TFText>RoundRobinTrim`
   custom op that the `tensorflow/serving` images do not link, so the exported task signatures
   trim with core ops, to the same result. `tests/test_export.py` lists every op of the graph.
@@ -84,7 +85,9 @@ import tensorflow as tf
 from keras_gpt1.models import preset_io
 from keras_gpt1.export import DEFAULT_MAX_NEW_TOKENS, check_export_dtype
 from keras_gpt1.export.decode_step import make_serving_engine, one_query_attention
-from keras_gpt1.export.token_table import TransposedTokenTable, backend_value
+from keras_gpt1.export.int8_products import exact_int8_layers
+from keras_gpt1.export.tensors import backend_value
+from keras_gpt1.export.token_table import TransposedTokenTable
 from keras_gpt1.utils.checks import check_integer
 from keras_gpt1.utils.files import atomic_dir, check_not_a_file
 
@@ -392,12 +395,18 @@ def _causal_lm_functions(lm, tokenizer, max_length, default_max_new_tokens, toke
     vocabulary_size = backbone.vocabulary_size
     engine = make_serving_engine(lm, token_table)
 
+    @contextlib.contextmanager
+    def tracing():
+        # The LM head reads the transposed token table; int8 layers multiply in float32.
+        with token_table.tracing(), exact_int8_layers(lm):
+            yield
+
     # Shared by the text signatures: traced once, called from each.
     @_function([_STRINGS])
     def tokenize(text):
         return tf.cast(tokenizer.tokenize(text), tf.int32)
 
-    @_function([_STRINGS, tf.TensorSpec([], tf.int32)], token_table.tracing)
+    @_function([_STRINGS, tf.TensorSpec([], tf.int32)], tracing)
     def generate(text, max_new_tokens):
         ids = tokenize(text)
         batch = tf.shape(text)[0]
@@ -445,7 +454,7 @@ def _causal_lm_functions(lm, tokenizer, max_length, default_max_new_tokens, toke
             "max_new_tokens": tf.where(empty, 0, allowed),
         }
 
-    @_function([_STRINGS], token_table.tracing)
+    @_function([_STRINGS], tracing)
     def score(text):
         ids = tokenize(text)[:, :context]
         lengths = tf.cast(ids.row_lengths(), tf.int32)
@@ -465,7 +474,7 @@ def _causal_lm_functions(lm, tokenizer, max_length, default_max_new_tokens, toke
             "num_scored_tokens": tf.cast(count, tf.int32),
         }
 
-    @_function([tf.TensorSpec([None, None], tf.int32)] * 2, token_table.tracing)
+    @_function([tf.TensorSpec([None, None], tf.int32)] * 2, tracing)
     def logits(token_ids, padding_mask):
         token_ids, padding_mask = _checked_token_inputs(token_ids, padding_mask, vocabulary_size, context)
         out = lm({"token_ids": token_ids, "padding_mask": padding_mask}, training=False)

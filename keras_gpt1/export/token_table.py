@@ -13,11 +13,8 @@ lookups gather its columns.
 An int8 table (Keras's `quantize("int8")`: int8 values, one scale per token) is stored
 transposed too, in int8 with the model's scales. Keras transposes the whole int8 table on every
 call to the head, then multiplies in TensorFlow's int8 `BatchMatMulV3`, slower than the float32
-product; the export multiplies the quantized hidden state by the table cast to float32 instead.
-Both operands are integers of at most 128 in magnitude, so every partial sum is an integer and
-float32 holds it exactly while `hidden * 128 * 128 < 2**24` (hidden sizes below 1024, GPT-1's 768
-among them): the logits equal Keras's bit for bit. Wider models keep the int8 product, on
-the transposed table.
+product even at one row; the export multiplies the quantized hidden state by the table through
+`int8_products.int8_matmul`, float32 products that give Keras's int32 result bit for bit.
 
 Dense kernels stay `[in, out]`: stored `[out, in]` they stream faster at one row but slower at
 a prefill's or the `score` signature's row counts, so no one layout wins there.
@@ -34,24 +31,8 @@ import contextlib
 import keras
 import tensorflow as tf
 
-
-def _rows(x):
-    """`x` as a matrix of rows, and a function putting a `[rows, n]` result back in `x`'s shape."""
-    if x.shape.rank == 2:
-        return x, lambda y: y
-    rows = tf.reshape(x, [-1, tf.shape(x)[-1]])
-
-    def restore(y):
-        out = tf.reshape(y, tf.concat([tf.shape(x)[:-1], tf.shape(y)[1:]], 0))
-        out.set_shape(x.shape[:-1].concatenate(y.shape[1:]))
-        return out
-
-    return rows, restore
-
-
-def backend_value(variable):
-    """The backend value under a Keras variable (its `tf.Variable`), or the argument itself."""
-    return getattr(variable, "value", variable)
+from keras_gpt1.export.int8_products import int8_matmul, quantizes_inputs_to_int8
+from keras_gpt1.export.tensors import as_rows, backend_value
 
 
 def _tied(layer):
@@ -61,17 +42,6 @@ def _tied(layer):
 def _transposable(layer):
     return (
         type(layer).call is keras.layers.ReversibleEmbedding.call and layer.quantization_mode is None and _tied(layer)
-    )
-
-
-def quantizes_inputs_to_int8(layer):
-    """Whether an int8 layer quantizes its inputs as Keras's default int8 does: to int8 with one
-    scale per row (not weight-only, not a custom activation quantizer)."""
-    quantizer = getattr(layer, "inputs_quantizer", None)
-    return (
-        layer.quantization_mode == "int8"
-        and type(quantizer) is keras.quantizers.AbsMaxQuantizer
-        and quantizer.output_dtype == "int8"
     )
 
 
@@ -135,16 +105,13 @@ class TransposedTokenTable:
 
     def logits(self, hidden):
         """The layer's `reverse=True` product of `hidden` (`[..., hidden]`), read from `table`."""
-        rows, restore = _rows(tf.convert_to_tensor(hidden))
+        rows, restore = as_rows(tf.convert_to_tensor(hidden))
         if self.method == "call":
             return restore(tf.matmul(tf.cast(rows, self.table.dtype), self.table))
         # `ReversibleEmbedding._int8_call` (tied), in its order of ops.
         layer = self.layer
         rows, rows_scale = layer.inputs_quantizer(rows)
-        if layer.output_dim * 128 * 128 < 2**24:  # every partial sum exact in float32
-            products = tf.matmul(tf.cast(rows, tf.float32), tf.cast(self.table, tf.float32))
-        else:
-            products = tf.linalg.matmul(rows, self.table, output_type=tf.int32)
+        products = int8_matmul(rows, self.table)
         scale = tf.convert_to_tensor(backend_value(layer.embeddings_scale))
         return restore(tf.cast(products, layer.compute_dtype) / (rows_scale * scale))
 
