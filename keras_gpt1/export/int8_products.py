@@ -12,7 +12,7 @@ results in int32: Keras's int32 result, bit for bit, on any width. The weights a
 float32 inside the product, so the export still stores them in int8.
 
 `exact_int8_layers` swaps that product into a model's int8 `Dense` layers while the serving
-signatures are traced (the prefill, `score`, the `token_ids` logits, the task heads); the decode
+signatures are traced (the prefill, `score`, the `token_ids` logits); the decode
 step (`decode_step.py`) keeps TensorFlow's int8 product at one row, where it is the faster, and
 the token table's head always uses the float32 chunks (`token_table.py`). Layers quantized
 otherwise (weight-only, another activation quantizer, LoRA adapters, a subclass) keep Keras's
@@ -63,8 +63,11 @@ def int8_matmul(rows, kernel):
     int8_matmul(tf.constant([[1, -128]], tf.int8), tf.constant([[3], [2]], tf.int8))  # [[-253]]
     ```
     """
+    inputs = kernel.shape[0]
+    if inputs <= EXACT_INPUTS:  # one chunk: no slices in the graph (this runs once per layer per token)
+        return tf.cast(tf.matmul(tf.cast(rows, tf.float32), tf.cast(kernel, tf.float32)), tf.int32)
     products = None
-    for start in range(0, kernel.shape[0], EXACT_INPUTS):
+    for start in range(0, inputs, EXACT_INPUTS):
         part = tf.matmul(
             tf.cast(rows[:, start : start + EXACT_INPUTS], tf.float32),
             tf.cast(kernel[start : start + EXACT_INPUTS], tf.float32),
