@@ -4,6 +4,8 @@ The public API is listed here; modules that need TensorFlow (tokenizer, export) 
 lazily so that model code runs on any backend.
 """
 
+# First: an older Keras or keras-hub than keras_gpt1 supports is named here, in one ImportError.
+from keras_gpt1.utils import compat  # noqa: F401  (isort: skip)
 from keras_gpt1.layers import GPT1Attention, GPT1Block, GPT1Embedding
 from keras_gpt1.models import GPT1Backbone, GPT1CausalLM
 from keras_gpt1.presets import BUILTIN_PRESETS

@@ -31,8 +31,10 @@ fetch_preset("openai-community/openai-gpt")   # the converted preset's directory
 
 import os
 import shutil
+import socket
 import sys
 import tempfile
+import urllib.parse
 
 from keras_gpt1 import presets
 from keras_gpt1.models import preset_io
@@ -112,6 +114,38 @@ def _locked_build(entry, build):
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return entry
+
+
+def hub_reachable(timeout=3.0):
+    """Whether the Hugging Face Hub can be reached now.
+
+    False when `HF_HUB_OFFLINE` is set (huggingface_hub would refuse to download anyway), else
+    whether a TCP connection to the Hub's host (`HF_ENDPOINT`, by default huggingface.co) opens
+    within `timeout` seconds. Code that can do without the Hub (the notebooks fall back to
+    offline stand-ins) decides up front with this, at a cost of at most `timeout`, instead of
+    starting a download and catching whatever error comes out of it. True is no promise: the
+    Hub may still refuse a request (an unknown or gated repository, a server error).
+
+    Example:
+    ```python
+    from keras_gpt1.hub import hub_reachable
+    preset = "gpt1" if hub_reachable() else "gpt1_tiny"   # OpenAI's weights, or random ones offline
+    ```
+    """
+    from huggingface_hub import constants
+
+    # huggingface_hub reads HF_HUB_OFFLINE once, at import; the variable may have been set since.
+    if constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
+        return False
+    endpoint = urllib.parse.urlsplit(constants.ENDPOINT)
+    if not endpoint.hostname:
+        return False
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((endpoint.hostname, port), timeout=timeout):
+            return True
+    except OSError:  # no route, DNS failure, refused connection, timeout
+        return False
 
 
 # === Downloading ===

@@ -310,6 +310,32 @@ def test_unreachable_hub_without_cache_names_what_failed_and_the_ways_out(tmp_pa
     assert not (empty / "keras_gpt1" / "openai-community--openai-gpt").exists()
 
 
+def test_hub_reachable_is_false_offline_and_when_nothing_answers(monkeypatch):
+    import time
+
+    # Offline by the environment variable alone (huggingface_hub read it at import, as unset).
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert hub.hub_reachable() is False
+    # Online, but nothing listens at the endpoint (port 9, "discard", closed on localhost): a
+    # refused connection answers False at once, well within the timeout.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")
+    start = time.monotonic()
+    assert hub.hub_reachable(timeout=10.0) is False
+    assert time.monotonic() - start < 5.0
+    # Something listening there (a local socket standing in for the Hub): True.
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")
+        assert hub.hub_reachable() is True
+    # Offline by huggingface_hub's own setting (HF_HUB_OFFLINE set before it was imported).
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    assert hub.hub_reachable() is False
+
+
 def test_repositories_that_are_not_gpt1_checkpoints(tmp_path, monkeypatch):
     home = tmp_path / "home"
     write_standin(home, "someone/bert-like", model_type="bert")

@@ -16,6 +16,7 @@ except ModuleNotFoundError as error:
     if error.name not in ("tensorflow", "tensorflow_text"):
         raise
     GPT1CausalLMPreprocessor = None
+from keras_gpt1.utils import compat
 from keras_gpt1.utils.checks import CheckedInputsMixin, check_integer
 from keras_gpt1.utils.jit import resolve_jit_compile
 
@@ -409,6 +410,6 @@ class GPT1CausalLM(CheckedInputsMixin, keras_hub.models.CausalLM):
         `model.weights.h5`, and with a preprocessor `preprocessor.json`, `tokenizer.json` and
         `assets/tokenizer/`. Load it with `GPT1CausalLM.from_preset` or
         `keras_hub.models.CausalLM.from_preset`."""
-        super().save_to_preset(preset_dir, max_shard_size=max_shard_size)
+        compat.save_task_to_preset(self, preset_dir, max_shard_size=max_shard_size)
         if self.preprocessor is None and self.tokenizer is not None:
             self.tokenizer.save_to_preset(preset_dir)

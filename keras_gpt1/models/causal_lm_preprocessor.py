@@ -22,6 +22,7 @@ from keras_hub.src.utils.tensor_utils import preprocessing_function, strip_to_ra
 
 from keras_gpt1.models.backbone import GPT1Backbone
 from keras_gpt1.tokenizers.gpt1_tokenizer import GPT1Tokenizer
+from keras_gpt1.utils import compat
 from keras_gpt1.utils.checks import check_integer
 
 # `keras_hub.tokenizers.Tokenizer.from_preset` picks the tokenizer class whose `backbone_cls` is the
@@ -99,7 +100,7 @@ class GPT1CausalLMPreprocessor(CausalLMPreprocessor):
             pad_value=self.tokenizer.pad_token_id,
             sequence_length=self.sequence_length,
             return_padding_mask=True,
-            _allow_python_workflow=False,
+            **compat.TF_WORKFLOW,
         )
         self.built = True
 

@@ -83,7 +83,7 @@ def load_lora_weights(backbone, filepath):
     except OSError as e:
         raise ValueError(f"{filepath!r} is not a LoRA weights file (HDF5): {e}.") from None
     try:
-        if not store.has_path("lora"):
+        if "lora" not in store.h5_file:
             raise ValueError(f"{filepath!r} is not a LoRA weights file: it has no 'lora' group.")
         rank = int(store.get("lora")["rank"][()])
         in_file = sorted(int(k) for k in store.h5_file["lora"].keys() if k.isdigit())

@@ -40,15 +40,8 @@ import warnings
 import keras
 import numpy as np
 import tensorflow as tf
+from keras_hub.src.utils.tensor_utils import in_no_convert_scope
 from keras_hub.tokenizers import Tokenizer
-
-# KerasHub's own helpers for Grain pipelines, which need NumPy and Python outputs (they pickle
-# elements across worker processes); KerasHub's tokenizers call the same two.
-from keras_hub.src.utils.tensor_utils import (
-    convert_preprocessing_outputs_grain,
-    in_grain_data_pipeline,
-    in_no_convert_scope,
-)
 
 from keras_gpt1 import presets
 from keras_gpt1.tokenizers import _rust
@@ -66,6 +59,10 @@ from keras_gpt1.tokenizers.vocab_files import (
     write_hf_vocabulary,
 )
 from keras_gpt1.utils.checks import check_integer, is_integer
+
+# KerasHub's own helpers for Grain pipelines, which need NumPy and Python outputs (they pickle
+# elements across worker processes); KerasHub's tokenizers call the same two.
+from keras_gpt1.utils.compat import convert_preprocessing_outputs_grain, in_grain_data_pipeline
 from keras_gpt1.utils.files import read_json, require_file
 
 # The original fine-tuning code's extra tokens, appended after the base vocabulary in this order.

@@ -21,9 +21,14 @@
 #    weight decay, gradient clipping) and warmup-cosine schedule.
 # 5. **Curves**: training and validation loss and perplexity (matplotlib).
 # 6. **Generation** with two samplers (greedy and nucleus / top-p), and scoring text.
+# 7. **Saving** the model and tokenizer as a preset, and reloading it.
+# 8. **GPT-1 itself**: with a network, OpenAI's pretrained GPT-1 (`GPT1CausalLM.from_preset("gpt1")`,
+#    a 480 MB download the first time) continues and scores the same texts. Without one, the
+#    notebook says so and the tiny model stands alone.
 #
 # The first code cell picks the Keras backend: the same code runs on JAX, TensorFlow and PyTorch.
-# The last section says which settings to change on a GPU or TPU runtime.
+# The last section says which runtime and backend to pick on Colab and Kaggle (on Kaggle, turn on
+# *Settings → Internet* for GPT-1's weights) and which settings to raise on a GPU or TPU.
 
 # %%
 # Pick the Keras backend here, before anything imports Keras: "jax", "tensorflow" or "torch".
@@ -40,12 +45,21 @@ print("backend:", os.environ["KERAS_BACKEND"], "| quick settings:", QUICK)
 
 # %%
 # Colab / Kaggle: install keras_gpt1 from GitHub. Skipped when it is already importable (a local
-# checkout, CI). Its requirements are ranges and pip upgrades only what is missing or too old,
-# so the runtime's own TensorFlow / Keras / JAX / PyTorch builds (GPU or TPU) are kept.
+# checkout, CI). Every package the runtime already has is pinned at its version, so pip can only
+# add what is missing and the runtime's own TensorFlow / Keras / JAX / PyTorch builds (GPU or TPU)
+# are kept, also on the TPU runtime, where keras-hub is missing and its newest release would want
+# a newer Keras (docs/install.md).
+import importlib.metadata
 import importlib.util
 
 if importlib.util.find_spec("keras_gpt1") is None:
-    # %pip install -q --upgrade-strategy only-if-needed "keras-gpt1 @ git+https://github.com/keras-gpt1/keras_gpt1"
+    installed = {}
+    for dist in importlib.metadata.distributions():  # in import order: the first of a name is used
+        if dist.metadata["Name"]:
+            installed.setdefault(dist.metadata["Name"], dist.version)
+    with open("runtime-pins.txt", "w") as f:
+        f.writelines(f"{name}=={version}\n" for name, version in sorted(installed.items()))
+    # %pip install -q -c runtime-pins.txt "keras-gpt1 @ git+https://github.com/keras-gpt1/keras_gpt1"
 
 # %%
 import keras
@@ -54,6 +68,7 @@ import numpy as np
 
 import keras_gpt1
 from keras_gpt1 import GPT1Backbone, GPT1CausalLM
+from keras_gpt1.hub import hub_reachable
 
 print(f"keras_gpt1 {keras_gpt1.__version__} | Keras {keras.__version__} | backend {keras.config.backend()}")
 
@@ -73,6 +88,10 @@ STEPS = 45 if QUICK else 600                    # optimizer updates
 EVAL_INTERVAL = 15 if QUICK else 100            # updates between validation runs
 PEAK_LEARNING_RATE = 2e-3                       # the paper: 2.5e-4, for the 117M model
 SEED = 0
+ONLINE = hub_reachable()  # False without a network, or with HF_HUB_OFFLINE=1 (as in CI)
+if not ONLINE:
+    print("No network: using the offline stand-in (the tiny model pretrained here, alone); "
+          "with a network section 8 also loads OpenAI's GPT-1.")
 
 keras.utils.set_random_seed(SEED)
 os.makedirs(WORK_DIR, exist_ok=True)
@@ -237,10 +256,35 @@ assert reloaded.tokenizer.get_vocabulary() == tokenizer.get_vocabulary()
 print(f"reloaded: the same {reloaded.count_params():,} weights and {reloaded.tokenizer.vocabulary_size()} tokens")
 
 # %% [markdown]
+# ## 8. OpenAI's GPT-1 on the same texts
+#
+# `GPT1CausalLM.from_preset("gpt1")` is the 117M model OpenAI released: the first call downloads
+# the Hugging Face port (`openai-community/openai-gpt`, about 480 MB), converts it and caches the
+# preset, so later calls load from disk. It was pretrained on BooksCorpus (fiction) for 100 epochs
+# of 64 × 512-token batches, where the tiny model above saw a few hundred small batches of Python's
+# docs. Greedy and top-p as in section 6, then the same two word orders scored.
+
+# %%
+if ONLINE:
+    gpt1 = GPT1CausalLM.from_preset("gpt1")
+    print(f"GPT-1: {gpt1.count_params():,} parameters, {gpt1.tokenizer.vocabulary_size():,} tokens")
+    greedy = gpt1.generate(prompts, max_new_tokens=24, sampler="greedy")
+    nucleus = gpt1.generate(prompts, max_new_tokens=24, sampler="top_p", p=0.9, temperature=0.8, seed=SEED)
+    for prompt, g, n in zip(prompts, greedy, nucleus):
+        print(f"prompt : {prompt}\ngreedy : {g}\ntop-p  : {n}\n")
+    for text in ["the function returns a list of strings .", "the strings of list a returns function ."]:
+        print(f"perplexity {gpt1.score(text)['perplexity']:8.1f}   {text}")
+else:
+    print("Skipped: OpenAI's GPT-1 needs a network (see the settings cell).")
+
+# %% [markdown]
 # ## Scaling up on a GPU/TPU runtime
 #
-# Switch the runtime (Colab: *Runtime → Change runtime type*; Kaggle: *Settings → Accelerator*),
-# keep the backend of the first cell (`jax` suits TPUs; all three use a GPU), and raise the settings:
+# Switch the runtime (Colab: *Runtime → Change runtime type*; Kaggle: *Settings → Accelerator*,
+# and *Settings → Internet* on for GPT-1's weights, which needs a phone-verified account). Keep the
+# first cell's backend, `jax`, on a GPU or TPU: it trains and generates fastest there (the
+# library's docs/pretraining.md and docs/generation.md); on a TPU runtime PyTorch runs on the CPU
+# only. On a CPU runtime all three work. Then raise the settings:
 #
 # | setting | CPU (this notebook) | GPU / TPU |
 # |---|---|---|

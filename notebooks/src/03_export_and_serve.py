@@ -14,8 +14,13 @@
 #
 # `export_saved_model` writes a GPT-1 preset as a TensorFlow SavedModel whose signatures take
 # **raw strings**: the tokenizer runs inside the graph, so a client sends text and gets text back.
-# This notebook exports a small model, inspects the signatures, calls them with strings, checks the
+# This notebook exports a model, inspects the signatures, calls them with strings, checks the
 # export generates what the library generates, and shows the TF Serving REST request.
+#
+# With a network (Colab; Kaggle with *Settings → Internet* on, which needs a phone-verified
+# account) the model is OpenAI's GPT-1 (`from_preset("gpt1")`, a 480 MB download the first time).
+# Without one (as in CI) it is an offline stand-in, and the notebook says so: notebook 1's tiny
+# model if that notebook ran in this directory, else a tiny model pretrained here.
 #
 # The export traces the model under TensorFlow. From JAX or PyTorch, `export_saved_model` runs the
 # same export in a TensorFlow subprocess, so the call below works from every backend; TensorFlow is
@@ -36,12 +41,21 @@ print("backend:", os.environ["KERAS_BACKEND"], "| quick settings:", QUICK)
 
 # %%
 # Colab / Kaggle: install keras_gpt1 from GitHub. Skipped when it is already importable (a local
-# checkout, CI). Its requirements are ranges and pip upgrades only what is missing or too old,
-# so the runtime's own TensorFlow / Keras / JAX / PyTorch builds (GPU or TPU) are kept.
+# checkout, CI). Every package the runtime already has is pinned at its version, so pip can only
+# add what is missing and the runtime's own TensorFlow / Keras / JAX / PyTorch builds (GPU or TPU)
+# are kept, also on the TPU runtime, where keras-hub is missing and its newest release would want
+# a newer Keras (docs/install.md).
+import importlib.metadata
 import importlib.util
 
 if importlib.util.find_spec("keras_gpt1") is None:
-    # %pip install -q --upgrade-strategy only-if-needed "keras-gpt1 @ git+https://github.com/keras-gpt1/keras_gpt1"
+    installed = {}
+    for dist in importlib.metadata.distributions():  # in import order: the first of a name is used
+        if dist.metadata["Name"]:
+            installed.setdefault(dist.metadata["Name"], dist.version)
+    with open("runtime-pins.txt", "w") as f:
+        f.writelines(f"{name}=={version}\n" for name, version in sorted(installed.items()))
+    # %pip install -q -c runtime-pins.txt "keras-gpt1 @ git+https://github.com/keras-gpt1/keras_gpt1"
 
 # %%
 import json
@@ -54,6 +68,7 @@ from IPython.display import Markdown, display
 
 import keras_gpt1
 from keras_gpt1 import GPT1CausalLM
+from keras_gpt1.hub import hub_reachable
 
 print(f"keras_gpt1 {keras_gpt1.__version__} | Keras {keras.__version__} | backend {keras.config.backend()} | "
       f"TensorFlow {tf.__version__}")
@@ -61,18 +76,23 @@ print(f"keras_gpt1 {keras_gpt1.__version__} | Keras {keras.__version__} | backen
 # %% [markdown]
 # ## 1. A model to export
 #
-# Any preset directory with a tokenizer works: a causal LM (from `pretrain`, notebook 1, or a
-# converted GPT-1, notebook 4) or a fine-tuned task model. If notebook 1 ran in this directory its
-# preset is used; otherwise a tiny model is pretrained here in one call.
+# Any preset with a tokenizer works: `"gpt1"` (OpenAI's GPT-1, downloaded and converted once), a
+# causal LM directory (from `pretrain`, notebook 1, or a converted checkpoint, notebook 4) or a
+# fine-tuned task model (notebook 2). Offline, notebook 1's preset is used if that notebook ran in
+# this directory; otherwise a tiny model is pretrained here in one call.
 
 # %%
 WORK_DIR = "gpt1_serving_notebook"
-PRESET_DIR = "gpt1_notebook/preset"      # notebook 1's output, if present
+ONLINE = hub_reachable()                  # False without a network, or with HF_HUB_OFFLINE=1 (as in CI)
+PRESET_DIR = "gpt1" if ONLINE else "gpt1_notebook/preset"  # OpenAI's GPT-1; offline, notebook 1's output
 EXPORT_BASE = f"{WORK_DIR}/serving/gpt1"  # the model base path TF Serving watches
 MAX_LENGTH = 64                           # prompt + generated tokens in one request
 MAX_NEW_TOKENS = 16                       # what serving_default generates
 
-if not os.path.isdir(PRESET_DIR):
+if not ONLINE:
+    print("No network: using the offline stand-in (a tiny model from notebook 1 or pretrained here); "
+          "with a network this notebook exports OpenAI's GPT-1.")
+if not ONLINE and not os.path.isdir(PRESET_DIR):
     from keras_gpt1.data import build_demo_corpus
     from keras_gpt1.training import pretrain
 
@@ -232,7 +252,7 @@ for name, request in bodies.items():
 #
 # | setting | here | a real deployment |
 # |---|---|---|
-# | `PRESET_DIR` | a tiny pretrained model | the converted 117M GPT-1 (notebook 4) or your fine-tuned task preset (notebook 2: `finetune(..., output=DIR)`; its signatures return `probabilities` and `label`) |
+# | `PRESET_DIR` | `"gpt1"` (offline: a tiny pretrained model) | `"gpt1"`, a converted checkpoint (notebook 4) or your fine-tuned task preset (notebook 2: `finetune(..., output=DIR)`; its signatures return `probabilities` and `label`) |
 # | `MAX_LENGTH` | 64 | up to 512 (GPT-1's context): the longest prompt + completion served |
 # | `MAX_NEW_TOKENS` | 16 | what `serving_default` generates; `generate` takes it per request |
 # | server image | `tensorflow/serving` (CPU) | `tensorflow/serving:latest-gpu` with `--gpus all`, and `--enable_batching` to batch concurrent requests |
@@ -240,3 +260,10 @@ for name, request in bodies.items():
 #
 # TPUs are not served by TF Serving; the SavedModel also loads in any TensorFlow program (as in
 # section 4), on CPU or GPU.
+#
+# **Runtime and backend.** Colab: *Runtime → Change runtime type*; Kaggle: *Settings →
+# Accelerator*, and *Settings → Internet* on for GPT-1's weights (it needs a phone-verified
+# account). Keep `tensorflow` in the first cell for the export: a SavedModel is TensorFlow's
+# format, traced in-process (from `jax` or `torch`, `export_saved_model` runs the export in a
+# TensorFlow subprocess). To train or generate with the model before exporting, `jax` is the
+# backend for a GPU or TPU; on a TPU runtime PyTorch runs on the CPU only.

@@ -21,19 +21,27 @@
 # | the original release, [`openai/finetune-transformer-lm`](https://github.com/openai/finetune-transformer-lm) `model/` | `params_shapes.json`, `params_0.npy` … `params_9.npy`, `encoder_bpe_40000.json`, `vocab_40000.bpe` | `convert_openai_to_preset` |
 #
 # The **parity check** runs the converted model and the reference implementation
-# (`transformers.OpenAIGPTLMHeadModel`, PyTorch) on the same token ids and compares the logits.
+# (`transformers.OpenAIGPTLMHeadModel`, PyTorch) on the same token ids and compares the logits. It
+# needs PyTorch and `transformers`, which Colab and Kaggle have; without them it is skipped.
 #
-# Where there is a network, set `DOWNLOAD = True` below to fetch the real files (about 480 MB per
-# layout). Without one (as in CI), the notebook builds a small stand-in checkpoint in both layouts
-# (a randomly initialised `OpenAIGPTLMHeadModel` and a tokenizer trained on Python's docs) and runs
-# exactly the same conversion and checks.
+# With a network the notebook downloads the real files (about 480 MB per layout; on Kaggle, turn
+# on *Settings → Internet*, which needs a phone-verified account). Without one (as in CI) it builds
+# a small stand-in checkpoint in both layouts (a random GPT-1 and a tokenizer trained on Python's
+# docs, written by `keras_gpt1.convert`'s own writers) and runs exactly the same conversion and
+# checks.
+#
+# Backend: PyTorch by default, the reference's own framework (JAX and TensorFlow work too; see
+# the last section).
 
 # %%
 # Pick the Keras backend here, before anything imports Keras: "jax", "tensorflow" or "torch".
 # (A KERAS_BACKEND already set in the environment wins: the test suite runs this notebook that way.)
+import importlib.util
 import os
 
 os.environ["KERAS_BACKEND"] = os.environ.get("KERAS_BACKEND", "torch")
+if os.environ["KERAS_BACKEND"] == "torch" and importlib.util.find_spec("torch") is None:
+    os.environ["KERAS_BACKEND"] = "tensorflow"  # no PyTorch here (Colab and Kaggle have it)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quieter TensorFlow start-up
 
 # KERAS_GPT1_NOTEBOOK_QUICK=1 shrinks every setting below so the notebook runs in about a minute
@@ -43,37 +51,56 @@ print("backend:", os.environ["KERAS_BACKEND"], "| quick settings:", QUICK)
 
 # %%
 # Colab / Kaggle: install keras_gpt1 from GitHub. Skipped when it is already importable (a local
-# checkout, CI). Its requirements are ranges and pip upgrades only what is missing or too old,
-# so the runtime's own TensorFlow / Keras / JAX / PyTorch builds (GPU or TPU) are kept.
+# checkout, CI). Every package the runtime already has is pinned at its version, so pip can only
+# add what is missing and the runtime's own TensorFlow / Keras / JAX / PyTorch builds (GPU or TPU)
+# are kept, also on the TPU runtime, where keras-hub is missing and its newest release would want
+# a newer Keras (docs/install.md).
+import importlib.metadata
 import importlib.util
 
 if importlib.util.find_spec("keras_gpt1") is None:
-    # %pip install -q --upgrade-strategy only-if-needed "keras-gpt1 @ git+https://github.com/keras-gpt1/keras_gpt1"
-if importlib.util.find_spec("torch") is None:
-    # %pip install -q torch
-if importlib.util.find_spec("transformers") is None:
+    installed = {}
+    for dist in importlib.metadata.distributions():  # in import order: the first of a name is used
+        if dist.metadata["Name"]:
+            installed.setdefault(dist.metadata["Name"], dist.version)
+    with open("runtime-pins.txt", "w") as f:
+        f.writelines(f"{name}=={version}\n" for name, version in sorted(installed.items()))
+    # %pip install -q -c runtime-pins.txt "keras-gpt1 @ git+https://github.com/keras-gpt1/keras_gpt1"
+# The parity check's reference runs on PyTorch. Colab and Kaggle have it, so nothing installs it
+# here (elsewhere: `pip install torch`, a CUDA build of several GB on Linux). With PyTorch there,
+# transformers is added if missing.
+if importlib.util.find_spec("torch") is not None and importlib.util.find_spec("transformers") is None:
     # %pip install -q transformers
 
 # %%
 import keras
 import numpy as np
-import torch
-import transformers
-
-transformers.logging.disable_progress_bar()
 
 import keras_gpt1
 from keras_gpt1 import GPT1CausalLM
+from keras_gpt1.hub import hub_reachable
 
-print(f"keras_gpt1 {keras_gpt1.__version__} | Keras {keras.__version__} | backend {keras.config.backend()} | "
-      f"transformers {transformers.__version__} | torch {torch.__version__}")
+# The reference implementation for the parity check: transformers on PyTorch.
+PARITY_CHECK = all(importlib.util.find_spec(name) is not None for name in ("torch", "transformers"))
+versions = f"keras_gpt1 {keras_gpt1.__version__} | Keras {keras.__version__} | backend {keras.config.backend()}"
+if PARITY_CHECK:
+    import torch
+    import transformers
+
+    transformers.logging.disable_progress_bar()
+    versions += f" | transformers {transformers.__version__} | torch {torch.__version__}"
+print(versions)
 
 # %% [markdown]
 # ## 1. The checkpoint files
 
 # %%
 WORK_DIR = "gpt1_convert_notebook"
-DOWNLOAD = False  # True where there is a network: fetch the real 117M GPT-1 in both layouts
+ONLINE = hub_reachable()  # False without a network, or with HF_HUB_OFFLINE=1 (as in CI)
+DOWNLOAD = ONLINE  # the real 117M GPT-1 in both layouts; set False for the stand-in
+if not ONLINE:
+    print("No network: using the offline stand-in (a small random GPT-1 written here in both layouts); "
+          "with a network this notebook downloads OpenAI's GPT-1.")
 
 HF_REPO = "openai-community/openai-gpt"
 HF_FILES = ["config.json", "model.safetensors", "vocab.json", "merges.txt"]
@@ -98,29 +125,23 @@ if DOWNLOAD:
         urllib.request.urlretrieve(ORIGINAL_URL + name, os.path.join(original_dir, name))
     NUM_HEADS = 12  # the original layout stores no head count; GPT-1 has 12
 else:
-    # A small stand-in with the same files: a tokenizer trained on Python's docs, a random
-    # OpenAIGPTLMHeadModel saved by transformers, and the same weights in the original layout.
+    # A small stand-in with the same files: a tokenizer trained on Python's docs and a random
+    # 2-layer GPT-1, written in the Hugging Face layout (config.json, model.safetensors, vocab.json,
+    # merges.txt) and in the original one (the same weights in ten .npy shards).
     from keras_gpt1 import GPT1Backbone
-    from keras_gpt1.convert import write_openai_checkpoint
+    from keras_gpt1.convert import save_hf_checkpoint, write_openai_checkpoint
     from keras_gpt1.data import build_demo_corpus
     from keras_gpt1.tokenizers import train_bpe
 
     corpus = build_demo_corpus(f"{WORK_DIR}/corpus.txt", max_bytes=200_000)
-    vocabulary, merges = train_bpe([corpus], num_merges=400, output_dir=hf_dir)  # vocab.json, merges.txt
+    vocabulary, merges = train_bpe([corpus], num_merges=400)
     NUM_HEADS = 2
-    torch.manual_seed(0)
-    config = transformers.OpenAIGPTConfig(vocab_size=len(vocabulary), n_positions=128, n_embd=64,
-                                          n_layer=2, n_head=NUM_HEADS)
-    reference = transformers.OpenAIGPTLMHeadModel(config)
-    with torch.no_grad():  # non-zero biases and gains, so a misplaced one would show
-        for name, parameter in reference.named_parameters():
-            parameter.add_(0.1 * torch.randn_like(parameter))
-    reference.save_pretrained(hf_dir)  # config.json + model.safetensors
-
-    # The original layout is the same weights, flattened into ten .npy shards.
-    from keras_gpt1.convert import load_hf_checkpoint
-
-    backbone, _ = load_hf_checkpoint(hf_dir)
+    backbone = GPT1Backbone.from_preset("gpt1_tiny", vocabulary_size=len(vocabulary), num_heads=NUM_HEADS)
+    rng = np.random.default_rng(0)
+    for weight in backbone.weights:  # non-zero biases and gains, so a misplaced one would show
+        noise = 0.1 * rng.standard_normal(weight.shape)
+        weight.assign((keras.ops.convert_to_numpy(weight) + noise).astype("float32"))
+    save_hf_checkpoint(backbone, hf_dir, vocabulary_files=(vocabulary, merges))
     write_openai_checkpoint(backbone, original_dir, vocabulary=vocabulary, merges=merges)
 
 for directory in (hf_dir, original_dir):
@@ -152,7 +173,8 @@ print(sorted(os.listdir(f"{WORK_DIR}/preset_from_hf")))
 #
 # The same texts go through the converted model (on this notebook's Keras backend) and through
 # `OpenAIGPTLMHeadModel` (PyTorch), batched with right padding; the logits at every real position
-# must agree to 1e-4. The token ids are checked against Hugging Face's tokenizer first.
+# must agree to 1e-4. The token ids are checked against Hugging Face's tokenizer first. This needs
+# PyTorch; without it the check is skipped (the library's own tests run it).
 
 # %%
 texts = [
@@ -160,8 +182,6 @@ texts = [
     "An exception is raised when the argument is not an integer, and the default value is used otherwise.",
     "Hello, world!",
 ]
-reference = transformers.OpenAIGPTLMHeadModel.from_pretrained(hf_dir).eval()
-hf_tokenizer = transformers.OpenAIGPTTokenizer.from_pretrained(hf_dir)
 
 def parity(preset_dir):
     lm = GPT1CausalLM.from_preset(preset_dir)
@@ -180,25 +200,35 @@ def parity(preset_dir):
           f"(logits up to {np.abs(theirs[real]).max():.1f})")
     assert difference < 1e-4, "the converted model does not match transformers"
 
-parity(f"{WORK_DIR}/preset_from_hf")
-parity(f"{WORK_DIR}/preset_from_original")
+if PARITY_CHECK:
+    reference = transformers.OpenAIGPTLMHeadModel.from_pretrained(hf_dir).eval()
+    hf_tokenizer = transformers.OpenAIGPTTokenizer.from_pretrained(hf_dir)
+    parity(f"{WORK_DIR}/preset_from_hf")
+    parity(f"{WORK_DIR}/preset_from_original")
+else:
+    print("Parity check with transformers skipped: it needs PyTorch (Colab and Kaggle have it).")
 
 # %% [markdown]
 # ## 4. Use the converted model
 #
 # The preset is an ordinary `GPT1CausalLM` (generation, scoring, `model.fit`, export). With the real
 # weights (`DOWNLOAD = True`) the continuation below is GPT-1's own; the stand-in's is noise.
-# Going the other way, `convert_preset_to_hf` writes a directory `transformers` loads.
+# Going the other way, `convert_preset_to_hf` writes a directory `transformers` loads: read back,
+# it holds exactly the weights of the checkpoint the preset came from.
 
 # %%
-from keras_gpt1.convert import convert_preset_to_hf
+from keras_gpt1.convert import convert_preset_to_hf, load_hf_checkpoint
 
 lm = GPT1CausalLM.from_preset(f"{WORK_DIR}/preset_from_hf")
 print(lm.generate("the function returns", max_new_tokens=12, sampler="greedy"))
 
 convert_preset_to_hf(f"{WORK_DIR}/preset_from_hf", f"{WORK_DIR}/hf_again", overwrite=True)
-again = transformers.OpenAIGPTLMHeadModel.from_pretrained(f"{WORK_DIR}/hf_again")
-same = all(torch.equal(a, b) for a, b in zip(reference.state_dict().values(), again.state_dict().values()))
+first, _ = load_hf_checkpoint(hf_dir)
+again, _ = load_hf_checkpoint(f"{WORK_DIR}/hf_again")
+same = all(np.array_equal(a, b) for a, b in zip(first.get_weights(), again.get_weights()))
+if PARITY_CHECK:  # and transformers reads the same tensors from both directories
+    again = transformers.OpenAIGPTLMHeadModel.from_pretrained(f"{WORK_DIR}/hf_again").state_dict().values()
+    same = same and all(torch.equal(a, b) for a, b in zip(reference.state_dict().values(), again))
 print("preset -> Hugging Face round trip gives identical weights:", same)
 assert same
 
@@ -216,4 +246,11 @@ assert same
 # | next steps | | fine-tune with `finetune(task, train, dev, preset=dir)` at the paper's settings (notebook 2), export with `export_saved_model(dir, ...)` (notebook 3) |
 #
 # The parity check should also pass on the real model (a largest difference around 1e-5 in
-# float32); run it once after converting.
+# float32). `GPT1CausalLM.from_preset("gpt1")` does the Hugging Face download and conversion in
+# one call and caches the result (notebooks 1–3 use it).
+#
+# **Runtime.** Colab: *Runtime → Change runtime type*; Kaggle: *Settings → Accelerator*, and
+# *Settings → Internet* on for the downloads (it needs a phone-verified account). Backend: keep
+# `torch` where the parity check should run (Colab's and Kaggle's GPU and CPU runtimes have
+# PyTorch; on a TPU runtime it runs on the CPU only); to use the converted model, `jax` on a GPU or
+# TPU, and `tensorflow` for a SavedModel export (notebook 3).
