@@ -9,10 +9,10 @@ traceback. With a network the notebooks use OpenAI's GPT-1 and real task data; o
 stand-ins and say so in one line. CI has no network, and `HF_HUB_OFFLINE=1` makes the offline
 path the one tested wherever the suite runs, so a run never downloads 480 MB of weights.
 
-Notebook 1 (pretraining and generation) runs under every backend. Notebooks 2-4 run under one
-backend each, the one their first cell defaults to, so each backend's run executes two notebooks:
-the library calls they make are tested on every backend in their own test files, and running
-each notebook three times would triple the suite's longest tests. Without PyTorch (the Colab
+Each notebook runs under one backend, the one its first cell defaults to: the library calls they
+make are tested on every backend in their own test files, and running each notebook three times
+would triple the suite's longest tests (CI's time is shared with a second environment, the Colab
+runtime, which runs the notebooks again). Without PyTorch (the Colab
 runtime CI environment, whose PyPI torch would be a CUDA build of several GB), notebook 4 runs
 under this run's backend instead and skips its parity check with `transformers`, saying so.
 """
@@ -50,7 +50,7 @@ DEFAULT_BACKEND = {
 }
 # Where each notebook runs: all backends, or the one its first cell defaults to.
 RUNS_UNDER = {
-    make_notebooks.NB1: ("tensorflow", "jax", "torch"),
+    make_notebooks.NB1: ("jax",),
     make_notebooks.NB2: ("jax",),
     make_notebooks.NB3: ("tensorflow",),
     make_notebooks.NB4: ("torch",) if HAS_TORCH else (BACKEND,),
