@@ -10,6 +10,10 @@ from keras_gpt1.layers import GPT1Attention, GPT1Block, GPT1Embedding
 from keras_gpt1.models import GPT1Backbone, GPT1CausalLM
 from keras_gpt1.presets import BUILTIN_PRESETS
 
+# The fine-tuning tasks are registered with Keras here, so that KerasHub's auto classes
+# (`keras_hub.models.TextClassifier.from_preset`) find them as soon as keras_gpt1 is imported.
+from keras_gpt1.tasks import GPT1MultipleChoice, GPT1Similarity, GPT1TextClassifier
+
 # Registers the `"gpt1"` / `hf://` resolver with `models.preset_io` (see keras_gpt1/hub.py).
 from keras_gpt1 import hub  # noqa: E402,F401  (isort: skip)
 

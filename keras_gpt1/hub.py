@@ -16,7 +16,10 @@ A cached entry is never refreshed from the Hub: delete it to fetch again.
 **Design.** Models must not import upward, yet every `from_preset` must reach the converter.
 `keras_gpt1.models.preset_io.resolve_preset` is the one door every `from_preset` passes; this
 module registers `fetch_preset` there (`register_remote_resolver`) when `keras_gpt1` is
-imported, and imports huggingface_hub and the converter only when something is fetched.
+imported, and imports huggingface_hub and the converter only when something is fetched. It also
+registers `"gpt1"` as a KerasHub built-in preset whose handle is that converted directory, read
+on first use, so KerasHub's auto classes (`keras_hub.models.TextClassifier.from_preset("gpt1",
+num_classes=2)`, `CausalLM`, `Backbone`, `Tokenizer`) load it too.
 
 **Never half a preset.** A conversion writes into a temporary directory beside its entry and
 renames it into place when complete, so an interrupted download or conversion leaves nothing
@@ -222,7 +225,9 @@ def _download_and_convert(repo_id, output):
     from keras_gpt1.convert.hf import convert_hf_to_preset
 
     # stderr, like huggingface_hub's progress bars: stdout belongs to the command's own output.
-    print(f"Converting hf://{repo_id} to a keras_gpt1 preset in {cached_preset_dir(repo_id)}", file=sys.stderr, flush=True)
+    print(
+        f"Converting hf://{repo_id} to a keras_gpt1 preset in {cached_preset_dir(repo_id)}", file=sys.stderr, flush=True
+    )
     convert_hf_to_preset(snapshot, output, overwrite=True)
 
 
@@ -244,4 +249,36 @@ def _fetch_architecture(repo_id, entry):
     return _locked_build(entry, build)
 
 
+class _FetchedWhenRead(dict):
+    """A KerasHub built-in preset entry whose handle is the converted preset, fetched (and
+    converted, once) only when KerasHub's loader first reads it."""
+
+    def __init__(self, name, description):
+        super().__init__(metadata={"description": description, "path": name})
+        self._name = name
+
+    def __getitem__(self, key):
+        if key == "kaggle_handle":
+            return os.fspath(preset_io.resolve_preset(self._name))
+        return super().__getitem__(key)
+
+
+def _register_with_keras_hub():
+    """Names with published weights (`"gpt1"`) become KerasHub built-in presets, so that
+    KerasHub's own auto classes take them: `keras_hub.models.TextClassifier.from_preset("gpt1",
+    num_classes=2)` is a `GPT1TextClassifier` on OpenAI's weights, `GPT1Backbone.presets` lists
+    them. Nothing is fetched until a preset is loaded."""
+    from keras_hub.src.utils.preset_utils import register_presets
+
+    from keras_gpt1.models.backbone import GPT1Backbone
+
+    entries = {
+        name: _FetchedWhenRead(name, builtin["description"])
+        for name, builtin in presets.BUILTIN_PRESETS.items()
+        if "weights" in builtin
+    }
+    register_presets(entries, GPT1Backbone)
+
+
 preset_io.register_remote_resolver(fetch_preset)
+_register_with_keras_hub()

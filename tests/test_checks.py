@@ -36,12 +36,12 @@ def test_check_integer_names_the_argument_and_its_bounds(args, message):
 
 def test_numpy_integer_arguments_reach_configs_as_python_ints():
     from keras_gpt1 import GPT1Backbone, GPT1Tokenizer
-    from keras_gpt1.tasks import GPT1Classifier
+    from keras_gpt1.tasks import GPT1TextClassifier
 
     vocabulary = {"<unk>": 0, "a": 1, "b</w>": 2, "ab</w>": 3}
     tokenizer = GPT1Tokenizer(vocabulary, ["a b</w>"], sequence_length=np.int64(8))
     assert type(tokenizer.sequence_length) is int
     backbone = GPT1Backbone(vocabulary_size=16, num_layers=1, num_heads=1, hidden_dim=8, intermediate_dim=16, max_sequence_length=8)
-    classifier = GPT1Classifier(backbone, num_classes=np.int64(3))
+    classifier = GPT1TextClassifier(backbone, num_classes=np.int64(3))
     assert type(classifier.num_classes) is int
     json.dumps([tokenizer.get_config(), classifier.get_config()["num_classes"]])

@@ -278,10 +278,9 @@ def _padding_scenario(out_path, workdir):
     from keras_gpt1 import GPT1CausalLM
     from keras_gpt1.distribution import distribution_scope
     from keras_gpt1.generation.score import score
-    from keras_gpt1.tasks import GPT1TaskModel
+    from keras_gpt1.tasks import GPT1Task
     from keras_gpt1.tasks.data import make_dataset, read_task_file
     from keras_gpt1.tasks.finetune import evaluate, finetune
-    from keras_gpt1.tasks.packers import packer_for_task
 
     assert keras.config.backend() == "jax"
     preset = _tiny_task_preset(workdir)
@@ -291,11 +290,11 @@ def _padding_scenario(out_path, workdir):
 
     def model_outputs(dataset_kwargs):
         """`model.evaluate` and `model.predict` of the fine-tuned model on the dev file."""
-        model = GPT1TaskModel.from_preset(tuned_dir)
+        model = GPT1Task.from_preset(tuned_dir)
         model.compile()  # its default accuracy is weighted: padded rows do not count
         data = read_task_file(dev, "classification", label_names=["a", "b"])
-        packer = packer_for_task("classification", model.tokenizer, sequence_length)
-        dataset = make_dataset(data, packer, PAD_BATCH, **dataset_kwargs)
+        assert model.preprocessor.sequence_length == sequence_length  # the saved one packs as in training
+        dataset = make_dataset(data, model.preprocessor, PAD_BATCH, **dataset_kwargs)
         batches = [len(b[0]["token_ids"]) for b in dataset.as_numpy_iterator()]
         logs = model.evaluate(dataset, verbose=0, return_dict=True)
         predictions = keras.ops.convert_to_numpy(model.predict(dataset, verbose=0))
@@ -640,7 +639,7 @@ def test_make_dataset_pads_with_zero_weight_rows(tmp_path):
     """`pad_final_batch=True` (any backend): rank-3 multiple-choice inputs, real rows unchanged,
     dummy rows one real token with weight 0."""
     from keras_gpt1.tasks.data import make_dataset, read_task_file
-    from keras_gpt1.tasks.packers import packer_for_task
+    from keras_gpt1.tasks.registry import get_family
     from keras_gpt1.tokenizers import train_tokenizer
 
     corpus = tmp_path / "corpus.txt"
@@ -650,10 +649,12 @@ def test_make_dataset_pads_with_zero_weight_rows(tmp_path):
     path = tmp_path / "mc.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     data = read_task_file(str(path), "multiple-choice")
-    packer = packer_for_task("multiple-choice", tokenizer, 12)
+    preprocessor = get_family("multiple-choice").make_preprocessor(tokenizer, 12)
     for pack_in_graph in (False, True):
-        plain = list(make_dataset(data, packer, 4, pack_in_graph=pack_in_graph).as_numpy_iterator())
-        padded = list(make_dataset(data, packer, 4, pack_in_graph=pack_in_graph, pad_final_batch=True).as_numpy_iterator())
+        plain = list(make_dataset(data, preprocessor, 4, pack_in_graph=pack_in_graph).as_numpy_iterator())
+        padded = list(
+            make_dataset(data, preprocessor, 4, pack_in_graph=pack_in_graph, pad_final_batch=True).as_numpy_iterator()
+        )
         assert [len(y) for _, y in plain] == [4, 1]
         assert len(padded) == 2
         for (x, y), (px, py, weights) in zip(plain, padded):
@@ -666,5 +667,5 @@ def test_make_dataset_pads_with_zero_weight_rows(tmp_path):
             assert (px["token_ids"][real:] == 0).all() and (py[real:] == 0).all()
             assert (px["padding_mask"][real:] == [1] + [0] * 11).all()
     inputs_only = read_task_file(str(path), "multiple-choice", with_labels=False)
-    batches = list(make_dataset(inputs_only, packer, 4, pad_final_batch=True).as_numpy_iterator())
+    batches = list(make_dataset(inputs_only, preprocessor, 4, pad_final_batch=True).as_numpy_iterator())
     assert [len(x["token_ids"]) for x in batches] == [4, 4]

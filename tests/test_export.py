@@ -8,8 +8,10 @@ The server binary cannot run here, so the contract is checked from outside this 
   signatures; the answers must equal the Keras model's on this backend (identical greedy tokens,
   scores within 1e-5), and bad input (empty, very long, invalid UTF-8, out-of-range
   `max_new_tokens`, an empty batch) must get an answer;
-- once: the op set of the graphs and the four task models, whose answers must equal
-  `model.predict` on the real packers' output (tensorflow-text trimmer) (TensorFlow run); TF's
+- once: the op set of the graphs and the four task families (`GPT1TextClassifier` for
+  classification and entailment, `GPT1Similarity`, `GPT1MultipleChoice`), whose answers must
+  equal `model.predict` on the real preprocessors' output (tensorflow-text trimmer) (TensorFlow
+  run); TF's
   `saved_model_cli show/run`, the TF1 session path TF Serving uses (JAX run); a tf-keras
   (Keras 2) program (PyTorch run).
 """
@@ -622,7 +624,7 @@ def test_subprocess_export_reports_user_errors(lm_preset, tmp_path):
         export_saved_model(str(tmp_path / "missing"), str(tmp_path / "out"))
 
 
-# === Task models (once): packed in the graph, answers equal to `predict` on the real packers ===
+# === Task models (once): packed in the graph, answers equal to `predict` on the real preprocessors ===
 
 CLASSIFIER_LENGTH = 20  # the classifier's finetune.json packed length (the others: CONTEXT)
 LABEL_NAMES = ["negative", "neutral", "positive"]
@@ -638,18 +640,28 @@ TASK_INPUTS = {
 
 
 def _task_models(tokenizer):
-    from keras_gpt1.tasks import GPT1Classifier, GPT1MultipleChoice, GPT1Similarity
+    from keras_gpt1.tasks import (
+        GPT1MultipleChoice,
+        GPT1MultipleChoicePreprocessor,
+        GPT1Similarity,
+        GPT1SimilarityPreprocessor,
+        GPT1TextClassifier,
+        GPT1TextClassifierPreprocessor,
+    )
 
     def backbone():
         return GPT1Backbone(vocabulary_size=tokenizer.vocabulary_size(), num_layers=1, num_heads=2, hidden_dim=32,
                             intermediate_dim=64, max_sequence_length=CONTEXT, dropout=0.0)  # fmt: skip
 
     keras.utils.set_random_seed(9)
+    # The classifier's preprocessor takes one text (as `finetune` builds it); the entailment
+    # one takes either, so its export needs `task="entailment"` (see `task_exports`).
+    single, either = (GPT1TextClassifierPreprocessor(tokenizer, num_segments=n) for n in (1, None))
     return {
-        "classification": GPT1Classifier(backbone(), num_classes=3, tokenizer=tokenizer),
-        "entailment": GPT1Classifier(backbone(), num_classes=3, tokenizer=tokenizer),
-        "similarity": GPT1Similarity(backbone(), num_classes=None, tokenizer=tokenizer),
-        "multiple-choice": GPT1MultipleChoice(backbone(), tokenizer=tokenizer),
+        "classification": GPT1TextClassifier(backbone(), num_classes=3, preprocessor=single),
+        "entailment": GPT1TextClassifier(backbone(), num_classes=3, preprocessor=either),
+        "similarity": GPT1Similarity(backbone(), num_classes=None, preprocessor=GPT1SimilarityPreprocessor(tokenizer)),
+        "multiple-choice": GPT1MultipleChoice(backbone(), preprocessor=GPT1MultipleChoicePreprocessor(tokenizer)),
     }
 
 
@@ -676,12 +688,13 @@ def task_exports(tokenizer, tmp_path_factory):
 
 
 def _expected_task_output(task, model, tokenizer):
-    from keras_gpt1.tasks.packers import packer_for_task
+    from keras_gpt1.tasks.registry import get_family
 
-    packer = packer_for_task(task, tokenizer, CLASSIFIER_LENGTH if task == "classification" else CONTEXT)
+    length = CLASSIFIER_LENGTH if task == "classification" else CONTEXT
+    preprocessor = get_family(task).make_preprocessor(tokenizer, length)
     inputs = {k: _strings(v) for k, v in TASK_INPUTS[task].items()}
     args = list(inputs.values())
-    packed = packer(args[0] if len(args) == 1 else tuple(args))
+    packed = preprocessor(args[0] if len(args) == 1 else tuple(args))
     return to_numpy(model.predict(packed, verbose=0))
 
 
@@ -715,6 +728,25 @@ def test_task_signatures_match_keras(task, task_exports, served, tokenizer):
         assert none["probabilities"].shape == (2, 0) and none["label"].tolist() == [-1, -1]
         for key in ("more_rows", "fewer_rows"):
             assert "`candidates` must have one row per `context` text" in served[f"multiple-choice/{key}"]["error"]
+
+
+@ONLY_TF
+def test_task_export_reads_the_family_from_the_model(tokenizer):
+    """Without `task`, a classifier whose preprocessor takes pairs (as `finetune` builds it for
+    entailment) serves entailment's two inputs; a `task` the model does not serve is refused."""
+    from keras_gpt1.export.saved_model import build_serving_module
+    from keras_gpt1.tasks import GPT1TextClassifier
+    from keras_gpt1.tasks.registry import get_family
+
+    backbone = GPT1Backbone(vocabulary_size=tokenizer.vocabulary_size(), num_layers=1, num_heads=2, hidden_dim=32,
+                            intermediate_dim=64, max_sequence_length=CONTEXT)  # fmt: skip
+    preprocessor = get_family("entailment").make_preprocessor(tokenizer)
+    pairs = GPT1TextClassifier(backbone, num_classes=2, preprocessor=preprocessor)
+    _, signatures = build_serving_module(pairs)
+    assert [spec.name for spec in signatures["serving_default"].input_signature] == ["text_a", "text_b"]
+    refused = r"A GPT1TextClassifier does not serve the 'similarity' task \(GPT1Similarity does\)"
+    with pytest.raises(ValueError, match=refused):
+        build_serving_module(pairs, task="similarity")
 
 
 # === Core-TF replacements: same results as what they replace ===

@@ -130,9 +130,13 @@ def test_gpt1_by_name_is_the_hub_model_converted_and_cached(standin, monkeypatch
     again = GPT1Backbone.from_preset("gpt1")
     for a, b in zip(again.weights, lm.backbone.weights):
         np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
-    from keras_gpt1.tasks import GPT1Classifier
+    import keras_hub
 
-    classifier = GPT1Classifier.from_preset("gpt1", num_classes=2)  # + the 3 special-token rows
+    from keras_gpt1.tasks import GPT1TextClassifier
+
+    # KerasHub's auto class on the name: a GPT1TextClassifier, + the 3 special-token rows.
+    classifier = keras_hub.models.TextClassifier.from_preset("gpt1", num_classes=2)
+    assert type(classifier) is GPT1TextClassifier and classifier.num_classes == 2
     embedding = to_numpy(classifier.backbone.token_embedding.embeddings)
     np.testing.assert_array_equal(embedding[:97], model.transformer.tokens_embed.weight.detach().numpy())
     assert embedding.shape == (100, 32)
@@ -198,9 +202,11 @@ def test_finetune_each_task_family_from_gpt1(standin, task, tmp_path):
 
     data = write_rows(tmp_path / "train.jsonl", task_rows(task))
     result = finetune(task, data, data, preset="gpt1", output=str(tmp_path / "model"), epochs=1, batch_size=2, verbose=0)
-    from keras_gpt1.tasks.models import GPT1TaskModel
+    from keras_gpt1.tasks import GPT1Task
+    from keras_gpt1.tasks.registry import get_family
 
-    model = GPT1TaskModel.from_preset(str(tmp_path / "model"))
+    model = GPT1Task.from_preset(str(tmp_path / "model"))
+    assert type(model) is get_family(task).task_class
     assert model.backbone.vocabulary_size == 100  # the three special-token rows were added
     metrics = evaluate(str(tmp_path / "model"), data)
     assert metrics and all(np.isfinite(v) for v in metrics.values() if isinstance(v, float))

@@ -129,7 +129,7 @@ def test_every_module_has_a_layer():
     "statement",
     [
         "from keras_gpt1.training import create_optimizer",  # a facade above the models
-        "from keras_gpt1.tasks.models import GPT1Classifier",
+        "from keras_gpt1.tasks.text_classifier import GPT1TextClassifier",
         "import keras_gpt1.generation.cli",
         "from keras_gpt1 import training",
         "from ..tasks import finetune",  # relative

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import BACKEND, TINY_CONFIG
 from keras_gpt1 import GPT1Backbone, GPT1CausalLM
-from keras_gpt1.tasks.models import GPT1Classifier
+from keras_gpt1.tasks import GPT1TextClassifier
 
 # What "auto" gives on each backend: XLA on TensorFlow (ours) and JAX (Keras's), eager PyTorch.
 AUTO = {"tensorflow": True, "jax": True, "torch": False}[BACKEND]
@@ -27,7 +27,8 @@ def test_causal_lm_default_and_saved_config():
 
 
 def test_task_model_default():
-    model = GPT1Classifier(GPT1Backbone(**TINY_CONFIG), num_classes=2)
+    model = GPT1TextClassifier(GPT1Backbone(**TINY_CONFIG), num_classes=2)
+    assert model.jit_compile is AUTO  # compiled in `__init__`, as KerasHub tasks are
     model.compile()
     assert model.jit_compile is AUTO
 

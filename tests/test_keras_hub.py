@@ -265,9 +265,9 @@ def test_bad_max_length_is_named(kwargs, message):
 
 
 def test_a_task_preset_gives_its_backbone_and_a_causal_lm_to_keras_hub(tmp_path):
-    from keras_gpt1.tasks import GPT1Classifier
+    from keras_gpt1.tasks import GPT1Task, GPT1TextClassifier
 
-    classifier = GPT1Classifier(GPT1Backbone(**BACKBONE_KWARGS), num_classes=3)
+    classifier = GPT1TextClassifier(GPT1Backbone(**BACKBONE_KWARGS), num_classes=3)
     classifier.save_to_preset(str(tmp_path))
     x = _inputs()
     backbone = keras_hub.models.Backbone.from_preset(str(tmp_path))
@@ -277,5 +277,13 @@ def test_a_task_preset_gives_its_backbone_and_a_causal_lm_to_keras_hub(tmp_path)
     # No tokenizer in this preset: KerasHub's loader needs `preprocessor=None` for that.
     lm = keras_hub.models.CausalLM.from_preset(str(tmp_path), preprocessor=None)
     assert type(lm) is GPT1CausalLM
-    restored = GPT1Classifier.from_preset(str(tmp_path))
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(restored(x)), keras.ops.convert_to_numpy(classifier(x)), atol=1e-6)
+    # The classifier comes back, head included, through its class, GPT1Task and KerasHub's auto class.
+    for restored in (
+        GPT1TextClassifier.from_preset(str(tmp_path)),
+        GPT1Task.from_preset(str(tmp_path)),
+        keras_hub.models.TextClassifier.from_preset(str(tmp_path), preprocessor=None),
+    ):
+        assert type(restored) is GPT1TextClassifier and restored.num_classes == 3
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(restored(x)), keras.ops.convert_to_numpy(classifier(x)), atol=1e-6
+        )

@@ -239,9 +239,8 @@ def small_preset(tmp_path_factory):
 def test_finetune_with_lora_trains_the_adapters_and_head_and_saves_them_merged(small_preset, tmp_path):
     import json
 
-    from keras_gpt1.tasks import GPT1TaskModel
+    from keras_gpt1.tasks import GPT1Task, GPT1TextClassifier
     from keras_gpt1.tasks.finetune import finetune
-    from keras_gpt1.tasks.packers import packer_for_task
 
     preset, train = small_preset
     out = str(tmp_path / "out")
@@ -264,9 +263,10 @@ def test_finetune_with_lora_trains_the_adapters_and_head_and_saves_them_merged(s
     assert json.load(open(f"{out}/finetune.json"))["recipe"]["lora_rank"] == 2
 
     # The preset holds the adapted model, adapters merged: it loads as a plain task model.
-    loaded = GPT1TaskModel.from_preset(out)
-    assert not lora_layers(loaded.backbone)
-    packed = packer_for_task("classification", model.tokenizer, result.sequence_length)(["the red fox runs", "a dog"])
+    loaded = GPT1Task.from_preset(out)
+    assert type(loaded) is GPT1TextClassifier and not lora_layers(loaded.backbone)
+    assert loaded.preprocessor.sequence_length == model.preprocessor.sequence_length == result.sequence_length
+    packed = model.preprocessor(["the red fox runs", "a dog"])
     x = {k: to_numpy(v) for k, v in packed.items()}
     np.testing.assert_allclose(to_numpy(loaded(x)), to_numpy(model(x)), atol=1e-5)
 
@@ -280,8 +280,7 @@ def test_finetune_lora_cli_then_export_serves_the_adapted_model(small_preset, tm
 
     import tensorflow as tf
 
-    from keras_gpt1.tasks import GPT1Classifier
-    from keras_gpt1.tasks.packers import packer_for_task
+    from keras_gpt1.tasks import GPT1TextClassifier
 
     preset, train = small_preset
     out, exported = str(tmp_path / "out"), str(tmp_path / "exported")
@@ -297,11 +296,13 @@ def test_finetune_lora_cli_then_export_serves_the_adapted_model(small_preset, tm
 
     texts = ["the red fox runs", "the old fox sleeps", "a dog"]
     served = tf.saved_model.load(os.path.join(exported, "1")).signatures["serving_default"](text=tf.constant(texts))
-    model = GPT1Classifier.from_preset(out)
+    model = GPT1TextClassifier.from_preset(out)
     import json
 
+    # The saved preprocessor packs as in training, to the length the export reads from finetune.json.
     length = json.load(open(os.path.join(out, "finetune.json")))["sequence_length"]
-    packed = packer_for_task("classification", model.tokenizer, length)(texts)
+    assert model.preprocessor.sequence_length == length
+    packed = model.preprocessor(texts)
     probabilities = keras.ops.softmax(model({k: to_numpy(v) for k, v in packed.items()}), axis=-1)
     np.testing.assert_allclose(served["probabilities"].numpy(), to_numpy(probabilities), atol=1e-5)
     # Not the pretrained model with a fresh head: the adapters changed the backbone.

@@ -57,13 +57,13 @@ def export_saved_model(
         version: positive integer version directory.
         max_length: longest sequence the signatures build (prompt + new tokens for a causal LM,
             the packed length for a task model). Default: the packed length recorded in the
-            directory's `finetune.json` (written by `keras-gpt1 finetune`), else the model's
-            context, which is also the maximum.
+            directory's `finetune.json` (written by `keras-gpt1 finetune`), else the task
+            preprocessor's, else the model's context, which is also the maximum.
         max_new_tokens: tokens `serving_default` generates; the `generate` signature takes any
             value per request, clamped to `[1, max_length - 1]`.
-        task: for a `GPT1Classifier`, `"classification"` (input `text`) or `"entailment"`
-            (inputs `text_a`, `text_b`); default: the task in `finetune.json`, else
-            classification. Other models imply their task. Class names recorded in
+        task: for a `GPT1TextClassifier`, `"classification"` (input `text`) or `"entailment"`
+            (inputs `text_a`, `text_b`); default: the task in `finetune.json`, else what its
+            preprocessor takes (a pair: entailment). Other models imply their task. Class names recorded in
             `finetune.json` add a `label_name` output.
         overwrite: replace an existing version directory.
         dtype: the weights the graph computes with (causal LMs): `"float32"`, `"bfloat16"` or
@@ -91,7 +91,14 @@ def export_saved_model(
 
 
 def export_command(
-    model_dir, output_dir, version=1, max_length=None, max_new_tokens=DEFAULT_MAX_NEW_TOKENS, task=None, overwrite=False, dtype=None
+    model_dir,
+    output_dir,
+    version=1,
+    max_length=None,
+    max_new_tokens=DEFAULT_MAX_NEW_TOKENS,
+    task=None,
+    overwrite=False,
+    dtype=None,
 ):
     """The `keras-gpt1 export` command line for these arguments (a list of strings)."""
     command = ["export", "--model", os.fspath(model_dir), "--output", os.fspath(output_dir), "--version", str(version)]

@@ -23,7 +23,12 @@ def add_parser(subparsers):
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--model", required=True, metavar="DIR", help="preset directory to export, gpt1 (OpenAI's weights) or hf://owner/name")
+    parser.add_argument(
+        "--model",
+        required=True,
+        metavar="DIR",
+        help="preset directory to export, gpt1 (OpenAI's weights) or hf://owner/name",
+    )
     parser.add_argument(
         "--output", required=True, metavar="SAVEDMODEL_DIR", help="model base path; the export goes in VERSION/"
     )
@@ -42,8 +47,8 @@ def add_parser(subparsers):
         "--task",
         choices=["classification", "entailment"],
         default=None,
-        help="for a GPT1Classifier: one text (classification) or a pair text_a/text_b (entailment); "
-        "default: the task in the directory's finetune.json, else classification",
+        help="for a GPT1TextClassifier: one text (classification) or a pair text_a/text_b (entailment); "
+        "default: the task in the directory's finetune.json, else what its preprocessor takes (a pair: entailment)",
     )
     parser.add_argument(
         "--dtype",

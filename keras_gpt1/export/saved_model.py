@@ -19,7 +19,7 @@ What a server needs and how it is met:
   in the layout its LM head reads fastest (`token_table.py`), float32, bfloat16 and int8
   models decode through a step of fewer nodes (`decode_step.py`), and int8 layers compute
   Keras's int8 products exactly through float32 matmuls (`int8_products.py`).
-  `tensorflow_text.RoundRobinTrimmer` (used by the task packers) is a `TFText>RoundRobinTrim`
+  `tensorflow_text.RoundRobinTrimmer` (used by the task preprocessors) is a `TFText>RoundRobinTrim`
   custom op that the `tensorflow/serving` images do not link, so the exported task signatures
   trim with core ops, to the same result. `tests/test_export.py` lists every op of the graph.
 - **Loadable the way TF Serving loads.** The server restores variables by name into a TF1
@@ -50,7 +50,8 @@ tokens (the `max_new_tokens` output says how many each row could have); a longer
 after normalisation) gives `text = completion = ""`, length 0 and `max_new_tokens` 0. `score` reads the first `context`
 tokens; a text of fewer than 2 tokens has `num_scored_tokens = 0` and a NaN perplexity.
 
-Task models (`GPT1Classifier`, `GPT1Similarity`, `GPT1MultipleChoice`):
+Task models (`GPT1TextClassifier`, `GPT1Similarity`, `GPT1MultipleChoice`; the inputs are each
+family's `serving_inputs`, see `keras_gpt1.tasks.registry`):
 
 | model | `serving_default` inputs | outputs |
 |---|---|---|
@@ -165,7 +166,7 @@ def _core_tf_tracing():
     with _TRACE_LOCK:
         originals = core.slice_update, nn.dot_product_attention
         _KERAS_ATTENTION[:] = [nn.dot_product_attention]
-        core.slice_update, nn.dot_product_attention = dynamic_update_slice, batch_matmul_attention
+        core.slice_update, nn.dot_product_attention = (dynamic_update_slice, batch_matmul_attention)
         try:
             yield
         finally:
@@ -208,36 +209,17 @@ def round_robin_trim(segments, budget):
     return trimmed
 
 
-def _serving_packer(packer):
-    """A copy of a task packer whose trimming uses core TF ops instead of `TFText>RoundRobinTrim`.
+def _serving_preprocessor(family, tokenizer, sequence_length):
+    """The family's preprocessor with its trimming in core TF ops instead of
+    `TFText>RoundRobinTrim`; everything else (segment order, both orders for similarity, one
+    sequence per candidate) is the preprocessor's own `call`."""
 
-    Only `_pack` changes; each packer's `call` (segment order, both orders for similarity, one
-    sequence per candidate) is reused as is.
-    """
+    class ServingPreprocessor(family.task_class.preprocessor_cls):
+        def _trim(self, segments, budget):
+            return round_robin_trim(segments, budget)
 
-    class ServingPacker(type(packer)):
-        def _pack(self, segments):
-            trimmed = round_robin_trim(segments, self.segment_budget)
-            rows = segments[0].nrows(out_type=tf.int64)
-
-            def column(token_id):
-                filled = tf.fill(tf.stack([rows, 1]), tf.constant(token_id, tf.int32))
-                return tf.RaggedTensor.from_tensor(filled)
-
-            pieces = [column(self.start_token_id)]
-            for i, segment in enumerate(trimmed):
-                if i:
-                    pieces.append(column(self.delimiter_token_id))
-                pieces.append(tf.cast(segment, tf.int32))
-            pieces.append(column(self.classify_token_id))
-            ids = tf.concat(pieces, axis=1)
-            shape = [None, self.sequence_length]
-            token_ids = ids.to_tensor(default_value=self.pad_token_id, shape=shape)
-            padding_mask = tf.ones_like(ids).to_tensor(default_value=0, shape=shape)
-            return token_ids, padding_mask
-
-    ServingPacker.__name__ = f"Serving{type(packer).__name__}"
-    return ServingPacker(packer.tokenizer, packer.sequence_length)
+    ServingPreprocessor.__name__ = f"Serving{family.task_class.preprocessor_cls.__name__}"
+    return ServingPreprocessor(tokenizer, sequence_length=sequence_length, **family.preprocessor_kwargs)
 
 
 # === Loading ===
@@ -252,10 +234,10 @@ def load_model(preset_dir, dtype=None):
     if not os.path.isdir(preset_dir):
         raise FileNotFoundError(f"Model directory {preset_dir!r} does not exist (expected a preset).")
     if preset_io.holds_task_model(preset_dir):
-        from keras_gpt1.tasks.models import GPT1TaskModel
+        from keras_gpt1.tasks import GPT1Task
 
         _check_dtype_applies(dtype, "a task model")
-        return GPT1TaskModel.from_preset(preset_dir)
+        return GPT1Task.from_preset(preset_dir)
     from keras_gpt1.models import GPT1CausalLM
 
     # A quantized preset loads as saved (a float `dtype=` would not fit its int8 weights), and
@@ -323,8 +305,8 @@ def _untruncated_tokenizer(tokenizer, model):
     if tokenizer is None:
         raise ValueError(
             f"The {type(model).__name__} has no tokenizer: the exported signatures take raw text. "
-            "Save the model with its GPT1Tokenizer (a preset with tokenizer.json), or attach one "
-            "(`model.tokenizer = GPT1Tokenizer.from_preset(...)`) before exporting."
+            "Save the model with its GPT1Tokenizer (a preset with tokenizer.json), or give it one "
+            "before exporting (`model.tokenizer = ...` for a causal LM, `model.preprocessor = ...` for a task)."
         )
     # A causal LM's signatures feed it tokenized text only, which never holds the special
     # tokens (a pretrained GPT-1 has no rows for them); task signatures pack with them.
@@ -508,30 +490,13 @@ def _checked_token_inputs(token_ids, padding_mask, vocabulary_size, context):
 # === Task signatures ===
 
 
-def _task_name(model, task):
-    from keras_gpt1.tasks.models import GPT1Classifier, GPT1MultipleChoice, GPT1Similarity
-
-    implied = {GPT1Similarity: "similarity", GPT1MultipleChoice: "multiple-choice"}.get(type(model))
-    if implied is not None:
-        if task not in (None, implied):
-            raise ValueError(f"A {type(model).__name__} serves the {implied!r} task, not {task!r}.")
-        return implied
-    if isinstance(model, GPT1Classifier):
-        if task not in (None, "classification", "entailment"):
-            raise ValueError(f"A GPT1Classifier serves 'classification' or 'entailment', not {task!r}.")
-        return task or "classification"
-    raise ValueError(f"Cannot export a {type(model).__name__}: not a GPT-1 causal LM or task model.")
-
-
-def _task_functions(model, tokenizer, task, sequence_length, label_names):
-    from keras_gpt1.tasks.packers import packer_for_task
-
-    packer = _serving_packer(packer_for_task(task, tokenizer, sequence_length))
+def _task_functions(model, tokenizer, family, sequence_length, label_names):
+    preprocessor = _serving_preprocessor(family, tokenizer, sequence_length)
     backbone = model.backbone
     regression = getattr(model, "is_regression", False)
     output_name = "score" if regression else "logits"
     names = None
-    if label_names is not None and not regression and task != "multiple-choice":
+    if label_names is not None and not regression and family.labels != "index":
         if len(label_names) != model.head.units:
             raise ValueError(f"{len(label_names)} class names for a head of {model.head.units} classes.")
         names = tf.constant([str(n) for n in label_names])
@@ -551,30 +516,33 @@ def _task_functions(model, tokenizer, task, sequence_length, label_names):
             out["label_name"] = tf.gather(names, label)
         return out
 
-    if task == "classification":
-        serving = _function([_STRINGS])(lambda text: answer(run(packer(text))))
-    elif task == "multiple-choice":
+    input_names = [name for name, _ in family.serving_inputs]
+    specs = [tf.TensorSpec([None] * rank, tf.string, name=name) for name, rank in family.serving_inputs]
 
-        @_function([_STRINGS, tf.TensorSpec([None, None], tf.string)])
-        def serving(context, candidates):
-            batch = tf.shape(context)[0]
-            # Mismatched rows are a malformed request: InvalidArgument naming the inputs.
-            same_batch = tf.debugging.assert_equal(
-                tf.shape(candidates)[0], batch,
-                message="`candidates` must have one row per `context` text (shape [batch, k]); their batch sizes differ",
+    @_function(specs)
+    def serving(*texts):
+        batch = tf.shape(texts[0])[0]
+        # Inputs of different batch sizes are a malformed request: InvalidArgument naming them.
+        checks = [
+            tf.debugging.assert_equal(
+                tf.shape(t)[0], batch,
+                message=f"`{name}` must have one row per `{input_names[0]}` text; their batch sizes differ",
             )
-            with tf.control_dependencies([same_batch]):
-                candidates = tf.identity(candidates)
+            for t, name in zip(texts[1:], input_names[1:])
+        ]  # fmt: skip
+        with tf.control_dependencies(checks):
+            texts = [tf.identity(t) for t in texts]
+        x = texts[0] if len(texts) == 1 else tuple(texts)
+        if not any(rank == 2 for _, rank in family.serving_inputs):
+            return answer(run(preprocessor(x)))
+        candidates = texts[-1]
 
-            def no_candidates():  # k = 0: nothing to choose from, an empty answer per row
-                return {"probabilities": tf.zeros([batch, 0], tf.float32), "label": tf.fill([batch], -1)}
+        def no_candidates():  # k = 0: nothing to choose from, an empty answer per row
+            return {"probabilities": tf.zeros([batch, 0], tf.float32), "label": tf.fill([batch], -1)}
 
-            return tf.cond(tf.shape(candidates)[1] > 0, lambda: answer(run(packer((context, candidates)))), no_candidates)
+        return tf.cond(tf.shape(candidates)[1] > 0, lambda: answer(run(preprocessor(x))), no_candidates)
 
-    else:
-        serving = _function([_STRINGS, _STRINGS])(lambda text_a, text_b: answer(run(packer((text_a, text_b)))))
-
-    rank = 3 if task in ("similarity", "multiple-choice") else 2
+    rank = len(model.input_shape_per_example) + 1
 
     @_function([tf.TensorSpec([None] * rank, tf.int32)] * 2)
     def logits(token_ids, padding_mask):
@@ -602,10 +570,11 @@ def build_serving_module(
     Args:
         model: a `GPT1CausalLM` or a task model, with its tokenizer.
         max_length: longest sequence the signatures build: prompt + new tokens for a causal
-            LM, the packed length for a task model. Default and maximum: the model's context.
+            LM, the packed length for a task model. Default: the task preprocessor's length, else
+            the model's context, which is also the maximum.
         default_max_new_tokens: tokens `serving_default` generates (causal LM).
-        task: for a `GPT1Classifier`, `"classification"` (one `text`, the default) or
-            `"entailment"` (`text_a`, `text_b`).
+        task: for a `GPT1TextClassifier`, `"classification"` (one `text`) or `"entailment"`
+            (`text_a`, `text_b`); default: what its preprocessor takes (a pair: entailment).
         label_names: class names in index order (a classifier): adds a `label_name` output.
 
     Example:
@@ -622,18 +591,23 @@ def build_serving_module(
         )
     from keras_gpt1.models import GPT1CausalLM
 
-    tokenizer = _untruncated_tokenizer(getattr(model, "tokenizer", None), model)
     context = model.backbone.max_sequence_length
     if isinstance(model, GPT1CausalLM):
+        tokenizer = _untruncated_tokenizer(model.tokenizer, model)
         limit = check_integer("max_length", context if max_length is None else max_length, 2, context)
         new = check_integer("default_max_new_tokens", default_max_new_tokens, 1, 1 << 30)
         token_table = TransposedTokenTable(model)
         functions = _causal_lm_functions(model, tokenizer, limit, min(new, limit - 1), token_table)
     else:
-        task = _task_name(model, task)
-        minimum = 5 if task != "classification" else 3  # special tokens + one token per segment
-        limit = check_integer("max_length", context if max_length is None else max_length, minimum, context)
-        functions = _task_functions(model, tokenizer, task, limit, label_names)
+        from keras_gpt1.tasks.registry import family_of
+
+        family = family_of(model, task)
+        tokenizer = _untruncated_tokenizer(getattr(model.preprocessor, "tokenizer", None), model)
+        minimum = 2 * len(family.roles) + 1  # special tokens + one token per segment
+        if max_length is None:  # the length the task was trained at, which its preprocessor keeps
+            max_length = getattr(model.preprocessor, "sequence_length", None) or context
+        limit = check_integer("max_length", max_length, minimum, context)
+        functions = _task_functions(model, tokenizer, family, limit, label_names)
         token_table = None
 
     module = tf.Module(name="gpt1_serving")
@@ -657,8 +631,14 @@ def save_serving_module(module, signatures, path):
 
 
 def export_in_process(
-    model, output_dir, version=1, max_length=None, default_max_new_tokens=DEFAULT_MAX_NEW_TOKENS, task=None,
-    overwrite=False, dtype=None,
+    model,
+    output_dir,
+    version=1,
+    max_length=None,
+    default_max_new_tokens=DEFAULT_MAX_NEW_TOKENS,
+    task=None,
+    overwrite=False,
+    dtype=None,
 ):
     """Writes `output_dir/<version>/` (a SavedModel) in this process; needs the TensorFlow backend.
 
@@ -690,7 +670,9 @@ def export_in_process(
             _check_dtype_applies(dtype, f"a {type(model).__name__}")
         with tempfile.TemporaryDirectory(prefix="keras_gpt1_export_") as preset_dir:
             model.save_to_preset(preset_dir)
-            return export_in_process(preset_dir, output_dir, version, max_length, default_max_new_tokens, task, overwrite, dtype)
+            return export_in_process(
+                preset_dir, output_dir, version, max_length, default_max_new_tokens, task, overwrite, dtype
+            )
     if isinstance(model, (str, os.PathLike)):
         record = _finetune_record(model)
         model = load_model(model, dtype)
@@ -701,7 +683,9 @@ def export_in_process(
     module, signatures = build_serving_module(model, max_length, default_max_new_tokens, task, label_names)
     # Staged under a non-numeric name (TF Serving ignores it while it is being written), with
     # the umask's permissions so a server running as another user can read it.
-    weights_bytes = sum(int(np.prod(v.shape)) * np.dtype(keras.backend.standardize_dtype(v.dtype)).itemsize for v in model.variables)
+    weights_bytes = sum(
+        int(np.prod(v.shape)) * np.dtype(keras.backend.standardize_dtype(v.dtype)).itemsize for v in model.variables
+    )
     with atomic_dir(target, "SavedModel", weights_bytes) as staging:
         save_serving_module(module, signatures, staging)
     return target
@@ -740,8 +724,10 @@ def signature_summary(export_dir):
             def describe(infos):
                 out = {}
                 for key, info in sorted(infos.items()):
-                    shape = None if info.tensor_shape.unknown_rank else tuple(
-                        None if d.size < 0 else d.size for d in info.tensor_shape.dim
+                    shape = (
+                        None
+                        if info.tensor_shape.unknown_rank
+                        else tuple(None if d.size < 0 else d.size for d in info.tensor_shape.dim)
                     )
                     out[key] = (tf.dtypes.as_dtype(info.dtype).name, shape)
                 return out

@@ -17,7 +17,7 @@ Score text: per-token log-likelihood (nats) and perplexity under a preset (one f
 A text longer than the model's context (512 tokens) needs --stride: it is then scored in
 overlapping windows of the context's length, starting --stride tokens apart.
 
-  keras-gpt1 score --model DIR --file essay.txt --whole-file --stride 256
+  keras-gpt1 score --model DIR --file essay.txt --whole-file --stride 64   # half of a 128-token context
 """
 
 
@@ -46,7 +46,10 @@ def add_parser(subparsers):
     gen.add_argument("--num-beams", type=int, default=None, help="beams for --sampler beam")
     gen.add_argument("--seed", type=int, default=None, help="random seed (same seed, same text)")
     gen.add_argument(
-        "--stop-token-ids", default=None, metavar="IDS", help="ids that end generation, e.g. '40477'"
+        "--stop-token-ids",
+        default=None,
+        metavar="IDS",
+        help="ids that end generation (ids of the model's tokenizer, e.g. that of '.')",
     )
     gen.add_argument("--no-stream", action="store_true", help="print once at the end")
     gen.set_defaults(func=run_generate)
@@ -74,7 +77,10 @@ def add_parser(subparsers):
 
 def _add_model_args(parser):
     parser.add_argument(
-        "--model", required=True, metavar="DIR", help="preset directory, gpt1 (OpenAI's weights, downloaded once), hf://owner/name, or gpt1_tiny (random)"
+        "--model",
+        required=True,
+        metavar="DIR",
+        help="preset directory, gpt1 (OpenAI's weights, downloaded once), hf://owner/name, or gpt1_tiny (random)",
     )
     parser.add_argument(
         "--dtype",
@@ -193,9 +199,7 @@ def run_generate(args):
     streamer = None
     if stream:
         streamer = _TextStreamer(tokenizer, out, prompt_text + (" " if tokenizer else ""))
-    result = generate_ids(
-        lm, prompts, args.max_new_tokens, sampler, stop, args.seed, streamer=streamer
-    )
+    result = generate_ids(lm, prompts, args.max_new_tokens, sampler, stop, args.seed, streamer=streamer)
     ids = result["token_ids"][0, : result["lengths"][0]].tolist()
     if not stream:
         if tokenizer:
@@ -228,7 +232,7 @@ def run_score(args):
             except UnicodeDecodeError as e:
                 line = raw[: e.start].count(b"\n") + 1
                 raise ValueError(
-                    f"{args.file!r} is not UTF-8 text: undecodable byte {raw[e.start:e.start + 1]!r} on "
+                    f"{args.file!r} is not UTF-8 text: undecodable byte {raw[e.start : e.start + 1]!r} on "
                     f"line {line} (a binary file?)."
                 ) from None
             if "\0" in content:
@@ -258,8 +262,10 @@ def run_score(args):
             print(json.dumps(record))
             continue
         short = label if len(label) <= 60 else label[:57] + "..."
-        print(f"{short!r}: {len(r['token_ids'])} tokens, log-likelihood {r['log_likelihood']:.4f}, "
-              f"perplexity {r['perplexity']:.4f}")
+        print(
+            f"{short!r}: {len(r['token_ids'])} tokens, log-likelihood {r['log_likelihood']:.4f}, "
+            f"perplexity {r['perplexity']:.4f}"
+        )
         if args.per_token:
             for token, ll in zip(r["token_ids"][1:], r["token_log_likelihoods"]):
                 name = lm.tokenizer.id_to_token(token) if lm.tokenizer is not None and not args.ids else token

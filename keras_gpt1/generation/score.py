@@ -69,7 +69,8 @@ def score(lm, inputs, batch_size=8, stride=None):
     Example:
     ```python
     lm.score("the cat sat on the mat .")["perplexity"]
-    lm.score(long_document, stride=256)["perplexity"]   # windows of 512 tokens, 256 apart
+    stride = lm.backbone.max_sequence_length // 2       # 256 for GPT-1's 512-token context
+    lm.score(long_document, stride=stride)["perplexity"]   # windows of a whole context, half apart
     ```
     """
     batch_size = check_integer("batch_size", batch_size, 1)

@@ -197,7 +197,9 @@ def load_legacy_backbone_config(preset):
         )
     if data.get("class_name") != BACKBONE_CLASS_NAME or not isinstance(data.get("config"), dict):
         if "class_name" in data and data.get("class_name") != BACKBONE_CLASS_NAME:
-            raise ValueError(f"Preset config {path!r} describes {data.get('class_name')!r}, not a {BACKBONE_CLASS_NAME}.")
+            raise ValueError(
+                f"Preset config {path!r} describes {data.get('class_name')!r}, not a {BACKBONE_CLASS_NAME}."
+            )
         raise ValueError(f"Corrupt preset config {path!r}: expected {{'class_name': ..., 'config': {{...}}}}.")
     config = dict(data["config"])
     for key in ("name", "trainable"):
@@ -250,3 +252,8 @@ def load_tokenizer(preset, load_weights=True):
     from keras_gpt1.tokenizers import GPT1Tokenizer  # needs TensorFlow; only when used
 
     return GPT1Tokenizer.from_preset(preset)
+
+
+def read_preset_json(preset, name):
+    """The JSON file `name` of a preset directory (a ValueError names a corrupt one)."""
+    return read_json(os.path.join(preset, name), name)

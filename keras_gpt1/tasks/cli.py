@@ -6,11 +6,8 @@ Fine-tune a pretrained preset on one of GPT-1's task families, with the paper's 
 
 Input files are .csv / .tsv (header row) or .jsonl. Columns are read by role; by default the
 column has the role's name:
-  classification    text, label
-  entailment        premise, hypothesis, label
-  similarity        first, second, label      (a class, or a number with --regression)
-  multiple-choice   context, choices, label   (label = 0-based index of the right candidate;
-                                               choices = a JSONL list, or choices=COL1,COL2,...)
+{families}
+`choices` is a JSONL list, or several columns: choices=COL1,COL2,...
 Map other names with --columns ROLE=COLUMN ..., e.g. --columns text=sentence label=sentiment.
 
 Example:
@@ -34,35 +31,74 @@ Example:
 FLAG_NAMES = {"preset": "--from", "label_names": "--labels", "warmup_fraction": "--warmup"}
 
 
+_LABELS = {
+    "classes": "a class",
+    "classes or score": "a class, or a number with --regression",
+    "index": "the 0-based index of the right candidate",
+}
+
+
+def _families_table():
+    """One line per registered family: its name, roles and what its label is."""
+    from keras_gpt1.tasks.registry import FAMILIES
+
+    lines = []
+    for family in FAMILIES.values():
+        roles = ", ".join((*family.roles, "label"))
+        lines.append(f"  {family.name:<17} {roles:<28} (label: {_LABELS.get(family.labels, family.labels)})")
+    return "\n".join(lines)
+
+
 def add_parser(subparsers):
     import argparse
 
-    from keras_gpt1.tasks.data import TASKS
+    from keras_gpt1.tasks.registry import FAMILIES, task_names
     from keras_gpt1.utils.precision import PRECISIONS
 
     parser = subparsers.add_parser(
         "finetune",
         help="fine-tune a preset on classification / entailment / similarity / multiple choice",
-        description=FINETUNE_DESCRIPTION,
+        description=FINETUNE_DESCRIPTION.format(families=_families_table()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--task", required=True, choices=TASKS)
+    parser.add_argument(
+        "--task",
+        required=True,
+        choices=task_names(),
+        help="; ".join(f"{f.name}: {f.description}" for f in FAMILIES.values()),
+    )
     parser.add_argument("--train", required=True, metavar="FILE", help="training data (.csv, .tsv, .jsonl)")
     parser.add_argument("--validation", metavar="FILE", help="validation data, scored after training")
-    parser.add_argument("--from", dest="preset", required=True, metavar="PRESET", help="pretrained preset directory (with its tokenizer), gpt1 (OpenAI's weights) or hf://owner/name")
+    parser.add_argument(
+        "--from",
+        dest="preset",
+        required=True,
+        metavar="PRESET",
+        help="pretrained preset directory (with its tokenizer), gpt1 (OpenAI's weights) or hf://owner/name",
+    )
     parser.add_argument("--output", required=True, metavar="DIR", help="where to save the fine-tuned model")
     parser.add_argument("--columns", nargs="+", metavar="ROLE=COLUMN", help="column mapping, e.g. text=sentence")
-    parser.add_argument("--labels", metavar="A,B,...", help="declared classes in index order (default: the training file's, sorted)")
-    parser.add_argument("--regression", action="store_true", help="similarity: predict a number (STS-B) instead of classes")
-    parser.add_argument("--lm-weight", type=float, default=0.5, help="auxiliary LM loss weight λ; 0 turns it off (default 0.5)")
+    parser.add_argument(
+        "--labels", metavar="A,B,...", help="declared classes in index order (default: the training file's, sorted)"
+    )
+    parser.add_argument(
+        "--regression", action="store_true", help="similarity: predict a number (STS-B) instead of classes"
+    )
+    parser.add_argument(
+        "--lm-weight", type=float, default=0.5, help="auxiliary LM loss weight λ; 0 turns it off (default 0.5)"
+    )
     parser.add_argument("--learning-rate", type=float, default=6.25e-5, help="peak learning rate (default 6.25e-5)")
     parser.add_argument("--batch-size", type=int, default=32, help="default 32")
     parser.add_argument("--epochs", type=int, default=3, help="default 3")
     parser.add_argument("--warmup", type=float, default=0.002, help="warmup fraction of all updates (default 0.002)")
-    parser.add_argument("--weight-decay", type=float, default=0.01, help="decoupled weight decay on matrices (default 0.01)")
+    parser.add_argument(
+        "--weight-decay", type=float, default=0.01, help="decoupled weight decay on matrices (default 0.01)"
+    )
     parser.add_argument("--dropout", type=float, default=0.1, help="classifier dropout (default 0.1)")
-    parser.add_argument("--sequence-length", type=int, help="packed length (default: longest training example, capped at the context)")
-    parser.add_argument("--seed", type=int, help="random seed")
+    parser.add_argument(
+        "--sequence-length", type=int, help="packed length (default: longest training example, capped at the context)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="initialisation, dropout and data order (0)")
     parser.add_argument(
         "--lora-rank", type=int, metavar="R",
         help="train only rank-R LoRA adapters (each block's c_attn) and the task head; the saved model holds them merged",
@@ -85,7 +121,9 @@ def add_parser(subparsers):
     )
     parser.add_argument("--model", required=True, metavar="DIR", help="directory written by `keras-gpt1 finetune`")
     parser.add_argument("--data", required=True, metavar="FILE", help="labelled data (.csv, .tsv, .jsonl)")
-    parser.add_argument("--columns", nargs="+", metavar="ROLE=COLUMN", help="column mapping overriding the training run's")
+    parser.add_argument(
+        "--columns", nargs="+", metavar="ROLE=COLUMN", help="column mapping overriding the training run's"
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     parser.set_defaults(func=run_evaluate)
@@ -148,7 +186,9 @@ def run_evaluate(args):
 
     columns = None
     if args.columns:
-        info = read_json(os.path.join(args.model, FINETUNE_FILE), "fine-tuning record (written by `keras-gpt1 finetune`)")
+        info = read_json(
+            os.path.join(args.model, FINETUNE_FILE), "fine-tuning record (written by `keras-gpt1 finetune`)"
+        )
         parsed = parse_columns(args.columns, info.get("task"))
         given = {spec.partition("=")[0].strip() for spec in args.columns}
         columns = {role: column for role, column in parsed.items() if role in given}

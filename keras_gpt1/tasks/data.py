@@ -5,7 +5,7 @@ Every row is checked when the file is read, so a bad row stops the run with an e
 file and line (a missing column, an empty text, a label outside the declared classes, a
 multiple-choice row with the wrong number of candidates); no row is ever skipped silently. Rows
 with no field at all (blank lines) are not records and are ignored. Inputs longer than the context
-are not an error: the packers truncate every segment evenly (see `keras_gpt1.tasks.packers`).
+are not an error: the preprocessors trim the segments round robin (see `keras_gpt1.tasks.base`).
 
 Each task reads these *roles*, by default from columns of the same name; `columns` maps a role
 to another column name (`{"text": "sentence"}`):
@@ -32,30 +32,22 @@ import os
 
 import numpy as np
 
+from keras_gpt1.tasks.registry import get_family
 from keras_gpt1.utils.files import require_file
 
-TASKS = ("classification", "entailment", "similarity", "multiple-choice")
-TASK_ROLES = {
-    "classification": ("text",),
-    "entailment": ("premise", "hypothesis"),
-    "similarity": ("first", "second"),
-    "multiple-choice": ("context", "choices"),
-}
 LABEL = "label"
 _CSV_SUFFIXES = {".csv": ",", ".tsv": "\t"}
 _JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 
 
 def check_task(task):
-    if task not in TASKS:
-        raise ValueError(f"Unknown task {task!r}; expected one of {', '.join(TASKS)}.")
-    return task
+    """`task` if it names a registered family, else a ValueError listing them."""
+    return get_family(task).name
 
 
 def default_columns(task):
     """The role → column mapping of a task when the user gives none."""
-    check_task(task)
-    return {role: role for role in (*TASK_ROLES[task], LABEL)}
+    return {role: role for role in (*get_family(task).roles, LABEL)}
 
 
 def parse_columns(specs, task):
@@ -74,9 +66,7 @@ def parse_columns(specs, task):
         if not sep or not role or not column:
             raise ValueError(f"Bad column mapping {spec!r}: expected ROLE=COLUMN, e.g. text=sentence.")
         if role not in columns:
-            raise ValueError(
-                f"Unknown role {role!r} for task {task}; its roles are {', '.join(columns)}."
-            )
+            raise ValueError(f"Unknown role {role!r} for task {task}; its roles are {', '.join(columns)}.")
         names = [c.strip() for c in column.split(",")]
         if role == "choices" and len(names) > 1:
             columns[role] = names
@@ -137,8 +127,7 @@ def _file_format(path):
     if suffix in _JSONL_SUFFIXES:
         return "jsonl"
     raise ValueError(
-        f"Cannot tell the format of {path!r} from its suffix: use .csv, .tsv or .jsonl "
-        "(one JSON object a line)."
+        f"Cannot tell the format of {path!r} from its suffix: use .csv, .tsv or .jsonl (one JSON object a line)."
     )
 
 
@@ -257,15 +246,7 @@ def _sorted_label_names(keys):
         return sorted(keys)
 
 
-def read_task_file(
-    path,
-    task,
-    columns=None,
-    label_names=None,
-    regression=False,
-    num_choices=None,
-    with_labels=True,
-):
+def read_task_file(path, task, columns=None, label_names=None, regression=False, num_choices=None, with_labels=True):
     """Reads and checks one task file.
 
     Args:
@@ -288,20 +269,20 @@ def read_task_file(
     len(data), data.label_names        # (67349, ['0', '1'])
     ```
     """
-    check_task(task)
+    family = get_family(task)
     path = os.fspath(path)
     require_file(path, f"{task} data file")
     columns = _merge_columns(task, columns)
-    if regression and task != "similarity":
-        raise ValueError("`regression` applies to the similarity task only.")
+    if regression and not family.takes_regression:
+        raise ValueError(f"`regression` applies to similarity, not {task}.")
     declared = None if label_names is None else [_label_key(n) for n in label_names]
     if declared is not None and len(set(declared)) != len(declared):
         raise ValueError(f"Declared classes {label_names} contain duplicates.")
 
-    texts = {role: [] for role in TASK_ROLES[task]}
+    texts = {role: [] for role in family.roles}
     raw_labels, lines = [], []
     for number, row in _read_rows(path):
-        for role in TASK_ROLES[task]:
+        for role in family.roles:
             if role == "choices":
                 candidates = _choices(path, number, row, columns[role])
                 if num_choices is None:
@@ -333,7 +314,7 @@ def read_task_file(
 
     labels = None
     if with_labels:
-        if task == "multiple-choice":
+        if family.labels == "index":
             labels = np.array([_answer_index(path, n, v, num_choices) for n, v in raw_labels], "int32")
             declared = None
         elif regression:
@@ -351,11 +332,9 @@ def read_task_file(
             index = {name: i for i, name in enumerate(declared)}
             for n, k in keys:
                 if k not in index:
-                    raise ValueError(
-                        f"{path}:{n}: label {k!r} is not one of the declared classes {declared}."
-                    )
+                    raise ValueError(f"{path}:{n}: label {k!r} is not one of the declared classes {declared}.")
             labels = np.array([index[k] for _, k in keys], "int32")
-    elif task == "multiple-choice" or regression:
+    elif family.labels == "index" or regression:
         declared = None
     return TaskData(task, path, texts, labels, declared, lines)
 
@@ -393,7 +372,7 @@ def _score(path, number, value):
 
 def make_dataset(
     data,
-    packer,
+    preprocessor,
     batch_size=32,
     shuffle=False,
     seed=None,
@@ -403,7 +382,7 @@ def make_dataset(
 ):
     """A `tf.data.Dataset` of `(packed_inputs, labels)` batches (inputs only without labels).
 
-    By default the examples are packed once, up front, in chunks through the packer's eager path
+    By default the examples are packed once, up front, in chunks through the preprocessor's eager path
     (the tokenizer's Rust BPE, far faster than its graph path) and the dataset serves the packed
     tensors: `L` int32 ids and mask values per sequence stay in memory. With
     `pack_in_graph=True` the strings are batched and packed batch by batch inside the pipeline
@@ -421,8 +400,8 @@ def make_dataset(
 
     Example:
     ```python
-    packer = ClassificationPacker(tokenizer, sequence_length=128)
-    ds = make_dataset(read_task_file("train.csv", "classification"), packer, 32, shuffle=True)
+    preprocessor = get_family("classification").make_preprocessor(tokenizer, sequence_length=128)
+    ds = make_dataset(read_task_file("train.csv", "classification"), preprocessor, 32, shuffle=True)
     classifier.fit(ds, epochs=3)
     ```
     """
@@ -433,11 +412,15 @@ def make_dataset(
     if pad_final_batch is None:
         pad_final_batch = lm_dataset.keras_distribution_active()
     lm_dataset.check_data_parallel_batch(batch_size)
-    roles = TASK_ROLES[data.task]
+    from keras_hub.src.utils.tensor_utils import no_convert_scope
+
+    roles = get_family(data.task).roles
     single = len(roles) == 1
 
     def pack(features):
-        return packer(features[0] if single else features)
+        # TensorFlow tensors on every backend: they feed a tf.data pipeline.
+        with no_convert_scope():
+            return preprocessor(features[0] if single else features)
 
     if pack_in_graph:
         features = tuple(tf.constant(data.texts[role], dtype=tf.string) for role in roles)
@@ -456,7 +439,9 @@ def make_dataset(
         if data.labels is None:
             dataset = dataset.map(lambda *features: pack(features), num_parallel_calls=tf.data.AUTOTUNE)
         else:
-            dataset = dataset.map(lambda features, labels: (pack(features), labels), num_parallel_calls=tf.data.AUTOTUNE)
+            dataset = dataset.map(
+                lambda features, labels: (pack(features), labels), num_parallel_calls=tf.data.AUTOTUNE
+            )
     if pad_final_batch and not drop_remainder:
 
         def pad(batch):

@@ -8,8 +8,8 @@ Recipe defaults (all overridable): learning rate 6.25e-5, batch 32, 3 epochs, li
 the auxiliary LM loss with λ = 0.5. The context length defaults, as in the original code, to the
 longest packed training example, capped at the model's context.
 
-A fine-tuned directory is a task preset (`GPT1TaskModel.from_preset` loads it) plus
-`finetune.json`, which records what `evaluate` needs to read new files the same way: the task,
+A fine-tuned directory is a KerasHub task preset (`keras_hub.models.TextClassifier.from_preset`,
+or the family's own class, loads it, preprocessor included) plus `finetune.json`, which records what `evaluate` needs to read new files the same way: the task,
 column mapping, classes, context length, and the run's settings, history and validation metrics.
 """
 
@@ -19,7 +19,7 @@ import os
 
 from keras_gpt1 import presets
 from keras_gpt1.tasks import data as task_data
-from keras_gpt1.tasks.metrics import task_metrics
+from keras_gpt1.tasks.registry import get_family
 from keras_gpt1.utils.checks import check_integer
 from keras_gpt1.utils.files import atomic_write_json, check_writable_dir, read_json, replace_in_dir
 from keras_gpt1.utils.precision import check_precision, resolve_precision
@@ -41,7 +41,7 @@ class FinetuneResult:
     """What `finetune` returns.
 
     Attributes:
-        model: the trained `GPT1Classifier` / `GPT1Similarity` / `GPT1MultipleChoice`.
+        model: the trained `GPT1TextClassifier` / `GPT1Similarity` / `GPT1MultipleChoice`.
         history: `model.fit`'s history (`loss`, `task_loss`, `lm_loss`, ...) per epoch.
         metrics: the validation set's GLUE metrics (None without validation data).
         sequence_length: the packed context length used.
@@ -55,17 +55,6 @@ class FinetuneResult:
     sequence_length: int
     label_names: object
     output: object = None
-
-
-def _model_class(task):
-    from keras_gpt1.tasks.models import GPT1Classifier, GPT1MultipleChoice, GPT1Similarity
-
-    return {
-        "classification": GPT1Classifier,
-        "entailment": GPT1Classifier,
-        "similarity": GPT1Similarity,
-        "multiple-choice": GPT1MultipleChoice,
-    }[task]
 
 
 def _check_batch_size(batch_size):
@@ -108,7 +97,7 @@ def finetune(
     weight_decay=RECIPE["weight_decay"],
     dropout=RECIPE["dropout"],
     sequence_length=None,
-    seed=None,
+    seed=0,
     tokenizer=None,
     callbacks=None,
     verbose="auto",
@@ -133,7 +122,9 @@ def finetune(
             devices, and a partial last batch is padded with zero-weight rows (`make_dataset`).
         sequence_length: packed length (default: the longest packed training example, capped
             at the model's context; longer inputs are truncated evenly per segment).
-        seed: seeds weight init of the head and new rows, dropout and shuffling.
+        seed: seeds weight init of the head and new rows, dropout and shuffling (0 by default,
+            as pretraining, so a run repeats itself and the CLI gives what Python gives; None
+            leaves the random state as it is).
         tokenizer: a `GPT1Tokenizer`, if the preset has none.
         callbacks: extra Keras callbacks for `fit`.
         verbose: `fit`'s verbosity.
@@ -159,11 +150,10 @@ def finetune(
     """
     import keras
 
-    from keras_gpt1.tasks.packers import packed_length, packer_for_task
     from keras_gpt1.training.optimizers import create_optimizer
     from keras_gpt1.training.schedules import WarmupLinear
 
-    task_data.check_task(task)
+    family = get_family(task)
     batch_size = _check_batch_size(batch_size)
     epochs = check_integer("epochs", epochs, 1)
     if lora_rank is not None:
@@ -182,34 +172,30 @@ def finetune(
     train_data = task_data.read_task_file(train, task, columns, label_names, regression)
     validation_data = None
     if validation is not None:
-        validation_data = task_data.read_task_file(
-            validation,
-            task,
-            columns,
-            train_data.label_names,
-            regression,
-        )
+        validation_data = task_data.read_task_file(validation, task, columns, train_data.label_names, regression)
 
     tokenizer = _load_tokenizer(preset, tokenizer)
     context = int(backbone_config["max_sequence_length"])
     if sequence_length is None:
-        sequence_length = min(packed_length(task, tokenizer, train_data.texts), context)
+        sequence_length = min(family.packed_length(tokenizer, train_data.texts), context)
     elif check_integer("sequence_length", sequence_length, 1) > context:
         raise ValueError(
-            f"`sequence_length` {sequence_length} is longer than the model's context of "
-            f"{context} positions."
+            f"`sequence_length` {sequence_length} is longer than the model's context of {context} positions."
         )
-    packer = packer_for_task(task, tokenizer, sequence_length)
+    preprocessor = family.make_preprocessor(tokenizer, sequence_length)
 
     policy = resolve_precision(precision, backbone_config.get("hidden_dim"))
     # "auto" resolved to float32 keeps the preset's own policy; a choice made is applied.
     dtype = None if precision == "auto" and policy == "float32" else policy
-    model_kwargs = {"dropout": dropout, "lm_weight": lm_weight, "tokenizer": tokenizer, "dtype": dtype}
-    if task in ("classification", "entailment"):
-        model_kwargs["num_classes"] = len(train_data.label_names)
-    elif task == "similarity":
-        model_kwargs["num_classes"] = None if regression else len(train_data.label_names)
-    model = _model_class(task).from_preset(preset, **model_kwargs)
+    num_classes = len(train_data.label_names) if train_data.label_names else None
+    model = family.task_class.from_preset(
+        preset,
+        preprocessor=preprocessor,
+        dropout=dropout,
+        lm_weight=lm_weight,
+        dtype=dtype,
+        **family.model_kwargs(num_classes, regression),
+    )
     if lora_rank is not None:
         model.backbone.enable_lora(lora_rank)  # freezes the backbone; the head stays trainable
 
@@ -217,13 +203,13 @@ def finetune(
     schedule = WarmupLinear(learning_rate, total_steps=steps_per_epoch * epochs, warmup_fraction=warmup_fraction)
     model.compile(optimizer=create_optimizer(learning_rate=schedule, weight_decay=weight_decay))
 
-    train_ds = task_data.make_dataset(train_data, packer, batch_size, shuffle=True, seed=seed)
+    train_ds = task_data.make_dataset(train_data, preprocessor, batch_size, shuffle=True, seed=seed)
     history = model.fit(train_ds, epochs=epochs, callbacks=callbacks, verbose=verbose)
     history = {k: [float(v) for v in values] for k, values in history.history.items()}
 
     metrics = None
     if validation_data is not None:
-        metrics = _score(model, validation_data, packer, batch_size, regression)
+        metrics = _score(model, validation_data, batch_size, regression)
 
     if output is not None:
         # An earlier model in `output` is replaced only once the new one is completely written.
@@ -260,14 +246,14 @@ def finetune(
     return FinetuneResult(model, history, metrics, sequence_length, train_data.label_names, output)
 
 
-def _score(model, data, packer, batch_size, regression):
+def _score(model, data, batch_size, regression):
     import numpy as np
 
-    predictions = model.predict(task_data.make_dataset(data, packer, batch_size), verbose=0)
+    predictions = model.predict(task_data.make_dataset(data, model.preprocessor, batch_size), verbose=0)
     # Under a keras.distribution the last batch is padded with dummy rows: their predictions
     # come last and are dropped, so they never reach the metrics.
     predictions = np.asarray(predictions)[: len(data)]
-    return task_metrics(data.task, data.labels, predictions, regression=regression)
+    return get_family(data.task).metrics(data.labels, predictions, regression=regression)
 
 
 def evaluate(model_dir, data, columns=None, batch_size=RECIPE["batch_size"]):
@@ -281,27 +267,23 @@ def evaluate(model_dir, data, columns=None, batch_size=RECIPE["batch_size"]):
     evaluate("sst2_model", "dev.csv")   # {'accuracy': 0.91, 'f1': 0.91, 'mcc': 0.82}
     ```
     """
-    from keras_gpt1.tasks.models import GPT1TaskModel
-    from keras_gpt1.tasks.packers import packer_for_task
-
     batch_size = _check_batch_size(batch_size)
     info_path = os.path.join(os.fspath(model_dir), FINETUNE_FILE)
     if not os.path.isdir(model_dir):
         raise FileNotFoundError(f"Model directory {os.fspath(model_dir)!r} does not exist.")
     info = read_json(info_path, "fine-tuning record (written by `keras-gpt1 finetune`)")
     try:
-        task = task_data.check_task(info["task"])
+        family = get_family(info["task"])
         saved_columns = info["columns"]
-        sequence_length = int(info["sequence_length"])
         regression = bool(info.get("regression", False))
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"Corrupt fine-tuning record {info_path!r}: {e}.") from None
     merged = dict(saved_columns)
     merged.update(columns or {})
     # Multiple choice: any number of candidates (the same in every row of the file).
-    examples = task_data.read_task_file(data, task, merged, info.get("label_names"), regression)
-    model = GPT1TaskModel.from_preset(model_dir)
-    if model.tokenizer is None:
+    examples = task_data.read_task_file(data, family.name, merged, info.get("label_names"), regression)
+    # The saved preprocessor packs as in training (its sequence length is the run's).
+    model = family.task_class.from_preset(os.fspath(model_dir))
+    if model.preprocessor is None:
         raise ValueError(f"{os.fspath(model_dir)!r} has no tokenizer (tokenizer.json); cannot read text.")
-    packer = packer_for_task(task, model.tokenizer, sequence_length)
-    return _score(model, examples, packer, batch_size, regression)
+    return _score(model, examples, batch_size, regression)

@@ -116,35 +116,51 @@ def spearman_correlation(x, y):
     return pearson_correlation(_average_ranks(x.astype(np.float64)), _average_ranks(y.astype(np.float64)))
 
 
-def task_metrics(task, y_true, predictions, regression=False):
-    """The GLUE metrics for a task, from labels and model outputs (logits or scores).
-
-    - classification / entailment / similarity with classes: `accuracy`, `f1` (binary: of class 1;
-      more classes: macro) and `mcc`.
-    - similarity regression (`regression=True`): `pearson`, `spearman`, `mse`.
-    - multiple-choice: `accuracy`.
+def class_metrics(y_true, predictions, regression=False):
+    """Accuracy, F1 (binary: of class 1; more classes: macro) and Matthews correlation of the
+    argmax of `predictions` (logits); with `regression=True`, `score_metrics` instead.
 
     Example:
     ```python
-    task_metrics("classification", [0, 1], np.array([[2.0, 1.0], [0.0, 3.0]]))
-    # {'accuracy': 1.0, 'f1': 1.0, 'mcc': 1.0}
+    class_metrics([0, 1], np.array([[2.0, 1.0], [0.0, 3.0]]))   # {'accuracy': 1.0, 'f1': 1.0, 'mcc': 1.0}
     ```
     """
+    if regression:
+        return score_metrics(y_true, predictions)
     predictions = np.asarray(predictions)
     y_true = np.asarray(y_true)
-    if regression:
-        scores = predictions.reshape(-1).astype(np.float64)
-        return {
-            "pearson": pearson_correlation(y_true, scores),
-            "spearman": spearman_correlation(y_true, scores),
-            "mse": float(np.mean((scores - y_true.astype(np.float64)) ** 2)),
-        }
     y_pred = np.argmax(predictions, axis=-1)
-    if task == "multiple-choice":
-        return {"accuracy": accuracy(y_true, y_pred)}
     binary = predictions.shape[-1] == 2
     return {
         "accuracy": accuracy(y_true, y_pred),
         "f1": f1_score(y_true, y_pred, average="binary" if binary else "macro"),
         "mcc": matthews_corrcoef(y_true, y_pred),
     }
+
+
+def score_metrics(y_true, predictions, regression=True):
+    """Pearson and Spearman correlation and mean squared error of predicted scores (STS-B).
+
+    Example:
+    ```python
+    score_metrics([1.0, 2.0, 3.0], [1.1, 1.9, 3.2])["pearson"]   # 0.99
+    ```
+    """
+    scores = np.asarray(predictions).reshape(-1).astype(np.float64)
+    y_true = np.asarray(y_true)
+    return {
+        "pearson": pearson_correlation(y_true, scores),
+        "spearman": spearman_correlation(y_true, scores),
+        "mse": float(np.mean((scores - y_true.astype(np.float64)) ** 2)),
+    }
+
+
+def choice_metrics(y_true, predictions, regression=False):
+    """Accuracy of the highest-scoring candidate against the right candidate's index.
+
+    Example:
+    ```python
+    choice_metrics([1], np.array([[0.1, 2.0, 0.3]]))   # {'accuracy': 1.0}
+    ```
+    """
+    return {"accuracy": accuracy(np.asarray(y_true), np.argmax(np.asarray(predictions), axis=-1))}

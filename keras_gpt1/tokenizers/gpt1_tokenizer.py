@@ -730,7 +730,7 @@ class GPT1Tokenizer(*_LAYER_BASES):
     def base_vocabulary_size(self):
         """The ids tokenizing text can produce: `[0, base_vocabulary_size)`.
 
-        The special tokens come after them and are never produced from text (only packers
+        The special tokens come after them and are never produced from text (only the task preprocessors
         insert them), so a model that reads plain text (a causal LM) needs embedding rows for
         these ids alone: a pretrained GPT-1 embeds 40,478, without the three fine-tuning tokens.
         """

@@ -3,7 +3,7 @@
 Keras's "auto" turns XLA off for TensorFlow on a machine without accelerators. GPT-1's float32
 training step is faster with it there too (`tools/benchmark.py train --backends tensorflow --jit
 true false` measures it; docs/performance.md), so `GPT1CausalLM.compile` and
-`GPT1TaskModel.compile` ask for it. The exception is a model computing in bfloat16 on a CPU with
+the task models' `compile` ask for it. The exception is a model computing in bfloat16 on a CPU with
 native bfloat16 (`keras_gpt1.utils.cpu_features`): XLA's CPU matmuls do not use the bfloat16
 units, TensorFlow's own (oneDNN) kernels do, so there "auto" stays Keras's choice (no XLA).
 Everything else stays Keras's choice too: other backends, an explicit `jit_compile`, `run_eagerly=True`, tf.distribute (where Keras turns XLA off), and a

@@ -276,10 +276,10 @@ for task, (train_file, _) in files.items():
 #
 # `finetune` is the paper's recipe as one function (the engine of `keras-gpt1 finetune`): it reads
 # and packs the files, adds the start / delimiter / extract embeddings the pretrained vocabulary
-# lacks, builds `GPT1Classifier` or `GPT1MultipleChoice`, trains with `model.fit` (Adam with weight
-# decay, warmup then linear decay) and returns the validation metrics. `fit` logs `task_loss` and
-# `lm_loss` separately; with λ = 0 the LM term is skipped entirely. Each run starts from the same
-# pretrained weights and seed.
+# lacks, builds the family's KerasHub task (`GPT1TextClassifier`, a `keras_hub.models.TextClassifier`,
+# or `GPT1MultipleChoice`), trains it with `model.fit` (Adam with weight decay, warmup then linear
+# decay) and returns the validation metrics. `fit` logs `task_loss` and `lm_loss` separately; with
+# λ = 0 the LM term is skipped entirely. Each run starts from the same pretrained weights and seed.
 
 # %%
 from keras_gpt1.tasks.finetune import finetune
@@ -378,32 +378,38 @@ plt.show()
 # %% [markdown]
 # ## 6. Use a fine-tuned model
 #
-# The packers turn raw text into the model's inputs (`ClassificationPacker`,
-# `MultipleChoicePacker`; `PairPacker` and `SimilarityPacker` for entailment and similarity).
-# `finetune(..., output=DIR)` also saves the model as a preset, which `keras-gpt1 evaluate`,
-# `GPT1TaskModel.from_preset` and `keras-gpt1 export` take.
+# The fine-tuned models are KerasHub tasks with their preprocessor attached, so `predict` takes raw
+# strings: a batch of texts for the classifier, `(contexts, candidates)` for multiple choice (a
+# pair task would take `(premises, hypotheses)`). `save_to_preset` writes a KerasHub task preset,
+# which KerasHub's own auto class loads back (`keras_hub.models.TextClassifier.from_preset`, head
+# and preprocessor included); `finetune(..., output=DIR)` writes the same, which `keras-gpt1
+# evaluate` and `keras-gpt1 export` take. Without the recipe, the KerasHub way is
+# `keras_hub.models.TextClassifier.from_preset(PRETRAINED, num_classes=2)` then `fit` on strings
+# and labels.
 
 # %%
-from keras_gpt1.tasks import ClassificationPacker, MultipleChoicePacker
+import keras_hub
 
 run = runs["classification", 0.5]
-packer = ClassificationPacker(run.model.tokenizer, sequence_length=run.sequence_length)
+run.model.save_to_preset(f"{WORK_DIR}/classifier")
+classifier = keras_hub.models.TextClassifier.from_preset(f"{WORK_DIR}/classifier")
+print(f"{type(classifier).__name__}, a keras_hub.models.TextClassifier: "
+      f"{isinstance(classifier, keras_hub.models.TextClassifier)}")
 if ONLINE:
     texts = ["an utterly charming film , funny and warm from start to finish .",
              "a dull , lifeless mess that never finds its story ."]
 else:
     texts = ["the function returns a list of strings .", "the strings of list a returns function ."]
-probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(run.model.predict(packer(texts), verbose=0)))
+probabilities = keras.ops.convert_to_numpy(keras.ops.softmax(classifier.predict(texts, verbose=0)))
 positive = run.label_names[1]
 for text, p in zip(texts, probabilities):
     print(f"P({positive}) = {p[1]:.2f}   {text}")
 
 if MULTIPLE_CHOICE:
-    run = runs["multiple-choice", 0.5]
-    packer = MultipleChoicePacker(run.model.tokenizer, sequence_length=run.sequence_length)
+    model = runs["multiple-choice", 0.5].model
     context = "if the argument is omitted ,"
     endings = ["the default value is used .", "value the used default is .", "the file is closed ."]
-    scores = keras.ops.convert_to_numpy(run.model.predict(packer(([context], [endings])), verbose=0))[0]
+    scores = keras.ops.convert_to_numpy(model.predict(([context], [endings]), verbose=0))[0]
     print(f"\n{context} ...")
     for ending, p in zip(endings, keras.ops.convert_to_numpy(keras.ops.softmax(scores))):
         print(f"  {p:.2f}  {ending}")

@@ -1,0 +1,85 @@
+"""The fine-tuning families, by name: what `finetune`, `evaluate`, the CLI and the export read.
+
+Each family lives in one module (its preprocessor, KerasHub task class, metrics and serving
+inputs) that defines a `TaskFamily`; it is listed here. To add a fifth family, write its module
+the way `similarity.py` is written and add its `TaskFamily` to `_BUILT_IN` (or, from outside
+the library, call `register_family`).
+"""
+
+from keras_gpt1.tasks.multiple_choice import MULTIPLE_CHOICE
+from keras_gpt1.tasks.similarity import SIMILARITY
+from keras_gpt1.tasks.text_classifier import CLASSIFICATION, ENTAILMENT
+
+_BUILT_IN = (CLASSIFICATION, ENTAILMENT, SIMILARITY, MULTIPLE_CHOICE)
+FAMILIES = {family.name: family for family in _BUILT_IN}
+
+
+def register_family(family):
+    """Adds a `TaskFamily` (its name must be new); returns it.
+
+    Example:
+    ```python
+    register_family(TaskFamily(name="ranking", roles=("query", "document"), ...))
+    ```
+    """
+    if family.name in FAMILIES:
+        raise ValueError(f"A task family named {family.name!r} is already registered.")
+    FAMILIES[family.name] = family
+    return family
+
+
+def task_names():
+    return tuple(FAMILIES)
+
+
+def get_family(name):
+    """The `TaskFamily` called `name`, or a ValueError listing the known ones."""
+    family = FAMILIES.get(name)
+    if family is None:
+        raise ValueError(f"Unknown task {name!r}; expected one of {', '.join(FAMILIES)}.")
+    return family
+
+
+def family_of(task, name=None):
+    """The family a task model serves: `name` if given (checked against the model's class),
+    else the one its class and preprocessor imply (`GPT1TextClassifier`: entailment if its
+    preprocessor takes pairs, else classification)."""
+    if name is not None:
+        family = get_family(name)
+        if not isinstance(task, family.task_class):
+            raise ValueError(
+                f"A {type(task).__name__} does not serve the {name!r} task ({family.task_class.__name__} does)."
+            )
+        wanted = family.preprocessor_kwargs.get("num_segments")
+        takes = getattr(getattr(task, "preprocessor", None), "num_segments", None)
+        if wanted is not None and takes is not None and wanted != takes:
+            raise ValueError(
+                f"This {type(task).__name__}'s preprocessor takes {takes} text(s) per example, and the "
+                f"{name!r} task {wanted}: it was not trained for {name}."
+            )
+        return family
+    candidates = [f for f in FAMILIES.values() if type(task) is f.task_class]
+    if not candidates:
+        raise ValueError(f"{type(task).__name__} is not a registered GPT-1 task.")
+    segments = getattr(getattr(task, "preprocessor", None), "num_segments", None)
+    for family in candidates:
+        if family.preprocessor_kwargs.get("num_segments") in (None, segments):
+            return family
+    return candidates[0]
+
+
+def task_metrics(task, y_true, predictions, regression=False):
+    """The GLUE metrics of a task family, from labels and model outputs (logits or scores).
+
+    - classification / entailment / similarity with classes: `accuracy`, `f1` (binary: of class 1;
+      more classes: macro) and `mcc`.
+    - similarity regression (`regression=True`): `pearson`, `spearman`, `mse`.
+    - multiple-choice: `accuracy`.
+
+    Example:
+    ```python
+    task_metrics("classification", [0, 1], np.array([[2.0, 1.0], [0.0, 3.0]]))
+    # {'accuracy': 1.0, 'f1': 1.0, 'mcc': 1.0}
+    ```
+    """
+    return get_family(task).metrics(y_true, predictions, regression=regression)
