@@ -1,5 +1,6 @@
 """Shared test set-up. The backend comes from KERAS_BACKEND (the Makefile runs all three)."""
 
+import importlib.util
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -9,6 +10,21 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 BACKEND = keras.config.backend()
+# Tests marked `once` check what does not depend on the Keras backend (file formats, data
+# pipelines, the command line, atomic writes, tokenization, the benchmark harness's subprocesses):
+# the Makefile runs the suite on every backend, and these run in one backend's run only, PyTorch's
+# where it is installed (eager: nothing to compile, the cheapest run), else TensorFlow's.
+ONCE_BACKEND = "torch" if importlib.util.find_spec("torch") is not None else "tensorflow"
+
+
+def pytest_collection_modifyitems(config, items):
+    if BACKEND == ONCE_BACKEND:
+        return
+    skip = pytest.mark.skip(reason=f"backend-independent: runs once, in the {ONCE_BACKEND} run")
+    for item in items:
+        if item.get_closest_marker("once"):
+            item.add_marker(skip)
+
 
 TINY_CONFIG = dict(
     vocabulary_size=97,
@@ -19,6 +35,32 @@ TINY_CONFIG = dict(
     max_sequence_length=24,
     dropout=0.0,
 )
+
+
+def compile_without_xla(patch):
+    """Makes the models' `compile()` turn "auto" into no XLA (a `pytest.MonkeyPatch` undoes it).
+
+    On TensorFlow, "auto" means XLA even on a CPU (keras_gpt1/utils/jit.py), and XLA's compile time
+    is most of the TensorFlow run's time on the tiny models here. Subprocesses keep the library's
+    default, and the JAX run compiles every step with XLA."""
+    import keras_gpt1.models.causal_lm
+    import keras_gpt1.tasks.base
+    from keras_gpt1.utils.jit import resolve_jit_compile
+
+    def without_xla(model, jit_compile="auto", run_eagerly=False):
+        resolved = resolve_jit_compile(model, jit_compile, run_eagerly)
+        return False if isinstance(jit_compile, str) and jit_compile == "auto" and resolved is True else resolved
+
+    for module in (keras_gpt1.models.causal_lm, keras_gpt1.tasks.base):
+        patch.setattr(module, "resolve_jit_compile", without_xla)
+
+
+@pytest.fixture(autouse=True)
+def _tensorflow_steps_without_xla(request, monkeypatch):
+    """Tests on TensorFlow compile their steps without XLA (`compile_without_xla`), except those
+    marked `xla`: the default itself and results recorded with XLA."""
+    if BACKEND == "tensorflow" and not request.node.get_closest_marker("xla"):
+        compile_without_xla(monkeypatch)
 
 
 @pytest.fixture(autouse=True)

@@ -3,8 +3,9 @@
 No timing assertions: the harness's figures depend on the machine and its load. The test checks
 that a tiny training run completes in a subprocess and prints the table with its columns and a
 row for keras_gpt1, and that the ceilings module returns positive figures. The harness spawns its
-own processes with their own backends, so this runs under the TensorFlow backend only (it would
-test the same thing three times).
+own processes with their own backends, so these run once (`once`, tests/conftest.py) rather than
+under each backend. `make test` runs one harness command end to end (a one-step training table);
+the others, each minutes of subprocesses, are marked `bench` and run with `make test-bench`.
 """
 
 import importlib.util
@@ -15,17 +16,11 @@ import sys
 
 import pytest
 
-from conftest import BACKEND
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOLS = os.path.join(ROOT, "tools")
 
-pytestmark = [
-    pytest.mark.skipif(
-        BACKEND != "tensorflow", reason="the harness picks its own backends per subprocess; run once"
-    ),
-    pytest.mark.integration,
-]
+pytestmark = [pytest.mark.once, pytest.mark.integration]
 
 
 def _harness(*args):
@@ -58,6 +53,7 @@ def test_train_quick_prints_table(tmp_path):
     _check_rendered_page(results, tmp_path, "## Training (tiny)", "| keras_gpt1 | tensorflow | float32 |")
 
 
+@pytest.mark.bench
 def test_train_quick_with_the_memory_options():
     lines = _harness(
         "train", "--quick", "--peers", "--backends", "tensorflow", "--steps", "1",
@@ -92,6 +88,7 @@ def _table(stdout, first_column):
     return columns, rows
 
 
+@pytest.mark.bench
 def test_tokenize_quick_prints_table():
     stdout = _harness("tokenize", "--megabytes", "0.03", "--merges", "200", "--repeats", "1", "--passes", "2")
     columns, rows = _table(stdout, "contender")
@@ -104,6 +101,7 @@ def test_tokenize_quick_prints_table():
     assert "in-graph vs KerasHub (warm cache)" in stdout
 
 
+@pytest.mark.bench
 def test_generate_quick_prints_table(tmp_path):
     results = str(tmp_path / "generate.json")
     stdout = _harness("generate", "--quick", "--backends", "tensorflow", "--batch-sizes", "1", "2", "--repeats", "1",
@@ -138,6 +136,7 @@ def test_generate_quick_prints_table(tmp_path):
     assert len(compared) == 2 and all(line.endswith("| 2.00× |") for line in compared), compared
 
 
+@pytest.mark.bench
 def test_serve_quick_prints_table(tmp_path):
     results = str(tmp_path / "serve.json")
     stdout = _harness("serve", "--quick", "--dtypes", "float32", "int8", "--json", results)
@@ -161,6 +160,7 @@ def test_serve_quick_prints_table(tmp_path):
                          "| SavedModel serving_default | int8 | 8 |", "Ceilings (start; end): TF fp32 ")
 
 
+@pytest.mark.bench
 def test_profile_serving_step_quick_prints_each_part():
     proc = subprocess.run([sys.executable, os.path.join(TOOLS, "profile_serving_step.py"), "--quick"],
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
@@ -261,6 +261,7 @@ def _check_rendered_page(results, tmp_path, *expected):
         assert line in text, line
 
 
+@pytest.mark.bench
 def test_train_quick_levers_table():
     # The levers that change the model's maths (einsum_attention, split_qkv) are checked in
     # process by tests/test_bench_levers.py; these three each run in a worker of their own.

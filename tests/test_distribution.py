@@ -266,7 +266,7 @@ def _tiny_task_preset(workdir):
 
 def _write_task_file(path, labels):
     with open(path, "w", encoding="utf-8") as f:
-        f.write("text,label\n" + "".join(f"{t},{l}\n" for t, l in zip(PAD_TEXTS, labels)))
+        f.write("text,label\n" + "".join(f"{t},{y}\n" for t, y in zip(PAD_TEXTS, labels)))
     return path
 
 

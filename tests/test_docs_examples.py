@@ -8,16 +8,17 @@ job's preset, a short run of the same command; small data files), with `"gpt1"` 
 stand-in of the Hub repository (tests/test_hub.py) and `HF_HUB_OFFLINE=1`. A failure names the
 file and the line.
 
-Only fences at the start of a line are examples here; a block indented inside a list item (the
-fifth-family walk-through of docs/architecture.md, one in docs/generation.md) is not run yet.
-A block that cannot run here says so where readers see it: the line before its fence is
-`*Not run by the docs test: <reason>.*`. Blocks in other languages (`text`, `json`) are output,
-not examples. The pages run on the TensorFlow backend only (the export examples need it; the
-backends themselves are the rest of the suite's business).
+A fence indented inside a list item is an example too (its indentation is removed). A block that
+cannot run here says so where readers see it: the line before its fence is
+`*Not run by the docs test: <reason>.*`. A page may register a task family (the fifth-family
+walk-through of docs/architecture.md): the registry is restored after each page. Blocks in other
+languages (`text`, `json`) are output, not examples. The pages run on the TensorFlow backend only
+(the export examples need it; the backends themselves are the rest of the suite's business).
 """
 
 import contextlib
 import io
+import json
 import pathlib
 import re
 import shlex
@@ -26,7 +27,8 @@ import time
 
 import pytest
 
-from conftest import BACKEND
+from conftest import BACKEND, compile_without_xla
+from keras_gpt1.tasks import registry
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -51,20 +53,25 @@ class Block:
 
 
 def blocks_of(page):
-    """The fenced examples of a page, with the line of each opening fence."""
+    """The fenced examples of a page (a fence may be indented), with the line of each opening fence."""
     lines = page.read_text(encoding="utf-8").splitlines()
     blocks, i = [], 0
     while i < len(lines):
-        match = re.match(r"^```(\w*)\s*$", lines[i])
+        match = re.match(r"^( *)```(\w*)\s*$", lines[i])
         if not match:
             i += 1
             continue
-        start, language = i, match.group(1)
-        end = next(j for j in range(i + 1, len(lines)) if lines[j].startswith("```"))
+        start, indent, language = i, match.group(1), match.group(2)
+        end = next(j for j in range(i + 1, len(lines)) if lines[j].startswith(indent + "```"))
         previous = next((lines[j] for j in range(start - 1, -1, -1) if lines[j].strip()), "")
         marker = SKIP_MARKER.match(previous.strip())
         if language in LANGUAGES:
-            code = "\n".join(lines[start + 1 : end])
+            body = lines[start + 1 : end]
+            if any(line.strip() and not line.startswith(indent) for line in body):
+                raise AssertionError(
+                    f"{page.relative_to(ROOT)}:{start + 1}: a line of the block is indented less than its fence"
+                )
+            code = "\n".join(line[len(indent) :] for line in body)
             blocks.append(Block(page, start + 1, LANGUAGES[language], code, marker.group(1) if marker else None))
         i = end + 1
     return blocks
@@ -136,7 +143,7 @@ def docs_workspace(tmp_path_factory):
         use_hf_home(patch, hf_home)
         patch.setenv("KERAS_GPT1_CACHE", str(hf_home / "keras_gpt1"))
         patch.chdir(root)
-        without_xla(patch)
+        compile_without_xla(patch)  # the fixture's own `pretrain` (before the tests' autouse patch)
         # The main job's preset (`keras-gpt1 pretrain`), from a short run of the same command.
         with contextlib.redirect_stdout(io.StringIO()):
             assert main(["pretrain", "--steps", "20", "--eval-interval", "20", "--no-tensorboard"]) == 0
@@ -146,27 +153,12 @@ def docs_workspace(tmp_path_factory):
         patch.undo()
 
 
-def without_xla(patch):
-    """Models compile their steps without XLA here: the examples' many small `fit`s each compile
-    once, and XLA's compile time on a CPU would double the test's run time. The XLA step is
-    tested by the rest of the suite; here it is what the examples do, not how fast, that counts."""
-    import keras_gpt1.models.causal_lm
-    import keras_gpt1.tasks.base
-    from keras_gpt1.utils.jit import resolve_jit_compile
-
-    def no_xla(model, jit_compile="auto", run_eagerly=False):
-        resolved = resolve_jit_compile(model, jit_compile, run_eagerly)
-        return False if isinstance(jit_compile, str) and jit_compile == "auto" and resolved is True else resolved
-
-    for module in (keras_gpt1.models.causal_lm, keras_gpt1.tasks.base):
-        patch.setattr(module, "resolve_jit_compile", no_xla)
-
-
 def write_task_files(root):
-    """The small data files the examples read: task files (CSV, and SST-2 as GLUE ships it), a
-    prompts file, a long essay, a few "books" and a corpus, and the stand-in `"gpt1"` in both
-    Hugging Face checkpoint `openai-gpt/`, and the main job's preset in the original release's layout
-    (`finetune-transformer-lm/model`; its hidden size, 64, gives the default head count)."""
+    """The small data files the examples read: task files (CSV, SST-2 as GLUE ships it, and the
+    question-answering files of docs/architecture.md's fifth family), a prompts file, a long essay,
+    a few "books" and a corpus, the stand-in `"gpt1"` as a Hugging Face checkpoint `openai-gpt/`,
+    and the main job's preset in the original release's layout (`finetune-transformer-lm/model`;
+    its hidden size, 64, gives the default head count)."""
     import shutil
 
     from keras_gpt1 import GPT1Backbone
@@ -181,6 +173,12 @@ def write_task_files(root):
         (root / "SST-2" / name).write_text(
             "sentence\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows), encoding="utf-8"
         )
+    qa = [
+        {"question": "what does the cat see", "passage": "the cat sees a red house", "answer": a, "label": y}
+        for a, y in (("a red house", 1), ("a blue car", 0), ("the red house", 1), ("a dog", 0))
+    ] * 3
+    for name in ("qa_train.jsonl", "qa_dev.jsonl"):
+        (root / name).write_text("".join(json.dumps(row) + "\n" for row in qa), encoding="utf-8")
     (root / "prompts.txt").write_text("the cat sat on\nonce upon a time\n", encoding="utf-8")
     story = "the cat sat on the mat . the dog ran in the park and the sun was warm . "
     (root / "essay.txt").write_text(story * 40, encoding="utf-8")
@@ -201,7 +199,7 @@ def test_every_example_is_found_and_skips_are_explained():
     """The parser sees every fence of every page, and each skipped block gives its reason."""
     for page in PAGES:
         text = page.read_text(encoding="utf-8")
-        fences = len(re.findall(r"^```(?:python|bash|sh|shell|console)\s*$", text, flags=re.M))
+        fences = len(re.findall(r"^ *```(?:python|bash|sh|shell|console)\s*$", text, flags=re.M))
         assert len(blocks_of(page)) == fences, page
     skipped = [b for page in PAGES for b in blocks_of(page) if b.skip]
     assert all(len(b.skip) > 10 for b in skipped), [b.where for b in skipped]
@@ -218,7 +216,12 @@ def test_page_examples_run(page, docs_workspace, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(workspace)
     start = time.perf_counter()
     namespace = {"__name__": "__docs__"}
-    ran, skipped = run_page(page, namespace)
+    families = dict(registry.FAMILIES)
+    try:
+        ran, skipped = run_page(page, namespace)
+    finally:  # a page that registers a task family (docs/architecture.md) leaves the registry as it was
+        registry.FAMILIES.clear()
+        registry.FAMILIES.update(families)
     with capsys.disabled():
         sys.stdout.write(
             f"\n{page.relative_to(ROOT)}: {ran} examples run, {skipped} skipped, {time.perf_counter() - start:.0f} s"
@@ -228,8 +231,6 @@ def test_page_examples_run(page, docs_workspace, tmp_path, monkeypatch, capsys):
 def test_finetune_from_the_cli_and_from_python_gives_the_same_result(tmp_path):
     """The README's claim: `keras-gpt1 finetune` and `finetune(...)` with the same arguments train
     the same model (both seed 0 by default, whatever the random state before)."""
-    import json
-
     import keras
     from test_hub import write_standin
 

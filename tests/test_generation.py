@@ -318,7 +318,7 @@ def test_streaming_gives_each_rows_tokens_in_order_with_the_same_output(lm, gree
 
     monkeypatch.setattr(generate_module, "STREAM_CHUNK", chunk)
     monkeypatch.setattr(generate_module, "STREAM_INTERVAL", 0.0)  # chunks from `chunk` steps up
-    ids, lengths = greedy_run["token_ids"], greedy_run["lengths"]
+    ids = greedy_run["token_ids"]
     stop = int(ids[0, PROMPT_LENGTHS[0] + 1])  # row 0 stops early; the others keep going
     reference = generate_ids(lm, _prompts(), max_new_tokens=NEW_TOKENS, stop_token_ids=[stop])
     calls = []
@@ -751,6 +751,7 @@ def test_text_prompts_return_text(text_lm):
     assert isinstance(text_lm.score("the cat sat"), dict)
 
 
+@pytest.mark.once
 def test_cli_streams_the_same_text_it_prints_unstreamed(text_lm, tmp_path):
     # The streamer prints each token's text as it comes; the result must be the text that
     # detokenizing the whole output gives, as `--no-stream` prints it (special tokens included).
@@ -775,6 +776,7 @@ def test_cli_streams_the_same_text_it_prints_unstreamed(text_lm, tmp_path):
     assert out.getvalue() == text_lm.tokenizer.detokenize(np.array(ids)).numpy().decode()
 
 
+@pytest.mark.once
 def test_cli_scores_a_whole_file_in_windows(text_lm, tmp_path):
     preset = str(tmp_path / "preset")
     text_lm.save_to_preset(preset)
@@ -808,6 +810,7 @@ def _cli(argv):
     return code, out.getvalue(), err.getvalue()
 
 
+@pytest.mark.once
 def test_cli_generate_streams_and_score(lm, greedy_run, tmp_path):
     preset = str(tmp_path / "preset")
     lm.save_to_preset(preset)

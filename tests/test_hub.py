@@ -179,6 +179,7 @@ def task_rows(task):
     return [{"context": x, "choices": [y, x], "label": i % 2} for i, (x, y) in enumerate(zip(a + b, b + a))]
 
 
+@pytest.mark.once
 def test_cli_generate_and_score_read_gpt1(standin, capsys):
     model, hf_tokenizer = standin["model"], standin["tokenizer"]
     prompt = "the cat and the dog"
@@ -196,6 +197,7 @@ def test_cli_generate_and_score_read_gpt1(standin, capsys):
     assert abs(record["log_likelihood"] + loss * (len(ids) - 1)) < 1e-3
 
 
+@pytest.mark.once
 @pytest.mark.parametrize("task", ["classification", "entailment", "similarity", "multiple-choice"])
 def test_finetune_each_task_family_from_gpt1(standin, task, tmp_path):
     from keras_gpt1.tasks.finetune import evaluate, finetune
@@ -213,6 +215,7 @@ def test_finetune_each_task_family_from_gpt1(standin, task, tmp_path):
     assert result is not None
 
 
+@pytest.mark.once
 def test_cli_finetune_and_evaluate_from_gpt1(standin, tmp_path, capsys):
     data = write_rows(tmp_path / "train.jsonl", task_rows("classification"))
     output = str(tmp_path / "clf")
@@ -222,6 +225,7 @@ def test_cli_finetune_and_evaluate_from_gpt1(standin, tmp_path, capsys):
     assert "accuracy" in json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
+@pytest.mark.once
 def test_pretrain_continues_from_gpt1_whose_tokenizer_outgrows_the_embedding(standin, tmp_path):
     """LM data is plain text: the 3 special tokens without rows do not stop continued pretraining."""
     from keras_gpt1.training.pretraining import pretrain

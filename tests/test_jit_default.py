@@ -3,13 +3,14 @@ turns it off there; GPT-1 trains 1.13x faster with it), Keras's choice everywher
 
 import warnings
 
-import keras
 import numpy as np
 import pytest
 
 from conftest import BACKEND, TINY_CONFIG
 from keras_gpt1 import GPT1Backbone, GPT1CausalLM
 from keras_gpt1.tasks import GPT1TextClassifier
+
+pytestmark = pytest.mark.xla  # the default under test (tests/conftest.py turns XLA off elsewhere)
 
 # What "auto" gives on each backend: XLA on TensorFlow (ours) and JAX (Keras's), eager PyTorch.
 AUTO = {"tensorflow": True, "jax": True, "torch": False}[BACKEND]

@@ -14,7 +14,6 @@ import keras
 import keras_hub
 import numpy as np
 import tensorflow as tf
-import pytest
 from keras_hub.src.tests.test_case import TestCase
 
 from keras_gpt1.tokenizers import GPT1Tokenizer

@@ -271,6 +271,7 @@ def test_finetune_with_lora_trains_the_adapters_and_head_and_saves_them_merged(s
     np.testing.assert_allclose(to_numpy(loaded(x)), to_numpy(model(x)), atol=1e-5)
 
 
+@pytest.mark.once
 @pytest.mark.integration
 def test_finetune_lora_cli_then_export_serves_the_adapted_model(small_preset, tmp_path):
     """`keras-gpt1 finetune --lora-rank 2` on this backend, `keras-gpt1 export` (TensorFlow), and

@@ -11,10 +11,12 @@ path the one tested wherever the suite runs, so a run never downloads 480 MB of 
 
 Each notebook runs under one backend, the one its first cell defaults to: the library calls they
 make are tested on every backend in their own test files, and running each notebook three times
-would triple the suite's longest tests (CI's time is shared with a second environment, the Colab
-runtime, which runs the notebooks again). Without PyTorch (the Colab
-runtime CI environment, whose PyPI torch would be a CUDA build of several GB), notebook 4 runs
-under this run's backend instead and skips its parity check with `transformers`, saying so.
+would triple the suite's longest tests. Without PyTorch (the Colab runtime CI environment, whose
+PyPI torch would be a CUDA build of several GB), notebook 4 runs under this run's backend instead
+and skips its parity check with `transformers`, saying so.
+
+The executions are marked `notebook`: CI runs them in the Colab runtime (`.ci/colab-runtime`), the
+runtime they are written for, and `make test` leaves them out (`make test-notebooks` runs them).
 """
 
 import importlib.util

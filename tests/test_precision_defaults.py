@@ -4,12 +4,13 @@ The capability (native bfloat16) is stubbed, so each rule is checked on a CPU th
 one that does not, whatever CPU runs the tests.
 """
 
-import keras
 import pytest
 from conftest import BACKEND, TINY_CONFIG, pretrain_kwargs, write_pretraining_data
 
 from keras_gpt1.utils import cpu_features, precision
 from keras_gpt1.utils.precision import resolve_precision
+
+pytestmark = pytest.mark.xla  # the precision rule sets `jit_compile` too (tests/conftest.py turns XLA off elsewhere)
 
 WIDE = precision.MIN_BFLOAT16_HIDDEN_DIM
 

@@ -48,6 +48,7 @@ class LossRecorder(keras.callbacks.Callback):
         self.losses.append(float(logs["loss"]))
 
 
+@pytest.mark.once
 def test_cli_loss_falls_on_real_text_and_writes_a_preset(data, tmp_path, capsys):
     corpus, tokenizer = data
     output = tmp_path / "run"
@@ -102,6 +103,7 @@ def test_demo_settings_fill_only_the_flags_left_out():
         assert (args.steps, args.learning_rate, args.dropout, args.batch_size) == (None, None, None, 32)
 
 
+@pytest.mark.once
 def test_loss_curve_png_and_seeded_sample(data, tmp_path, capsys):
     """The run draws its loss curve next to the preset and ends with a reproducible top-k sample."""
     pytest.importorskip("matplotlib")
@@ -143,6 +145,7 @@ def test_loss_curve_needs_one_value_per_interval(tmp_path):
 
 
 @pytest.mark.integration
+@pytest.mark.xla  # the killed run is a subprocess, which compiles with the library's default
 def test_resume_after_kill_matches_an_uninterrupted_run(data, tmp_path):
     """SIGKILL mid-interval, rerun the same call: the loss trajectory and weights continue exactly.
 
@@ -188,6 +191,7 @@ def test_resume_after_kill_matches_an_uninterrupted_run(data, tmp_path):
         pretrain(**dict(interrupted, batch_size=4))
 
 
+@pytest.mark.once
 def test_nan_stops_and_keeps_the_last_good_checkpoint(data, tmp_path):
     """Also runs in mixed_bfloat16 with 2 micro-batches per update, so the NaN is caught there."""
 

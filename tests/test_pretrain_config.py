@@ -256,6 +256,7 @@ def _strings_in(node):
             yield child.value
 
 
+@pytest.mark.once
 def test_library_errors_name_no_flags():
     """Every string inside a `raise` outside the `cli.py` modules is free of `--flag`s, except a
     whole command the user may type (it starts with `keras-gpt1 `)."""

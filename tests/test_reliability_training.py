@@ -146,6 +146,7 @@ def test_keep_checkpoints_is_validated_where_checkpoints_are_written(tmp_path, k
     assert list_checkpoints(tmp_path) == []
 
 
+@pytest.mark.once
 def test_resume_cleans_stale_temporaries_and_refuses_a_corpus_edited_in_place(data, tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(open(data[0], encoding="utf-8").read(), encoding="utf-8")

@@ -155,7 +155,11 @@ class ContractTestCase(test_case.TestCase):
 
 
 class TaskContractTest(ContractTestCase):
-    """`run_task_test`, `run_serialization_test` and `run_model_saving_test` on every family."""
+    """`run_task_test` (which runs `run_serialization_test`) and `run_model_saving_test` on each
+    task class and each kind of head: a pair classifier (a one-text classifier is the same class
+    with one segment, checked by the auto-class test below), a regression similarity (a
+    similarity of classes has the classifier's head, checked by the preset round trip) and
+    multiple choice."""
 
     def _init_kwargs(self, name, sequence_length=16):
         cls, preprocessor_cls, head, preprocessor_kwargs, _, _ = TASK_CASES[name]
@@ -166,20 +170,13 @@ class TaskContractTest(ContractTestCase):
         cls, init_kwargs = self._init_kwargs(name)
         train_data, output_shape = TASK_CASES[name][4:]
         self.run_task_test(cls=cls, init_kwargs=init_kwargs, train_data=train_data, expected_output_shape=output_shape)
-        self.run_serialization_test(cls(**init_kwargs))
         # Saving and loading a `.keras` archive, preprocessor (and tokenizer assets) included.
         x = init_kwargs["preprocessor"](train_data[0])
         x = {k: keras.ops.convert_to_numpy(v) for k, v in x.items()}
         self.run_model_saving_test(cls=cls, init_kwargs=init_kwargs, input_data=x, atol=1e-5, rtol=1e-5)
 
-    def test_classification(self):
-        self._check_family("classification")
-
     def test_entailment(self):
         self._check_family("entailment")
-
-    def test_similarity(self):
-        self._check_family("similarity")
 
     def test_similarity_regression(self):
         self._check_family("similarity-regression")
@@ -188,9 +185,11 @@ class TaskContractTest(ContractTestCase):
         self._check_family("multiple-choice")
 
 
+@pytest.mark.once
 class PreprocessorContractTest(ContractTestCase):
     """`run_preprocessor_test` (direct call, tf.data batched and unbatched, Grain, config and
-    Keras serialization, a new `sequence_length`) on every preprocessor, with the ids expected."""
+    Keras serialization, a new `sequence_length`) on every preprocessor, with the ids expected.
+    TensorFlow string ops, the same under every Keras backend: once, in the TensorFlow run."""
 
     def _check(self, cls, init_kwargs, input_data, expected_x, rows):
         self.init_kwargs = init_kwargs  # `run_preprocessor_test` builds a second layer from it
@@ -353,7 +352,12 @@ def test_a_keras_hub_task_preset_of_another_model_family_names_both_classes(tmp_
     backbone = keras_hub.models.BertBackbone(
         vocabulary_size=30, num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=16, max_sequence_length=16
     )
-    bert = keras_hub.models.BertTextClassifier(backbone, num_classes=2, preprocessor=None)
+    # With a preprocessor: keras-hub 0.26 (the Colab runtime's) cannot save a task without one.
+    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat"]
+    preprocessor = keras_hub.models.BertTextClassifierPreprocessor(
+        keras_hub.models.BertTokenizer(vocabulary=vocabulary), sequence_length=16
+    )
+    bert = keras_hub.models.BertTextClassifier(backbone, num_classes=2, preprocessor=preprocessor)
     bert.save_to_preset(str(tmp_path))
     for cls in (GPT1TextClassifier, GPT1Similarity, GPT1MultipleChoice):
         with pytest.raises(ValueError, match=rf"BertTextClassifier.*not a {cls.__name__}"):
@@ -405,12 +409,23 @@ def finetune_inputs(tmp_path_factory):
     return write_task_files(directory / "data"), make_tiny_preset(directory / "preset")
 
 
+@pytest.mark.xla  # the TensorFlow records were made with the default compile (XLA)
 @pytest.mark.parametrize(
-    "family", ["classification", "entailment", "similarity", "similarity-regression", "multiple-choice"]
+    "family",
+    [
+        pytest.param("classification", marks=pytest.mark.once),
+        pytest.param("entailment", marks=pytest.mark.once),
+        pytest.param("similarity", marks=pytest.mark.once),
+        "similarity-regression",
+        "multiple-choice",
+    ],
 )
 def test_finetune_gives_the_recorded_history_and_metrics(finetune_inputs, family):
     """`finetune` on the same files, preset and seed gives the old task models' training history
-    (losses within 1e-4) and validation metrics (within 1e-6), backend by backend."""
+    (losses within 1e-4) and validation metrics (within 1e-6). Every family in the TensorFlow
+    run; on the other backends the two whose losses and inputs differ most from the classifier's
+    (mean squared error on a pair of orders; a softmax over candidates of rank-3 inputs), since
+    the data and packing are backend-independent and only the training numerics differ."""
     from keras_gpt1.tasks.finetune import finetune
 
     files, preset = finetune_inputs

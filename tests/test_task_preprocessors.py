@@ -1,7 +1,6 @@
 """Task preprocessors: the paper's input transformations, packed by KerasHub preprocessors
-(TensorFlow string ops; the same on every Keras backend, so the graph vs eager checks run once per
-backend anyway: they are cheap). KerasHub's own contract tests on them are in
-`test_task_keras_hub.py`."""
+(TensorFlow string ops, the same under every Keras backend: these tests run once, in the
+TensorFlow run). KerasHub's own contract tests on them are in `test_task_keras_hub.py`."""
 
 import numpy as np
 import pytest
@@ -19,6 +18,8 @@ from keras_gpt1.tasks import (
     get_family,
 )
 from keras_gpt1.tokenizers import train_tokenizer
+
+pytestmark = pytest.mark.once
 
 TEXT = [
     "Return a copy of the string with its first character capitalized and the rest lowercased.",

@@ -422,6 +422,7 @@ def test_bad_model_inputs_and_arguments(tmp_path):
 # === Metrics ===
 
 
+@pytest.mark.once
 def test_metrics_match_scipy_and_hand_computations():
     stats = pytest.importorskip("scipy.stats")
     rng = np.random.default_rng(6)
@@ -464,6 +465,7 @@ def write(path, text):
     return str(path)
 
 
+@pytest.mark.once
 def test_loaders_read_csv_tsv_jsonl_with_column_mappings(tmp_path):
     csv_path = write(tmp_path / "a.csv", 'sentence,sentiment\n"Fine, truly",pos\nDull,neg\n"Two\nlines",pos\n')
     data = read_task_file(csv_path, "classification", {"text": "sentence", "label": "sentiment"})
@@ -497,6 +499,7 @@ def test_loaders_read_csv_tsv_jsonl_with_column_mappings(tmp_path):
     assert read_task_file(ints, "classification", label_names=["1", "0"]).labels.tolist() == [0, 1]
 
 
+@pytest.mark.once
 @pytest.mark.parametrize(
     "name,content,kwargs,message",
     [
@@ -521,6 +524,7 @@ def test_bad_classification_files_name_the_file_and_line(tmp_path, name, content
         read_task_file(path, "classification", **kwargs)
 
 
+@pytest.mark.once
 def test_bad_multiple_choice_and_similarity_files(tmp_path):
     rows = [
         '{"context": "c", "choices": ["a", "b", "c"], "label": 0}',
@@ -804,6 +808,7 @@ def classifier_run(reference, tmp_path_factory):
     return {"train": train, "validation": validation, "output": output, "stdout": stdout.getvalue(), "args": args}
 
 
+@pytest.mark.once
 def test_finetune_command_trains_a_classifier_that_beats_chance(classifier_run):
     output = classifier_run["output"]
     for name in (
@@ -832,6 +837,7 @@ def test_finetune_command_trains_a_classifier_that_beats_chance(classifier_run):
     assert f"accuracy: {metrics['accuracy']:.4f}" in classifier_run["stdout"]
 
 
+@pytest.mark.once
 def test_evaluate_command_reproduces_the_validation_metrics(classifier_run, capsys):
     from keras_gpt1.cli import main
 
@@ -848,6 +854,7 @@ def test_evaluate_command_reproduces_the_validation_metrics(classifier_run, caps
         model.predict((["a sentence"], ["another"]), verbose=0)
 
 
+@pytest.mark.once
 def test_pretrained_preset_beats_random_init_on_the_same_budget(reference, classifier_run):
     from keras_gpt1.tasks.finetune import finetune
 
@@ -869,6 +876,7 @@ def test_pretrained_preset_beats_random_init_on_the_same_budget(reference, class
     assert pretrained > scratch.metrics["accuracy"] + 0.05, (pretrained, scratch.metrics)
 
 
+@pytest.mark.once
 @pytest.mark.parametrize("task,threshold", [("similarity", 0.6), ("multiple-choice", 0.5)])
 def test_pair_tasks_train_with_fit_and_beat_chance(reference, tmp_path, task, threshold):
     """Chance: 0.5 for similarity, 1/3 for three candidates. Trained on packed batches
@@ -913,6 +921,7 @@ def small_preset(tmp_path_factory):
     return preset
 
 
+@pytest.mark.once
 def test_commands_report_bad_input_with_file_and_line(small_preset, tmp_path, capsys):
     from keras_gpt1.cli import main
 
@@ -946,6 +955,7 @@ def test_commands_report_bad_input_with_file_and_line(small_preset, tmp_path, ca
     assert "does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.once
 def test_recipe_defaults(small_preset, tmp_path):
     """LR 6.25e-5, batch 32, 3 epochs, WarmupLinear with 0.2 % warmup, decay 0.01, clip 1.0,
     dropout 0.1, λ 0.5: from Python, from the command line, and in `compile()`."""
@@ -1032,6 +1042,7 @@ def finetuned_once(small_preset, tmp_path_factory):
     return train, directory / "model"
 
 
+@pytest.mark.once
 @pytest.mark.parametrize("where", ["task weights, disk full", "finetune.json", "the swap"])
 def test_finetune_output_keeps_the_old_model_when_writing_the_new_fails(
     small_preset, finetuned_once, tmp_path, monkeypatch, where

@@ -207,6 +207,7 @@ def test_same_ids_eagerly_in_tf_data_and_in_a_tf_function(tokenizer, tokenizer_c
     assert dense.numpy().tolist() == [(r + [padded.pad_token_id] * 16)[:16] for r in eager]
 
 
+@pytest.mark.once
 @pytest.mark.integration
 def test_saved_model_round_trip_in_a_tensorflow_only_process(tokenizer, tokenizer_corpus, tmp_path):
     lines = tokenizer_corpus[0][:50] + ["", "Émoji 🤗 and 中文", "x" * 3000]
@@ -576,6 +577,7 @@ def test_train_sizes_and_bad_files(tokenizer_corpus, tmp_path):
         train_bpe([path], num_merges=10, vocabulary_size=100)
 
 
+@pytest.mark.once
 def test_training_is_deterministic_across_processes(tokenizer_corpus):
     """The trainer numbers word-final symbols in hash-map order and breaks ties by id; neither
     the merges nor the ids may depend on the run."""

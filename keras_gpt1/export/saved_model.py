@@ -228,7 +228,6 @@ def _serving_preprocessor(family, tokenizer, sequence_length):
 def load_model(preset_dir, dtype=None):
     """The model of a preset directory (or `"gpt1"`, a `hf://` handle): its task model if it has
     `task.json`, else a causal LM, in `dtype` (see `with_export_dtype`)."""
-    from keras_gpt1.models import preset_io
 
     preset_dir = os.fspath(preset_io.resolve_preset(preset_dir))
     if not os.path.isdir(preset_dir):

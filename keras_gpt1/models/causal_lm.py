@@ -1,6 +1,5 @@
 import keras
 import keras_hub
-from keras import ops
 
 from keras_gpt1.models import preset_io
 from keras_gpt1.models.backbone import GPT1Backbone

@@ -18,7 +18,6 @@ leaves everything else as it is. Fetching and converting belong to a layer above
 registered (dependency injection keeps the imports flowing downward).
 """
 
-import json
 import os
 
 import keras

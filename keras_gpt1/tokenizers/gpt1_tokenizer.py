@@ -49,7 +49,6 @@ from keras_gpt1.tokenizers import _unicode_tables as tables
 from keras_gpt1.tokenizers.vocab_files import (
     END_OF_WORD,
     UNK_TOKEN,
-    VocabularyError,
     check_merges,
     check_vocabulary,
     merge_line_numbers,
