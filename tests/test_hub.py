@@ -399,11 +399,8 @@ TWO_PROCESSES = textwrap.dedent(
 )
 
 
-ONCE = pytest.mark.skipif(keras.config.backend() != "tensorflow", reason="once (TensorFlow run): backend-independent")
-
-
 @pytest.mark.integration
-@ONCE
+@pytest.mark.once  # two subprocesses: the same from every backend
 def test_two_processes_converting_at_once(tmp_path):
     home = tmp_path / "home"
     write_standin(home, "someone/raced", seed=3)

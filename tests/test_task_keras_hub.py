@@ -189,7 +189,7 @@ class TaskContractTest(ContractTestCase):
 class PreprocessorContractTest(ContractTestCase):
     """`run_preprocessor_test` (direct call, tf.data batched and unbatched, Grain, config and
     Keras serialization, a new `sequence_length`) on every preprocessor, with the ids expected.
-    TensorFlow string ops, the same under every Keras backend: once, in the TensorFlow run."""
+    TensorFlow string ops, the same under every Keras backend: they run once (`once`)."""
 
     def _check(self, cls, init_kwargs, input_data, expected_x, rows):
         self.init_kwargs = init_kwargs  # `run_preprocessor_test` builds a second layer from it
@@ -422,8 +422,8 @@ def finetune_inputs(tmp_path_factory):
 )
 def test_finetune_gives_the_recorded_history_and_metrics(finetune_inputs, family):
     """`finetune` on the same files, preset and seed gives the old task models' training history
-    (losses within 1e-4) and validation metrics (within 1e-6). Every family in the TensorFlow
-    run; on the other backends the two whose losses and inputs differ most from the classifier's
+    (losses within 1e-4) and validation metrics (within 1e-6). Every family in the run that holds
+    the `once` tests; on the other backends the two whose losses and inputs differ most from the classifier's
     (mean squared error on a pair of orders; a softmax over candidates of rank-3 inputs), since
     the data and packing are backend-independent and only the training numerics differ."""
     from keras_gpt1.tasks.finetune import finetune

@@ -1,6 +1,6 @@
 """Task preprocessors: the paper's input transformations, packed by KerasHub preprocessors
-(TensorFlow string ops, the same under every Keras backend: these tests run once, in the
-TensorFlow run). KerasHub's own contract tests on them are in `test_task_keras_hub.py`."""
+(TensorFlow string ops, the same under every Keras backend: these tests run once, marked
+`once`). KerasHub's own contract tests on them are in `test_task_keras_hub.py`."""
 
 import numpy as np
 import pytest
