@@ -181,7 +181,9 @@ def test_same_preset_gives_same_logits_on_every_backend(tmp_path):
         env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
         subprocess.run(
             [sys.executable, "-c", script, str(tmp_path / "preset"), str(tmp_path / "inputs.npz"), str(out)],
-            env=env, check=True, capture_output=True,
+            env=env,
+            check=True,
+            capture_output=True,
         )
         results[backend] = np.load(out)
     mask = inputs["padding_mask"].astype(bool)

@@ -27,7 +27,10 @@ def _harness(*args):
     """stdout of `tools/benchmark.py ARGS`, which must succeed."""
     proc = subprocess.run(
         [sys.executable, os.path.join(TOOLS, "benchmark.py"), *args],
-        capture_output=True, text=True, timeout=600, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -36,8 +39,9 @@ def _harness(*args):
 
 def test_train_quick_prints_table(tmp_path):
     results = str(tmp_path / "train.json")
-    lines = _harness("train", "--quick", "--peers", "--backends", "tensorflow", "--steps", "1",
-                     "--json", results).splitlines()
+    lines = _harness(
+        "train", "--quick", "--peers", "--backends", "tensorflow", "--steps", "1", "--json", results
+    ).splitlines()
     header = next(line for line in lines if line.startswith("| contender"))
     columns = [c.strip() for c in header.strip("|").split("|")]
     for column in ("tokens/s", "step s", "first step s", "vs KerasHub", "vs transformers", "MFU", "peak RSS GiB"):
@@ -56,10 +60,20 @@ def test_train_quick_prints_table(tmp_path):
 @pytest.mark.bench
 def test_train_quick_with_the_memory_options():
     lines = _harness(
-        "train", "--quick", "--peers", "--backends", "tensorflow", "--steps", "1",
-        "--head-chunk-size", "16", "--rematerialize",
+        "train",
+        "--quick",
+        "--peers",
+        "--backends",
+        "tensorflow",
+        "--steps",
+        "1",
+        "--head-chunk-size",
+        "16",
+        "--rematerialize",
     ).splitlines()
-    row = next(line for line in lines if line.startswith("| keras_gpt1, head chunks of 16, rematerialized | tensorflow"))
+    row = next(
+        line for line in lines if line.startswith("| keras_gpt1, head chunks of 16, rematerialized | tensorflow")
+    )
     assert float(row.strip("|").split("|")[5]) > 0  # tokens/s
 
 
@@ -104,23 +118,55 @@ def test_tokenize_quick_prints_table():
 @pytest.mark.bench
 def test_generate_quick_prints_table(tmp_path):
     results = str(tmp_path / "generate.json")
-    stdout = _harness("generate", "--quick", "--backends", "tensorflow", "--batch-sizes", "1", "2", "--repeats", "1",
-                      "--dtypes", "float32", "int8", "--json", results)
+    stdout = _harness(
+        "generate",
+        "--quick",
+        "--backends",
+        "tensorflow",
+        "--batch-sizes",
+        "1",
+        "2",
+        "--repeats",
+        "1",
+        "--dtypes",
+        "float32",
+        "int8",
+        "--json",
+        results,
+    )
     columns, rows = _table(stdout, "library (backend)")
     assert "fraction of bandwidth" in columns
     ours = [row for row in rows if row["library (backend)"] == "keras_gpt1 (tensorflow)"]
-    assert [(row["weights"], row["batch"]) for row in ours] == [("float32", "1"), ("float32", "2"), ("int8", "1"), ("int8", "2")]
+    assert [(row["weights"], row["batch"]) for row in ours] == [
+        ("float32", "1"),
+        ("float32", "2"),
+        ("int8", "1"),
+        ("int8", "2"),
+    ]
     assert all(float(row["tokens/s"]) > 0 for row in ours)
-    assert [row["weights"] for row in rows if row["library (backend)"] == "keras_hub (tensorflow)"] == ["float32", "float32", "int8", "int8"]
-    assert [row["weights"] for row in rows if row["library (backend)"] == "transformers (torch)"] == ["float32", "float32"]
+    assert [row["weights"] for row in rows if row["library (backend)"] == "keras_hub (tensorflow)"] == [
+        "float32",
+        "float32",
+        "int8",
+        "int8",
+    ]
+    assert [row["weights"] for row in rows if row["library (backend)"] == "transformers (torch)"] == [
+        "float32",
+        "float32",
+    ]
     assert "batch 1, any weights: best keras_gpt1" in stdout
     # The batch sizes alternate round by round, and the ratio's spread over the rounds is printed.
     assert "keras_gpt1 (tensorflow, int8): batch 2 / batch 1 tokens/s = " in stdout
     assert "round by round: median" in stdout
     # The streamed call (the CLI's default) is timed in the same rounds and compared.
     assert "keras_gpt1 (tensorflow, float32): streamed / unstreamed tokens/s at batch 1 = " in stdout
-    _check_rendered_page(results, tmp_path, "## Generation (tiny", "| keras_gpt1 (tensorflow) | int8 | 2 |",
-                         "| tensorflow | float32 | 1 |")
+    _check_rendered_page(
+        results,
+        tmp_path,
+        "## Generation (tiny",
+        "| keras_gpt1 (tensorflow) | int8 | 2 |",
+        "| tensorflow | float32 | 1 |",
+    )
     # A before/after table: the same contenders' tokens/s from two files, and their ratio.
     with open(results) as f:
         before = json.load(f)
@@ -129,8 +175,21 @@ def test_generate_quick_prints_table(tmp_path):
     before_path = tmp_path / "before.json"
     before_path.write_text(json.dumps(before))
     page = tmp_path / "compared.md"
-    proc = subprocess.run([sys.executable, os.path.join(TOOLS, "perf_page.py"), "--compare", str(before_path), results,
-                           "--output", str(page)], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(TOOLS, "perf_page.py"),
+            "--compare",
+            str(before_path),
+            results,
+            "--output",
+            str(page),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr
     compared = [line for line in page.read_text().splitlines() if line.startswith("| keras_gpt1 · tensorflow · int8")]
     assert len(compared) == 2 and all(line.endswith("| 2.00× |") for line in compared), compared
@@ -149,21 +208,35 @@ def test_serve_quick_prints_table(tmp_path):
     ]
     assert all(float(r["tokens/s"]) > 0 for r in rows)
     # The export generates the library's greedy tokens (exact in float32: the same maths).
-    assert all(r["greedy agreement"] == "1.00" for r in rows if r["weights"] == "float32" and r["contender"] != "library generate")
+    assert all(
+        r["greedy agreement"] == "1.00"
+        for r in rows
+        if r["weights"] == "float32" and r["contender"] != "library generate"
+    )
     assert "float32, batch 8: SavedModel / library tokens/s = generate " in stdout
     assert "SavedModel int8 against float32 (batch 8): greedy agreement " in stdout
     # The ceilings measured around the run land in its results and on the page beside its figures.
     with open(results) as f:
         ceilings = json.load(f)["ceilings"]
     assert len(ceilings) == 2 and all(c["read_gbps"] > 0 and c["tf_fp32"] > 0 for c in ceilings)
-    _check_rendered_page(results, tmp_path, "## Serving: the exported SavedModel against the library (tiny",
-                         "| SavedModel serving_default | int8 | 8 |", "Ceilings (start; end): TF fp32 ")
+    _check_rendered_page(
+        results,
+        tmp_path,
+        "## Serving: the exported SavedModel against the library (tiny",
+        "| SavedModel serving_default | int8 | 8 |",
+        "Ceilings (start; end): TF fp32 ",
+    )
 
 
 @pytest.mark.bench
 def test_profile_serving_step_quick_prints_each_part():
-    proc = subprocess.run([sys.executable, os.path.join(TOOLS, "profile_serving_step.py"), "--quick"],
-                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(TOOLS, "profile_serving_step.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     for part in ("whole step", "attention", "LayerNorm", "cache write", "GELU", "weight products alone"):
@@ -175,8 +248,16 @@ def test_perf_page_update_replaces_only_the_rerun_sections(tmp_path):
     perf_page = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(perf_page)
     machine = {"cpu": "CPU", "cores": 2, "avx2": True, "bf16": False, "amx": False, "date": "2026-01-02"}
-    run = {"schema": 1, "kind": "serve", "machine": machine, "command": ["serve"], "ceilings": {},
-           "settings": {"config": "tiny", "prompt_words": 3, "new_tokens": 4, "repeats": 1}, "rows": [], "summary": []}
+    run = {
+        "schema": 1,
+        "kind": "serve",
+        "machine": machine,
+        "command": ["serve"],
+        "ceilings": {},
+        "settings": {"config": "tiny", "prompt_words": 3, "new_tokens": 4, "repeats": 1},
+        "rows": [],
+        "summary": [],
+    }
     rendered = perf_page.render([run])
     heading = next(line for line in rendered.splitlines() if line.startswith("## Serving"))
     page = f"# Performance\n\nintro\n\n## Training (x)\n\ntrain table\n\n{heading}\n\nold serve table\n\n## Generation (y)\n\ngen\n"
@@ -191,8 +272,13 @@ def test_perf_page_update_replaces_only_the_rerun_sections(tmp_path):
     with pytest.raises(ValueError, match="2 sections headed"):
         perf_page.update(page + f"\n{heading}\n\nagain\n", [run])
     # The command line: a missing page is named, not created from nothing.
-    proc = subprocess.run([sys.executable, os.path.join(TOOLS, "perf_page.py"), "--update", "--output",
-                           str(tmp_path / "missing.md")], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(TOOLS, "perf_page.py"), "--update", "--output", str(tmp_path / "missing.md")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
     assert proc.returncode != 0 and "missing.md: cannot read the page to update" in proc.stderr
 
 
@@ -207,12 +293,31 @@ def test_perf_page_gpu_runs_stand_beside_the_cpu_runs():
     perf_page = _load_tool("perf_page")
     cpu = {"cpu": "CPU", "cores": 2, "avx2": True, "bf16": True, "amx": False, "date": "2026-01-02"}
     gpu = dict(cpu, gpus=["NVIDIA H200"])
-    row = {"contender": "keras_gpt1", "backend": "jax", "policy": "mixed_bfloat16", "jit": "auto", "lever": "shipped",
-           "batch": 8, "sequence": 512, "row": {"step": 1.0}, "tokens_per_s": 100.0, "mfu": 0.1, "peak_rss_gib": 1.0}
+    row = {
+        "contender": "keras_gpt1",
+        "backend": "jax",
+        "policy": "mixed_bfloat16",
+        "jit": "auto",
+        "lever": "shipped",
+        "batch": 8,
+        "sequence": 512,
+        "row": {"step": 1.0},
+        "tokens_per_s": 100.0,
+        "mfu": 0.1,
+        "peak_rss_gib": 1.0,
+    }
 
     def train(machine, **extra):
-        return {"schema": 1, "kind": "train", "machine": machine, "command": ["train"], "ceilings": [],
-                "settings": {"config": "117M", "peak_gflops": 1.0}, "rows": [dict(row, **extra)], "summary": []}
+        return {
+            "schema": 1,
+            "kind": "train",
+            "machine": machine,
+            "command": ["train"],
+            "ceilings": [],
+            "settings": {"config": "117M", "peak_gflops": 1.0},
+            "rows": [dict(row, **extra)],
+            "summary": [],
+        }
 
     on_cpu, on_gpu = train(cpu, peak_gpu_gib=None), train(gpu, peak_gpu_gib=5.07)
     page = perf_page.render([on_cpu, on_gpu])
@@ -232,11 +337,18 @@ def test_perf_page_gpu_runs_stand_beside_the_cpu_runs():
 
 def test_transformers_is_compared_in_each_policy(monkeypatch):
     benchmark = _load_tool("benchmark")
-    args = benchmark.argparse.Namespace(backends=["jax"], policies=["float32", "mixed_bfloat16"], jit=["auto"],
-                                        levers=["shipped"], peers=["keras_hub", "transformers"])
+    args = benchmark.argparse.Namespace(
+        backends=["jax"],
+        policies=["float32", "mixed_bfloat16"],
+        jit=["auto"],
+        levers=["shipped"],
+        peers=["keras_hub", "transformers"],
+    )
     peers = [c for c in benchmark._contenders(args) if c[0] == "transformers"]
-    assert peers == [("transformers", "torch", "float32", "eager", "shipped"),
-                     ("transformers", "torch", "mixed_bfloat16", "eager", "shipped")]
+    assert peers == [
+        ("transformers", "torch", "float32", "eager", "shipped"),
+        ("transformers", "torch", "mixed_bfloat16", "eager", "shipped"),
+    ]
     # GPU memory is read from the worker's own framework, and is None on a CPU.
     if not _load_tool("ceilings").gpu_names():
         for backend in ("jax", "torch"):
@@ -252,8 +364,13 @@ def _check_rendered_page(results, tmp_path, *expected):
     assert data["schema"] == 1 and data["machine"]["cores"] == os.cpu_count()
     assert all(row["tokens_per_s"] > 0 for row in data["rows"] if row.get("tokens_per_s") is not None)
     page = tmp_path / "performance.md"
-    proc = subprocess.run([sys.executable, os.path.join(TOOLS, "perf_page.py"), results, "--output", str(page)],
-                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(TOOLS, "perf_page.py"), results, "--output", str(page)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr
     text = page.read_text()
     assert f"measured {data['machine']['date']}" in text and "AVX2:" in text
@@ -266,8 +383,18 @@ def test_train_quick_levers_table():
     # The levers that change the model's maths (einsum_attention, split_qkv) are checked in
     # process by tests/test_bench_levers.py; these three each run in a worker of their own.
     stdout = _harness(
-        "train", "--quick", "--peers", "keras_hub", "--backends", "tensorflow", "--steps", "1",
-        "--levers", "keras_loss", "sgd", "no_dropout",
+        "train",
+        "--quick",
+        "--peers",
+        "keras_hub",
+        "--backends",
+        "tensorflow",
+        "--steps",
+        "1",
+        "--levers",
+        "keras_loss",
+        "sgd",
+        "no_dropout",
     )
     columns, rows = _table(stdout, "lever")
     assert "vs shipped" in columns

@@ -41,7 +41,9 @@ def test_numpy_integer_arguments_reach_configs_as_python_ints():
     vocabulary = {"<unk>": 0, "a": 1, "b</w>": 2, "ab</w>": 3}
     tokenizer = GPT1Tokenizer(vocabulary, ["a b</w>"], sequence_length=np.int64(8))
     assert type(tokenizer.sequence_length) is int
-    backbone = GPT1Backbone(vocabulary_size=16, num_layers=1, num_heads=1, hidden_dim=8, intermediate_dim=16, max_sequence_length=8)
+    backbone = GPT1Backbone(
+        vocabulary_size=16, num_layers=1, num_heads=1, hidden_dim=8, intermediate_dim=16, max_sequence_length=8
+    )
     classifier = GPT1TextClassifier(backbone, num_classes=np.int64(3))
     assert type(classifier.num_classes) is int
     json.dumps([tokenizer.get_config(), classifier.get_config()["num_classes"]])

@@ -287,7 +287,9 @@ def test_extra_tensor_is_named(hf_copy, tmp_path):
         tensors["multiple_choice_head.summary.weight"] = np.zeros((1, 32), "float32")
 
     rewrite_safetensors(hf_copy, add)
-    with pytest.raises(ValueError, match=r"unexpected tensor multiple_choice_head\.summary\.weight \(shape \[1, 32\]\)"):
+    with pytest.raises(
+        ValueError, match=r"unexpected tensor multiple_choice_head\.summary\.weight \(shape \[1, 32\]\)"
+    ):
         convert_hf_to_preset(hf_copy, tmp_path / "preset")
 
 
@@ -421,7 +423,9 @@ def test_existing_output_is_replaced_only_on_request(hf_dir, tmp_path, capsys):
     convert_hf_to_preset(hf_dir, preset, overwrite=True)
     assert not (preset / "task.json").exists() and (preset / "model.weights.h5").exists()
     assert main(["convert", "--from-hf", str(hf_dir), "--output", str(preset)]) == 2
-    assert "already holds a model (config.json). Pick another directory, or pass --overwrite to" in capsys.readouterr().err
+    assert (
+        "already holds a model (config.json). Pick another directory, or pass --overwrite to" in capsys.readouterr().err
+    )
     assert main(["convert", "--from-hf", str(hf_dir), "--output", str(preset), "--overwrite"]) == 0
 
 
@@ -492,7 +496,6 @@ def test_vocabulary_larger_than_the_embedding_is_rejected(tmp_path):
     write_openai_checkpoint(weights, tmp_path / "original", make_vocabulary(), TEST_MERGES)
     with pytest.raises(ValueError, match="has 97 tokens, but the token embedding has only 50 rows"):
         convert_openai_to_preset(tmp_path / "original", tmp_path / "preset", num_heads=2)
-
 
 
 def test_lone_vocabulary_file_is_reported(hf_copy, tmp_path):
@@ -732,7 +735,9 @@ def fail_on_call(monkeypatch, module, name, call, error=None, only=None):
 def swapping(directory):
     """True for the renames of a swap in `directory`: an entry of it moved out, or one moved in."""
     directory = os.path.abspath(directory)
-    return lambda source, target: directory in (os.path.dirname(os.path.abspath(source)), os.path.dirname(os.path.abspath(target)))
+    return lambda source, target: (
+        directory in (os.path.dirname(os.path.abspath(source)), os.path.dirname(os.path.abspath(target)))
+    )
 
 
 def partial_weights_then_disk_full(path, tensors, metadata):
@@ -743,7 +748,14 @@ def partial_weights_then_disk_full(path, tensors, metadata):
 
 @pytest.mark.parametrize(
     "where",
-    ["weights, disk full", "after the weights", "vocabulary", "read-back check", "moving the old aside", "moving the new in"],
+    [
+        "weights, disk full",
+        "after the weights",
+        "vocabulary",
+        "read-back check",
+        "moving the old aside",
+        "moving the new in",
+    ],
 )
 def test_to_hf_overwrite_failing_midway_keeps_the_old_model(where, two_presets, old_hf_dir, monkeypatch):
     import keras_gpt1.convert.hf as hf
@@ -772,7 +784,9 @@ def test_to_hf_overwrite_failing_midway_keeps_the_old_model(where, two_presets, 
     assert sorted(os.listdir(old_hf_dir.parent)) == siblings  # nor beside it
     reloaded = transformers.OpenAIGPTLMHeadModel.from_pretrained(old_hf_dir)
     old = load_file(os.path.join(old_hf_dir, "model.safetensors"))
-    np.testing.assert_array_equal(reloaded.transformer.tokens_embed.weight.detach().numpy(), old["transformer.tokens_embed.weight"])
+    np.testing.assert_array_equal(
+        reloaded.transformer.tokens_embed.weight.detach().numpy(), old["transformer.tokens_embed.weight"]
+    )
 
 
 def test_to_hf_overwrite_replaces_the_model_and_keeps_other_files(two_presets, old_hf_dir, inputs):
@@ -780,7 +794,9 @@ def test_to_hf_overwrite_replaces_the_model_and_keeps_other_files(two_presets, o
     assert main(["convert", "--to-hf", str(two_presets[1]), "--output", str(old_hf_dir), "--overwrite"]) == 0
     entries = sorted(os.listdir(old_hf_dir))
     assert entries == ["README.md", "config.json", "merges.txt", "model.safetensors", "notes", "vocab.json"]
-    assert (old_hf_dir / "README.md").read_text() == "my model card" and (old_hf_dir / "notes" / "a.txt").read_text() == "keep"
+    assert (old_hf_dir / "README.md").read_text() == "my model card" and (
+        old_hf_dir / "notes" / "a.txt"
+    ).read_text() == "keep"
     reloaded = transformers.OpenAIGPTLMHeadModel.from_pretrained(old_hf_dir).eval()
     np.testing.assert_allclose(hf_logits(reloaded, inputs), hf_logits(make_hf_model(seed=7), inputs), atol=TOLERANCE)
 
@@ -793,6 +809,7 @@ def test_preset_overwrite_failing_midway_keeps_the_old_preset(where, two_presets
     (old / "README.md").write_text("notes")
     before = file_tree(old)
     if where == "weights":
+
         def disk_full(self, preset_dir, **kwargs):
             with open(os.path.join(preset_dir, "model.weights.h5"), "wb") as f:
                 f.write(b"partial")

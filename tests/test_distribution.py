@@ -190,12 +190,8 @@ def _scenario(backend, out_path, workdir):
     if backend == "tensorflow":
         result["errors"]["model_on_tf"] = _error(lambda: configure_distribution("model", "1x4"))
     if backend == "jax":
-        result["default_model_mesh"] = list(
-            configure_distribution("model", model_config=CONFIG).mesh_shape
-        )
-        result["errors"]["heads"] = _error(
-            lambda: configure_distribution("model", "1x8", model_config=CONFIG)
-        )
+        result["default_model_mesh"] = list(configure_distribution("model", model_config=CONFIG).mesh_shape)
+        result["errors"]["heads"] = _error(lambda: configure_distribution("model", "1x8", model_config=CONFIG))
 
         def uneven_variable():
             # No config given, so only the variable-level check can catch hidden 36 over 8.
@@ -305,8 +301,16 @@ def _padding_scenario(out_path, workdir):
     with distribution_scope("data", str(PAD_DEVICES)) as dist:
         assert dist.num_replicas == PAD_DEVICES
         tuned = finetune(
-            "classification", train, preset=preset, output=tuned_dir, batch_size=PAD_BATCH,
-            epochs=1, dropout=0.0, learning_rate=1e-3, seed=0, verbose=0,
+            "classification",
+            train,
+            preset=preset,
+            output=tuned_dir,
+            batch_size=PAD_BATCH,
+            epochs=1,
+            dropout=0.0,
+            learning_rate=1e-3,
+            seed=0,
+            verbose=0,
         )
         sequence_length = tuned.sequence_length
         result["history"] = tuned.history
@@ -357,9 +361,7 @@ def _run_scenario(tmp_path_factory, devices=JAX_DEVICES, mode=()):
     out = workdir / "result.json"
     env = dict(os.environ, KERAS_BACKEND=BACKEND, TF_CPP_MIN_LOG_LEVEL="3")
     if BACKEND == "jax":
-        env["XLA_FLAGS"] = (
-            env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={devices}"
-        ).strip()
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={devices}").strip()
         env["JAX_PLATFORMS"] = "cpu"
     proc = subprocess.run(
         [sys.executable, os.path.abspath(__file__), *mode, str(out), str(workdir)],

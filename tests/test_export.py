@@ -58,6 +58,7 @@ def once_in(backend):
     # out their time; any backend's export will do, since the graph does not depend on it.
     return pytest.mark.skipif(BACKEND != backend, reason=f"once, in the {backend} run (same graph on every backend)")
 
+
 # Ops the exported graphs may contain: core TensorFlow ops linked by every TF Serving build.
 # tensorflow-text ops are deliberately absent: the `tensorflow/serving` images embed
 # tensorflow-text 2.12 and lack newer ops (`TFText>RoundRobinTrim`, tensorflow/serving#2267),
@@ -137,7 +138,11 @@ def run_fresh(requests, tmp_path):
     requests_path.write_bytes(pickle.dumps(requests))
     proc = subprocess.run(
         [sys.executable, str(script), str(requests_path), str(results_path)],
-        cwd=tmp_path, env=_clean_env(), capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = pickle.loads(results_path.read_bytes())
@@ -216,7 +221,17 @@ def lm_export(lm_preset, tmp_path_factory):
         assert path == str(out / "3")
     else:
         code, stdout, stderr = _cli(
-            ["export", "--model", str(lm_preset), "--output", str(out), "--version", "3", "--max-new-tokens", str(DEFAULT_NEW)]
+            [
+                "export",
+                "--model",
+                str(lm_preset),
+                "--output",
+                str(out),
+                "--version",
+                "3",
+                "--max-new-tokens",
+                str(DEFAULT_NEW),
+            ]
         )
         assert code == 0, stderr
         assert "serving_default(text: string[None])" in stdout
@@ -255,6 +270,7 @@ def _library_lm(lm_preset, dtype):
 @pytest.fixture(scope="module")
 def served(lm_export, task_exports, dtype_exports, tokenizer, tmp_path_factory):
     """All requests, for the LM and (TensorFlow run) the task models, in one fresh process."""
+
     def _generate(texts, new):
         return (lm_export, "generate", {"text": _strings(texts), "max_new_tokens": np.int32(new)})
 
@@ -291,7 +307,11 @@ def served(lm_export, task_exports, dtype_exports, tokenizer, tmp_path_factory):
             ("more_rows", _strings([["a"], ["b"], ["c"]])),
             ("fewer_rows", _strings([["a", "b"]])),
         ]:
-            requests[f"multiple-choice/{key}"] = (path, "serving_default", {"context": context, "candidates": candidates})
+            requests[f"multiple-choice/{key}"] = (
+                path,
+                "serving_default",
+                {"context": context, "candidates": candidates},
+            )
     return run_fresh(requests, tmp_path_factory.mktemp("fresh"))
 
 
@@ -558,7 +578,12 @@ def test_tf_keras_program_uses_the_export(lm_export, served, reference_lm, tmp_p
     script = tmp_path / "legacy.py"
     script.write_text(TF_KERAS_SCRIPT)
     proc = subprocess.run(
-        [sys.executable, str(script), str(lm_export)], cwd=tmp_path, env=_clean_env(), capture_output=True, text=True, timeout=300
+        [sys.executable, str(script), str(lm_export)],
+        cwd=tmp_path,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     version, completions, perplexities = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -944,7 +969,10 @@ def test_transposed_token_table_computes_the_layers_outputs(dtype, hidden):
     """Lookups and logits read through the transposed table are the Keras layer's: int8 bit for
     bit, through float32 products over one chunk of inputs (16) or two (1100)."""
     layer = keras.layers.ReversibleEmbedding(
-        50, hidden, tie_weights=True, embeddings_initializer=keras.initializers.RandomNormal(seed=1),
+        50,
+        hidden,
+        tie_weights=True,
+        embeddings_initializer=keras.initializers.RandomNormal(seed=1),
         dtype="bfloat16" if dtype == "bfloat16" else "float32",
     )
     layer.build()
@@ -1036,6 +1064,9 @@ def test_int8_export_stores_its_token_table_once(dtype_exports, lm_preset):
     checkpoint = str(dtype_exports["int8"] / "variables" / "variables")
     reader = tf.train.load_checkpoint(checkpoint)
     tables = [n for n, shape in tf.train.list_variables(checkpoint) if len(shape) == 2 and embedding.input_dim in shape]
-    assert len(tables) == 1 and tuple(reader.get_variable_to_shape_map()[tables[0]]) == (embedding.output_dim, embedding.input_dim)
+    assert len(tables) == 1 and tuple(reader.get_variable_to_shape_map()[tables[0]]) == (
+        embedding.output_dim,
+        embedding.input_dim,
+    )
     assert reader.get_variable_to_dtype_map()[tables[0]] == tf.int8
     np.testing.assert_array_equal(reader.get_tensor(tables[0]), to_numpy(embedding._embeddings).T)

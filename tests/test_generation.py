@@ -242,7 +242,14 @@ def test_top_k_never_leaves_the_top_k(sharp_lm):
     k = 3
     # A high temperature flattens the distribution inside the top k, so draws leave the top 1.
     out = generate_ids(
-        sharp_lm, _prompts(), max_new_tokens=NEW_TOKENS, sampler="top_k", k=k, temperature=3.0, seed=0, return_logits=True
+        sharp_lm,
+        _prompts(),
+        max_new_tokens=NEW_TOKENS,
+        sampler="top_k",
+        k=k,
+        temperature=3.0,
+        seed=0,
+        return_logits=True,
     )
     full = _full_logits(sharp_lm, [r[:n] for r, n in zip(out["token_ids"], out["lengths"])])
     outside_top1 = 0
@@ -257,7 +264,9 @@ def test_top_k_never_leaves_the_top_k(sharp_lm):
 
 def test_top_p_stays_inside_the_nucleus(sharp_lm):
     p = 0.6
-    out = generate_ids(sharp_lm, _prompts(), max_new_tokens=NEW_TOKENS, sampler="top_p", p=p, seed=0, return_logits=True)
+    out = generate_ids(
+        sharp_lm, _prompts(), max_new_tokens=NEW_TOKENS, sampler="top_p", p=p, seed=0, return_logits=True
+    )
     sizes = []
     for i, (start, n) in enumerate(zip(PROMPT_LENGTHS, out["lengths"])):
         for j in range(start, n):
@@ -345,6 +354,7 @@ def test_streamed_chunks_grow_until_the_per_call_cost_is_small():
     # size is measured.
     compiled = (first, 30.0)
     assert g.next_chunk([compiled, (2 * first, 1.0)]) == 4 * first
+
     # 0.2 s a call (int8 weights converted by XLA per call), 30 ms a step; measured after a
     # first call that did not compile, and after one that did.
     def cost(steps):
@@ -460,7 +470,9 @@ def test_score_with_stride_scores_every_token_once_with_its_window(lm):
         np.testing.assert_allclose(result["token_log_likelihoods"], expected, atol=1e-4)
         np.testing.assert_allclose(result["log_likelihood"], np.sum(expected, dtype="float64"), atol=1e-3)
         # A text that fits is scored as without a stride.
-        np.testing.assert_allclose(short_result["token_log_likelihoods"], lm.score(short)["token_log_likelihoods"], atol=1e-5)
+        np.testing.assert_allclose(
+            short_result["token_log_likelihoods"], lm.score(short)["token_log_likelihoods"], atol=1e-5
+        )
     with pytest.raises(ValueError, match="Pass `stride=`"):
         lm.score(text)
     for bad in (0, context, 2.5, True):
@@ -508,7 +520,10 @@ def test_int8_and_bfloat16_generation_quality(sharp_lm, tmp_path):
             errors.append(np.abs(out["logits"][i, p:n] - full[i, p - 1 : n - 1]).max())
             spread.append(full[i, p - 1 : n - 1].std())
         report[name] = (float(np.mean(agree)), float(max(errors) / np.mean(spread)))
-    print(f"[{BACKEND}] " + "; ".join(f"{k}: greedy agreement {a:.3f}, max logit error {e:.4f} std" for k, (a, e) in report.items()))
+    print(
+        f"[{BACKEND}] "
+        + "; ".join(f"{k}: greedy agreement {a:.3f}, max logit error {e:.4f} std" for k, (a, e) in report.items())
+    )
     for agreement, error in report.values():
         assert 0 < error < 0.25  # lossy, but close
         assert agreement >= 0.75
@@ -567,7 +582,10 @@ def test_int8_models_the_torch_engine_cannot_run_use_the_keras_layers():
     assert model.backbone.transformer_layers[0].c_fc.quantization_mode == "int8"
     assert not TorchEngine.supports(model)
     assert isinstance(make_engine(model), KerasEngine)
-    with pytest.raises(ValueError, match="engine='torch' cannot run this model: it runs int8 models in Keras's default int8 scheme only"):
+    with pytest.raises(
+        ValueError,
+        match="engine='torch' cannot run this model: it runs int8 models in Keras's default int8 scheme only",
+    ):
         make_engine(model, "torch")
     out = generate_ids(model, _prompts(), max_new_tokens=2)
     assert (out["lengths"] == np.array(PROMPT_LENGTHS) + 2).all()
@@ -601,10 +619,13 @@ def test_torch_engine_without_onednn_prepacking_gives_the_same_tokens(lm, greedy
     if broken == "missing":
         monkeypatch.setattr(torch.ops, "mkldnn", types.SimpleNamespace())
     else:
+
         def fails(*args):
             raise RuntimeError("oneDNN's packing changed")
 
-        monkeypatch.setattr(torch.ops, "mkldnn", types.SimpleNamespace(_reorder_linear_weight=fails, _linear_pointwise=fails))
+        monkeypatch.setattr(
+            torch.ops, "mkldnn", types.SimpleNamespace(_reorder_linear_weight=fails, _linear_pointwise=fails)
+        )
     model = _same_weights_model(lm)
     engine = make_engine(model, "torch")
     assert engine.name == "torch" and engine.prepacked == 0
@@ -634,6 +655,7 @@ def test_int8_without_fbgemms_private_api_falls_back_to_the_keras_layers(lm, mon
         monkeypatch.delattr(torch, "_make_per_channel_quantized_tensor")
         match = "lacks"
     else:
+
         def fails(*args):
             raise RuntimeError("quantized tensors are gone")
 
@@ -713,7 +735,9 @@ def test_bad_inputs_give_clear_errors(lm):
     assert isinstance(get_sampler("top-k", k=2), TopK) and isinstance(get_sampler(TopP(0.5)), TopP)
     # Counts and stop ids computed with NumPy are integers too.
     assert get_sampler("top_k", k=np.int64(2)).k == 2 and get_sampler("beam", num_beams=np.int32(2)).num_beams == 2
-    assert lm.generate(ok, max_new_tokens=2, stop_token_ids=np.array([2, 3])) == lm.generate(ok, max_new_tokens=2, stop_token_ids=[2, 3])
+    assert lm.generate(ok, max_new_tokens=2, stop_token_ids=np.array([2, 3])) == lm.generate(
+        ok, max_new_tokens=2, stop_token_ids=[2, 3]
+    )
 
 
 # --- text in, text out (with a trained GPT1Tokenizer) ---
@@ -760,8 +784,22 @@ def test_cli_streams_the_same_text_it_prints_unstreamed(text_lm, tmp_path):
     for prompt in ("a dog", "the cat sat on the mat ."):
         outputs = []
         for flags in ([], ["--no-stream"]):
-            code, out, err = _cli(["generate", "--model", preset, "--prompt", prompt, "--max-new-tokens", "12",
-                                   "--top-k", "20", "--seed", "1", *flags])
+            code, out, err = _cli(
+                [
+                    "generate",
+                    "--model",
+                    preset,
+                    "--prompt",
+                    prompt,
+                    "--max-new-tokens",
+                    "12",
+                    "--top-k",
+                    "20",
+                    "--seed",
+                    "1",
+                    *flags,
+                ]
+            )
             assert code == 0, err
             outputs.append(out)
         assert outputs[0] == outputs[1] and outputs[0].startswith(prompt.split()[0]), outputs
@@ -789,7 +827,9 @@ def test_cli_scores_a_whole_file_in_windows(text_lm, tmp_path):
     import json
 
     record = json.loads(out)
-    np.testing.assert_allclose(record["log_likelihood"], text_lm.score(document, stride=16)["log_likelihood"], rtol=1e-5)
+    np.testing.assert_allclose(
+        record["log_likelihood"], text_lm.score(document, stride=16)["log_likelihood"], rtol=1e-5
+    )
     # One record per line without --whole-file; a file too long for the context without --stride.
     code, out, _ = _cli(["score", "--model", preset, "--file", str(path), "--json"])
     assert code == 0 and len(out.splitlines()) == 12
@@ -826,7 +866,10 @@ def test_cli_generate_streams_and_score(lm, greedy_run, tmp_path):
 
     recorder = Recorder()
     with contextlib.redirect_stdout(recorder):
-        assert main(["generate", "--model", preset, "--prompt-ids", " ".join(map(str, prompt)), "--max-new-tokens", "6"]) == 0
+        assert (
+            main(["generate", "--model", preset, "--prompt-ids", " ".join(map(str, prompt)), "--max-new-tokens", "6"])
+            == 0
+        )
     expected = greedy_run["token_ids"][0, : greedy_run["lengths"][0]].tolist()
     assert [int(t) for t in recorder.getvalue().split()] == expected
     # The new tokens were written one by one, as they came.
@@ -847,8 +890,20 @@ def test_cli_generate_streams_and_score(lm, greedy_run, tmp_path):
     expected = generate_ids(quantized, [prompt], max_new_tokens=NEW_TOKENS)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        code, out, _ = _cli(["generate", "--model", preset, "--prompt-ids", " ".join(map(str, prompt)),
-                             "--max-new-tokens", str(NEW_TOKENS), "--quantize", "int8", "--no-stream"])
+        code, out, _ = _cli(
+            [
+                "generate",
+                "--model",
+                preset,
+                "--prompt-ids",
+                " ".join(map(str, prompt)),
+                "--max-new-tokens",
+                str(NEW_TOKENS),
+                "--quantize",
+                "int8",
+                "--no-stream",
+            ]
+        )
     assert code == 0
     assert [int(t) for t in out.split()] == expected["token_ids"][0, : expected["lengths"][0]].tolist()
     assert not [w for w in caught if "quantize" in str(w.message)]
@@ -869,8 +924,16 @@ def test_cli_generate_streams_and_score(lm, greedy_run, tmp_path):
 def test_bench_generate_quick_runs():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     result = subprocess.run(
-        [sys.executable, os.path.join(root, "tools", "bench_generate.py"), "--quick", "--backends", "torch",
-         "--skip-keras-hub", "--repeats", "1"],
+        [
+            sys.executable,
+            os.path.join(root, "tools", "bench_generate.py"),
+            "--quick",
+            "--backends",
+            "torch",
+            "--skip-keras-hub",
+            "--repeats",
+            "1",
+        ],
         capture_output=True,
         text=True,
         timeout=240,

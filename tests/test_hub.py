@@ -203,7 +203,9 @@ def test_finetune_each_task_family_from_gpt1(standin, task, tmp_path):
     from keras_gpt1.tasks.finetune import evaluate, finetune
 
     data = write_rows(tmp_path / "train.jsonl", task_rows(task))
-    result = finetune(task, data, data, preset="gpt1", output=str(tmp_path / "model"), epochs=1, batch_size=2, verbose=0)
+    result = finetune(
+        task, data, data, preset="gpt1", output=str(tmp_path / "model"), epochs=1, batch_size=2, verbose=0
+    )
     from keras_gpt1.tasks import GPT1Task
     from keras_gpt1.tasks.registry import get_family
 
@@ -219,8 +221,26 @@ def test_finetune_each_task_family_from_gpt1(standin, task, tmp_path):
 def test_cli_finetune_and_evaluate_from_gpt1(standin, tmp_path, capsys):
     data = write_rows(tmp_path / "train.jsonl", task_rows("classification"))
     output = str(tmp_path / "clf")
-    assert main(["finetune", "--task", "classification", "--train", data, "--from", "gpt1", "--output", output,
-                 "--epochs", "1", "--batch-size", "2"]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                "--task",
+                "classification",
+                "--train",
+                data,
+                "--from",
+                "gpt1",
+                "--output",
+                output,
+                "--epochs",
+                "1",
+                "--batch-size",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert main(["evaluate", "--model", output, "--data", data, "--json"]) == 0
     assert "accuracy" in json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
@@ -232,8 +252,17 @@ def test_pretrain_continues_from_gpt1_whose_tokenizer_outgrows_the_embedding(sta
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("the cat and the dog at home .\n" * 40)
-    result = pretrain(corpus=[str(corpus)], preset="hf://openai-community/openai-gpt", output=str(tmp_path / "run"),
-                      steps=2, batch_size=2, sequence_length=16, tensorboard=False, sample_length=4, verbose=0)
+    result = pretrain(
+        corpus=[str(corpus)],
+        preset="hf://openai-community/openai-gpt",
+        output=str(tmp_path / "run"),
+        steps=2,
+        batch_size=2,
+        sequence_length=16,
+        tensorboard=False,
+        sample_length=4,
+        verbose=0,
+    )
     lm = GPT1CausalLM.from_preset(str(tmp_path / "run"))
     assert lm.backbone.vocabulary_size == 97 and lm.tokenizer.vocabulary_size() == 100
     assert result is not None
@@ -262,13 +291,33 @@ SERVE_SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.integration
-@pytest.mark.skipif(keras.config.backend() != "tensorflow", reason="once (TensorFlow run): the graph is the same from every backend")
+@pytest.mark.skipif(
+    keras.config.backend() != "tensorflow", reason="once (TensorFlow run): the graph is the same from every backend"
+)
 def test_export_gpt1_and_a_task_model_then_serve_raw_strings_with_tensorflow_only(standin, tmp_path):
     model = standin["model"]
     data = write_rows(tmp_path / "train.jsonl", task_rows("classification"))
     clf = str(tmp_path / "clf")
-    assert main(["finetune", "--task", "classification", "--train", data, "--from", "gpt1", "--output", clf,
-                 "--epochs", "1", "--batch-size", "2"]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                "--task",
+                "classification",
+                "--train",
+                data,
+                "--from",
+                "gpt1",
+                "--output",
+                clf,
+                "--epochs",
+                "1",
+                "--batch-size",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert main(["export", "--model", "gpt1", "--output", str(tmp_path / "lm_serving"), "--version", "1"]) == 0
     assert main(["export", "--model", clf, "--output", str(tmp_path / "clf_serving"), "--version", "1"]) == 0
     from keras_gpt1.export import export_saved_model
@@ -283,8 +332,18 @@ def test_export_gpt1_and_a_task_model_then_serve_raw_strings_with_tensorflow_onl
     prompt = "the cat and the dog"
     env = {k: v for k, v in os.environ.items() if k not in ("KERAS_BACKEND", "PYTHONPATH")}
     proc = subprocess.run(
-        [sys.executable, "-c", SERVE_SCRIPT, str(tmp_path / "lm_serving" / "1"), str(tmp_path / "clf_serving" / "1"), prompt],
-        env={**env, "TF_CPP_MIN_LOG_LEVEL": "2"}, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-c",
+            SERVE_SCRIPT,
+            str(tmp_path / "lm_serving" / "1"),
+            str(tmp_path / "clf_serving" / "1"),
+            prompt,
+        ],
+        env={**env, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -312,7 +371,11 @@ def test_unreachable_hub_without_cache_names_what_failed_and_the_ways_out(tmp_pa
     # Online but the Hub does not answer (refused connection): the same clear error.
     use_hf_home(monkeypatch, empty, offline=False)
     monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")
-    monkeypatch.setattr(huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE", "http://127.0.0.1:9/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(
+        huggingface_hub.constants,
+        "HUGGINGFACE_CO_URL_TEMPLATE",
+        "http://127.0.0.1:9/{repo_id}/resolve/{revision}/{filename}",
+    )
     with pytest.raises(hub.PretrainedWeightsUnavailable, match="three ways out|Three ways out"):
         GPT1CausalLM.from_preset("gpt1")
     # The architecture needs nothing from the Hub.
@@ -408,7 +471,9 @@ def test_two_processes_converting_at_once(tmp_path):
     env.pop(hub.CACHE_ENV, None)
     env.pop("HF_HUB_CACHE", None)
     procs = [
-        subprocess.Popen([sys.executable, "-c", TWO_PROCESSES], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", TWO_PROCESSES], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for _ in range(2)
     ]
     outputs = [p.communicate(timeout=300) for p in procs]

@@ -236,8 +236,11 @@ def test_max_length_is_the_output_length_prompt_included():
     assert [len(row) for row in lm.generate([[5, 6, 7], [8]], max_new_tokens=2)] == [5, 3]
     stripped = lm.generate([[5, 6, 7], [8]], max_length=6, strip_prompt=True)
     assert stripped == [out[0][3:], out[1][1:]]
-    arrays = lm.generate({"token_ids": np.array([[5, 6, 7], [8, 0, 0]]), "padding_mask": np.array([[1, 1, 1], [1, 0, 0]])},
-                         max_length=6, strip_prompt=True)
+    arrays = lm.generate(
+        {"token_ids": np.array([[5, 6, 7], [8, 0, 0]]), "padding_mask": np.array([[1, 1, 1], [1, 0, 0]])},
+        max_length=6,
+        strip_prompt=True,
+    )
     np.testing.assert_array_equal(arrays["padding_mask"].sum(axis=1), [3, 5])
     np.testing.assert_array_equal(arrays["token_ids"][1], out[1][1:])
 

@@ -146,7 +146,9 @@ def test_validation_padding_and_in_memory_cap(corpus, tmp_path):
         rows += [list(t) + [int(y[-1])] for t, y in zip(px["token_ids"][:real], plabels[:real])]
     assert rows == held_out
     # Outside a keras.distribution the default is not to pad.
-    assert [len(x["token_ids"]) for x, _, _ in data.validation_dataset(pad_final_batch=None).as_numpy_iterator()][-1] < 5
+    assert [len(x["token_ids"]) for x, _, _ in data.validation_dataset(pad_final_batch=None).as_numpy_iterator()][
+        -1
+    ] < 5
 
     # A cap: the first batches, identical to the streamed ones, then served from memory.
     capped = list(data.validation_dataset(max_batches=2).as_numpy_iterator())

@@ -108,7 +108,10 @@ def test_torch_engine_runs_the_adapters_of_int8_layers():
     # Whole generations: the engine follows Keras's own int8 + LoRA layers.
     fast = generate_ids(model, PROMPTS, max_new_tokens=NEW_TOKENS, engine="torch")
     reference = generate_ids(model, PROMPTS, max_new_tokens=NEW_TOKENS, engine="keras")
-    agree = [(f[p:n] == r[p:n]).mean() for f, r, p, n in zip(fast["token_ids"], reference["token_ids"], fast["prompt_lengths"], fast["lengths"])]
+    agree = [
+        (f[p:n] == r[p:n]).mean()
+        for f, r, p, n in zip(fast["token_ids"], reference["token_ids"], fast["prompt_lengths"], fast["lengths"])
+    ]
     assert np.mean(agree) >= 0.75
 
 
@@ -122,7 +125,9 @@ def test_enable_lora_trains_only_the_adapters():
     b_before = to_numpy(adapted[0].lora_kernel_b)
     x = {"token_ids": np.tile(np.arange(1, 9, dtype="int32"), (4, 1)), "padding_mask": np.ones((4, 8), "int32")}
     y = np.roll(x["token_ids"], -1, axis=1)
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-2), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     model.fit(x, y, epochs=2, verbose=0)
     assert not np.allclose(to_numpy(adapted[0].lora_kernel_b), b_before)
     for w in model.non_trainable_weights:
@@ -133,13 +138,17 @@ def test_enable_lora_after_fit_asks_for_compile_again():
     model = sharp_lm()
     x = {"token_ids": np.tile(np.arange(1, 9, dtype="int32"), (2, 1)), "padding_mask": np.ones((2, 8), "int32")}
     y = np.roll(x["token_ids"], -1, axis=1)
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-2), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     model.fit(x, y, verbose=0)
     model.backbone.enable_lora(2)
     for _ in range(2):  # refused before any update, so the second try is refused the same way
         with pytest.raises(ValueError, match=r"trainable weights changed after training.*Call `compile\(...\)` again"):
             model.fit(x, y, verbose=0)
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-2), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     model.fit(x, y, verbose=0)  # recompiled: trains the adapters
 
 
@@ -169,7 +178,9 @@ def test_lora_files_that_do_not_fit_name_the_layer_and_shapes(tmp_path):
     model.backbone.save_lora_weights(path)
 
     wider = GPT1CausalLM(GPT1Backbone(**dict(TINY_CONFIG, hidden_dim=48, num_heads=2, intermediate_dim=96)))
-    with pytest.raises(ValueError, match=r"layer '.*h_0/attn/c_attn' has lora_kernel_a of shape \(48, 2\), the file \(32, 2\)"):
+    with pytest.raises(
+        ValueError, match=r"layer '.*h_0/attn/c_attn' has lora_kernel_a of shape \(48, 2\), the file \(32, 2\)"
+    ):
         wider.backbone.load_lora_weights(path)
     deeper = GPT1CausalLM(GPT1Backbone(**dict(TINY_CONFIG, num_layers=3)))
     deeper.backbone.enable_lora(2)
@@ -196,7 +207,9 @@ def test_enable_lora_bad_input():
     for rank in (0, -1, 2.5, "4", True, None):
         with pytest.raises(ValueError, match="`rank` must be an integer"):
             model.backbone.enable_lora(rank)
-    with pytest.raises(ValueError, match=r"No layer of this backbone is named \['q_proj'\]; layers LoRA can adapt: .*c_attn"):
+    with pytest.raises(
+        ValueError, match=r"No layer of this backbone is named \['q_proj'\]; layers LoRA can adapt: .*c_attn"
+    ):
         model.backbone.enable_lora(2, target_layer_names=["q_proj"])
     with pytest.raises(ValueError, match="list of layer names"):
         model.backbone.enable_lora(2, target_layer_names="c_attn")
@@ -258,8 +271,12 @@ def test_finetune_with_lora_trains_the_adapters_and_head_and_saves_them_merged(s
     for ours, original in zip(model.backbone.transformer_layers, base.transformer_layers):
         # The frozen kernels are the pretrained ones.
         for name in ("c_fc", "c_proj"):
-            np.testing.assert_array_equal(to_numpy(getattr(ours, name).kernel), to_numpy(getattr(original, name).kernel))
-        np.testing.assert_array_equal(to_numpy(ours.attention.c_attn._kernel), to_numpy(original.attention.c_attn.kernel))
+            np.testing.assert_array_equal(
+                to_numpy(getattr(ours, name).kernel), to_numpy(getattr(original, name).kernel)
+            )
+        np.testing.assert_array_equal(
+            to_numpy(ours.attention.c_attn._kernel), to_numpy(original.attention.c_attn.kernel)
+        )
     assert json.load(open(f"{out}/finetune.json"))["recipe"]["lora_rank"] == 2
 
     # The preset holds the adapted model, adapters merged: it loads as a plain task model.
@@ -292,7 +309,9 @@ def test_finetune_lora_cli_then_export_serves_the_adapted_model(small_preset, tm
         "--lora-rank", "2", "--learning-rate", "1e-2", "--epochs", "2", "--batch-size", "8", "--seed", "0",
     ]  # fmt: skip
     for args, backend in ((finetune_args, BACKEND), (["export", "--model", out, "--output", exported], "tensorflow")):
-        proc = subprocess.run(cli + args, env=dict(env, KERAS_BACKEND=backend), capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            cli + args, env=dict(env, KERAS_BACKEND=backend), capture_output=True, text=True, timeout=600
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
 
     texts = ["the red fox runs", "the old fox sleeps", "a dog"]

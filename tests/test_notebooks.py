@@ -125,9 +125,7 @@ def test_notebook_runs(name, tmp_path, monkeypatch):
     start = time.perf_counter()
     client.execute()  # raises CellExecutionError naming the failing cell
     print(f"{name} on {BACKEND}: {time.perf_counter() - start:.1f} s")
-    text = "\n".join(
-        output.get("text", "") for cell in nb.cells if cell.cell_type == "code" for output in cell.outputs
-    )
+    text = "\n".join(output.get("text", "") for cell in nb.cells if cell.cell_type == "code" for output in cell.outputs)
     # The first cell reports the backend it set: the kernel really ran the backend under test.
     assert f"backend: {BACKEND}" in text
     shown = text + "\n".join(  # printed text and displayed objects (the Markdown tables)
@@ -181,7 +179,7 @@ def test_notebook_layout():
         assert f'os.environ.get("KERAS_BACKEND", "{DEFAULT_BACKEND[name]}")' in code[0], name
         # The backend a user gets by default is one the notebook is tested under.
         assert DEFAULT_BACKEND[name] in RUNS_UNDER[name] or not HAS_TORCH, name
-        assert "find_spec(\"keras_gpt1\") is None" in code[1] and "%pip install" in code[1], name
+        assert 'find_spec("keras_gpt1") is None' in code[1] and "%pip install" in code[1], name
         assert not any("import keras" in c for c in code[:2]), f"{name}: Keras imported before the backend is set"
         # PyPI's Linux torch is a CUDA build of several GB: Colab and Kaggle have their own.
         assert not any(re.search(r"%pip install.*\btorch\b", c) for c in code), f"{name} installs PyTorch"

@@ -24,7 +24,12 @@ def test_decay_matrices_only():
     decayed = {v.path for v in decayed_variables(create_optimizer(), variables)}
     expected = {"embeddings/token_embedding/embeddings", "embeddings/position_embeddings"}
     for i in range(TINY_CONFIG["num_layers"]):
-        expected |= {f"h_{i}/attn/c_attn/kernel", f"h_{i}/attn/c_proj/kernel", f"h_{i}/c_fc/kernel", f"h_{i}/c_proj/kernel"}
+        expected |= {
+            f"h_{i}/attn/c_attn/kernel",
+            f"h_{i}/attn/c_proj/kernel",
+            f"h_{i}/c_fc/kernel",
+            f"h_{i}/c_proj/kernel",
+        }
     assert decayed == expected
     # Everything else is a bias or a LayerNorm gain/offset, and is left alone.
     rest = {v.path.rsplit("/", 1)[-1] for v in variables if v.path not in decayed}
@@ -81,9 +86,7 @@ def test_fit_matches_original_update_formula():
         assert np.sqrt(sum(np.sum(g**2) for g in grads)) > 1.0  # the clip matters
         grads_seen.append(grads)
         lrs.append(float(keras.ops.convert_to_numpy(schedule(t))))
-        params = _original_adam(
-            [kernel, bias], grads_seen, lrs, wd=0.3, clip=1.0
-        )
+        params = _original_adam([kernel, bias], grads_seen, lrs, wd=0.3, clip=1.0)
     got = model.layers[0].get_weights()
     np.testing.assert_allclose(got[0], params[0], rtol=2e-5, atol=1e-6)
     np.testing.assert_allclose(got[1], params[1], rtol=2e-5, atol=1e-6)

@@ -136,8 +136,18 @@ def _pretrain(corpus, output, **kwargs):
     from keras_gpt1.training import pretrain
 
     architecture = dict(num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32, max_sequence_length=16)
-    return pretrain(**pretrain_kwargs(corpus, output, architecture=architecture, sequence_length=16, batch_size=4,
-                                      steps=2, validation_batches=1, **kwargs))
+    return pretrain(
+        **pretrain_kwargs(
+            corpus,
+            output,
+            architecture=architecture,
+            sequence_length=16,
+            batch_size=4,
+            steps=2,
+            validation_batches=1,
+            **kwargs,
+        )
+    )
 
 
 @pytest.mark.parametrize("native", [True, False])
@@ -174,8 +184,21 @@ def test_cli_precision_flags(corpus, tmp_path, capsys):
         main(common + ["--precision", "bfloat16"])
     assert "invalid choice: 'bfloat16'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["finetune", "--task", "classification", "--train", path, "--from", "x", "--output", "y",
-              "--precision", "fp16"])
+        main(
+            [
+                "finetune",
+                "--task",
+                "classification",
+                "--train",
+                path,
+                "--from",
+                "x",
+                "--output",
+                "y",
+                "--precision",
+                "fp16",
+            ]
+        )
     assert "invalid choice: 'fp16'" in capsys.readouterr().err
 
 
@@ -194,13 +217,24 @@ def test_finetune_auto_follows_the_rule(tmp_path, native_bfloat16, monkeypatch, 
     backbone = GPT1Backbone(**dict(TINY_CONFIG, vocabulary_size=tokenizer.vocabulary_size()))
     GPT1CausalLM(backbone, tokenizer).save_to_preset(str(preset))
     train = tmp_path / "train.csv"
-    train.write_text("text,label\n" + "".join(f"the {w} fox,{i % 2}\n" for i, w in enumerate("quick brown lazy dog".split())))
-    result = finetune("classification", str(train), preset=str(preset), batch_size=4, epochs=1,
-                      sequence_length=8, verbose=0)
+    train.write_text(
+        "text,label\n" + "".join(f"the {w} fox,{i % 2}\n" for i, w in enumerate("quick brown lazy dog".split()))
+    )
+    result = finetune(
+        "classification", str(train), preset=str(preset), batch_size=4, epochs=1, sequence_length=8, verbose=0
+    )
     mixed = native and BACKEND in precision.BFLOAT16_BACKENDS
     assert result.model.backbone.dtype_policy.name == ("mixed_bfloat16" if mixed else "float32")
-    result = finetune("classification", str(train), preset=str(preset), batch_size=4, epochs=1,
-                      sequence_length=8, verbose=0, precision="float32")
+    result = finetune(
+        "classification",
+        str(train),
+        preset=str(preset),
+        batch_size=4,
+        epochs=1,
+        sequence_length=8,
+        verbose=0,
+        precision="float32",
+    )
     assert result.model.backbone.dtype_policy.name == "float32"
     with pytest.raises(ValueError, match="`precision` must be one of"):
         finetune("classification", str(train), preset=str(preset), precision="half")

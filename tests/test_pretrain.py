@@ -210,7 +210,10 @@ def test_nan_stops_and_keeps_the_last_good_checkpoint(data, tmp_path):
     kwargs = small_run(data, tmp_path / "run", steps=12, eval_interval=4)
     kwargs.update(mixed_precision=True, gradient_accumulation_steps=2)
     poison = Poison()
-    with pytest.raises(FloatingPointError, match=r"became nan at update 7.*ckpt-00000008.*rerun with the same settings.*lower `learning_rate`"):
+    with pytest.raises(
+        FloatingPointError,
+        match=r"became nan at update 7.*ckpt-00000008.*rerun with the same settings.*lower `learning_rate`",
+    ):
         pretrain(**kwargs, callbacks=[poison])
     assert poison.compute_dtype == "bfloat16"
     run = tmp_path / "run"
@@ -228,8 +231,14 @@ def test_mixed_bfloat16_with_gradient_accumulation_learns(data, tmp_path, head_c
     memory options: the LM head and loss computed in chunks (from bfloat16 hidden states) and
     the blocks rematerialized."""
     kwargs = small_run(data, tmp_path / "run", steps=40, eval_interval=20, dropout=0.0)
-    kwargs.update(mixed_precision=True, gradient_accumulation_steps=2, learning_rate=5e-3, warmup_steps=4,
-                  head_chunk_size=head_chunk_size, rematerialize=rematerialize)
+    kwargs.update(
+        mixed_precision=True,
+        gradient_accumulation_steps=2,
+        learning_rate=5e-3,
+        warmup_steps=4,
+        head_chunk_size=head_chunk_size,
+        rematerialize=rematerialize,
+    )
     result = pretrain(**kwargs)
     lm = result.model
     assert lm.backbone.rematerialize == rematerialize
@@ -309,7 +318,9 @@ def test_bad_input_errors(data, tmp_path, capsys):
 
     short = tmp_path / "short.txt"
     short.write_text("just a few words\n", encoding="utf-8")
-    err = _cli_error(["--corpus", str(short), "--output", str(tmp_path / "d"), "--sequence-length", "64", *common], capsys)
+    err = _cli_error(
+        ["--corpus", str(short), "--output", str(tmp_path / "d"), "--sequence-length", "64", *common], capsys
+    )
     assert "fewer than one window of sequence_length + 1 = 65 tokens" in err
 
     blocker = tmp_path / "file"
@@ -320,7 +331,20 @@ def test_bad_input_errors(data, tmp_path, capsys):
     err = _cli_error(["--corpus", corpus, "--output", str(tmp_path / "e"), "--sequence-length", "129", *common], capsys)
     assert "longer than the model's context of 128" in err
 
-    err = _cli_error(["--corpus", corpus, "--output", str(tmp_path / "f"), "--batch-size", "6", "--gradient-accumulation-steps", "4", *common], capsys)
+    err = _cli_error(
+        [
+            "--corpus",
+            corpus,
+            "--output",
+            str(tmp_path / "f"),
+            "--batch-size",
+            "6",
+            "--gradient-accumulation-steps",
+            "4",
+            *common,
+        ],
+        capsys,
+    )
     assert "divisible" in err
     # None of them trained anything.
     for name in "abcdef":
@@ -344,7 +368,9 @@ def test_data_parallel_validation_with_a_partial_last_batch(data, tmp_path):
     corpus, tokenizer = data
     batch_size = 4
     for fraction in (0.05, 0.1, 0.2, 0.25):  # find a split whose last batch has an odd size
-        counts = LMDataset([corpus], GPT1Tokenizer.from_preset(tokenizer), 32, batch_size, validation_fraction=fraction).count()
+        counts = LMDataset(
+            [corpus], GPT1Tokenizer.from_preset(tokenizer), 32, batch_size, validation_fraction=fraction
+        ).count()
         if counts["validation_windows"] % 2:
             break
     assert counts["validation_windows"] % 2, counts

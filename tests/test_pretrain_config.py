@@ -144,7 +144,10 @@ def test_callbacks_jit_compile_and_verbose():
         (dict(batch_size=4, gradient_accumulation_steps=8), ["batch_size", "gradient_accumulation_steps"]),
         (dict(steps=10, warmup_steps=10), ["warmup_steps", "steps"]),
         (dict(steps=10, warmup_steps=50), ["warmup_steps", "steps"]),
-        (dict(sequence_length=64, architecture={"max_sequence_length": 32}), ["sequence_length", "max_sequence_length"]),
+        (
+            dict(sequence_length=64, architecture={"max_sequence_length": 32}),
+            ["sequence_length", "max_sequence_length"],
+        ),
         (dict(architecture={"hidden_dim": 32, "num_heads": 3}), ["hidden_dim", "num_heads"]),
     ],
 )
@@ -234,7 +237,7 @@ def test_flag_wording():
     cases = {
         "`learning_rate` must be > 0.": "--learning-rate must be > 0.",
         "`mesh='2x4'` needs `mode='data'`.": "--mesh 2x4 needs --distribute data.",
-        'pass `overwrite=True` or `resume=False`': "pass --overwrite or --restart",
+        "pass `overwrite=True` or `resume=False`": "pass --overwrite or --restart",
         "`preset` has no tokenizer": "--from has no tokenizer",
         # Not an argument of this command: left as it is.
         "`jit_compile` and `learning_rate_typo` and `x = 1`": "`jit_compile` and `learning_rate_typo` and `x = 1`",

@@ -192,7 +192,16 @@ def test_vocabulary_size_below_the_special_tokens_is_refused_alike(corpus_files,
 @pytest.mark.parametrize("flag, value", [("--merges", 10**11), ("--merges", 2**40), ("--vocabulary-size", 10**12)])
 def test_huge_merge_counts_are_bounded_by_the_corpus(corpus_files, tmp_path, flag, value, capsys):
     output = tmp_path / "tok"
-    argv = ["train-tokenizer", "--input", str(corpus_files / "plain.txt"), flag, str(value), "--output", str(output), "--quiet"]
+    argv = [
+        "train-tokenizer",
+        "--input",
+        str(corpus_files / "plain.txt"),
+        flag,
+        str(value),
+        "--output",
+        str(output),
+        "--quiet",
+    ]
     assert cli_main(argv) == 0
     merges = (output / "merges.txt").read_text(encoding="utf-8").splitlines()
     assert 100 < len(merges) < 5000  # all the corpus offers, learned in a normal process
@@ -211,7 +220,9 @@ def test_over_long_lines_are_split_at_whitespace_with_the_same_tokens(tmp_path):
     long_file, broken_file = tmp_path / "long.txt", tmp_path / "broken.txt"
     long_file.write_text("first line\n" + " ".join(words) + "\nlast line\n", encoding="utf-8")
     broken_file.write_text("first line\n" + "\n".join(words) + "\nlast line\n", encoding="utf-8")
-    with pytest.warns(UserWarning, match=r"long.txt' has 1 line\(s\) longer than 65,536 characters \(the first: line 2"):
+    with pytest.warns(
+        UserWarning, match=r"long.txt' has 1 line\(s\) longer than 65,536 characters \(the first: line 2"
+    ):
         text_files.check_corpus_file(str(long_file))
     pieces = list(text_files.iter_texts(str(long_file)))
     assert max(len(p) for p in pieces) <= text_files.MAX_LINE_CHARS + 20 and len(pieces) > 3
@@ -381,7 +392,9 @@ def test_written_files_and_directories_follow_the_umask(hf_preset_dir, tmp_path,
 
 
 @pytest.mark.parametrize("partial", [b"", b"half a file"])
-def test_disk_full_writing_weights_names_the_file_and_leaves_no_partial_output(hf_preset_dir, tmp_path, monkeypatch, partial):
+def test_disk_full_writing_weights_names_the_file_and_leaves_no_partial_output(
+    hf_preset_dir, tmp_path, monkeypatch, partial
+):
     import errno
     import os
 
@@ -406,7 +419,7 @@ def test_disk_full_writing_weights_names_the_file_and_leaves_no_partial_output(h
     monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
     with pytest.raises(OSError, match=r"notes.txt'.*needs about 1.0 MB"):
         atomic_write_text(target, "x" * 1_000_000)
-    assert target.read_text() == "the old text" and os.listdir(tmp_path) .count("notes.txt") == 1
+    assert target.read_text() == "the old text" and os.listdir(tmp_path).count("notes.txt") == 1
 
 
 def test_an_output_that_is_an_existing_file_is_named_not_called_unwritable(hf_preset_dir, preset_dir, tmp_path, capsys):

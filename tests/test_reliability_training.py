@@ -28,7 +28,12 @@ def data(tmp_path_factory):
 
 def run_kwargs(data, output, **overrides):
     settings = dict(
-        architecture=ARCHITECTURE, sequence_length=16, batch_size=4, steps=2, eval_interval=1, validation_batches=1,
+        architecture=ARCHITECTURE,
+        sequence_length=16,
+        batch_size=4,
+        steps=2,
+        eval_interval=1,
+        validation_batches=1,
         jit_compile=False,
     )
     return pretrain_kwargs(data, output, **{**settings, **overrides})
@@ -127,10 +132,13 @@ def test_disk_full_during_a_checkpoint_names_it_and_leaves_nothing_partial(tmp_p
     else:
         original = callbacks_module._save_variables
         monkeypatch.setattr(
-            callbacks_module, "_save_variables",
+            callbacks_module,
+            "_save_variables",
             lambda path, variables: full(path) if path.endswith(failing_file) else original(path, variables),
         )
-    with pytest.raises(OSError, match=r"No space left on the device while writing checkpoint .*ckpt-00000020.*needs about .* free") as info:
+    with pytest.raises(
+        OSError, match=r"No space left on the device while writing checkpoint .*ckpt-00000020.*needs about .* free"
+    ) as info:
         save_checkpoint(directory, model, 20)
     assert info.value.errno == errno.ENOSPC
     assert sorted(os.listdir(directory)) == ["ckpt-00000010"]

@@ -94,8 +94,9 @@ print(json.dumps(sizes))
 def _xla_temporaries(mode):
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
     env.pop("XLA_FLAGS", None)
-    out = subprocess.run([sys.executable, "-c", _XLA_TEMPORARIES, mode], env=env, capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", _XLA_TEMPORARIES, mode], env=env, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     sizes = json.loads(out.stdout.strip().splitlines()[-1])
     return sizes["False"], sizes["True"]

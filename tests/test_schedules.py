@@ -61,7 +61,8 @@ def _reference(name, x, warmup):
 
 
 @pytest.mark.parametrize(
-    "name, fn", [("warmup_cosine", warmup_cosine), ("warmup_constant", warmup_constant), ("warmup_linear", warmup_linear)]
+    "name, fn",
+    [("warmup_cosine", warmup_cosine), ("warmup_constant", warmup_constant), ("warmup_linear", warmup_linear)],
 )
 def test_original_fraction_schedules(name, fn):
     for warmup in (0.002, 0.2):

@@ -403,7 +403,10 @@ def test_sequence_length_truncates_at_the_end_and_pads_with_unk(vocab_dir, token
     assert short("two").shape == (5,)
     features = short.to_model_inputs(texts)
     assert features["token_ids"].numpy().tolist() == out
-    assert features["padding_mask"].numpy().tolist() == [[True] * 5, [True] * len(full[1]) + [False] * (5 - len(full[1]))]
+    assert features["padding_mask"].numpy().tolist() == [
+        [True] * 5,
+        [True] * len(full[1]) + [False] * (5 - len(full[1])),
+    ]
     longest = tokenizer.to_model_inputs(texts)
     assert longest["token_ids"].shape == (2, len(full[0]))
 
@@ -463,12 +466,28 @@ def test_vocabulary_file_errors_name_the_file_and_line(tmp_path, vocab_dir):
     good_vocab, good_merges = f"{vocab_dir}/vocab.json", f"{vocab_dir}/merges.txt"
     cases = [
         (write("v1.json", vocab_text.replace('"<unk>": 0,', '"<unk>": 0,,', 1)), good_merges, r"v1\.json.*line 2"),
-        (write("v2.json", vocab_text.replace('"<unk>": 0', '"<unk>": "zero"', 1)), good_merges, r"v2\.json' line 2.*not an integer"),
-        (write("v3.json", vocab_text.replace('"<unk>": 0', '"<unk>": 1', 1)), good_merges, r"v3\.json' line \d+.*both have id 1"),
+        (
+            write("v2.json", vocab_text.replace('"<unk>": 0', '"<unk>": "zero"', 1)),
+            good_merges,
+            r"v2\.json' line 2.*not an integer",
+        ),
+        (
+            write("v3.json", vocab_text.replace('"<unk>": 0', '"<unk>": 1', 1)),
+            good_merges,
+            r"v3\.json' line \d+.*both have id 1",
+        ),
         (write("v4.json", vocab_text.replace('"<unk>": 0', '"<nope>": 0', 1)), good_merges, r"v4\.json.*no '<unk>'"),
         (write("v5.json", "[1, 2]"), good_merges, r"v5\.json.*JSON object"),
-        (good_vocab, write("m1.txt", "\n".join(merges_lines[:10] + ["t h e"] + merges_lines[10:])), r"m1\.txt' line 11"),
-        (good_vocab, write("m2.txt", "\n".join(merges_lines[:20] + ["zzz qqq"])), r"m2\.txt' line 21.*'zzz' is not in .*vocab\.json"),
+        (
+            good_vocab,
+            write("m1.txt", "\n".join(merges_lines[:10] + ["t h e"] + merges_lines[10:])),
+            r"m1\.txt' line 11",
+        ),
+        (
+            good_vocab,
+            write("m2.txt", "\n".join(merges_lines[:20] + ["zzz qqq"])),
+            r"m2\.txt' line 21.*'zzz' is not in .*vocab\.json",
+        ),
         (good_vocab, write("m3.txt", "\n".join(merges_lines[:5] + [""] + merges_lines[5:])), r"m3\.txt' line 6"),
         (str(tmp_path / "missing.json"), good_merges, r"missing\.json"),
         (good_vocab, str(tmp_path / "missing.txt"), r"missing\.txt"),
@@ -490,9 +509,10 @@ def test_reads_the_original_release_format(tmp_path, vocab_dir):
     got = read_original_vocabulary(tmp_path / "encoder_bpe_40000.json", tmp_path / "vocab_40000.bpe")
     assert got == (vocabulary, merges)
     tokenizer = GPT1Tokenizer(str(tmp_path / "encoder_bpe_40000.json"), str(tmp_path / "vocab_40000.bpe"))
-    assert tokenizer("Read the original files.").numpy().tolist() == GPT1Tokenizer(vocabulary, merges)(
-        "Read the original files."
-    ).numpy().tolist()
+    assert (
+        tokenizer("Read the original files.").numpy().tolist()
+        == GPT1Tokenizer(vocabulary, merges)("Read the original files.").numpy().tolist()
+    )
     # Writing gives Hugging Face files that read back identically.
     write_hf_vocabulary(tmp_path / "hf", vocabulary, merges)
     assert read_hf_vocabulary(tmp_path / "hf/vocab.json", tmp_path / "hf/merges.txt") == (vocabulary, merges)
@@ -594,4 +614,4 @@ def test_training_is_deterministic_across_processes(tokenizer_corpus):
     # The documented order: <unk>, the unmerged symbols sorted, then merged tokens as learned.
     order = sorted(vocabulary, key=vocabulary.get)
     merged = list(dict.fromkeys(a + b for a, b in merges))
-    assert order[0] == "<unk>" and order[len(order) - len(merged):] == merged
+    assert order[0] == "<unk>" and order[len(order) - len(merged) :] == merged

@@ -71,7 +71,11 @@ def test_models_train_and_generate_without_tensorflow(tmp_path):
         )
     path = os.pathsep.join([str(tmp_path), ROOT, os.environ.get("PYTHONPATH", "")])
     proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=300, cwd=ROOT,
+        [sys.executable, "-c", SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
         env=dict(os.environ, PYTHONPATH=path, KERAS_BACKEND=BACKEND),
     )
     assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-3000:]
@@ -83,8 +87,9 @@ def test_a_tokenizer_without_tensorflow_is_refused_by_name(monkeypatch):
     from keras_gpt1 import GPT1Backbone, GPT1CausalLM, GPT1Tokenizer
 
     tokenizer = GPT1Tokenizer({"<unk>": 0, "a": 1, "b</w>": 2, "ab</w>": 3}, ["a b</w>"])
-    backbone = GPT1Backbone(vocabulary_size=8, num_layers=1, num_heads=1, hidden_dim=4, intermediate_dim=8,
-                            max_sequence_length=8)
+    backbone = GPT1Backbone(
+        vocabulary_size=8, num_layers=1, num_heads=1, hidden_dim=4, intermediate_dim=8, max_sequence_length=8
+    )
     monkeypatch.setattr(GPT1CausalLM, "preprocessor_cls", None)
     for build in (lambda: GPT1CausalLM(backbone, tokenizer=tokenizer), lambda: GPT1CausalLM(backbone, tokenizer)):
         with pytest.raises(ImportError, match="needs TensorFlow.*pip install tensorflow tensorflow-text"):

@@ -32,8 +32,12 @@ import time
 
 import numpy as np
 
-FULL = dict(vocabulary_size=40478, num_layers=12, num_heads=12, hidden_dim=768, intermediate_dim=3072, max_sequence_length=512)
-TINY = dict(vocabulary_size=1024, num_layers=2, num_heads=2, hidden_dim=64, intermediate_dim=256, max_sequence_length=128)
+FULL = dict(
+    vocabulary_size=40478, num_layers=12, num_heads=12, hidden_dim=768, intermediate_dim=3072, max_sequence_length=512
+)
+TINY = dict(
+    vocabulary_size=1024, num_layers=2, num_heads=2, hidden_dim=64, intermediate_dim=256, max_sequence_length=128
+)
 
 
 def measure_bandwidth(gigabytes=1.0, repeats=3):
@@ -134,7 +138,9 @@ def _quantize(lm, dtype):
 def _bytes_per_param(model):
     import keras
 
-    total = sum(int(np.prod(v.shape)) * np.dtype(keras.backend.standardize_dtype(v.dtype)).itemsize for v in model.weights)
+    total = sum(
+        int(np.prod(v.shape)) * np.dtype(keras.backend.standardize_dtype(v.dtype)).itemsize for v in model.weights
+    )
     return total / max(model.count_params(), 1)
 
 
@@ -239,9 +245,24 @@ def run_worker(args):
 
 def spawn(worker, backend, dtype, args):
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
-    command = [sys.executable, os.path.abspath(__file__), "--worker", worker, "--new-tokens", str(args.new_tokens),
-               "--prompt-length", str(args.prompt_length), "--repeats", str(args.repeats), "--dtype", dtype,
-               "--batch-sizes", *map(str, args.batch_sizes), "--hf-batch-sizes", *map(str, args.hf_batch_sizes)]
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--worker",
+        worker,
+        "--new-tokens",
+        str(args.new_tokens),
+        "--prompt-length",
+        str(args.prompt_length),
+        "--repeats",
+        str(args.repeats),
+        "--dtype",
+        dtype,
+        "--batch-sizes",
+        *map(str, args.batch_sizes),
+        "--hf-batch-sizes",
+        *map(str, args.hf_batch_sizes),
+    ]
     if args.quick:
         command.append("--quick")
     if args.torch_threads:
@@ -256,7 +277,7 @@ def spawn(worker, backend, dtype, args):
     if proc.returncode != 0 or not lines:
         sys.stderr.write(f"{worker} ({backend}, {dtype}) failed:\n{proc.stderr[-4000:]}\n")
         return None
-    data = json.loads(lines[-1][len("RESULT "):])
+    data = json.loads(lines[-1][len("RESULT ") :])
     data["wall"] = time.perf_counter() - start
     # Progress as it comes, so a long run's finished parts are not lost.
     summary = ", ".join(
@@ -272,21 +293,39 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="tiny config, 8+8 tokens: a smoke run")
     parser.add_argument("--backends", nargs="+", default=["tensorflow", "jax", "torch"])
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8])
-    parser.add_argument("--hf-batch-sizes", nargs="+", type=int, default=None,
-                        help="transformers batch sizes (default: same as --batch-sizes)")
+    parser.add_argument(
+        "--hf-batch-sizes",
+        nargs="+",
+        type=int,
+        default=None,
+        help="transformers batch sizes (default: same as --batch-sizes)",
+    )
     parser.add_argument("--prompt-length", type=int, default=None)
     parser.add_argument("--new-tokens", type=int, default=None)
-    parser.add_argument("--repeats", type=int, default=2,
-                        help="timed rounds after the first call; each round runs every batch size once "
-                             "(transformers: one timed run); the best round is kept")
-    parser.add_argument("--dtypes", nargs="+", default=["float32"], choices=DTYPES,
-                        help="weights to measure, each in its own processes (int8: Keras's quantize('int8'))")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=2,
+        help="timed rounds after the first call; each round runs every batch size once "
+        "(transformers: one timed run); the best round is kept",
+    )
+    parser.add_argument(
+        "--dtypes",
+        nargs="+",
+        default=["float32"],
+        choices=DTYPES,
+        help="weights to measure, each in its own processes (int8: Keras's quantize('int8'))",
+    )
     parser.add_argument("--dtype", choices=DTYPES, help=argparse.SUPPRESS)  # a worker's one dtype
     parser.add_argument("--skip-keras-hub", action="store_true")
     parser.add_argument("--skip-transformers", action="store_true")
     parser.add_argument("--timeout", type=int, default=900, help="seconds per subprocess")
-    parser.add_argument("--torch-threads", type=int, default=None,
-                        help="torch.set_num_threads for every PyTorch worker (default: PyTorch's own)")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        help="torch.set_num_threads for every PyTorch worker (default: PyTorch's own)",
+    )
     parser.add_argument("--json", help="also write the results to this file (tools/perf_page.py renders it)")
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -314,14 +353,19 @@ def main(argv=None):
     gbps = float(np.mean(bandwidth))
 
     cfg = TINY if args.quick else FULL
-    print(f"\nGreedy generation, {'tiny' if args.quick else '117M'} config ({cfg['num_layers']} layers, hidden "
-          f"{cfg['hidden_dim']}, vocabulary {cfg['vocabulary_size']}), prompt {args.prompt_length} + "
-          f"{args.new_tokens} new tokens. Memory read bandwidth measured in this run: "
-          f"{', '.join(f'{b:.1f}' for b in bandwidth)} GB/s (mean {gbps:.1f} GB/s); load average at start "
-          f"{load[0]:.1f} on {os.cpu_count()} CPUs"
-          + (f"; PyTorch threads: {args.torch_threads}" if args.torch_threads else "") + ".\n")
-    print("| library (backend) | weights | batch | tokens/s | ms per step | first call s | weights read GB/s "
-          "| fraction of bandwidth |")
+    print(
+        f"\nGreedy generation, {'tiny' if args.quick else '117M'} config ({cfg['num_layers']} layers, hidden "
+        f"{cfg['hidden_dim']}, vocabulary {cfg['vocabulary_size']}), prompt {args.prompt_length} + "
+        f"{args.new_tokens} new tokens. Memory read bandwidth measured in this run: "
+        f"{', '.join(f'{b:.1f}' for b in bandwidth)} GB/s (mean {gbps:.1f} GB/s); load average at start "
+        f"{load[0]:.1f} on {os.cpu_count()} CPUs"
+        + (f"; PyTorch threads: {args.torch_threads}" if args.torch_threads else "")
+        + ".\n"
+    )
+    print(
+        "| library (backend) | weights | batch | tokens/s | ms per step | first call s | weights read GB/s "
+        "| fraction of bandwidth |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     records = []
     table = {}
@@ -343,16 +387,30 @@ def main(argv=None):
             table[(worker, backend, dtype, r["batch"])] = tokens_per_s
             if worker == "keras_gpt1":
                 rounds[(backend, dtype, r["batch"])] = r["rounds"]
-            records.append(dict(library=worker, backend=backend, weights=dtype, batch=r["batch"],
-                                tokens_per_s=tokens_per_s, ms_per_step=per_step * 1e3, first_call_s=r["first"],
-                                weights_gbps=read, fraction_of_bandwidth=read / gbps))
-            print(f"| {name} | {dtype} | {r['batch']} | {tokens_per_s:.1f} | {per_step * 1e3:.1f} | {r['first']:.1f} | "
-                  f"{read:.1f} | {read / gbps:.2f} |")
+            records.append(
+                dict(
+                    library=worker,
+                    backend=backend,
+                    weights=dtype,
+                    batch=r["batch"],
+                    tokens_per_s=tokens_per_s,
+                    ms_per_step=per_step * 1e3,
+                    first_call_s=r["first"],
+                    weights_gbps=read,
+                    fraction_of_bandwidth=read / gbps,
+                )
+            )
+            print(
+                f"| {name} | {dtype} | {r['batch']} | {tokens_per_s:.1f} | {per_step * 1e3:.1f} | {r['first']:.1f} | "
+                f"{read:.1f} | {read / gbps:.2f} |"
+            )
     lines = []
     small, large = min(args.batch_sizes), max(args.batch_sizes)
 
     def best(worker, dtypes):
-        found = [(v, f"{k[1]}, {k[2]}") for k, v in table.items() if k[0] == worker and k[2] in dtypes and k[3] == small]
+        found = [
+            (v, f"{k[1]}, {k[2]}") for k, v in table.items() if k[0] == worker and k[2] in dtypes and k[3] == small
+        ]
         return max(found, default=None)
 
     comparisons = [[dtype] for dtype in args.dtypes] + ([args.dtypes] if len(args.dtypes) > 1 else [])
@@ -360,24 +418,32 @@ def main(argv=None):
         ours, hub = best("keras_gpt1", dtypes), best("keras_hub", dtypes)
         if ours and hub:
             which = dtypes[0] if len(dtypes) == 1 else "any weights"
-            lines.append(f"batch {small}, {which}: best keras_gpt1 ({ours[1]}) {ours[0]:.1f} tok/s vs best KerasHub "
-                         f"({hub[1]}) {hub[0]:.1f} tok/s = {ours[0] / hub[0]:.2f}x")
+            lines.append(
+                f"batch {small}, {which}: best keras_gpt1 ({ours[1]}) {ours[0]:.1f} tok/s vs best KerasHub "
+                f"({hub[1]}) {hub[0]:.1f} tok/s = {ours[0] / hub[0]:.2f}x"
+            )
     if large != small:
         for dtype in args.dtypes:
             for backend in args.backends:
                 pair = [table.get(("keras_gpt1", backend, dtype, b)) for b in (small, large)]
                 if None not in pair:
                     # Round by round (the batch sizes alternate), how much the ratio moves with the host.
-                    per_round = [large * a / (small * b) for a, b in zip(rounds[(backend, dtype, small)],
-                                                                         rounds[(backend, dtype, large)])]
-                    lines.append(f"keras_gpt1 ({backend}, {dtype}): batch {large} / batch {small} tokens/s = "
-                                 f"{pair[1] / pair[0]:.2f}x (best rounds); round by round: median "
-                                 f"{np.median(per_round):.2f}x, {min(per_round):.2f}-{max(per_round):.2f}x")
+                    per_round = [
+                        large * a / (small * b)
+                        for a, b in zip(rounds[(backend, dtype, small)], rounds[(backend, dtype, large)])
+                    ]
+                    lines.append(
+                        f"keras_gpt1 ({backend}, {dtype}): batch {large} / batch {small} tokens/s = "
+                        f"{pair[1] / pair[0]:.2f}x (best rounds); round by round: median "
+                        f"{np.median(per_round):.2f}x, {min(per_round):.2f}-{max(per_round):.2f}x"
+                    )
     for (backend, dtype), rate in streamed.items():
         plain = table.get(("keras_gpt1", backend, dtype, small))
         if plain:
-            lines.append(f"keras_gpt1 ({backend}, {dtype}): streamed / unstreamed tokens/s at batch {small} = "
-                         f"{rate / plain:.2f}x ({rate:.1f} against {plain:.1f})")
+            lines.append(
+                f"keras_gpt1 ({backend}, {dtype}): streamed / unstreamed tokens/s at batch {small} = "
+                f"{rate / plain:.2f}x ({rate:.1f} against {plain:.1f})"
+            )
     if lines:
         print()
         for line in lines:
@@ -386,12 +452,27 @@ def main(argv=None):
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         from benchmark import write_results
 
-        settings = dict(config="tiny" if args.quick else "117M", prompt_length=args.prompt_length,
-                        new_tokens=args.new_tokens, repeats=args.repeats, bandwidth_gbps=gbps)
-        streams = [dict(backend=b, weights=d, batch=small, streamed_tokens_per_s=rate,
-                        ratio=rate / table[("keras_gpt1", b, d, small)])
-                   for (b, d), rate in streamed.items() if ("keras_gpt1", b, d, small) in table]
-        write_results(args.json, "generate", dict(settings, streaming=streams), [], records, argv or sys.argv[1:], lines)
+        settings = dict(
+            config="tiny" if args.quick else "117M",
+            prompt_length=args.prompt_length,
+            new_tokens=args.new_tokens,
+            repeats=args.repeats,
+            bandwidth_gbps=gbps,
+        )
+        streams = [
+            dict(
+                backend=b,
+                weights=d,
+                batch=small,
+                streamed_tokens_per_s=rate,
+                ratio=rate / table[("keras_gpt1", b, d, small)],
+            )
+            for (b, d), rate in streamed.items()
+            if ("keras_gpt1", b, d, small) in table
+        ]
+        write_results(
+            args.json, "generate", dict(settings, streaming=streams), [], records, argv or sys.argv[1:], lines
+        )
     return 0 if all(data is not None for *_, data in rows) else 1
 
 

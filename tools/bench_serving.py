@@ -41,8 +41,12 @@ import time
 
 import numpy as np
 
-FULL = dict(vocabulary_size=40478, num_layers=12, num_heads=12, hidden_dim=768, intermediate_dim=3072, max_sequence_length=512)
-TINY = dict(vocabulary_size=1024, num_layers=2, num_heads=2, hidden_dim=64, intermediate_dim=256, max_sequence_length=128)
+FULL = dict(
+    vocabulary_size=40478, num_layers=12, num_heads=12, hidden_dim=768, intermediate_dim=3072, max_sequence_length=512
+)
+TINY = dict(
+    vocabulary_size=1024, num_layers=2, num_heads=2, hidden_dim=64, intermediate_dim=256, max_sequence_length=128
+)
 DTYPES = ("float32", "bfloat16", "int8")
 SIGNATURES = ("generate", "serving_default")
 WORDS = (
@@ -87,8 +91,9 @@ def worker_prepare(args):
     lm.save_to_preset(preset)
     for dtype in args.dtypes:
         start = time.perf_counter()
-        export_saved_model(preset, os.path.join(args.workdir, dtype), version=1, max_new_tokens=args.new_tokens,
-                           dtype=dtype)
+        export_saved_model(
+            preset, os.path.join(args.workdir, dtype), version=1, max_new_tokens=args.new_tokens, dtype=dtype
+        )
         sys.stderr.write(f"[prepare] exported {dtype} in {time.perf_counter() - start:.0f} s\n")
     print("RESULT " + json.dumps(dict(params=lm.count_params())), flush=True)
 
@@ -122,7 +127,9 @@ def worker_server(args):
             ids, lengths = out["token_ids"].numpy(), out["prompt_lengths"].numpy()
             width = int(lengths.max())
             mask = (np.arange(width)[None] < lengths[:, None]).astype("int32")
-            logits = signatures["token_ids"](token_ids=tf.constant(ids[:, :width] * mask), padding_mask=tf.constant(mask))
+            logits = signatures["token_ids"](
+                token_ids=tf.constant(ids[:, :width] * mask), padding_mask=tf.constant(mask)
+            )
             logits = logits["logits"].numpy()
             last = logits[np.arange(len(texts)), lengths - 1]  # the logits that choose the first new token
             return [], dict(logits=last.tolist())
@@ -142,7 +149,9 @@ def worker_library(args):
 
     from keras_gpt1.models import GPT1CausalLM
 
-    lm = GPT1CausalLM.from_preset(args.preset, dropout=0.0, **({"dtype": "bfloat16"} if args.dtype == "bfloat16" else {}))
+    lm = GPT1CausalLM.from_preset(
+        args.preset, dropout=0.0, **({"dtype": "bfloat16"} if args.dtype == "bfloat16" else {})
+    )
     if args.dtype == "int8":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -177,8 +186,15 @@ class Worker:
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
         if backend:
             env["KERAS_BACKEND"] = backend
-        command = [sys.executable, os.path.abspath(__file__), "--worker", name, "--new-tokens", str(args.new_tokens),
-                   *extra] + (["--quick"] if args.quick else [])
+        command = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--worker",
+            name,
+            "--new-tokens",
+            str(args.new_tokens),
+            *extra,
+        ] + (["--quick"] if args.quick else [])
         self.name = name
         self.proc = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
@@ -190,7 +206,7 @@ class Worker:
             if not line:
                 raise RuntimeError(f"the {self.name} worker exited (code {self.proc.wait()})")
             if line.startswith("RESULT "):
-                result = json.loads(line[len("RESULT "):])
+                result = json.loads(line[len("RESULT ") :])
                 if "timed" in result:  # the library times its own text call (the ids call is the check)
                     result["seconds"] = result["timed"]
                 return result
@@ -245,8 +261,13 @@ def agreement(rows, reference, new_tokens):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny config, 8 new tokens, 1 round: a smoke run")
-    parser.add_argument("--dtypes", nargs="+", default=["float32"], choices=DTYPES,
-                        help="export --dtype values to measure (int8: Keras's quantize('int8'))")
+    parser.add_argument(
+        "--dtypes",
+        nargs="+",
+        default=["float32"],
+        choices=DTYPES,
+        help="export --dtype values to measure (int8: Keras's quantize('int8'))",
+    )
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8])
     parser.add_argument("--prompt-words", type=int, default=20)
     parser.add_argument("--new-tokens", type=int, default=None)
@@ -281,8 +302,18 @@ def _drive(args, workdir, argv):
     cfg = TINY if args.quick else FULL
     start = time.perf_counter()
     if not all(os.path.isfile(os.path.join(workdir, d, "1", "saved_model.pb")) for d in args.dtypes):
-        command = [sys.executable, os.path.abspath(__file__), "--worker", "prepare", "--workdir", workdir,
-                   "--new-tokens", str(args.new_tokens), "--dtypes", *args.dtypes] + (["--quick"] if args.quick else [])
+        command = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--worker",
+            "prepare",
+            "--workdir",
+            workdir,
+            "--new-tokens",
+            str(args.new_tokens),
+            "--dtypes",
+            *args.dtypes,
+        ] + (["--quick"] if args.quick else [])
         env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
         proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=args.timeout)
         if proc.returncode != 0:
@@ -295,11 +326,15 @@ def _drive(args, workdir, argv):
         measured[dtype] = measure(dtype, args, workdir)
         sys.stderr.write(f"[{dtype}] measured\n")
 
-    print(f"\nServing: {'tiny' if args.quick else '117M'} config ({cfg['num_layers']} layers, hidden {cfg['hidden_dim']}, "
-          f"vocabulary {cfg['vocabulary_size']}), {args.prompt_words}-word prompts + {args.new_tokens} greedy tokens, "
-          f"text in and out; best of {args.repeats} alternating rounds; load average at start {load:.1f} on "
-          f"{os.cpu_count()} CPUs.\n")
-    print("| contender | weights | batch | tokens/s | first call s | vs library | per-round ratio (median, range) | greedy agreement |")
+    print(
+        f"\nServing: {'tiny' if args.quick else '117M'} config ({cfg['num_layers']} layers, hidden {cfg['hidden_dim']}, "
+        f"vocabulary {cfg['vocabulary_size']}), {args.prompt_words}-word prompts + {args.new_tokens} greedy tokens, "
+        f"text in and out; best of {args.repeats} alternating rounds; load average at start {load:.1f} on "
+        f"{os.cpu_count()} CPUs.\n"
+    )
+    print(
+        "| contender | weights | batch | tokens/s | first call s | vs library | per-round ratio (median, range) | greedy agreement |"
+    )
     print("|---|---|---:|---:|---:|---:|---|---:|")
     records, lines = [], []
     for dtype, (results, logits) in measured.items():
@@ -308,30 +343,53 @@ def _drive(args, workdir, argv):
             for name in ("library",) + SIGNATURES:
                 r = results[(name, batch)]
                 tokens_per_s = batch * args.new_tokens / r["seconds"]
-                record = dict(contender="library generate" if name == "library" else f"SavedModel {name}",
-                              weights=dtype, batch=batch, tokens_per_s=tokens_per_s, first_call_s=r["first"])
+                record = dict(
+                    contender="library generate" if name == "library" else f"SavedModel {name}",
+                    weights=dtype,
+                    batch=batch,
+                    tokens_per_s=tokens_per_s,
+                    first_call_s=r["first"],
+                )
                 if name != "library":
                     per_round = [a / b for a, b in zip(library["rounds"], r["rounds"])]
-                    record.update(vs_library=library["seconds"] / r["seconds"], per_round_median=float(np.median(per_round)),
-                                  per_round_min=min(per_round), per_round_max=max(per_round),
-                                  agreement=agreement(r["rows"], library["rows"], args.new_tokens))
+                    record.update(
+                        vs_library=library["seconds"] / r["seconds"],
+                        per_round_median=float(np.median(per_round)),
+                        per_round_min=min(per_round),
+                        per_round_max=max(per_round),
+                        agreement=agreement(r["rows"], library["rows"], args.new_tokens),
+                    )
                 records.append(record)
-                print(f"| {record['contender']} | {dtype} | {batch} | {tokens_per_s:.1f} | {r['first']:.1f} | "
-                      + (f"{record['vs_library']:.2f}x | {record['per_round_median']:.2f}x ({record['per_round_min']:.2f}-"
-                         f"{record['per_round_max']:.2f}x) | {record['agreement']:.2f} |" if name != "library" else "- | - | - |"))
+                print(
+                    f"| {record['contender']} | {dtype} | {batch} | {tokens_per_s:.1f} | {r['first']:.1f} | "
+                    + (
+                        f"{record['vs_library']:.2f}x | {record['per_round_median']:.2f}x ({record['per_round_min']:.2f}-"
+                        f"{record['per_round_max']:.2f}x) | {record['agreement']:.2f} |"
+                        if name != "library"
+                        else "- | - | - |"
+                    )
+                )
         if dtype != "float32" and "float32" in measured:
             reference, reference_logits = measured["float32"]
             batch = max(args.batch_sizes)
-            agree = agreement(results[("generate", batch)]["rows"], reference[("generate", batch)]["rows"], args.new_tokens)
+            agree = agreement(
+                results[("generate", batch)]["rows"], reference[("generate", batch)]["rows"], args.new_tokens
+            )
             spread = float(reference_logits.std())
             error = float(np.abs(logits - reference_logits).max())
-            lines.append(f"SavedModel {dtype} against float32 (batch {batch}): greedy agreement {agree:.2f}, largest "
-                         f"first-token logit difference {error:.3f} ({error / spread:.3f} of the float32 logits' std)")
+            lines.append(
+                f"SavedModel {dtype} against float32 (batch {batch}): greedy agreement {agree:.2f}, largest "
+                f"first-token logit difference {error:.3f} ({error / spread:.3f} of the float32 logits' std)"
+            )
     for dtype in measured:
         for batch in args.batch_sizes:
-            ratios = [r["vs_library"] for r in records if r["weights"] == dtype and r["batch"] == batch and "vs_library" in r]
-            lines.append(f"{dtype}, batch {batch}: SavedModel / library tokens/s = "
-                         + ", ".join(f"{s} {x:.2f}x" for s, x in zip(SIGNATURES, ratios)))
+            ratios = [
+                r["vs_library"] for r in records if r["weights"] == dtype and r["batch"] == batch and "vs_library" in r
+            ]
+            lines.append(
+                f"{dtype}, batch {batch}: SavedModel / library tokens/s = "
+                + ", ".join(f"{s} {x:.2f}x" for s, x in zip(SIGNATURES, ratios))
+            )
     print()
     for line in lines:
         print("- " + line)
@@ -339,8 +397,12 @@ def _drive(args, workdir, argv):
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         from benchmark import write_results
 
-        settings = dict(config="tiny" if args.quick else "117M", prompt_words=args.prompt_words,
-                        new_tokens=args.new_tokens, repeats=args.repeats)
+        settings = dict(
+            config="tiny" if args.quick else "117M",
+            prompt_words=args.prompt_words,
+            new_tokens=args.new_tokens,
+            repeats=args.repeats,
+        )
         write_results(args.json, "serve", settings, [], records, argv, lines)
     return 0
 

@@ -130,7 +130,9 @@ def main(argv=None):
         "GPT1Tokenizer, tf.data (in-graph)": (None, in_graph(tokenizer), whole),
         "GPT1Tokenizer, eager (Rust fast path)": (None, eager(tokenizer), whole),
         "tokenizers (Rust) encode_batch_fast": (
-            None, eager(lambda b: rust.encode_batch_fast(b, add_special_tokens=False)), whole
+            None,
+            eager(lambda b: rust.encode_batch_fast(b, add_special_tokens=False)),
+            whole,
         ),
     }
     setups = {"GPT1Tokenizer, tf.data (in-graph)": in_graph(tokenizer, one_line)}
@@ -146,7 +148,9 @@ def main(argv=None):
         hub = new_hub()
         contenders["KerasHub BytePairTokenizer, tf.data"] = (None, in_graph(hub), whole)
         contenders["KerasHub BytePairTokenizer, tf.data, cold cache (1 pass)"] = (
-            new_hub, lambda fresh: consume(dataset.map(fresh, num_parallel_calls=tf.data.AUTOTUNE)), num_bytes / 1e6
+            new_hub,
+            lambda fresh: consume(dataset.map(fresh, num_parallel_calls=tf.data.AUTOTUNE)),
+            num_bytes / 1e6,
         )
         setups["KerasHub BytePairTokenizer, tf.data"] = in_graph(hub, one_line)
 
@@ -164,7 +168,9 @@ def main(argv=None):
     hub_rate = rate.get("KerasHub BytePairTokenizer, tf.data")
     hub_cpu_rate = cpu_rate.get("KerasHub BytePairTokenizer, tf.data")
     print()
-    print("| contender | MB | wall (s) | MB/s | vs KerasHub | vs tokenizers | CPU (s) | CPU vs KerasHub | tf.data set-up (s) |")
+    print(
+        "| contender | MB | wall (s) | MB/s | vs KerasHub | vs tokenizers | CPU (s) | CPU vs KerasHub | tf.data set-up (s) |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, seconds in best.items():
         vs_hub = f"{rate[name] / hub_rate:.1f}x" if hub_rate else "-"

@@ -31,8 +31,17 @@ from keras_gpt1.generation.generate import make_engine  # noqa: E402
 from keras_gpt1.generation.samplers import Greedy  # noqa: E402
 
 CONFIGS = {
-    "tiny": dict(vocabulary_size=1024, num_layers=2, num_heads=2, hidden_dim=64, intermediate_dim=256, max_sequence_length=128),
-    "117M": dict(vocabulary_size=40478, num_layers=12, num_heads=12, hidden_dim=768, intermediate_dim=3072, max_sequence_length=512),
+    "tiny": dict(
+        vocabulary_size=1024, num_layers=2, num_heads=2, hidden_dim=64, intermediate_dim=256, max_sequence_length=128
+    ),
+    "117M": dict(
+        vocabulary_size=40478,
+        num_layers=12,
+        num_heads=12,
+        hidden_dim=768,
+        intermediate_dim=3072,
+        max_sequence_length=512,
+    ),
 }
 
 
@@ -53,7 +62,10 @@ def hand_made_while(cond, body, state):
     return state
 
 
-VARIANTS = {"hand_made": hand_made_while, "keras_ops": lambda cond, body, state: keras.ops.while_loop(cond, body, state)}
+VARIANTS = {
+    "hand_made": hand_made_while,
+    "keras_ops": lambda cond, body, state: keras.ops.while_loop(cond, body, state),
+}
 
 
 def measure(config_name, prompt_length, new_tokens, repeats):
@@ -97,8 +109,15 @@ def measure(config_name, prompt_length, new_tokens, repeats):
             times[name].append(time.perf_counter() - start)
     medians = {name: float(np.median(t)) for name, t in times.items()}
     return dict(
-        backend=keras.config.backend(), config=config_name, batch=1, prompt_length=prompt_length, new_tokens=new_tokens,
-        repeats=repeats, seconds=medians, all_seconds=times, keras_ops_over_hand_made=medians["keras_ops"] / medians["hand_made"],
+        backend=keras.config.backend(),
+        config=config_name,
+        batch=1,
+        prompt_length=prompt_length,
+        new_tokens=new_tokens,
+        repeats=repeats,
+        seconds=medians,
+        all_seconds=times,
+        keras_ops_over_hand_made=medians["keras_ops"] / medians["hand_made"],
     )
 
 
@@ -136,7 +155,9 @@ def compare_programs(config_name="tiny"):
                 programs[name] = (sorted(node.op for node in graph.node), loops)
         finally:
             decode_loop._while = decode_loop_while
-    return dict(backend=keras.config.backend(), config=config_name, same_program=programs["hand_made"] == programs["keras_ops"])
+    return dict(
+        backend=keras.config.backend(), config=config_name, same_program=programs["hand_made"] == programs["keras_ops"]
+    )
 
 
 def main():

@@ -61,13 +61,28 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-FULL = dict(vocabulary_size=40478, num_layers=12, num_heads=12, hidden_dim=768, intermediate_dim=3072,
-            max_sequence_length=512)
-TINY = dict(vocabulary_size=1024, num_layers=2, num_heads=2, hidden_dim=64, intermediate_dim=256,
-            max_sequence_length=128)
+FULL = dict(
+    vocabulary_size=40478, num_layers=12, num_heads=12, hidden_dim=768, intermediate_dim=3072, max_sequence_length=512
+)
+TINY = dict(
+    vocabulary_size=1024, num_layers=2, num_heads=2, hidden_dim=64, intermediate_dim=256, max_sequence_length=128
+)
 PEAK_LEARNING_RATE, WARMUP_STEPS, TOTAL_STEPS = 2.5e-4, 2000, 100_000
-TRAIN_COLUMNS = ("contender", "backend", "policy", "jit", "batch x seq", "tokens/s", "step s", "first step s",
-                 "vs KerasHub", "vs transformers", "MFU", "peak RSS GiB", "peak GPU GiB")
+TRAIN_COLUMNS = (
+    "contender",
+    "backend",
+    "policy",
+    "jit",
+    "batch x seq",
+    "tokens/s",
+    "step s",
+    "first step s",
+    "vs KerasHub",
+    "vs transformers",
+    "MFU",
+    "peak RSS GiB",
+    "peak GPU GiB",
+)
 
 
 def flops_per_token(cfg, seq_len):
@@ -181,7 +196,9 @@ def worker_keras_gpt1(cfg, args):
     if args.quick:
         lm = GPT1CausalLM(GPT1Backbone(**cfg, dropout=dropout, dtype=policy, rematerialize=args.rematerialize))
     else:
-        lm = GPT1CausalLM.from_preset("gpt1", load_weights=False, dtype=policy, dropout=dropout, rematerialize=args.rematerialize)
+        lm = GPT1CausalLM.from_preset(
+            "gpt1", load_weights=False, dtype=policy, dropout=dropout, rematerialize=args.rematerialize
+        )
     if lever == "split_qkv":
         _split_qkv(lm)
     if lever == "sgd":
@@ -189,8 +206,9 @@ def worker_keras_gpt1(cfg, args):
     else:
         optimizer = create_optimizer(WarmupCosine(PEAK_LEARNING_RATE, WARMUP_STEPS, TOTAL_STEPS))
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True) if lever == "keras_loss" else "auto"
-    lm.compile(optimizer=optimizer, loss=loss, jit_compile=_jit_arg(args.worker_jit),
-               head_chunk_size=args.head_chunk_size)
+    lm.compile(
+        optimizer=optimizer, loss=loss, jit_compile=_jit_arg(args.worker_jit), head_chunk_size=args.head_chunk_size
+    )
     ids, labels, mask = _batch(cfg, args.batch, args.seq)
     times, loss = _train_keras(lm, {"token_ids": ids, "padding_mask": mask}, labels, mask, args)
     return dict(times=times, loss=loss, params=lm.count_params())
@@ -202,16 +220,22 @@ def worker_keras_hub(cfg, args):
 
     keras.utils.set_random_seed(0)
     backbone = keras_hub.models.GPT2Backbone(
-        vocabulary_size=cfg["vocabulary_size"], num_layers=cfg["num_layers"], num_heads=cfg["num_heads"],
-        hidden_dim=cfg["hidden_dim"], intermediate_dim=cfg["intermediate_dim"],
-        max_sequence_length=cfg["max_sequence_length"], dropout=0.0 if args.lever == "no_dropout" else 0.1,
+        vocabulary_size=cfg["vocabulary_size"],
+        num_layers=cfg["num_layers"],
+        num_heads=cfg["num_heads"],
+        hidden_dim=cfg["hidden_dim"],
+        intermediate_dim=cfg["intermediate_dim"],
+        max_sequence_length=cfg["max_sequence_length"],
+        dropout=0.0 if args.lever == "no_dropout" else 0.1,
         dtype=None if args.policy == "float32" else args.policy,
     )
     lm = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
     schedule = keras.optimizers.schedules.CosineDecay(
-        0.0, TOTAL_STEPS - WARMUP_STEPS, warmup_target=PEAK_LEARNING_RATE, warmup_steps=WARMUP_STEPS)
-    optimizer = keras.optimizers.AdamW(schedule, weight_decay=0.01, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-                                       global_clipnorm=1.0)
+        0.0, TOTAL_STEPS - WARMUP_STEPS, warmup_target=PEAK_LEARNING_RATE, warmup_steps=WARMUP_STEPS
+    )
+    optimizer = keras.optimizers.AdamW(
+        schedule, weight_decay=0.01, beta_1=0.9, beta_2=0.999, epsilon=1e-8, global_clipnorm=1.0
+    )
     kwargs = {} if args.worker_jit == "auto" else {"jit_compile": _jit_arg(args.worker_jit)}
     lm.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), **kwargs)
     ids, labels, mask = _batch(cfg, args.batch, args.seq)
@@ -226,13 +250,22 @@ def worker_transformers(cfg, args):
     from transformers import OpenAIGPTConfig, OpenAIGPTLMHeadModel
 
     torch.manual_seed(0)
-    config = OpenAIGPTConfig(vocab_size=cfg["vocabulary_size"], n_positions=cfg["max_sequence_length"],
-                             n_embd=cfg["hidden_dim"], n_layer=cfg["num_layers"], n_head=cfg["num_heads"])
+    config = OpenAIGPTConfig(
+        vocab_size=cfg["vocabulary_size"],
+        n_positions=cfg["max_sequence_length"],
+        n_embd=cfg["hidden_dim"],
+        n_layer=cfg["num_layers"],
+        n_head=cfg["num_heads"],
+    )
     model = OpenAIGPTLMHeadModel(config).train()
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
-                                  lr=PEAK_LEARNING_RATE, betas=(0.9, 0.999), eps=1e-8)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=PEAK_LEARNING_RATE,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+    )
 
     def lr_lambda(step):
         if step < WARMUP_STEPS:
@@ -306,9 +339,27 @@ def _contender_name(worker, lever, args):
 def spawn(contender, batch, seq, args):
     worker, backend, policy, jit, lever = contender
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
-    command = [sys.executable, os.path.abspath(__file__), "train", "--worker", worker, "--policy", policy,
-               "--worker-jit", jit, "--lever", lever, "--batch", str(batch), "--seq", str(seq),
-               "--steps", str(args.steps), "--warmup", str(args.warmup)]
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "train",
+        "--worker",
+        worker,
+        "--policy",
+        policy,
+        "--worker-jit",
+        jit,
+        "--lever",
+        lever,
+        "--batch",
+        str(batch),
+        "--seq",
+        str(seq),
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+    ]
     if args.quick:
         command.append("--quick")
     if worker == "keras_gpt1" and args.head_chunk_size:
@@ -324,7 +375,7 @@ def spawn(contender, batch, seq, args):
     if proc.returncode != 0 or not lines:
         sys.stderr.write(f"{worker} ({backend}, {policy}, jit {jit}, {lever}) failed:\n{proc.stderr[-3000:]}\n")
         return None
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def _contenders(args):
@@ -349,8 +400,16 @@ def write_results(path, kind, settings, ceilings, rows, argv, summary=()):
     """Writes one run's results as JSON (`tools/perf_page.py` renders docs/performance.md from it)."""
     from ceilings import machine_record
 
-    data = dict(schema=1, kind=kind, machine=machine_record(), command=["tools/benchmark.py", kind, *argv],
-                settings=settings, ceilings=ceilings, rows=rows, summary=list(summary))
+    data = dict(
+        schema=1,
+        kind=kind,
+        machine=machine_record(),
+        command=["tools/benchmark.py", kind, *argv],
+        settings=settings,
+        ceilings=ceilings,
+        rows=rows,
+        summary=list(summary),
+    )
     _write_json(path, data)
 
 
@@ -376,9 +435,14 @@ def train_main(args, argv):
     cfg = TINY if args.quick else FULL
     shapes = [tuple(int(v) for v in s.lower().split("x")) for s in args.shapes]
     contenders = _contenders(args)
-    libraries = [lib for lib, used in (
-        ("tensorflow", {"tensorflow", "jax"} & set(args.backends)),
-        ("torch", "torch" in args.backends or "transformers" in args.peers)) if used]
+    libraries = [
+        lib
+        for lib, used in (
+            ("tensorflow", {"tensorflow", "jax"} & set(args.backends)),
+            ("torch", "torch" in args.backends or "transformers" in args.peers),
+        )
+        if used
+    ]
     print(f"machine: {machine_summary()}", flush=True)
     ceilings = [measure_ceilings_subprocess(quick=args.quick, libraries=libraries)]
     print(f"ceilings at start: {format_ceilings(ceilings[0])}", flush=True)
@@ -393,11 +457,14 @@ def train_main(args, argv):
                 if data is None:
                     print(f"  round {round_index + 1}: {label} {batch}x{seq}: failed", flush=True)
                     continue
-                timed = data["times"][args.warmup:]
-                print(f"  round {round_index + 1}: {label} {batch}x{seq}: median step "
-                      f"{statistics.median(timed):.3f} s, first {data['times'][0]:.1f} s, "
-                      f"peak RSS {data['peak_rss'] / 2**30:.2f} GiB, peak GPU {_gib(data.get('peak_gpu'))} GiB, "
-                      f"load {data['load']:.1f}", flush=True)
+                timed = data["times"][args.warmup :]
+                print(
+                    f"  round {round_index + 1}: {label} {batch}x{seq}: median step "
+                    f"{statistics.median(timed):.3f} s, first {data['times'][0]:.1f} s, "
+                    f"peak RSS {data['peak_rss'] / 2**30:.2f} GiB, peak GPU {_gib(data.get('peak_gpu'))} GiB, "
+                    f"load {data['load']:.1f}",
+                    flush=True,
+                )
                 results.setdefault((contender, (batch, seq)), []).append(data)
     ceilings.append(measure_ceilings_subprocess(quick=args.quick, libraries=libraries))
     print(f"ceilings at end:   {format_ceilings(ceilings[-1])}", flush=True)
@@ -412,28 +479,36 @@ def train_main(args, argv):
             if not runs:
                 rows[contender] = None
                 continue
-            timed = [t for r in runs for t in r["times"][args.warmup:]]
+            timed = [t for r in runs for t in r["times"][args.warmup :]]
             step = statistics.median(timed)
             rows[contender] = dict(
-                step=step, tokens=batch * seq / step, first=statistics.median(r["times"][0] for r in runs),
-                rss=max(r["peak_rss"] for r in runs), load=statistics.mean(r["load"] for r in runs),
-                gpu=max((r.get("peak_gpu") or 0 for r in runs), default=0) or None)
+                step=step,
+                tokens=batch * seq / step,
+                first=statistics.median(r["times"][0] for r in runs),
+                rss=max(r["peak_rss"] for r in runs),
+                load=statistics.mean(r["load"] for r in runs),
+                gpu=max((r.get("peak_gpu") or 0 for r in runs), default=0) or None,
+            )
         hub_best = {}  # per backend and policy, KerasHub as shipped
         for (worker, backend, policy, _, lever), row in rows.items():
             if worker == "keras_hub" and lever == "shipped" and row:
                 hub_best[(backend, policy)] = row["tokens"]
-        hf = {policy: row["tokens"] for (worker, _, policy, *_), row in rows.items() if worker == "transformers" and row}
+        hf = {
+            policy: row["tokens"] for (worker, _, policy, *_), row in rows.items() if worker == "transformers" and row
+        }
         fpt = flops_per_token(cfg, seq)
         for contender, row in rows.items():
             table.append((contender, (batch, seq), row, hub_best.get(contender[1:3]), hf.get(contender[2]), fpt))
 
     shape_desc = ", ".join(f"{b} x {s}" for b, s in shapes)
-    print(f"\nTraining throughput, {'tiny' if args.quick else '117M'} config (vocabulary {cfg['vocabulary_size']}, "
-          f"{cfg['num_layers']} layers, width {cfg['hidden_dim']}), batch x sequence {shape_desc}; median of "
-          f"{args.steps} timed steps x {args.rounds} round(s) after {args.warmup} warm-up step(s). MFU against "
-          f"{peak_gflops:.0f} GFLOP/s, the best matmul rate measured in this run. "
-          f"\"vs KerasHub\": against KerasHub on the same backend and policy; \"vs transformers\": against "
-          f"transformers in the same policy.\n")
+    print(
+        f"\nTraining throughput, {'tiny' if args.quick else '117M'} config (vocabulary {cfg['vocabulary_size']}, "
+        f"{cfg['num_layers']} layers, width {cfg['hidden_dim']}), batch x sequence {shape_desc}; median of "
+        f"{args.steps} timed steps x {args.rounds} round(s) after {args.warmup} warm-up step(s). MFU against "
+        f"{peak_gflops:.0f} GFLOP/s, the best matmul rate measured in this run. "
+        f'"vs KerasHub": against KerasHub on the same backend and policy; "vs transformers": against '
+        f"transformers in the same policy.\n"
+    )
     print("| " + " | ".join(TRAIN_COLUMNS) + " |")
     print("|" + "---|" * 2 + "---|" * 3 + "---:|" * (len(TRAIN_COLUMNS) - 5))
     for (worker, backend, policy, jit, lever), (batch, seq), row, hub, hf, fpt in table:
@@ -445,8 +520,10 @@ def train_main(args, argv):
         mfu = row["tokens"] * fpt / (peak_gflops * 1e9) if peak_gflops else 0.0
         vs_hub = "-" if worker == "keras_hub" else _fmt_ratio(row["tokens"], hub)
         vs_hf = "-" if worker == "transformers" else _fmt_ratio(row["tokens"], hf)
-        print(f"{head} {row['tokens']:.1f} | {row['step']:.3f} | {row['first']:.1f} | {vs_hub} | {vs_hf} | "
-              f"{100 * mfu:.1f}% | {row['rss'] / 2**30:.2f} | {_gib(row['gpu'])} |")
+        print(
+            f"{head} {row['tokens']:.1f} | {row['step']:.3f} | {row['first']:.1f} | {vs_hub} | {vs_hf} | "
+            f"{100 * mfu:.1f}% | {row['rss'] / 2**30:.2f} | {_gib(row['gpu'])} |"
+        )
     if len(args.levers) > 1:
         print_levers(table)
     loads = [row["load"] for _, _, row, *_ in table if row]
@@ -455,26 +532,50 @@ def train_main(args, argv):
     if args.json:
         rows = []
         for (worker, backend, policy, jit, lever), (batch, seq), row, hub, hf, fpt in table:
-            record = dict(contender=_contender_name(worker, lever, args), library=worker, backend=backend,
-                          policy=policy, jit=jit, lever=lever, batch=batch, sequence=seq, row=row)
+            record = dict(
+                contender=_contender_name(worker, lever, args),
+                library=worker,
+                backend=backend,
+                policy=policy,
+                jit=jit,
+                lever=lever,
+                batch=batch,
+                sequence=seq,
+                row=row,
+            )
             if row:
                 record.update(
-                    tokens_per_s=row["tokens"], step_s=row["step"], first_step_s=row["first"],
-                    peak_rss_gib=row["rss"] / 2**30, peak_gpu_gib=row["gpu"] / 2**30 if row["gpu"] else None,
+                    tokens_per_s=row["tokens"],
+                    step_s=row["step"],
+                    first_step_s=row["first"],
+                    peak_rss_gib=row["rss"] / 2**30,
+                    peak_gpu_gib=row["gpu"] / 2**30 if row["gpu"] else None,
                     vs_keras_hub=None if worker == "keras_hub" or not hub else row["tokens"] / hub,
                     vs_transformers=None if worker == "transformers" or not hf else row["tokens"] / hf,
-                    mfu=row["tokens"] * fpt / (peak_gflops * 1e9) if peak_gflops else None)
+                    mfu=row["tokens"] * fpt / (peak_gflops * 1e9) if peak_gflops else None,
+                )
             rows.append(record)
-        write_results(args.json, "train", dict(
-            config="tiny" if args.quick else "117M", steps=args.steps, rounds=args.rounds, warmup=args.warmup,
-            peak_gflops=peak_gflops), ceilings, rows, argv)
+        write_results(
+            args.json,
+            "train",
+            dict(
+                config="tiny" if args.quick else "117M",
+                steps=args.steps,
+                rounds=args.rounds,
+                warmup=args.warmup,
+                peak_gflops=peak_gflops,
+            ),
+            ceilings,
+            rows,
+            argv,
+        )
     return 0 if all(row for _, _, row, *_ in table) else 1
 
 
 def print_levers(table):
     """Each lever's tokens/s against the shipped step's (same library, backend, policy, jit, shape)."""
     rows = {(contender, shape): row for contender, shape, row, *_ in table}
-    print("\nLevers, one at a time (\"vs shipped\": against the same library's shipped step in this run):\n")
+    print('\nLevers, one at a time ("vs shipped": against the same library\'s shipped step in this run):\n')
     print("| lever | library | backend | policy | batch x seq | tokens/s | vs shipped | what changes |")
     print("|---|---|---|---|---|---:|---:|---|")
     for (worker, backend, policy, jit, lever), (batch, seq) in rows:
@@ -530,23 +631,41 @@ def main(argv=None):
     train.add_argument("--quick", action="store_true", help="tiny config, 2 timed steps, TensorFlow only: a smoke run")
     train.add_argument("--backends", nargs="+", choices=["tensorflow", "jax", "torch"])
     train.add_argument("--policies", nargs="+", choices=["float32", "mixed_bfloat16"], default=["float32"])
-    train.add_argument("--jit", nargs="+", choices=["auto", "true", "false"], default=["auto"],
-                       help="keras_gpt1 jit_compile settings to measure (KerasHub keeps Keras's default)")
+    train.add_argument(
+        "--jit",
+        nargs="+",
+        choices=["auto", "true", "false"],
+        default=["auto"],
+        help="keras_gpt1 jit_compile settings to measure (KerasHub keeps Keras's default)",
+    )
     train.add_argument("--shapes", nargs="+", help="batch x sequence, e.g. 4x256 8x512")
-    train.add_argument("--peers", nargs="*", choices=["keras_hub", "transformers"],
-                       default=["keras_hub", "transformers"])
+    train.add_argument(
+        "--peers", nargs="*", choices=["keras_hub", "transformers"], default=["keras_hub", "transformers"]
+    )
     train.add_argument("--steps", type=int, help="timed steps per process")
     train.add_argument("--warmup", type=int, help="untimed steps per process (the first compiles)")
     train.add_argument("--rounds", type=int, help="alternating rounds over all contenders")
     train.add_argument("--timeout", type=int, default=1800, help="seconds per subprocess")
     train.add_argument("--json", help="also write the results to this file")
-    train.add_argument("--head-chunk-size", type=int, default=None,
-                       help="keras_gpt1 trains with compile(head_chunk_size=N): no full logits (less memory)")
-    train.add_argument("--rematerialize", action="store_true",
-                       help="keras_gpt1 trains with GPT1Backbone(rematerialize=True): activations recomputed")
-    train.add_argument("--levers", nargs="+", choices=list(LEVERS), default=["shipped"],
-                       help="keras_gpt1 variants, each one change from the shipped step: "
-                            + "; ".join(f"{name}: {what}" for name, what in LEVERS.items()))
+    train.add_argument(
+        "--head-chunk-size",
+        type=int,
+        default=None,
+        help="keras_gpt1 trains with compile(head_chunk_size=N): no full logits (less memory)",
+    )
+    train.add_argument(
+        "--rematerialize",
+        action="store_true",
+        help="keras_gpt1 trains with GPT1Backbone(rematerialize=True): activations recomputed",
+    )
+    train.add_argument(
+        "--levers",
+        nargs="+",
+        choices=list(LEVERS),
+        default=["shipped"],
+        help="keras_gpt1 variants, each one change from the shipped step: "
+        + "; ".join(f"{name}: {what}" for name, what in LEVERS.items()),
+    )
     # Worker-only options.
     train.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     train.add_argument("--policy", default="float32", help=argparse.SUPPRESS)

@@ -51,8 +51,9 @@ def gpu_names():
     """The CUDA GPUs' names as `nvidia-smi` lists them ([] without one), read without starting a
     framework (the harness's driver process imports none)."""
     try:
-        proc = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                              text=True, timeout=30)
+        proc = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=30
+        )
     except (OSError, subprocess.TimeoutExpired):
         return []
     return [line.strip() for line in proc.stdout.splitlines() if line.strip()] if proc.returncode == 0 else []
@@ -63,8 +64,11 @@ def machine_summary():
     model, flags = cpu_flags()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     gpus = gpu_names()
-    return (f"{model}, {os.cpu_count()} cores, flags: {' '.join(flags) or 'none of avx2/avx512/amx'}; "
-            + (f"GPU: {', '.join(gpus)}; " if gpus else "") + f"load average {load:.1f}")
+    return (
+        f"{model}, {os.cpu_count()} cores, flags: {' '.join(flags) or 'none of avx2/avx512/amx'}; "
+        + (f"GPU: {', '.join(gpus)}; " if gpus else "")
+        + f"load average {load:.1f}"
+    )
 
 
 def machine_record():
@@ -203,8 +207,12 @@ def format_ceilings(c):
     if not c:
         return "ceilings: not measured"
     parts = []
-    for key, label in (("tf_fp32", "TF fp32"), ("tf_bf16", "TF bf16"), ("torch_fp32", "torch fp32"),
-                       ("torch_bf16", "torch bf16")):
+    for key, label in (
+        ("tf_fp32", "TF fp32"),
+        ("tf_bf16", "TF bf16"),
+        ("torch_fp32", "torch fp32"),
+        ("torch_bf16", "torch bf16"),
+    ):
         if key in c:
             parts.append(f"{label} {c[key]:.0f}" if c[key] >= 10 else f"{label} {c[key]:.1f}")
     if "gpu_fp32" in c:

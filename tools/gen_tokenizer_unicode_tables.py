@@ -118,7 +118,9 @@ SPLIT = {_format_rows_inline(split_runs)}
 '''
     with open(OUT, "w", encoding="utf-8") as f:
         f.write(text)
-    print(f"wrote {os.path.normpath(OUT)}: {len(norm_runs)} normalize runs, {len(expansions)} expansions, {len(split_runs)} split runs")
+    print(
+        f"wrote {os.path.normpath(OUT)}: {len(norm_runs)} normalize runs, {len(expansions)} expansions, {len(split_runs)} split runs"
+    )
 
 
 def _format_rows_inline(rows):

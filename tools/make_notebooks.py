@@ -58,7 +58,7 @@ def source_path(name):
 SUMMARIES = {
     NB1: "build the demo corpus, train a BPE tokenizer, pretrain a tiny GPT-1 with `model.fit`, plot "
     "loss and perplexity, generate (greedy and top-p), score text; with a network, OpenAI's GPT-1 "
-    "(`from_preset(\"gpt1\")`) on the same prompts",
+    '(`from_preset("gpt1")`) on the same prompts',
     NB2: "fine-tune OpenAI's GPT-1 on SST-2 (GLUE) with the paper's recipe (`finetune`), its accuracy "
     "beside the paper's 91.3; on a GPU / TPU also λ = 0 vs λ = 0.5 and a multiple-choice head; "
     "offline, the same steps on stand-ins",

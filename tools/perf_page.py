@@ -63,9 +63,11 @@ def _yes(flag):
 
 def machine_line(machine):
     gpus = machine.get("gpus") or []
-    return ((f"GPU: {', '.join(gpus)}; host " if gpus else "")
-            + f"{machine['cpu']}, {machine['cores']} cores; AVX2: {_yes(machine.get('avx2'))}, native bfloat16: "
-            f"{_yes(machine.get('bf16'))}, AMX: {_yes(machine.get('amx'))}; measured {machine['date']}")
+    return (
+        (f"GPU: {', '.join(gpus)}; host " if gpus else "")
+        + f"{machine['cpu']}, {machine['cores']} cores; AVX2: {_yes(machine.get('avx2'))}, native bfloat16: "
+        f"{_yes(machine.get('bf16'))}, AMX: {_yes(machine.get('amx'))}; measured {machine['date']}"
+    )
 
 
 def _on_gpu(machine):
@@ -74,8 +76,14 @@ def _on_gpu(machine):
     return f", {gpus[0]}" if gpus else ""
 
 
-CEILING_LABELS = {"tf_fp32": "TF fp32", "tf_bf16": "TF bf16", "torch_fp32": "torch fp32", "torch_bf16": "torch bf16",
-                  "gpu_fp32": "GPU fp32", "gpu_bf16": "GPU bf16"}
+CEILING_LABELS = {
+    "tf_fp32": "TF fp32",
+    "tf_bf16": "TF bf16",
+    "torch_fp32": "torch fp32",
+    "torch_bf16": "torch bf16",
+    "gpu_fp32": "GPU fp32",
+    "gpu_bf16": "GPU bf16",
+}
 
 
 def _ceilings(ceilings):
@@ -97,9 +105,12 @@ def render_train(data):
     levers = sorted({r.get("lever") or "shipped" for r in data["rows"]} - {"shipped"})
     lines = [
         f"## Training ({settings['config']}{_on_gpu(data['machine'])}"
-        f"{', levers: ' + ', '.join(levers) if levers else ''})", "",
-        f"Machine: {machine_line(data['machine'])}. Command: `{' '.join(data['command'])}`.", "",
-        f"Ceilings (start; end): {_ceilings(data['ceilings'])}. MFU against {settings['peak_gflops']:.0f} GFLOP/s.", "",
+        f"{', levers: ' + ', '.join(levers) if levers else ''})",
+        "",
+        f"Machine: {machine_line(data['machine'])}. Command: `{' '.join(data['command'])}`.",
+        "",
+        f"Ceilings (start; end): {_ceilings(data['ceilings'])}. MFU against {settings['peak_gflops']:.0f} GFLOP/s.",
+        "",
         "| contender | backend | policy | jit | batch × sequence | tokens/s | vs KerasHub | vs transformers | MFU | peak RSS GiB |"
         + (" peak GPU GiB |" if gpu_memory else ""),
         "|---|---|---|---|---|---:|---:|---:|---:|---:|" + ("---:|" if gpu_memory else ""),
@@ -122,9 +133,11 @@ def render_generate(data):
     settings = data["settings"]
     lines = [
         f"## Generation ({settings['config']}, prompt {settings['prompt_length']} + {settings['new_tokens']} new tokens"
-        f"{_on_gpu(data['machine'])})", "",
+        f"{_on_gpu(data['machine'])})",
+        "",
         f"Machine: {machine_line(data['machine'])}. Command: `{' '.join(data['command'])}`. "
-        f"Memory read bandwidth measured in the run: {settings['bandwidth_gbps']:.1f} GB/s.", "",
+        f"Memory read bandwidth measured in the run: {settings['bandwidth_gbps']:.1f} GB/s.",
+        "",
         "| library (backend) | weights | batch | tokens/s | ms per step | first call s | weights read GB/s | fraction of bandwidth |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
@@ -135,11 +148,18 @@ def render_generate(data):
             f"{_number(r['fraction_of_bandwidth'], 2)} |"
         )
     if settings.get("streaming"):
-        lines += ["", "Streaming (what `keras-gpt1 generate` does by default) against the unstreamed call, same rounds:", "",
-                  "| backend | weights | batch | streamed tokens/s | streamed / unstreamed |", "|---|---|---:|---:|---:|"]
+        lines += [
+            "",
+            "Streaming (what `keras-gpt1 generate` does by default) against the unstreamed call, same rounds:",
+            "",
+            "| backend | weights | batch | streamed tokens/s | streamed / unstreamed |",
+            "|---|---|---:|---:|---:|",
+        ]
         for s in settings["streaming"]:
-            lines.append(f"| {s['backend']} | {s['weights']} | {s['batch']} | {_number(s['streamed_tokens_per_s'])} | "
-                         f"{_number(s['ratio'], 2, '×')} |")
+            lines.append(
+                f"| {s['backend']} | {s['weights']} | {s['batch']} | {_number(s['streamed_tokens_per_s'])} | "
+                f"{_number(s['ratio'], 2, '×')} |"
+            )
     return lines
 
 
@@ -147,20 +167,28 @@ def render_serve(data):
     settings = data["settings"]
     lines = [
         f"## Serving: the exported SavedModel against the library ({settings['config']}, "
-        f"{settings['prompt_words']}-word prompts + {settings['new_tokens']} new tokens)", "",
+        f"{settings['prompt_words']}-word prompts + {settings['new_tokens']} new tokens)",
+        "",
         f"Machine: {machine_line(data['machine'])}. Command: `{' '.join(data['command'])}`. The SavedModel runs in a "
         "process that imports TensorFlow only; the library is `lm.generate` (TensorFlow backend) on the same texts; "
-        f"calls alternate, best of {settings['repeats']} rounds.", "",
-        f"Ceilings (start; end): {_ceilings(data['ceilings'])}.", "",
+        f"calls alternate, best of {settings['repeats']} rounds.",
+        "",
+        f"Ceilings (start; end): {_ceilings(data['ceilings'])}.",
+        "",
         "| contender | weights | batch | tokens/s | first call s | vs library | per-round ratio | greedy agreement |",
         "|---|---|---:|---:|---:|---:|---|---:|",
     ]
     for r in data["rows"]:
         ratio = "–" if r.get("vs_library") is None else f"{r['vs_library']:.2f}×"
-        spread = ("–" if r.get("per_round_median") is None else
-                  f"{r['per_round_median']:.2f}× ({r['per_round_min']:.2f}–{r['per_round_max']:.2f}×)")
-        lines.append(f"| {r['contender']} | {r['weights']} | {r['batch']} | {_number(r['tokens_per_s'])} | "
-                     f"{_number(r['first_call_s'])} | {ratio} | {spread} | {_number(r.get('agreement'), 2)} |")
+        spread = (
+            "–"
+            if r.get("per_round_median") is None
+            else f"{r['per_round_median']:.2f}× ({r['per_round_min']:.2f}–{r['per_round_max']:.2f}×)"
+        )
+        lines.append(
+            f"| {r['contender']} | {r['weights']} | {r['batch']} | {_number(r['tokens_per_s'])} | "
+            f"{_number(r['first_call_s'])} | {ratio} | {spread} | {_number(r.get('agreement'), 2)} |"
+        )
     return lines
 
 
@@ -169,7 +197,9 @@ RENDERERS = {"train": render_train, "generate": render_generate, "serve": render
 
 def _row_key(row):
     """What identifies a contender across two runs of the same mode."""
-    return tuple(row.get(k) for k in ("library", "contender", "backend", "policy", "jit", "weights", "batch", "sequence"))
+    return tuple(
+        row.get(k) for k in ("library", "contender", "backend", "policy", "jit", "weights", "batch", "sequence")
+    )
 
 
 def _row_label(row):
@@ -188,9 +218,11 @@ def render_comparison(before, after):
     old = {_row_key(r): r for r in before["rows"] if r.get("tokens_per_s")}
     lines = [
         f"## Before and after ({after['kind']}): {before.get('label') or before['_path']} → "
-        f"{after.get('label') or after['_path']}", "",
+        f"{after.get('label') or after['_path']}",
+        "",
         f"Machine: {machine_line(after['machine'])}. Commands: `{' '.join(before['command'])}`, then the same "
-        "with the other version of the library on `PYTHONPATH`.", "",
+        "with the other version of the library on `PYTHONPATH`.",
+        "",
         "| contender | before tokens/s | after tokens/s | after / before |",
         "|---|---:|---:|---:|",
     ]
@@ -198,8 +230,10 @@ def render_comparison(before, after):
         b = old.get(_row_key(r))
         if not r.get("tokens_per_s") or not b:
             continue
-        lines.append(f"| {_row_label(r)} | {_number(b['tokens_per_s'])} | {_number(r['tokens_per_s'])} | "
-                     f"{_number(r['tokens_per_s'] / b['tokens_per_s'], 2, '×')} |")
+        lines.append(
+            f"| {_row_label(r)} | {_number(b['tokens_per_s'])} | {_number(r['tokens_per_s'])} | "
+            f"{_number(r['tokens_per_s'] / b['tokens_per_s'], 2, '×')} |"
+        )
     return lines
 
 
@@ -209,8 +243,10 @@ def render(results, comparisons=()):
         lines += ["", "No results yet: this page is to be regenerated with the commands above."]
     for data in results:
         if data.get("schema") != 1 or data.get("kind") not in RENDERERS:
-            raise ValueError(f"{data.get('_path')}: not a result file of tools/benchmark.py "
-                             f"(schema 1, kind one of {sorted(RENDERERS)})")
+            raise ValueError(
+                f"{data.get('_path')}: not a result file of tools/benchmark.py "
+                f"(schema 1, kind one of {sorted(RENDERERS)})"
+            )
         lines += [""] + RENDERERS[data["kind"]](data)
         if data.get("summary"):
             lines += ["", "Ratios computed by the harness:", ""] + [f"- {line}" for line in data["summary"]]
@@ -234,8 +270,10 @@ def update(page, results, comparisons=()):
     headings = [section.splitlines()[0] for section in old]
     for heading in fresh:
         if headings.count(heading) > 1:
-            raise ValueError(f"the page has {headings.count(heading)} sections headed {heading!r}: "
-                             "regenerate the whole page from all its result files instead")
+            raise ValueError(
+                f"the page has {headings.count(heading)} sections headed {heading!r}: "
+                "regenerate the whole page from all its result files instead"
+            )
     kept = [fresh.pop(heading, section) for heading, section in zip(headings, old)]
     return "\n\n".join([intro, *kept, *fresh.values()]) + "\n"
 
@@ -244,10 +282,17 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", nargs="*", help="JSON files written by `tools/benchmark.py ... --json FILE`")
     parser.add_argument("--output", default=DEFAULT_OUTPUT, help="the page to write (default docs/performance.md)")
-    parser.add_argument("--compare", nargs=2, action="append", default=[], metavar=("BEFORE", "AFTER"),
-                        help="also a before/after table of two result files of one mode (repeatable)")
-    parser.add_argument("--update", action="store_true",
-                        help="replace only the sections these results render; keep the page's others")
+    parser.add_argument(
+        "--compare",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("BEFORE", "AFTER"),
+        help="also a before/after table of two result files of one mode (repeatable)",
+    )
+    parser.add_argument(
+        "--update", action="store_true", help="replace only the sections these results render; keep the page's others"
+    )
     args = parser.parse_args(argv)
     results = [_load(path) for path in args.results]
     comparisons = [(_load(before), _load(after)) for before, after in args.compare]

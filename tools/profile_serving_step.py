@@ -78,12 +78,16 @@ def main(argv=None):
             return i + 1, tf.cast(tf.argmax(logits, -1), tf.int32), cache
 
         end = first + args.steps
-        return tf.function(lambda ids, cache: tf.while_loop(lambda i, *_: i < end, body, (first, ids, cache))[1],
-                           autograph=False)
+        return tf.function(
+            lambda ids, cache: tf.while_loop(lambda i, *_: i < end, body, (first, ids, cache))[1], autograph=False
+        )
 
     def products_loop():
-        kernels = [backend_value(layer.kernel) for block in engine.blocks
-                   for layer in (block["c_attn"], block["attn_proj"], block["c_fc"], block["c_proj"])]
+        kernels = [
+            backend_value(layer.kernel)
+            for block in engine.blocks
+            for layer in (block["c_attn"], block["attn_proj"], block["c_fc"], block["c_proj"])
+        ]
 
         def body(i, x):
             total = tf.reduce_sum(tf.matmul(x, engine.token_table.table)[:, :1])
@@ -101,8 +105,10 @@ def main(argv=None):
         "cache write": (tf.raw_ops, "TensorStridedSliceUpdate", lambda input, begin, end, strides, value: input),
         "GELU": (tf.nn, "gelu", lambda x, approximate: x),
     }
-    print(f"config {'tiny' if args.quick else '117M'}, batch {batch}, {args.steps} steps from position {first}, "
-          f"best of {repeats}")
+    print(
+        f"config {'tiny' if args.quick else '117M'}, batch {batch}, {args.steps} steps from position {first}, "
+        f"best of {repeats}"
+    )
     whole = ms_per_step(step_loop, (ids, cache), args.steps, repeats)
     print(f"whole step: {whole:.2f} ms")
     for part, (owner, name, stub) in no_ops.items():

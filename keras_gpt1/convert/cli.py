@@ -26,9 +26,7 @@ def add_parser(subparsers):
     source.add_argument("--from-openai", metavar="DIR", help="original release checkpoint directory")
     source.add_argument("--to-hf", metavar="PRESET_DIR", help="keras_gpt1 preset directory to export")
     parser.add_argument("--output", required=True, metavar="DIR", help="directory to write")
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace a model already in --output"
-    )
+    parser.add_argument("--overwrite", action="store_true", help="replace a model already in --output")
     parser.add_argument(
         "--num-heads",
         type=int,

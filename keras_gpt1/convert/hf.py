@@ -106,13 +106,10 @@ def backbone_config_from_hf_config(hf_config, path=HF_CONFIG_FILE):
     epsilon = config["layer_norm_epsilon"]
     if not isinstance(epsilon, (int, float)) or not math.isclose(epsilon, 1e-5, rel_tol=1e-6):
         raise ValueError(
-            f"{path!r}: layer_norm_epsilon {epsilon!r} is not supported: GPT1Backbone's LayerNorm "
-            "uses GPT-1's 1e-5."
+            f"{path!r}: layer_norm_epsilon {epsilon!r} is not supported: GPT1Backbone's LayerNorm uses GPT-1's 1e-5."
         )
     if config["n_embd"] % config["n_head"]:
-        raise ValueError(
-            f"{path!r}: n_embd ({config['n_embd']}) must be divisible by n_head ({config['n_head']})."
-        )
+        raise ValueError(f"{path!r}: n_embd ({config['n_embd']}) must be divisible by n_head ({config['n_head']}).")
     rates = {key: config[key] for key in ("embd_pdrop", "attn_pdrop", "resid_pdrop")}
     if len(set(rates.values())) > 1:
         warnings.warn(
@@ -286,9 +283,7 @@ def read_hf_state_dict(hf_dir):
         if os.path.isfile(path):
             return read(path), path
     raise FileNotFoundError(
-        f"No weights in {os.fspath(hf_dir)!r}: expected one of "
-        + ", ".join(name for name, _ in candidates)
-        + "."
+        f"No weights in {os.fspath(hf_dir)!r}: expected one of " + ", ".join(name for name, _ in candidates) + "."
     )
 
 

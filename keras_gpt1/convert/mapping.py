@@ -116,9 +116,7 @@ def check_weights(weights, expected, source="checkpoint", display=None):
     if problems:
         shown = problems[:20]
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise ValueError(
-            f"The {source} does not match the GPT-1 architecture:\n  " + "\n  ".join(shown) + more
-        )
+        raise ValueError(f"The {source} does not match the GPT-1 architecture:\n  " + "\n  ".join(shown) + more)
 
 
 def backbone_to_weights(backbone):

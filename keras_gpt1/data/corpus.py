@@ -17,8 +17,17 @@ from keras_gpt1.utils.files import atomic_write_text
 
 # Packages whose docstrings are tests, demos or vendored code rather than documentation.
 _SKIP_DIRS = {
-    "__pycache__", "test", "tests", "idle_test", "idlelib", "turtledemo", "lib2to3", "ensurepip",
-    "site-packages", "dist-packages", "pydoc_data",
+    "__pycache__",
+    "test",
+    "tests",
+    "idle_test",
+    "idlelib",
+    "turtledemo",
+    "lib2to3",
+    "ensurepip",
+    "site-packages",
+    "dist-packages",
+    "pydoc_data",
 }
 DEFAULT_MAX_BYTES = 3_000_000
 _RST_ROLE = re.compile(r":[a-z]+(?::[a-z]+)?:(?=`)")  # the `:func:` of :func:`name`

@@ -130,7 +130,6 @@ def split_long_lines(lines):
     return tf.cond(too_long, split, lambda: lines)
 
 
-
 def _tokenize(tokenizer, strings):
     """Flat int32 ids of a batch of strings, in order, from a tokenizer giving ragged ids."""
     ids = tokenizer.tokenize(strings) if hasattr(tokenizer, "tokenize") else tokenizer(strings)
@@ -258,11 +257,7 @@ class LMDataset:
         if not period:
             return windows if split == "train" else windows.take(0)
         held_out = split == "validation"
-        return (
-            windows.enumerate()
-            .filter(lambda i, w: tf.equal(i % period == period - 1, held_out))
-            .map(lambda i, w: w)
-        )
+        return windows.enumerate().filter(lambda i, w: tf.equal(i % period == period - 1, held_out)).map(lambda i, w: w)
 
     # --- sizes ---
 

@@ -126,7 +126,7 @@ def scan_corpus_file(path, text_field="text", digest=None):
                     bad_line = line_number + (pending + block[: e.start].decode("utf-8", "replace")).count("\n")
                     raise ValueError(
                         f"Corpus file {path!r} is not UTF-8 text: undecodable byte "
-                        f"{block[e.start:e.start + 1]!r} on line {bad_line}. Convert it to UTF-8 "
+                        f"{block[e.start : e.start + 1]!r} on line {bad_line}. Convert it to UTF-8 "
                         "first (e.g. `iconv -f latin1 -t utf-8`)."
                     ) from None
                 check_lines(text)
@@ -158,8 +158,7 @@ def _json_text(line, text_field, path="<jsonl>", line_number=0):
         raise ValueError(f"Corpus file {path!r}, line {line_number}: invalid JSON ({e.msg}).") from None
     if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
         raise ValueError(
-            f"Corpus file {path!r}, line {line_number}: expected a JSON object with a string "
-            f"field {text_field!r}."
+            f"Corpus file {path!r}, line {line_number}: expected a JSON object with a string field {text_field!r}."
         )
     return record[text_field]
 
@@ -216,5 +215,3 @@ def write_plain_text(files, path, text_field="text", max_bytes=None):
                 if max_bytes and written >= max_bytes:
                     return path
     return path
-
-

@@ -151,20 +151,15 @@ class GPT1Distribution:
             if spec != axes:
                 problems.append(f"{v.path} is laid out as {spec}, expected {axes}")
                 continue
-            expected_shard = tuple(
-                d // mesh_sizes[a] if a is not None else d for d, a in zip(v.shape, axes)
-            )
+            expected_shard = tuple(d // mesh_sizes[a] if a is not None else d for d, a in zip(v.shape, axes))
             shard = tuple(sharding.shard_shape(tuple(v.shape)))
             if shard != expected_shard:
                 problems.append(f"{v.path}: shard {shard}, expected {expected_shard}")
                 continue
-            report[v.path] = (
-                f"sharded {spec} shard {shard}" if shard != tuple(v.shape) else "replicated"
-            )
+            report[v.path] = f"sharded {spec} shard {shard}" if shard != tuple(v.shape) else "replicated"
         if self.mode == "model":
             problems += [
-                f"layout rule {p!r} matches no variable (paths look like "
-                f"{[w.path for w in model.weights[:3]]})"
+                f"layout rule {p!r} matches no variable (paths look like {[w.path for w in model.weights[:3]]})"
                 for p, n in matched.items()
                 if n == 0
             ]
@@ -208,9 +203,7 @@ def configure_distribution(mode="none", mesh=None, model_config=None, rules=LAYO
             f"`mesh='{mesh_dims[0] * mesh_dims[1]}'` for data parallelism."
         )
     if mode == "model" and mesh_dims is not None and len(mesh_dims) == 1:
-        raise ValueError(
-            f"Model parallelism needs a DATAxMODEL mesh such as 1x{mesh_dims[0]}; got {mesh!r}."
-        )
+        raise ValueError(f"Model parallelism needs a DATAxMODEL mesh such as 1x{mesh_dims[0]}; got {mesh!r}.")
 
     backend = keras.config.backend()
     if backend == "torch":
@@ -238,17 +231,13 @@ def configure_distribution(mode="none", mesh=None, model_config=None, rules=LAYO
     import numpy as np
 
     if mode == "data":
-        device_mesh = keras.distribution.DeviceMesh(
-            (mesh_dims[0],), [DATA_AXIS], np.array(devices[: mesh_dims[0]])
-        )
+        device_mesh = keras.distribution.DeviceMesh((mesh_dims[0],), [DATA_AXIS], np.array(devices[: mesh_dims[0]]))
         distribution = keras.distribution.DataParallel(device_mesh=device_mesh)
     else:
         device_mesh = keras.distribution.DeviceMesh(
             mesh_dims, [DATA_AXIS, MODEL_AXIS], np.array(devices).reshape(mesh_dims)
         )
-        distribution = GPT1ModelParallel(
-            layout_map=gpt1_layout_map(device_mesh, rules), batch_dim_name=DATA_AXIS
-        )
+        distribution = GPT1ModelParallel(layout_map=gpt1_layout_map(device_mesh, rules), batch_dim_name=DATA_AXIS)
     return GPT1Distribution(mode, mesh_dims, distribution=distribution, rules=rules)
 
 
@@ -262,7 +251,9 @@ def _check_device_count(mesh_dims, count, backend):
             + (
                 " (for JAX also XLA_FLAGS=--xla_force_host_platform_device_count=N)."
                 if size > count and backend == "jax"
-                else "." if size > count else ""
+                else "."
+                if size > count
+                else ""
             )
         )
 
@@ -283,10 +274,7 @@ def _configure_tensorflow(mode, mesh_dims, mesh):
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
         replicas = strategy.num_replicas_in_sync
         if mesh_dims is not None and mesh_dims[0] != replicas:
-            raise ValueError(
-                f"Mesh {mesh} asks for {mesh_dims[0]} replicas but the TF_CONFIG cluster has "
-                f"{replicas}."
-            )
+            raise ValueError(f"Mesh {mesh} asks for {mesh_dims[0]} replicas but the TF_CONFIG cluster has {replicas}.")
         return GPT1Distribution("data", (replicas, 1), strategy=strategy)
     devices = _tf_devices()
     replicas = len(devices) if mesh_dims is None else mesh_dims[0]

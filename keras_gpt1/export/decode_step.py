@@ -136,7 +136,11 @@ class ServingEngine(KerasEngine):
             query, key, value = tf.split(_dense(layers["c_attn"], x, float32_products), 3, axis=-1)
             keys, values = (
                 tf.raw_ops.TensorStridedSliceUpdate(
-                    input=cached, begin=begin, end=end, strides=[1, 1, 1, 1], value=tf.reshape(new, [-1, 1, heads, head_dim])
+                    input=cached,
+                    begin=begin,
+                    end=end,
+                    strides=[1, 1, 1, 1],
+                    value=tf.reshape(new, [-1, 1, heads, head_dim]),
                 )
                 for cached, new in ((keys, key), (values, value))
             )

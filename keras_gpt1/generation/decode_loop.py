@@ -146,9 +146,7 @@ class DecodeLoop:
         return self.advance(state, logits)
 
     def cond(self, state):
-        return ops.logical_and(
-            state["index"] < ops.max(state["ends"]) - 1, ops.logical_not(ops.all(state["done"]))
-        )
+        return ops.logical_and(state["index"] < ops.max(state["ends"]) - 1, ops.logical_not(ops.all(state["done"])))
 
     def body(self, state):
         token = column(state["tokens"], state["index"])

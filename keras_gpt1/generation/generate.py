@@ -115,7 +115,10 @@ def generate_ids(
     backbone = lm.backbone
     sampler = get_sampler(sampler, **sampler_args)
     context = backbone.max_sequence_length
-    prompts = [as_int32_ids(np.reshape(p, -1) if hasattr(p, "shape") else p, f"Prompt {i}").reshape(-1) for i, p in enumerate(prompts)]
+    prompts = [
+        as_int32_ids(np.reshape(p, -1) if hasattr(p, "shape") else p, f"Prompt {i}").reshape(-1)
+        for i, p in enumerate(prompts)
+    ]
     if not prompts:
         raise ValueError("No prompts given.")
     lengths = np.array([p.size for p in prompts], dtype="int32")
@@ -173,13 +176,30 @@ def generate_ids(
     if eng.name == "torch":
         # Eager: prefill exactly the shared prefix; no bucketing needed.
         prefill_bucket = prefill_len
-    loop = DecodeLoop(eng, sampler, batch, max_length, prefill_bucket, bool(stop), return_logits, backbone.vocabulary_size)
+    loop = DecodeLoop(
+        eng, sampler, batch, max_length, prefill_bucket, bool(stop), return_logits, backbone.vocabulary_size
+    )
     stepwise = streamer is not None or keras.config.backend() == "torch"
-    key = ("stepwise" if stepwise else "loop", eng.name, batch, max_length, prefill_bucket, len(stop), return_logits, sampler.key())
+    key = (
+        "stepwise" if stepwise else "loop",
+        eng.name,
+        batch,
+        max_length,
+        prefill_bucket,
+        len(stop),
+        return_logits,
+        sampler.key(),
+    )
     fns = compiled(
         lm,
         key,
-        lambda: {"init": loop.init, "step": loop.body, "chunk": loop.run_chunk, "run": loop.run, "outputs": loop.outputs},
+        lambda: {
+            "init": loop.init,
+            "step": loop.body,
+            "chunk": loop.run_chunk,
+            "run": loop.run,
+            "outputs": loop.outputs,
+        },
     )
 
     if keras.config.backend() == "torch":
@@ -363,4 +383,7 @@ def generate(
     token_ids = np.full((len(rows), width), PAD_TOKEN_ID, dtype=out["token_ids"].dtype)
     for i, row in enumerate(rows):
         token_ids[i, : row.size] = row
-    return {"token_ids": token_ids, "padding_mask": np.arange(width)[None, :] < np.array([r.size for r in rows])[:, None]}
+    return {
+        "token_ids": token_ids,
+        "padding_mask": np.arange(width)[None, :] < np.array([r.size for r in rows])[:, None],
+    }

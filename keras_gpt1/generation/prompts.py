@@ -98,13 +98,10 @@ def check_prompts(prompts, vocabulary_size, context, max_new_tokens):
     check_integer("max_new_tokens", max_new_tokens, 1)
     for i, ids in enumerate(prompts):
         if ids.size == 0:
-            raise ValueError(
-                f"Prompt {i} is empty (no tokens). GPT-1 needs at least one token to condition on."
-            )
+            raise ValueError(f"Prompt {i} is empty (no tokens). GPT-1 needs at least one token to condition on.")
         if ids.size > context:
             raise ValueError(
-                f"Prompt {i} has {ids.size} tokens, longer than the model's context of {context}. "
-                "Truncate it."
+                f"Prompt {i} has {ids.size} tokens, longer than the model's context of {context}. Truncate it."
             )
         low, high = int(ids.min()), int(ids.max())
         if low < 0 or high >= vocabulary_size:
@@ -138,7 +135,6 @@ def check_stop_ids(stop_token_ids, vocabulary_size):
             raise ValueError(f"Stop token id {t} is outside the vocabulary [0, {vocabulary_size}).")
         stop.append(int(t))
     return tuple(stop)
-
 
 
 def detokenize(tokenizer, ids):

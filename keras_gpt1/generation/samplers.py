@@ -195,7 +195,9 @@ _ARGS = {
 }
 
 
-KERAS_HUB_SAMPLERS = "GreedySampler, TopKSampler, TopPSampler (without `k`), RandomSampler, BeamSampler (without `return_all_beams`)"
+KERAS_HUB_SAMPLERS = (
+    "GreedySampler, TopKSampler, TopPSampler (without `k`), RandomSampler, BeamSampler (without `return_all_beams`)"
+)
 
 
 def from_keras_hub_sampler(sampler):

@@ -173,9 +173,7 @@ class TorchEngine:
 
         # A float32 decode step on a CPU runs its attention in numba's kernel (see `_forward`).
         self._decode_attention = cpu_attention.decode_attention
-        self._fused_attention = (
-            self.device.type == "cpu" and self.dtype == torch.float32 and cpu_attention.available()
-        )
+        self._fused_attention = self.device.type == "cpu" and self.dtype == torch.float32 and cpu_attention.available()
 
         def layer_norm(layer):
             return layer.gamma.value.detach().float(), layer.beta.value.detach().float(), layer.epsilon
@@ -272,7 +270,9 @@ class TorchEngine:
                 "it runs int8 models in Keras's default int8 scheme only (per-channel weight "
                 "scales, quantized activations), and this model is quantized otherwise"
             )
-        if not all(hasattr(layer, "_kernel" if hasattr(layer, "kernel_scale") else "_embeddings") for layer in quantized):
+        if not all(
+            hasattr(layer, "_kernel" if hasattr(layer, "kernel_scale") else "_embeddings") for layer in quantized
+        ):
             return "it reads int8 weights through Keras's private `_kernel` / `_embeddings`, which this Keras lacks"
         if not _weights_on_cpu(lm.backbone):
             return "its int8 matmuls (fbgemm's) run on a CPU, and this model's weights are on a GPU"

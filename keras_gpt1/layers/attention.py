@@ -51,16 +51,12 @@ class GPT1Attention(keras.layers.Layer):
     def __init__(self, num_heads, hidden_dim, dropout=0.1, **kwargs):
         super().__init__(**kwargs)
         if hidden_dim % num_heads != 0:
-            raise ValueError(
-                f"`hidden_dim` ({hidden_dim}) must be divisible by `num_heads` ({num_heads})."
-            )
+            raise ValueError(f"`hidden_dim` ({hidden_dim}) must be divisible by `num_heads` ({num_heads}).")
         self.num_heads = int(num_heads)
         self.hidden_dim = int(hidden_dim)
         self.head_dim = self.hidden_dim // self.num_heads
         self.dropout = float(dropout)
-        dense = dict(
-            kernel_initializer=gpt1_initializer(), bias_initializer="zeros", dtype=self.dtype_policy
-        )
+        dense = dict(kernel_initializer=gpt1_initializer(), bias_initializer="zeros", dtype=self.dtype_policy)
         self.c_attn = keras.layers.Dense(3 * self.hidden_dim, name="c_attn", **dense)
         self.c_proj = keras.layers.Dense(self.hidden_dim, name="c_proj", **dense)
         self.attention_dropout = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)

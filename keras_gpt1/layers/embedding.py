@@ -88,7 +88,9 @@ class GPT1Embedding(keras.layers.Layer):
     def call(self, token_ids, start_index=0):
         check_token_ids(token_ids, self.vocabulary_size, self.max_sequence_length, start_index)
         length = ops.shape(token_ids)[1]
-        positions = ops.slice(ops.convert_to_tensor(self.position_embeddings), (start_index, 0), (length, self.hidden_dim))
+        positions = ops.slice(
+            ops.convert_to_tensor(self.position_embeddings), (start_index, 0), (length, self.hidden_dim)
+        )
         tokens = self.token_embedding(token_ids)
         return tokens + ops.cast(positions, tokens.dtype)[None]
 

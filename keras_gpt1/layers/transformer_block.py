@@ -82,9 +82,7 @@ class GPT1Block(keras.layers.Layer):
         self.hidden_dim = int(hidden_dim)
         self.intermediate_dim = int(intermediate_dim)
         self.dropout = float(dropout)
-        dense = dict(
-            kernel_initializer=gpt1_initializer(), bias_initializer="zeros", dtype=self.dtype_policy
-        )
+        dense = dict(kernel_initializer=gpt1_initializer(), bias_initializer="zeros", dtype=self.dtype_policy)
         norm = dict(epsilon=LAYER_NORM_EPSILON, dtype=self.dtype_policy)
         self.attention = GPT1Attention(
             self.num_heads, self.hidden_dim, self.dropout, dtype=self.dtype_policy, name="attn"

@@ -63,15 +63,11 @@ class GPT1Backbone(CheckedInputsMixin, keras_hub.models.Backbone):
         **kwargs,
     ):
         if hidden_dim % num_heads != 0:
-            raise ValueError(
-                f"`hidden_dim` ({hidden_dim}) must be divisible by `num_heads` ({num_heads})."
-            )
+            raise ValueError(f"`hidden_dim` ({hidden_dim}) must be divisible by `num_heads` ({num_heads}).")
         if rematerialize:
             warn_if_rematerialization_is_undone()
         # === Layers ===
-        embeddings = GPT1Embedding(
-            vocabulary_size, hidden_dim, max_sequence_length, dtype=dtype, name="embeddings"
-        )
+        embeddings = GPT1Embedding(vocabulary_size, hidden_dim, max_sequence_length, dtype=dtype, name="embeddings")
         embeddings_dropout = keras.layers.Dropout(dropout, dtype=dtype, name="embeddings_dropout")
         transformer_layers = [
             GPT1Block(
@@ -116,8 +112,7 @@ class GPT1Backbone(CheckedInputsMixin, keras_hub.models.Backbone):
     def _check_inputs(self, x):
         if not isinstance(x, dict) or "token_ids" not in x:
             raise ValueError(
-                "GPT-1 models take a dict {'token_ids': ..., 'padding_mask': ...}; "
-                f"got {type(x).__name__}."
+                f"GPT-1 models take a dict {{'token_ids': ..., 'padding_mask': ...}}; got {type(x).__name__}."
             )
         check_token_ids(x["token_ids"], self.vocabulary_size, self.max_sequence_length)
 

@@ -271,7 +271,9 @@ class GPT1CausalLM(CheckedInputsMixin, keras_hub.models.CausalLM):
     def fit(self, x=None, y=None, *args, **kwargs):
         self._check_optimizer_matches_trainable_weights()
         if self._takes_text(x):
-            return keras_hub.models.CausalLM.fit(self, x, y, *args, **kwargs)  # KerasHub's pipeline: preprocessor, then fit
+            return keras_hub.models.CausalLM.fit(
+                self, x, y, *args, **kwargs
+            )  # KerasHub's pipeline: preprocessor, then fit
         self._check_array_inputs(x)
         return keras.Model.fit(self, x, y, *args, **kwargs)
 

@@ -77,9 +77,7 @@ def _fused_op(chunk_size):
     def fused(hidden, embeddings, labels, weights):
         # Labels travel as float32 (exact below 2**24) because every input of a custom-gradient
         # op gets a gradient of its own dtype, and integer gradients are not allowed everywhere.
-        stats, grad_hidden, grad_table = _totals(
-            hidden, embeddings, ops.cast(labels, "int32"), weights, chunk_size
-        )
+        stats, grad_hidden, grad_table = _totals(hidden, embeddings, ops.cast(labels, "int32"), weights, chunk_size)
 
         def grad(*args, upstream=None):
             # Only the mean loss (element 0) carries a gradient; the sums are for metrics.

@@ -46,8 +46,7 @@ def check_enable_lora(backbone, rank, target_layer_names):
     names = {layer.name for layer in _layers_with_weights(backbone) if hasattr(layer, "enable_lora")}
     if not names.intersection(target_layer_names):
         raise ValueError(
-            f"No layer of this backbone is named {list(target_layer_names)}; layers LoRA can adapt: "
-            f"{sorted(names)}."
+            f"No layer of this backbone is named {list(target_layer_names)}; layers LoRA can adapt: {sorted(names)}."
         )
     return rank
 

@@ -22,7 +22,10 @@ def add_train_tokenizer_parser(subparsers):
         "text files with Hugging Face `tokenizers`; writes vocab.json and merges.txt.",
     )
     parser.add_argument(
-        "--input", nargs="+", required=True, metavar="FILE",
+        "--input",
+        nargs="+",
+        required=True,
+        metavar="FILE",
         help="corpus files or globs, read as `pretrain --corpus` reads them: UTF-8 text or .jsonl, optionally .gz",
     )
     parser.add_argument("--text-field", default="text", help="text key of .jsonl records (default: text)")
@@ -41,9 +44,7 @@ def add_train_tokenizer_parser(subparsers):
         metavar="N",
         help="instead of --merges: the tokenizer's total size, special tokens included",
     )
-    parser.add_argument(
-        "--output", required=True, metavar="DIR", help="directory for vocab.json + merges.txt"
-    )
+    parser.add_argument("--output", required=True, metavar="DIR", help="directory for vocab.json + merges.txt")
     parser.add_argument(
         "--min-frequency", type=int, default=2, metavar="N", help="never merge pairs seen fewer times (2)"
     )

@@ -510,8 +510,7 @@ def _load_vocabulary(vocabulary):
         check_vocabulary(vocabulary)
         return vocabulary, "vocabulary"
     raise TypeError(
-        "`vocabulary` must be a dict of token -> id or a path to vocab.json; "
-        f"got {type(vocabulary).__name__}."
+        f"`vocabulary` must be a dict of token -> id or a path to vocab.json; got {type(vocabulary).__name__}."
     )
 
 
@@ -520,9 +519,7 @@ def _load_merges(merges):
         return read_merges_txt(merges), os.fspath(merges), merge_line_numbers(merges)
     if isinstance(merges, (list, tuple)):
         return normalize_merges(merges), "merges", None
-    raise TypeError(
-        f"`merges` must be a list of 'a b' merges or a path to merges.txt; got {type(merges).__name__}."
-    )
+    raise TypeError(f"`merges` must be a list of 'a b' merges or a path to merges.txt; got {type(merges).__name__}.")
 
 
 class _VocabularySize(int):
@@ -580,9 +577,7 @@ class _ExportTracking(tf.__internal__.tracking.Trackable):
 
 
 _LAYER_BASES = (
-    (Tokenizer,)
-    if issubclass(keras.layers.Layer, tf.__internal__.tracking.Trackable)
-    else (Tokenizer, _ExportTracking)
+    (Tokenizer,) if issubclass(keras.layers.Layer, tf.__internal__.tracking.Trackable) else (Tokenizer, _ExportTracking)
 )
 
 
@@ -999,8 +994,7 @@ class GPT1Tokenizer(*_LAYER_BASES):
                 )
             if data.get("class_name") != CLASS_NAME:
                 raise ValueError(
-                    f"Tokenizer config {config_path!r} describes {data.get('class_name')!r}, "
-                    f"not {CLASS_NAME}."
+                    f"Tokenizer config {config_path!r} describes {data.get('class_name')!r}, not {CLASS_NAME}."
                 )
             assets = os.path.join(preset_dir, presets.TOKENIZER_ASSETS_DIR)
             vocab_path = require_file(os.path.join(assets, presets.VOCAB_FILE), "tokenizer vocabulary")

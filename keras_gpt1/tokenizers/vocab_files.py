@@ -66,8 +66,7 @@ def read_vocabulary_json(path, what="vocabulary file"):
         raise VocabularyError(str(e)) from None
     if not isinstance(data, dict):
         raise VocabularyError(
-            f"Corrupt {what} {path!r}: expected a JSON object mapping tokens to ids, "
-            f"got a JSON {type(data).__name__}."
+            f"Corrupt {what} {path!r}: expected a JSON object mapping tokens to ids, got a JSON {type(data).__name__}."
         )
     for token, index in data.items():
         if isinstance(index, bool) or not isinstance(index, int):
@@ -92,8 +91,7 @@ def check_vocabulary(vocabulary, source="vocabulary"):
         if index in seen:
             line = _line_of(source, token) if os.path.isfile(str(source)) else None
             raise VocabularyError(
-                f"Corrupt vocabulary {_where(source, line)}: tokens {seen[index]!r} and {token!r} "
-                f"both have id {index}."
+                f"Corrupt vocabulary {_where(source, line)}: tokens {seen[index]!r} and {token!r} both have id {index}."
             )
         seen[index] = token
     size = len(vocabulary)
@@ -107,9 +105,7 @@ def check_vocabulary(vocabulary, source="vocabulary"):
             f"token {token!r} has id {bad[0]} and id {missing} is unused."
         )
     if UNK_TOKEN not in vocabulary:
-        raise VocabularyError(
-            f"Vocabulary {source!r} has no {UNK_TOKEN!r} token; GPT-1 maps unknown characters to it."
-        )
+        raise VocabularyError(f"Vocabulary {source!r} has no {UNK_TOKEN!r} token; GPT-1 maps unknown characters to it.")
 
 
 def read_merges_txt(path, what="merges file"):
@@ -139,8 +135,7 @@ def read_merges_txt(path, what="merges file"):
         parts = line.split(" ")
         if len(parts) != 2 or not parts[0] or not parts[1]:
             raise VocabularyError(
-                f"Corrupt {what} {path!r} line {number}: expected two tokens separated by one space, "
-                f"got {line!r}."
+                f"Corrupt {what} {path!r} line {number}: expected two tokens separated by one space, got {line!r}."
             )
         merges.append((parts[0], parts[1]))
     return merges
@@ -165,9 +160,7 @@ def normalize_merges(merges, source="merges"):
         else:
             parts = None
         if not parts or len(parts) != 2 or not all(isinstance(p, str) and p for p in parts):
-            raise VocabularyError(
-                f"{source!r} entry {rank + 1}: expected 'a b' or ('a', 'b'), got {merge!r}."
-            )
+            raise VocabularyError(f"{source!r} entry {rank + 1}: expected 'a b' or ('a', 'b'), got {merge!r}.")
         out.append((parts[0], parts[1]))
     return out
 
@@ -180,11 +173,7 @@ def check_merges(vocabulary, merges, vocabulary_source="vocabulary", merges_sour
     for rank, (a, b) in enumerate(merges):
         missing = [t for t in (a, b, a + b) if t not in vocabulary]
         if missing:
-            where = (
-                f"{merges_source!r} line {line_of(rank)}"
-                if line_of
-                else f"{merges_source!r} entry {rank + 1}"
-            )
+            where = f"{merges_source!r} line {line_of(rank)}" if line_of else f"{merges_source!r} entry {rank + 1}"
             role = "its result" if missing[0] == a + b and missing[0] not in (a, b) else "token"
             raise VocabularyError(
                 f"Merge {a + ' ' + b!r} at {where} does not match the vocabulary: {role} "

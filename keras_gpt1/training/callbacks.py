@@ -122,7 +122,10 @@ def _sha256(path):
 def _write_manifest(directory):
     files = sorted(n for n in os.listdir(directory) if n != MANIFEST_FILE)
     manifest = {
-        "files": {n: {"size": os.path.getsize(os.path.join(directory, n)), "sha256": _sha256(os.path.join(directory, n))} for n in files}
+        "files": {
+            n: {"size": os.path.getsize(os.path.join(directory, n)), "sha256": _sha256(os.path.join(directory, n))}
+            for n in files
+        }
     }
     with open(os.path.join(directory, MANIFEST_FILE), "w", encoding="utf-8") as f:
         json.dump(manifest, f, indent=2)

@@ -65,9 +65,7 @@ def add_parser(subparsers):
         "(default: the built-in Python-docs corpus)",
     )
     data.add_argument("--text-field", default="text", help="text key of .jsonl records (default: text)")
-    data.add_argument(
-        "--validation-fraction", type=float, default=0.05, help="share of sequences held out (0.05)"
-    )
+    data.add_argument("--validation-fraction", type=float, default=0.05, help="share of sequences held out (0.05)")
     model = parser.add_argument_group("model and tokenizer")
     model.add_argument(
         "--preset",
@@ -99,13 +97,17 @@ def add_parser(subparsers):
         model.add_argument(f"--{name}", type=int, help=f"override a built-in preset's {what}")
     train = parser.add_argument_group("training")
     length = train.add_mutually_exclusive_group()
-    length.add_argument("--steps", type=int, help=f"optimizer updates (default: 1 epoch of your corpus; the demo: {DEMO_SETTINGS['steps']})")
-    length.add_argument("--epochs", type=float, help="passes over the corpus (default: 1 on your corpus)")
-    train.add_argument("--batch-size", type=int, help=f"sequences per update (32; the demo: {DEMO_SETTINGS['batch_size']})")
-    train.add_argument("--sequence-length", type=int, help="tokens per sequence (default: the model's context)")
-    train.add_argument(
-        "--learning-rate", type=float, help="peak rate (default: 2.5e-4 for hidden >= 768, else 1e-3)"
+    length.add_argument(
+        "--steps",
+        type=int,
+        help=f"optimizer updates (default: 1 epoch of your corpus; the demo: {DEMO_SETTINGS['steps']})",
     )
+    length.add_argument("--epochs", type=float, help="passes over the corpus (default: 1 on your corpus)")
+    train.add_argument(
+        "--batch-size", type=int, help=f"sequences per update (32; the demo: {DEMO_SETTINGS['batch_size']})"
+    )
+    train.add_argument("--sequence-length", type=int, help="tokens per sequence (default: the model's context)")
+    train.add_argument("--learning-rate", type=float, help="peak rate (default: 2.5e-4 for hidden >= 768, else 1e-3)")
     train.add_argument("--warmup-steps", type=int, help="linear warmup updates (default: 10%% of the run, <= 2000)")
     train.add_argument("--weight-decay", type=float, default=0.01, help="decoupled, matrices only (0.01)")
     train.add_argument("--clipnorm", type=float, default=1.0, help="global gradient-norm clip (1.0)")

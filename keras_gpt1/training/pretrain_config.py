@@ -212,9 +212,7 @@ class PretrainConfig:
         if self.tokenizer is None or hasattr(self.tokenizer, "tokenize"):
             return self.tokenizer
         if not _is_path(self.tokenizer) or not os.fspath(self.tokenizer):
-            raise ValueError(
-                f"`tokenizer` must be a GPT1Tokenizer or the directory of one; got {self.tokenizer!r}."
-            )
+            raise ValueError(f"`tokenizer` must be a GPT1Tokenizer or the directory of one; got {self.tokenizer!r}.")
         return os.fspath(self.tokenizer)
 
     def _checked_architecture(self):
@@ -227,7 +225,9 @@ class PretrainConfig:
         checked = {}
         for key, value in self.architecture.items():
             if key not in ARCHITECTURE_KEYS:
-                raise ValueError(f"Unknown `architecture` setting {key!r}; expected some of {sorted(ARCHITECTURE_KEYS)}.")
+                raise ValueError(
+                    f"Unknown `architecture` setting {key!r}; expected some of {sorted(ARCHITECTURE_KEYS)}."
+                )
             if value is not None:
                 checked[key] = check_integer(key, value, 1)
         return checked

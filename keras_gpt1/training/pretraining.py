@@ -132,7 +132,9 @@ def _train_tokenizer(files, vocabulary_size, text_field, verbose):
     from keras_gpt1.tokenizers import train_tokenizer
 
     _log(verbose, f"Training a {vocabulary_size}-token BPE tokenizer on the corpus...")
-    return train_tokenizer(files, vocabulary_size=vocabulary_size, text_field=text_field, max_text_bytes=TOKENIZER_TEXT_LIMIT)
+    return train_tokenizer(
+        files, vocabulary_size=vocabulary_size, text_field=text_field, max_text_bytes=TOKENIZER_TEXT_LIMIT
+    )
 
 
 def _has_tokenizer(directory):
@@ -156,8 +158,9 @@ def sample_text(lm, prompt, max_new_tokens, seed=0):
 def _sampler_description():
     settings = dict(SAMPLER_SETTINGS)
     name = settings.pop("sampler").replace("_", "-")
-    return ", ".join([f"{name} {settings.pop('k')}" if "k" in settings else name]
-                     + [f"{k} {v}" for k, v in settings.items()])
+    return ", ".join(
+        [f"{name} {settings.pop('k')}" if "k" in settings else name] + [f"{k} {v}" for k, v in settings.items()]
+    )
 
 
 # === The run ===
@@ -168,11 +171,17 @@ def _check_same_corpus(previous, current, output):
     before = {entry[0]: entry[1:] for entry in previous}
     for path, size, digest in current:
         if path in before and before[path][0] != size:
-            raise ValueError(f"Corpus file {path!r} changed size since the run in {output!r} began, so it cannot be resumed on the same data. Restore the file, or start over with `resume=False`.")
+            raise ValueError(
+                f"Corpus file {path!r} changed size since the run in {output!r} began, so it cannot be resumed on the same data. Restore the file, or start over with `resume=False`."
+            )
         if path in before and len(before[path]) > 1 and before[path][1] != digest:
-            raise ValueError(f"Corpus file {path!r} changed content since the run in {output!r} began (its SHA-256 differs), so it cannot be resumed on the same data. Restore the file, or start over with `resume=False`.")
+            raise ValueError(
+                f"Corpus file {path!r} changed content since the run in {output!r} began (its SHA-256 differs), so it cannot be resumed on the same data. Restore the file, or start over with `resume=False`."
+            )
     if list(before) != [entry[0] for entry in current]:
-        raise ValueError(f"The corpus files differ from those of the run in {output!r} (before: {list(before)}), so it cannot be resumed. Use the same `corpus`, or start over with `resume=False`.")
+        raise ValueError(
+            f"The corpus files differ from those of the run in {output!r} (before: {list(before)}), so it cannot be resumed. Use the same `corpus`, or start over with `resume=False`."
+        )
     # Only the format differs: a run started before content hashes were recorded.
 
 
@@ -459,7 +468,11 @@ def _compile(lm, config, plan):
         f"Model: {backbone.num_layers} layers, hidden {backbone.hidden_dim}, vocabulary "
         f"{lm.tokenizer.vocabulary_size()}, {lm.count_params():,} parameters, backend {keras.config.backend()}"
         + (", mixed_bfloat16" if _mixed(lm) else "")
-        + (" (precision auto: this CPU computes bfloat16 natively)" if _mixed(lm) and config.precision == "auto" else "")
+        + (
+            " (precision auto: this CPU computes bfloat16 natively)"
+            if _mixed(lm) and config.precision == "auto"
+            else ""
+        )
         + ".",
     )
 
@@ -522,9 +535,15 @@ def _start_or_resume(config, lm, settings, restart_from, validation):
         )
     start_micro_step = restore_checkpoint(restart_from, lm)["step"]
     accumulation = config.gradient_accumulation_steps
-    _log(config.verbose, f"Resuming from {restart_from} (update {start_micro_step // accumulation} of {settings['steps']}).")
+    _log(
+        config.verbose,
+        f"Resuming from {restart_from} (update {start_micro_step // accumulation} of {settings['steps']}).",
+    )
     if changed:
-        _log(config.verbose, f"Changed on resume: {', '.join(f'{k} {previous.get(k)} -> {settings[k]}' for k in changed)}.")
+        _log(
+            config.verbose,
+            f"Changed on resume: {', '.join(f'{k} {previous.get(k)} -> {settings[k]}' for k in changed)}.",
+        )
         run_state["settings"] = settings
         atomic_write_json(run_file, run_state)
     _log_initial_perplexity(config, run_state)

@@ -111,9 +111,7 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
         _check_positive("peak_learning_rate", peak_learning_rate)
         _check_positive("total_steps", total_steps)
         if not 0 <= warmup_steps < total_steps:
-            raise ValueError(
-                f"`warmup_steps` must be in [0, total_steps={total_steps}); got {warmup_steps!r}."
-            )
+            raise ValueError(f"`warmup_steps` must be in [0, total_steps={total_steps}); got {warmup_steps!r}.")
         self.peak_learning_rate = float(peak_learning_rate)
         self.warmup_steps = int(warmup_steps)
         self.total_steps = int(total_steps)
@@ -236,9 +234,7 @@ class PerUpdateSchedule(keras.optimizers.schedules.LearningRateSchedule):
         if isinstance(schedule, dict):
             schedule = keras.saving.deserialize_keras_object(schedule)
         if int(gradient_accumulation_steps) < 1:
-            raise ValueError(
-                f"`gradient_accumulation_steps` must be >= 1; got {gradient_accumulation_steps!r}."
-            )
+            raise ValueError(f"`gradient_accumulation_steps` must be >= 1; got {gradient_accumulation_steps!r}.")
         self.schedule = schedule
         self.gradient_accumulation_steps = int(gradient_accumulation_steps)
 

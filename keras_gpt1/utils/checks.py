@@ -110,7 +110,14 @@ def as_int32_ids(values, name="`token_ids`", vocabulary_size=None):
     return array.astype("int32")
 
 
-_PRESET_INTEGER_KEYS = ("vocabulary_size", "num_layers", "num_heads", "hidden_dim", "intermediate_dim", "max_sequence_length")
+_PRESET_INTEGER_KEYS = (
+    "vocabulary_size",
+    "num_layers",
+    "num_heads",
+    "hidden_dim",
+    "intermediate_dim",
+    "max_sequence_length",
+)
 
 
 def check_preset_config(config, path):
@@ -124,7 +131,9 @@ def check_preset_config(config, path):
         if "dropout" in config:
             check_number("dropout", config["dropout"], 0, 1, high_open=True)
         if all(k in config for k in ("hidden_dim", "num_heads")) and config["hidden_dim"] % config["num_heads"]:
-            raise ValueError(f"`hidden_dim` ({config['hidden_dim']}) must be divisible by `num_heads` ({config['num_heads']}).")
+            raise ValueError(
+                f"`hidden_dim` ({config['hidden_dim']}) must be divisible by `num_heads` ({config['num_heads']})."
+            )
     except ValueError as e:
         raise ValueError(f"Corrupt preset config {path!r}: {e}") from None
     return config
@@ -140,7 +149,9 @@ def check_weight_shapes(h5_path, weights, config_path):
         f.visititems(lambda name, obj: found.append(tuple(obj.shape)) if isinstance(obj, h5py.Dataset) else None)
     expected = [tuple(int(d) for d in w.shape) for w in weights]
     if len(found) != len(expected):
-        raise ValueError(f"it holds {len(found)} tensors but the config in {config_path} describes a model with {len(expected)}")
+        raise ValueError(
+            f"it holds {len(found)} tensors but the config in {config_path} describes a model with {len(expected)}"
+        )
     missing = sorted(set(expected) - set(found)) or sorted(set(found) - set(expected))
     if sorted(found) != sorted(expected):
         raise ValueError(
