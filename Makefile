@@ -5,13 +5,17 @@
 # in one backend's run (tests/conftest.py). The notebooks run in `make test-notebooks` and in CI's
 # Colab-runtime environment, the runtime they are written for; the benchmark harness's end-to-end
 # runs in `make test-bench`. `make test-fast` also leaves out the other `integration` tests
-# (subprocesses).
+# (subprocesses). `make lint` is ruff's lint and format check, which CI runs first.
 PYTHON ?= python
 BACKENDS ?= tensorflow jax torch
 MARKERS ?= not slow and not notebook and not bench
 PYTEST_ARGS ?=
 
-.PHONY: test test-fast test-slow test-notebooks test-bench pretrain
+.PHONY: lint test test-fast test-slow test-notebooks test-bench pretrain
+
+lint:
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
 
 test:
 	@status=0; for backend in $(BACKENDS); do \
