@@ -82,11 +82,20 @@ def main(argv=None):
         # User errors: one clear line, no traceback.
         print(f"keras-gpt1 {args.command}: error: {flag_wording(str(e), args)}", file=sys.stderr)
         return 2
+    except FloatingPointError as e:
+        # A diverged run (a NaN or infinite loss): nothing of it saved; the message says what to do.
+        print(f"keras-gpt1 {args.command}: error: {flag_wording(str(e), args)}", file=sys.stderr)
+        return 1
     except (FileExistsError, NotADirectoryError, IsADirectoryError) as e:
         # An output path that is a file (or a file inside a path): name it, no traceback.
         print(f"keras-gpt1 {args.command}: error: {e.strerror}: {e.filename!r}.", file=sys.stderr)
         return 2
     except OSError as e:
+        if e.errno == errno.EROFS:
+            # A write the library did not name itself (it raises a PermissionError that does).
+            where = f": {e.filename!r}" if e.filename else ""
+            print(f"keras-gpt1 {args.command}: error: {e.strerror}{where}.", file=sys.stderr)
+            return 2
         if e.errno != errno.ENOSPC:
             raise
         print(f"keras-gpt1 {args.command}: error: {e.strerror}", file=sys.stderr)  # names the file

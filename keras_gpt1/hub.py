@@ -41,7 +41,7 @@ import urllib.parse
 
 from keras_gpt1 import presets
 from keras_gpt1.models import preset_io
-from keras_gpt1.utils.files import atomic_write_json, read_json
+from keras_gpt1.utils.files import atomic_write_json, follow_umask, read_json
 
 CACHE_ENV = "KERAS_GPT1_CACHE"
 ARCHITECTURE_SUFFIX = ".architecture"
@@ -113,6 +113,9 @@ def _locked_build(entry, build):
         tmp = tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=root)
         try:
             build(tmp)
+            # `mkdtemp` makes a private 0700 directory; a cache entry is read like any preset,
+            # perhaps by another user (a shared cache, a server), so it follows the umask.
+            follow_umask(tmp)
             os.rename(tmp, entry)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -137,8 +140,7 @@ def hub_reachable(timeout=3.0):
     """
     from huggingface_hub import constants
 
-    # huggingface_hub reads HF_HUB_OFFLINE once, at import; the variable may have been set since.
-    if constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
+    if offline_by_setting():
         return False
     endpoint = urllib.parse.urlsplit(constants.ENDPOINT)
     if not endpoint.hostname:
@@ -151,16 +153,46 @@ def hub_reachable(timeout=3.0):
         return False
 
 
+def offline_by_setting():
+    """Whether `HF_HUB_OFFLINE` switches the Hub off (huggingface_hub reads the variable once, at
+    import; it may have been set since, so both are asked)."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
+
+
 # === Downloading ===
 
 
 def _ways_out(repo_id):
-    return (
-        "Three ways out: (1) connect to the internet (and unset HF_HUB_OFFLINE), then try again; "
-        f"(2) download the repository elsewhere (https://huggingface.co/{repo_id}), convert the "
-        "local copy with `keras-gpt1 convert --from-hf DIR --output PRESET_DIR` and load "
-        "PRESET_DIR; (3) pass load_weights=False for the architecture with random weights."
+    # The hint to unset HF_HUB_OFFLINE only where it is set: elsewhere it sends the user looking
+    # for a setting they never made.
+    connect = (
+        "unset HF_HUB_OFFLINE and connect to the internet"
+        if offline_by_setting()
+        else "connect to the internet (there seems to be no network)"
     )
+    return (
+        f"Three ways out: (1) {connect}, then try again; (2) download the repository elsewhere "
+        f"(https://huggingface.co/{repo_id}), convert the local copy with `keras-gpt1 convert --from-hf "
+        "DIR --output PRESET_DIR` and load PRESET_DIR, a local preset directory; (3) pass "
+        "load_weights=False for the architecture with random weights."
+    )
+
+
+def _offline_reason():
+    """Why the Hub is not asked, or None when it is reachable (then a file missing from a
+    snapshot is missing from the repository itself, not only from the local cache)."""
+    if offline_by_setting():
+        return "HF_HUB_OFFLINE is set"
+    if not hub_reachable():
+        return "the Hugging Face Hub cannot be reached"
+    return None
+
+
+def _one_line(error):
+    """`Type: message` of an exception on one line (huggingface_hub's span several)."""
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"
 
 
 def _snapshot(repo_id, patterns):
@@ -168,18 +200,20 @@ def _snapshot(repo_id, patterns):
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
+    # The errors are raised `from None`: huggingface_hub's chain of three or four tracebacks
+    # adds nothing to the one line that names the cause, which the message keeps.
     try:
         return snapshot_download(repo_id, allow_patterns=patterns)
     except (RepositoryNotFoundError, RevisionNotFoundError) as e:
         raise ValueError(
             f"hf://{repo_id}: no such model repository on the Hugging Face Hub (or it is private "
-            f"or gated: log in with `hf auth login`). {type(e).__name__}: {e}"
-        ) from e
+            f"or gated: log in with `hf auth login`). {_one_line(e)}"
+        ) from None
     except Exception as e:  # offline, DNS, refused connection, timeout, server error...
         raise PretrainedWeightsUnavailable(
             f"Could not fetch hf://{repo_id} from the Hugging Face Hub, and it is not in the local "
-            f"cache ({type(e).__name__}: {e}). {_ways_out(repo_id)}"
-        ) from e
+            f"cache ({_one_line(e)}). {_ways_out(repo_id)}"
+        ) from None
 
 
 def _read_gpt_config(repo_id, snapshot):
@@ -211,13 +245,40 @@ def _download_checkpoint(repo_id):
     if not _has_any(snapshot, _SAFETENSORS):
         snapshot = _snapshot(repo_id, _CONFIG_AND_VOCABULARY + _PYTORCH)
     if not _has_any(snapshot, _SAFETENSORS + _PYTORCH):
+        reason = _offline_reason()
+        if reason is not None:  # the snapshot is what the cache holds, not what the repository does
+            raise PretrainedWeightsUnavailable(
+                f"The weights file of hf://{repo_id} (model.safetensors, or pytorch_model.bin) is missing "
+                f"from the local Hugging Face cache {snapshot!r}, which holds its {HF_CONFIG_FILE} only, "
+                f"and {reason}. {_ways_out(repo_id)}"
+            )
         raise ValueError(
             f"hf://{repo_id} has no weights this library reads: expected model.safetensors "
             "(or sharded model-*.safetensors) or pytorch_model.bin."
         )
     if not os.path.isfile(os.path.join(snapshot, presets.VOCAB_FILE)):
         snapshot = _snapshot(repo_id, _CONFIG_AND_VOCABULARY + _SAFETENSORS + _PYTORCH + ["tokenizer.json"])
+    _check_cached_tokenizer(repo_id, snapshot)
     return snapshot
+
+
+def _check_cached_tokenizer(repo_id, snapshot):
+    """Refuses a snapshot served from the local cache without its tokenizer files: converted, it
+    would be cached as a complete preset without a tokenizer, forever (an entry is never
+    refreshed). Online, a repository without them is converted without a tokenizer, as it is."""
+    names = (presets.VOCAB_FILE, presets.MERGES_FILE)
+    missing = [name for name in names if not os.path.isfile(os.path.join(snapshot, name))]
+    has_tokenizer_json = os.path.isfile(os.path.join(snapshot, "tokenizer.json"))
+    if not missing or (len(missing) == len(names) and has_tokenizer_json):
+        return
+    reason = _offline_reason()
+    if reason is None:
+        return
+    raise PretrainedWeightsUnavailable(
+        f"The tokenizer of hf://{repo_id} is missing from the local Hugging Face cache {snapshot!r}: "
+        f"no {' or '.join(missing)}, and {reason}. Nothing was converted or cached (a preset without its "
+        f"tokenizer would stay in the cache as if complete). {_ways_out(repo_id)}"
+    )
 
 
 def _download_and_convert(repo_id, output):

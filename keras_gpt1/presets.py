@@ -7,12 +7,16 @@ A preset directory holds:
     task.json, task.weights.h5  only for task models (classifier, multiple choice, ...)
     tokenizer.json              {"class_name": "GPT1Tokenizer", "config": {...}}
     assets/tokenizer/vocab.json, assets/tokenizer/merges.txt   (Hugging Face format)
+    manifest.json               size and SHA-256 of the binary files above (not the JSON
+                                configs), checked by every loader before it reads them
 
 Built-in names describe architectures. One also names published weights (`"weights"`, a
 Hugging Face handle): `from_preset("gpt1")` loads OpenAI's GPT-1, fetched and converted once by
 `keras_gpt1.hub`; `from_preset("gpt1", load_weights=False)` is the 117M architecture randomly
 initialised. `gpt1_tiny` has no published weights: it is always a small random model.
 """
+
+from keras_gpt1.utils.manifest import MANIFEST_FILE
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.weights.h5"
@@ -22,6 +26,10 @@ TOKENIZER_CONFIG_FILE = "tokenizer.json"
 TOKENIZER_ASSETS_DIR = "assets/tokenizer"
 VOCAB_FILE = "vocab.json"
 MERGES_FILE = "merges.txt"
+# The binary files of a preset, which its manifest lists: the backbone's weights (one file or
+# shards), the tokenizer's assets, a task head's weights.
+WEIGHTS_PATTERNS = (WEIGHTS_FILE, "model_*.weights.h5")
+TOKENIZER_ASSET_FILES = tuple(f"{TOKENIZER_ASSETS_DIR}/{name}" for name in (VOCAB_FILE, MERGES_FILE))
 
 # What a preset directory's model consists of (glob patterns, top-level entries), as KerasHub's
 # saver and `finetune` write it: replacing a model replaces these, and any other file in the
@@ -38,6 +46,7 @@ PRESET_ENTRIES = (
     "preprocessor.json",
     "assets",
     "finetune.json",
+    MANIFEST_FILE,
 )
 
 # Base vocabulary of the original release: 40,000 merges + 478 base symbols.

@@ -154,7 +154,13 @@ def test_preset_round_trip(tmp_path):
     lm = tiny_lm()
     inputs = random_inputs(2, 7, TINY_CONFIG["vocabulary_size"])
     lm.save_to_preset(str(tmp_path))
-    assert sorted(os.listdir(tmp_path)) == ["config.json", "metadata.json", "model.weights.h5", "task.json"]
+    assert sorted(os.listdir(tmp_path)) == [
+        "config.json",
+        "manifest.json",
+        "metadata.json",
+        "model.weights.h5",
+        "task.json",
+    ]
     restored = GPT1CausalLM.from_preset(str(tmp_path))
     np.testing.assert_array_equal(to_numpy(restored(inputs)), to_numpy(lm(inputs)))
     backbone = GPT1Backbone.from_preset(str(tmp_path), dropout=0.3)

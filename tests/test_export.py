@@ -68,7 +68,7 @@ ALLOWED_OPS = {
     "Abs", "AddV2", "All", "Any", "ArgMax", "Assert", "AssignVariableOp", "BatchMatMulV2",
     "BatchMatMulV3", "BiasAdd", "Bitcast",
     "BitwiseAnd", "BitwiseOr", "BroadcastTo", "Cast", "ConcatV2", "Const", "Cumsum", "DecodeRaw",
-    "DenseBincount", "DisableCopyOnRead", "DynamicStitch", "Einsum", "Equal", "Exp", "ExpandDims",
+    "DenseBincount", "DisableCopyOnRead", "DynamicStitch", "Einsum", "EnsureShape", "Equal", "Exp", "ExpandDims",
     "Fill", "FloorMod", "GatherV2", "Greater", "GreaterEqual", "HashTableV2", "Identity", "IdentityN", "If",
     "Less", "LessEqual", "LogSoftmax", "LogicalAnd", "LogicalNot", "LogicalOr",
     "LookupTableFindV2", "LookupTableImportV2", "LowerBound", "MatMul", "Max", "Maximum", "Mean",
@@ -292,6 +292,7 @@ def served(lm_export, task_exports, dtype_exports, tokenizer, tmp_path_factory):
         "bad_ids": (lm_export, "token_ids", {"token_ids": ids + 1000, "padding_mask": mask}),
         "too_long": (lm_export, "token_ids", {"token_ids": np.ones((1, CONTEXT + 1), "int32"), "padding_mask": np.ones((1, CONTEXT + 1), "int32")}),
     }  # fmt: skip
+    requests.update(_wrong_rank_requests(lm_export, ids, mask))
     for dtype, path in dtype_exports.items():
         requests[f"{dtype}/greedy"] = (path, "generate", {"text": _strings(PROMPTS), "max_new_tokens": np.int32(5)})
         requests[f"{dtype}/logits"] = (path, "token_ids", {"token_ids": ids, "padding_mask": mask})
@@ -313,6 +314,20 @@ def served(lm_export, task_exports, dtype_exports, tokenizer, tmp_path_factory):
                 {"context": context, "candidates": candidates},
             )
     return run_fresh(requests, tmp_path_factory.mktemp("fresh"))
+
+
+def _wrong_rank_requests(lm_export, ids, mask):
+    """`{"rank/<input>/<rank>": request}`: one input of each LM signature at a rank other than
+    its own, the others as they should be."""
+    text = _strings(["the cat"])
+    return {
+        "rank/token_ids/3": (lm_export, "token_ids", {"token_ids": ids[None], "padding_mask": mask}),
+        "rank/token_ids/1": (lm_export, "token_ids", {"token_ids": ids[0], "padding_mask": mask}),
+        "rank/padding_mask/3": (lm_export, "token_ids", {"token_ids": ids, "padding_mask": mask[None]}),
+        "rank/text/2": (lm_export, "serving_default", {"text": text[None]}),
+        "rank/text/0": (lm_export, "score", {"text": text[0]}),
+        "rank/max_new_tokens/1": (lm_export, "generate", {"text": text, "max_new_tokens": np.array([4], "int32")}),
+    }
 
 
 def _rows(out):
@@ -425,6 +440,21 @@ def test_max_new_tokens_is_clamped(served, reference_lm, tokenizer):
 def test_token_ids_signature_rejects_bad_ids(served, tokenizer):
     assert f"token ids must be < {tokenizer.vocabulary_size()}" in served["bad_ids"]["error"]
     assert f"at most {CONTEXT} tokens" in served["too_long"]["error"]
+
+
+def test_inputs_of_the_wrong_rank_are_refused_naming_the_input_and_its_shape(served):
+    """Not "Incompatible shapes: [3] vs. [2]" from an internal node: InvalidArgument naming the
+    input and the shape (so the rank) its signature declares."""
+    expected = {0: "[]", 1: "[?]", 2: "[?,?]"}
+    keys = [key for key in served if key.startswith("rank/")]
+    assert len(keys) == 6
+    for key in keys:
+        _, name, _ = key.split("/")
+        error = served[key].get("error")
+        assert error is not None, key  # never an answer
+        declared = {"token_ids": 2, "padding_mask": 2, "text": 1, "max_new_tokens": 0}[name]
+        assert f"{name}_must_have_shape" in error and f"expected shape {expected[declared]}" in error, (key, error)
+        assert "Incompatible shapes" not in error
 
 
 # === export --dtype bfloat16 / int8 (once): the library's own 16- and 8-bit answers ===
@@ -633,7 +663,7 @@ def test_disk_full_during_export_leaves_no_partial_version(lm_preset, tmp_path, 
     code, _, err = _cli(["export", "--model", str(lm_preset), "--output", str(tmp_path / "o")])
     assert code == 1 and "No space left on the device while writing SavedModel" in err
     assert "o/1'" in err and "needs about" in err and "Traceback" not in err
-    assert os.listdir(tmp_path / "o") == []
+    assert not (tmp_path / "o").exists()  # no partial version, and the folder it made is gone
 
 
 @once_in("torch")  # TensorFlow exports in-process (test_export_errors); JAX and PyTorch alike
@@ -753,6 +783,41 @@ def test_task_signatures_match_keras(task, task_exports, served, tokenizer):
         assert none["probabilities"].shape == (2, 0) and none["label"].tolist() == [-1, -1]
         for key in ("more_rows", "fewer_rows"):
             assert "`candidates` must have one row per `context` text" in served[f"multiple-choice/{key}"]["error"]
+
+
+@ONLY_TF
+def test_export_task_that_is_not_the_models_is_refused_naming_its_task(tokenizer, lm_preset, tmp_path):
+    """`--task` on a causal LM, or a task the model was not built or fine-tuned for: one line
+    naming what the model is; before anything is traced or written."""
+    from keras_gpt1.tasks.finetune import FINETUNE_FILE
+
+    models = _task_models(tokenizer)
+    presets = {}
+    for task in ("classification", "entailment"):
+        presets[task] = tmp_path / f"{task}_preset"
+        models[task].save_to_preset(str(presets[task]))
+    # The entailment model's preprocessor takes one text or two: its finetune.json decides.
+    (presets["entailment"] / FINETUNE_FILE).write_text(json.dumps({"task": "entailment"}))
+    cases = [
+        (lm_preset, "entailment", "causal language model"),
+        (lm_preset, "classification", "causal language model"),
+        (presets["classification"], "entailment", "serves the 'classification' task"),
+        (presets["classification"], "similarity", "this model serves 'classification'"),
+        (presets["entailment"], "classification", "fine-tuned for the 'entailment' task"),
+    ]
+    for preset, task, names in cases:
+        out = tmp_path / f"out_{task}"
+        argv = ["export", "--model", str(preset), "--output", str(out), "--task", task]
+        if task == "similarity":  # not a --task choice: the Python API
+            from keras_gpt1.export import export_saved_model
+
+            with pytest.raises(ValueError, match=names):
+                export_saved_model(str(preset), str(out), task=task)
+        else:
+            code, _, err = _cli(argv)
+            assert code == 2 and err.count("\n") == 1 and names in err, err
+            assert f"--task {task}" in err or "leave --task out" in err or "Leave the task out" in err, err
+        assert not out.exists() or not os.listdir(out)
 
 
 @ONLY_TF

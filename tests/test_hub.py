@@ -420,7 +420,9 @@ def test_repositories_that_are_not_gpt1_checkpoints(tmp_path, monkeypatch):
             GPT1CausalLM.from_preset(f"hf://{repo}")
         with pytest.raises(ValueError, match=f"model_type '{model_type}'"):
             GPT1CausalLM.from_preset(f"hf://{repo}", load_weights=False)
-    with pytest.raises(ValueError, match="hf://someone/no-weights has no weights.*safetensors.*pytorch_model.bin"):
+    # Offline, the snapshot is what the cache holds: the weights are missing from the cache, not
+    # from the repository (see test_offline_cache_entry_without_weights_names_the_missing_file).
+    with pytest.raises(hub.PretrainedWeightsUnavailable, match="model.safetensors.*missing from the local"):
         GPT1CausalLM.from_preset("hf://someone/no-weights")
     assert not any(p.name.startswith(("someone", ".tmp-")) for p in (home / "keras_gpt1").iterdir())
 
@@ -498,6 +500,9 @@ def test_full_size_gpt1_through_the_same_path(tmp_path, monkeypatch):
     (repo_dir / "refs").mkdir()
     (repo_dir / "refs" / "main").write_text(COMMIT)
     transformers.OpenAIGPTLMHeadModel(transformers.OpenAIGPTConfig()).save_pretrained(snapshot)
+    # Offline, a snapshot without its tokenizer files is refused (it would be cached as complete).
+    (snapshot / "vocab.json").write_text(json.dumps(vocabulary()))
+    (snapshot / "merges.txt").write_text("#version: 0.2\n" + "\n".join(MERGES) + "\n")
     use_hf_home(monkeypatch, home)
     lm = GPT1CausalLM.from_preset("gpt1")
     from keras_gpt1.presets import BUILTIN_PRESETS
@@ -506,3 +511,150 @@ def test_full_size_gpt1_through_the_same_path(tmp_path, monkeypatch):
     for key, value in BUILTIN_PRESETS["gpt1"]["config"].items():  # the architecture of the name
         assert config[key] == value, key
     assert lm.backbone.count_params() == 116_534_784
+
+
+# === Offline: one exception with the right hint; what the cache lacks, named ===
+
+
+def _no_network(monkeypatch, home):
+    """Online by the settings (HF_HUB_OFFLINE=0), but nothing answers: a refused connection."""
+    use_hf_home(monkeypatch, home, offline=False)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(
+        huggingface_hub.constants,
+        "HUGGINGFACE_CO_URL_TEMPLATE",
+        "http://127.0.0.1:9/{repo_id}/resolve/{revision}/{filename}",
+    )
+
+
+@pytest.mark.once  # before any model is built: the same on every backend
+@pytest.mark.parametrize("offline", [True, False], ids=["HF_HUB_OFFLINE set", "no network"])
+def test_offline_from_python_is_one_exception_whose_hint_fits_the_cause(tmp_path, monkeypatch, offline):
+    import traceback
+
+    import keras_hub
+
+    empty = tmp_path / "empty_home"
+    empty.mkdir()
+    if offline:
+        use_hf_home(monkeypatch, empty)
+    else:
+        _no_network(monkeypatch, empty)
+    calls = {
+        "GPT1CausalLM gpt1": lambda: GPT1CausalLM.from_preset("gpt1"),
+        "GPT1Backbone hf://": lambda: GPT1Backbone.from_preset("hf://someone/other"),
+        "KerasHub CausalLM gpt1": lambda: keras_hub.models.CausalLM.from_preset("gpt1"),
+    }
+    for name, call in calls.items():
+        with pytest.raises(hub.PretrainedWeightsUnavailable) as info:
+            call()
+        error = info.value
+        # One traceback, not huggingface_hub's chain of three or four before the good message.
+        assert error.__cause__ is None and error.__suppress_context__, name
+        assert "".join(traceback.format_exception(error)).count("Traceback (most recent call last)") == 1, name
+        message = str(error)
+        assert "\n" not in message and "local preset directory" in message, name
+        if offline:
+            assert "unset HF_HUB_OFFLINE" in message, name
+        else:  # the variable is not set: no hint to unset it
+            assert "HF_HUB_OFFLINE" not in message and "no network" in message, name
+
+
+@pytest.mark.once  # before any model is built: the same on every backend
+@pytest.mark.parametrize(
+    "keep", [["config.json"], ["config.json", "vocab.json", "merges.txt"]], ids=["config only", "config and vocabulary"]
+)
+def test_offline_cache_entry_without_weights_names_the_missing_file(tmp_path, monkeypatch, capsys, keep):
+    home = tmp_path / "home"
+    write_standin(home, "someone/gpt")
+    snapshot = home / "hub" / "models--someone--gpt" / "snapshots" / COMMIT
+    for path in snapshot.iterdir():
+        if path.name not in keep:
+            path.unlink()
+    use_hf_home(monkeypatch, home)
+    with pytest.raises(hub.PretrainedWeightsUnavailable) as info:
+        GPT1CausalLM.from_preset("hf://someone/gpt")
+    message = str(info.value)
+    assert "model.safetensors" in message and "missing from the local Hugging Face cache" in message
+    assert str(snapshot) in message and "HF_HUB_OFFLINE is set" in message
+    assert "no weights this library reads" not in message
+    capsys.readouterr()  # transformers' progress bars, from writing the stand-in
+    assert main(["generate", "--model", "hf://someone/gpt", "--prompt", "hi"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "model.safetensors" in err[0] and "missing from the local" in err[0]
+    assert not any(p.name.startswith(("someone", ".tmp-")) for p in (home / "keras_gpt1").iterdir())
+
+
+@pytest.mark.once  # before any model is built: the same on every backend
+@pytest.mark.parametrize(
+    "remove",
+    [["vocab.json", "merges.txt", "tokenizer.json"], ["merges.txt"], ["vocab.json"]],
+    ids=["no tokenizer files", "no merges.txt", "no vocab.json"],
+)
+def test_offline_cache_entry_without_its_tokenizer_is_not_converted(tmp_path, monkeypatch, remove):
+    home = tmp_path / "home"
+    write_standin(home, "someone/gpt")
+    snapshot = home / "hub" / "models--someone--gpt" / "snapshots" / COMMIT
+    for name in remove:
+        (snapshot / name).unlink()
+    use_hf_home(monkeypatch, home)
+    for _ in range(2):  # and not cached by the first attempt
+        with pytest.raises(hub.PretrainedWeightsUnavailable) as info:
+            GPT1CausalLM.from_preset("hf://someone/gpt")
+        message = str(info.value)
+        assert "tokenizer of hf://someone/gpt is missing from the local Hugging Face cache" in message
+        for name in remove:
+            if name != "tokenizer.json":
+                assert name in message
+        assert "Nothing was converted or cached" in message
+        assert [p.name for p in (home / "keras_gpt1").iterdir() if not p.name.endswith(".lock")] == []
+
+
+@pytest.mark.once
+def test_online_a_repository_without_weights_or_tokenizer_is_what_it_is(tmp_path, monkeypatch):
+    """When the Hub answers, the snapshot is the repository: no weights is "no weights this
+    library reads", and no tokenizer files converts the weights alone (the repository has none)."""
+    home = tmp_path / "home"
+    write_standin(home, "someone/no-weights", weights=False)
+    write_standin(home, "someone/no-tokenizer")
+    snapshot = home / "hub" / "models--someone--no-tokenizer" / "snapshots" / COMMIT
+    for name in ("vocab.json", "merges.txt", "tokenizer.json"):
+        (snapshot / name).unlink()
+    use_hf_home(monkeypatch, home)
+    monkeypatch.setattr(hub, "_offline_reason", lambda: None)  # as if the Hub had served these
+    with pytest.raises(ValueError, match="hf://someone/no-weights has no weights this library reads"):
+        GPT1CausalLM.from_preset("hf://someone/no-weights")
+    assert GPT1CausalLM.from_preset("hf://someone/no-tokenizer").tokenizer is None
+    assert (home / "keras_gpt1" / "someone--no-tokenizer").is_dir()
+
+
+@pytest.mark.once
+def test_offline_cache_entry_with_tokenizer_json_alone_converts_with_its_tokenizer(tmp_path, monkeypatch):
+    """The fast tokenizer's single file holds the same vocabulary and merges: not refused."""
+    home = tmp_path / "home"
+    write_standin(home, "someone/gpt")
+    snapshot = home / "hub" / "models--someone--gpt" / "snapshots" / COMMIT
+    for name in ("vocab.json", "merges.txt"):
+        (snapshot / name).unlink()
+    use_hf_home(monkeypatch, home)
+    assert GPT1CausalLM.from_preset("hf://someone/gpt").tokenizer is not None
+
+
+@pytest.mark.once
+@pytest.mark.parametrize("mask", [0o022, 0o027])
+def test_converted_cache_entries_follow_the_umask(tmp_path, monkeypatch, mask):
+    home = tmp_path / "home"
+    write_standin(home, "someone/gpt")
+    use_hf_home(monkeypatch, home)
+    previous = os.umask(mask)
+    try:
+        GPT1Backbone.from_preset("hf://someone/gpt", load_weights=False)  # the architecture entry
+        GPT1Backbone.from_preset("hf://someone/gpt")  # the converted preset
+    finally:
+        os.umask(previous)
+    entries = [home / "keras_gpt1" / "someone--gpt", home / "keras_gpt1" / "someone--gpt.architecture"]
+    for entry in entries:
+        assert entry.is_dir()
+        for path in [entry, *entry.rglob("*")]:
+            expected = (0o777 if path.is_dir() else 0o666) & ~mask
+            assert path.stat().st_mode & 0o777 == expected, path

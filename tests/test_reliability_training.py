@@ -194,3 +194,51 @@ def test_corpus_comparison_names_the_changed_file():
     ]:
         with pytest.raises(ValueError, match=message):
             _check_same_corpus(before, current, "run")
+
+
+@pytest.fixture(scope="module")
+def finished_run(data, tmp_path_factory):
+    """`(output, result)` of a finished two-interval run, copied by the tests that damage it."""
+    output = tmp_path_factory.mktemp("finished") / "run"
+    return output, pretrain(**run_kwargs(data, output, steps=2, eval_interval=1))
+
+
+@pytest.mark.once
+@pytest.mark.parametrize(
+    "lost",
+    [["loss_curve.png", "model.weights.h5", "task.json"], ["loss_curve.png", "newest checkpoint"]],
+    ids=["the curve and the final preset", "the curve and the last interval"],
+)
+def test_a_run_killed_during_its_final_save_draws_its_whole_loss_curve_on_resume(
+    data, finished_run, tmp_path, monkeypatch, lost
+):
+    """A `kill -9` while the final preset is written leaves every checkpoint and no curve: the
+    rerun has nothing left to train, and still draws the run's curve (from the intervals each
+    checkpoint records). A rerun that trains the last interval again draws the whole run too."""
+    import shutil
+
+    pytest.importorskip("matplotlib")
+    from keras_gpt1.training import loss_curve
+
+    output = shutil.copytree(finished_run[0], tmp_path / "run")
+    for name in lost:
+        if name == "newest checkpoint":
+            shutil.rmtree(latest_checkpoint(output / "checkpoints"))
+        else:
+            (output / name).unlink()
+    drawn = []
+    real = loss_curve.write_loss_curve
+
+    def recording(path, updates, train_loss, validation_loss=None, initial_validation_loss=None):
+        drawn.append((list(updates), list(train_loss), validation_loss is not None, initial_validation_loss))
+        return real(path, updates, train_loss, validation_loss, initial_validation_loss=initial_validation_loss)
+
+    monkeypatch.setattr(loss_curve, "write_loss_curve", recording)
+    again = pretrain(**run_kwargs(data, output, steps=2, eval_interval=1))
+    assert (output / "loss_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    initial = json.loads((output / "run.json").read_text())["initial_validation"]["loss"]
+    [(updates, train_loss, with_validation, initial_loss)] = drawn
+    assert updates == [1, 2] and with_validation and initial_loss == pytest.approx(initial)
+    # The first run's intervals as its checkpoints recorded them (the retrained one: bit-exact).
+    assert train_loss == pytest.approx(finished_run[1].history["loss"])
+    assert len(again.history.get("loss", [])) == (1 if "newest checkpoint" in lost else 0)

@@ -422,7 +422,7 @@ def finetune_inputs(tmp_path_factory):
 )
 def test_finetune_gives_the_recorded_history_and_metrics(finetune_inputs, family):
     """`finetune` on the same files, preset and seed gives the old task models' training history
-    (losses within 1e-4) and validation metrics (within 1e-6). Every family in the run that holds
+    (losses within 1e-4) and validation metrics (within 1e-6, correlations within 1e-4). Every family in the run that holds
     the `once` tests; on the other backends the two whose losses and inputs differ most from the classifier's
     (mean squared error on a pair of orders; a softmax over candidates of rank-3 inputs), since
     the data and packing are backend-independent and only the training numerics differ."""
@@ -440,4 +440,8 @@ def test_finetune_gives_the_recorded_history_and_metrics(finetune_inputs, family
         np.testing.assert_allclose(result.history[key], values, rtol=1e-4, atol=0, err_msg=key)
     assert set(result.metrics) == set(record["metrics"])
     for key, value in record["metrics"].items():
-        assert result.metrics[key] == pytest.approx(value, abs=1e-6), (key, result.metrics, record["metrics"])
+        # A correlation of near-constant predictions (two epochs of a tiny model) divides by their
+        # tiny spread, so it magnifies the last-bit differences between CPUs' float32 kernels
+        # (AVX2 against AVX-512/AMX) about a hundredfold: within 1e-4, against 1e-6 for the rest.
+        tolerance = 1e-4 if key in ("pearson", "spearman") else 1e-6
+        assert result.metrics[key] == pytest.approx(value, abs=tolerance), (key, result.metrics, record["metrics"])

@@ -274,6 +274,7 @@ def test_task_model_outputs_and_persistence(name, make, x, shape, tmp_path):
     model.save_to_preset(preset)
     assert sorted(os.listdir(preset)) == [
         "config.json",
+        "manifest.json",
         "metadata.json",
         "model.weights.h5",
         "task.json",

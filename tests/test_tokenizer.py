@@ -524,7 +524,7 @@ def test_reads_the_original_release_format(tmp_path, vocab_dir):
 def test_preset_round_trip(tokenizer, tmp_path):
     configured = GPT1Tokenizer(tokenizer.vocabulary, tokenizer.merges, sequence_length=12, standardize="original")
     configured.save_to_preset(tmp_path)
-    assert sorted(os.listdir(tmp_path)) == ["assets", "tokenizer.json"]
+    assert sorted(os.listdir(tmp_path)) == ["assets", "manifest.json", "tokenizer.json"]
     assert sorted(os.listdir(tmp_path / "assets/tokenizer")) == ["merges.txt", "vocab.json"]
     saved = json.load(open(tmp_path / "tokenizer.json"))
     assert saved["class_name"] == "GPT1Tokenizer"

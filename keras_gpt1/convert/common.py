@@ -7,34 +7,38 @@ import keras
 import numpy as np
 
 from keras_gpt1 import presets
-from keras_gpt1.utils.files import check_writable_dir, replace_in_dir, require_file
+from keras_gpt1.utils import artifacts
+from keras_gpt1.utils.files import check_writable_dir, estimated_weights_file_bytes, replace_in_dir, require_file
+from keras_gpt1.utils.locks import holding_output
+
+
+def holding_output_folder(parameter):
+    """Decorates a converter to run holding the lock of its output folder (the argument named
+    `parameter`) from its first check to its last write: a second writer is refused at once,
+    naming this one (`keras_gpt1.utils.locks`). An output that is a file or cannot be written is
+    named before anything is created."""
+    return holding_output(parameter, "convert", before=check_writable_dir)
 
 
 def check_output(source, output, overwrite):
     """Raises unless `output` may receive a converted model (called before any work).
 
     Both layouts name their config `config.json`, so writing into the source would clobber it;
-    an existing model is replaced only on request.
+    an existing model of any kind (a preset, a fine-tuned model, a pretraining run, a Hugging Face
+    model, a tokenizer) is replaced only on request, and then as a whole; SavedModel exports never.
     """
     source, output = os.fspath(source), os.fspath(output)
     if os.path.abspath(source) == os.path.abspath(output):
         raise ValueError(f"The output directory {output!r} is the input directory; pick a new one.")
-    if os.path.isfile(os.path.join(output, "config.json")) and not overwrite:
-        raise ValueError(
-            f"The output directory {output!r} already holds a model (config.json). Pick another "
-            "directory, or pass `overwrite=True` to replace it."
-        )
+    artifacts.check_output_artifact(output, (), "`overwrite=True`", overwrite, what="The output directory")
     check_writable_dir(output)
 
 
 def weight_bytes(backbone):
-    """About how many bytes the backbone's weights take on disk (for a full disk's message)."""
-
-    def itemsize(dtype):  # "float32" -> 4, "bfloat16" -> 2, "int8" -> 1
-        digits = "".join(c for c in keras.backend.standardize_dtype(dtype) if c.isdigit())
-        return int(digits or 8) // 8
-
-    return sum(int(np.prod(w.shape)) * itemsize(w.dtype) for w in backbone.weights)
+    """About how many bytes the backbone's preset takes on disk (a little over): checked against
+    the free space before anything is written, since h5py crashes the process when the disk
+    fills while it writes, and named in a full disk's message."""
+    return estimated_weights_file_bytes(backbone.weights)
 
 
 def read_vocabulary_files(directory, vocab_name, merges_name, read):
@@ -136,12 +140,12 @@ def save_preset(backbone, tokenizer, preset_dir):
     """Writes the converted backbone (and tokenizer, if any) as a preset directory.
 
     An earlier model there is replaced only once the new one is written and checked: every file
-    of it (a tokenizer, a task head) goes, and nothing of it is lost if writing fails (see
-    `replace_in_dir`). Other files in the directory stay.
+    of it (a tokenizer, a task head, a run's checkpoints: `artifacts.MODEL_ENTRIES`) goes, and
+    nothing of it is lost if writing fails (see `replace_in_dir`). Other files in the directory stay.
     """
     from keras_gpt1.utils.checks import check_weight_shapes
 
-    with replace_in_dir(preset_dir, presets.PRESET_ENTRIES, "preset", weight_bytes(backbone)) as staging:
+    with replace_in_dir(preset_dir, artifacts.MODEL_ENTRIES, "preset", weight_bytes(backbone)) as staging:
         backbone.save_to_preset(staging)
         if tokenizer is not None:
             tokenizer.save_to_preset(staging)

@@ -25,7 +25,9 @@ from keras_gpt1 import presets
 from keras_gpt1.convert import common
 from keras_gpt1.convert.lazy import LazyTensor
 from keras_gpt1.convert.mapping import TOKENS, backbone_variables
+from keras_gpt1.utils import artifacts
 from keras_gpt1.utils.files import atomic_write_json, disk_full_reported, read_json, replace_in_dir, require_file
+from keras_gpt1.utils.locks import output_lock
 
 HF_CONFIG_FILE = "config.json"
 SAFETENSORS_FILE = "model.safetensors"
@@ -379,6 +381,7 @@ def load_hf_checkpoint(hf_dir):
     return backbone, tokenizer
 
 
+@common.holding_output_folder("preset_dir")
 def convert_hf_to_preset(hf_dir, preset_dir, overwrite=False):
     """Converts an `OpenAIGPTLMHeadModel` directory into a keras_gpt1 preset; returns the backbone.
 
@@ -471,7 +474,12 @@ def save_hf_checkpoint(backbone, hf_dir, vocabulary_files=None):
         for name, variable in backbone_variables(backbone).items()
     ]
     needed = sum(4 * int(np.prod(shape)) for _, shape, _ in tensors)
-    with replace_in_dir(hf_dir, HF_ENTRIES, "Hugging Face model", needed) as staging:
+    # Every file of the model there goes, whatever its kind (`artifacts.MODEL_ENTRIES`): none is
+    # left beside the new one to mix with it.
+    with (
+        output_lock(hf_dir, "save_hf_checkpoint"),
+        replace_in_dir(hf_dir, HF_ENTRIES + artifacts.MODEL_ENTRIES, "Hugging Face model", needed) as staging,
+    ):
         weights_path = os.path.join(staging, SAFETENSORS_FILE)
         with disk_full_reported("weights", os.path.join(hf_dir, SAFETENSORS_FILE), needed):
             # `transformers` refuses safetensors files without the "format" metadata.
@@ -484,6 +492,7 @@ def save_hf_checkpoint(backbone, hf_dir, vocabulary_files=None):
         _check_safetensors(weights_path, {name: shape for name, shape, _ in tensors})
 
 
+@common.holding_output_folder("hf_dir")
 def convert_preset_to_hf(preset_dir, hf_dir, overwrite=False):
     """Converts a keras_gpt1 preset into a Hugging Face `OpenAIGPTLMHeadModel` directory.
 

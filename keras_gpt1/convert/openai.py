@@ -201,6 +201,7 @@ def load_openai_checkpoint(openai_dir, num_heads=None, dropout=0.1):
     return backbone, tokenizer
 
 
+@common.holding_output_folder("preset_dir")
 def convert_openai_to_preset(openai_dir, preset_dir, num_heads=None, dropout=0.1, overwrite=False):
     """Converts an original-release checkpoint directory into a keras_gpt1 preset.
 

@@ -13,6 +13,7 @@ path = export_saved_model("my_preset", "/tmp/gpt1_serving", version=1)   # "/tmp
 ```
 """
 
+import errno
 import os
 import subprocess
 import sys
@@ -128,7 +129,12 @@ def _export_in_subprocess(model_dir, output_dir, version, max_length, max_new_to
     if result.returncode != 0:
         for line in result.stderr.splitlines():
             if line.startswith(_ERROR_PREFIX):
-                raise ValueError(line[len(_ERROR_PREFIX) :])
+                message = line[len(_ERROR_PREFIX) :]
+                if result.returncode == 1:  # the command line's status for a full disk
+                    from keras_gpt1.utils.files import DiskFullError
+
+                    raise DiskFullError(errno.ENOSPC, message)
+                raise ValueError(message)
         raise RuntimeError(
             "The export subprocess (KERAS_BACKEND=tensorflow) failed with exit code "
             f"{result.returncode}:\n{result.stderr[-4000:]}"

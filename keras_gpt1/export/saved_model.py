@@ -74,7 +74,9 @@ generate(text=tf.constant(["the cat sat"]))["text"]
 """
 
 import contextlib
+import errno
 import functools
+import inspect
 import os
 import tempfile
 import threading
@@ -90,7 +92,9 @@ from keras_gpt1.export.int8_products import exact_int8_layers
 from keras_gpt1.export.tensors import backend_value
 from keras_gpt1.export.token_table import TransposedTokenTable
 from keras_gpt1.utils.checks import check_integer
-from keras_gpt1.utils.files import atomic_dir, check_not_a_file
+from keras_gpt1.utils import artifacts
+from keras_gpt1.utils.files import atomic_dir, check_free_space, check_not_a_file, check_writable_dir
+from keras_gpt1.utils.locks import holding_output
 
 _STRINGS = tf.TensorSpec([None], tf.string)
 _TRACE_LOCK = threading.Lock()
@@ -348,8 +352,24 @@ def _function(input_signature, around=contextlib.nullcontext):
     traced inside the context `around()`."""
 
     def decorate(fn):
+        parameters = [p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.POSITIONAL_OR_KEYWORD]
+        names = [
+            spec.name or (parameters[i] if i < len(parameters) else f"input_{i}")
+            for i, spec in enumerate(input_signature)
+        ]
+
         @functools.wraps(fn)
         def traced(*args):
+            # A tensor of the wrong rank would fail deep inside ("Incompatible shapes: [3] vs.
+            # [2]"); EnsureShape checks each input when the signature runs (a static rank check
+            # would be folded away, as the placeholder's shape is known when tracing) and its
+            # InvalidArgument names the input and the shape it must have.
+            args = [
+                tf.ensure_shape(
+                    arg, spec.shape, name=f"{name}_must_have_shape_{'x'.join(['n'] * spec.shape.rank) or 'scalar'}"
+                )
+                for arg, spec, name in zip(args, input_signature, names)
+            ]
             with around():
                 return fn(*args)
 
@@ -592,6 +612,11 @@ def build_serving_module(
 
     context = model.backbone.max_sequence_length
     if isinstance(model, GPT1CausalLM):
+        if task is not None:
+            raise ValueError(
+                f"`task={task!r}` applies to fine-tuned task models; this is a causal language model "
+                "(GPT1CausalLM: text generation and scoring), which has no task: leave `task` out."
+            )
         tokenizer = _untruncated_tokenizer(model.tokenizer, model)
         limit = check_integer("max_length", context if max_length is None else max_length, 2, context)
         new = check_integer("default_max_new_tokens", default_max_new_tokens, 1, 1 << 30)
@@ -624,11 +649,26 @@ def build_serving_module(
 
 
 def save_serving_module(module, signatures, path):
-    """`tf.saved_model.save` with the functions traced in core TF ops only (see the docstring)."""
-    with _core_tf_tracing():
-        tf.saved_model.save(module, os.fspath(path), signatures=signatures)
+    """`tf.saved_model.save` with the functions traced in core TF ops only (see the docstring).
+
+    TensorFlow reports a full disk as a `ResourceExhaustedError` and a read-only one as some other
+    `OpError`; both become the `OSError` (ENOSPC, EROFS) that `keras_gpt1.utils.files` names."""
+    try:
+        with _core_tf_tracing():
+            tf.saved_model.save(module, os.fspath(path), signatures=signatures)
+    except tf.errors.OpError as e:
+        for code, text in (
+            (errno.ENOSPC, "No space left"),
+            (errno.EDQUOT, "quota exceeded"),
+            (errno.EROFS, "Read-only"),
+        ):
+            if text.lower() in str(e.message).lower():
+                raise OSError(code, os.strerror(code), os.fspath(path)) from None
+        raise
 
 
+# The base folder is locked for the whole export: a second writer into it is refused at once.
+@holding_output("output_dir", "export", before=check_writable_dir)
 def export_in_process(
     model,
     output_dir,
@@ -661,6 +701,8 @@ def export_in_process(
     dtype = check_export_dtype(dtype)
     output_dir = os.path.abspath(os.fspath(output_dir))
     target = os.path.join(check_not_a_file(output_dir), str(version))
+    # A base folder holds version folders only: never a model, a run or a SavedModel itself.
+    artifacts.check_output_artifact(output_dir, (artifacts.EXPORT_BASE,), what="Export base directory")
     if os.path.exists(target) and not overwrite:
         raise ValueError(f"{target!r} already exists: pick another `version`, or pass `overwrite=True`.")
     label_names = None
@@ -676,15 +718,23 @@ def export_in_process(
         record = _finetune_record(model)
         model = load_model(model, dtype)
         if record and not isinstance(model, GPT1CausalLM):
-            task = task or record.get("task")
+            trained = record.get("task")
+            if task is not None and trained is not None and task != trained:
+                raise ValueError(
+                    f"The model was fine-tuned for the {trained!r} task (its finetune.json says so), "
+                    f"not {task!r}: leave `task` out to export it as {trained}."
+                )
+            task = task or trained
             max_length = max_length or record.get("sequence_length")
             label_names = record.get("label_names")
-    module, signatures = build_serving_module(model, max_length, default_max_new_tokens, task, label_names)
-    # Staged under a non-numeric name (TF Serving ignores it while it is being written), with
-    # the umask's permissions so a server running as another user can read it.
+    # The space is checked before the (slow) tracing, and again when the export is staged.
     weights_bytes = sum(
         int(np.prod(v.shape)) * np.dtype(keras.backend.standardize_dtype(v.dtype)).itemsize for v in model.variables
     )
+    check_free_space(target, weights_bytes, "SavedModel")
+    module, signatures = build_serving_module(model, max_length, default_max_new_tokens, task, label_names)
+    # Staged under a non-numeric name (TF Serving ignores it while it is being written), with
+    # the umask's permissions so a server running as another user can read it.
     with atomic_dir(target, "SavedModel", weights_bytes) as staging:
         save_serving_module(module, signatures, staging)
     return target

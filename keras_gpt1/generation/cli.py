@@ -52,7 +52,8 @@ def add_parser(subparsers):
         help="ids that end generation (ids of the model's tokenizer, e.g. that of '.')",
     )
     gen.add_argument("--no-stream", action="store_true", help="print once at the end")
-    gen.set_defaults(func=run_generate)
+    # The samplers name their arguments `k` and `p`; the CLI's errors name the flags.
+    gen.set_defaults(func=run_generate, flag_names={"k": "--top-k", "p": "--top-p"})
 
     score = subparsers.add_parser(
         "score",

@@ -111,11 +111,17 @@ def check_prompts(prompts, vocabulary_size, context, max_new_tokens):
             )
     longest = max(ids.size for ids in prompts)
     if longest + max_new_tokens > context:
+        i = max(range(len(prompts)), key=lambda j: prompts[j].size)
+        # What to suggest must itself be valid: `max_new_tokens` >= 1, so a prompt that fills the
+        # whole context can only be shortened (to leave room for the tokens asked, or at least one).
+        new = min(max_new_tokens, context - 1)
+        which = "the prompt" if len(prompts) == 1 else "the prompts"
+        shorten = f"shorten {which} to at most {context - new} tokens{' each' if len(prompts) > 1 else ''} (room for {new} new)"
+        fix = f"use `max_new_tokens` <= {context - longest}, or {shorten}" if longest < context else shorten
         raise ValueError(
-            f"Prompt length {longest} + max_new_tokens {max_new_tokens} = {longest + max_new_tokens} "
+            f"Prompt {i}'s {longest} tokens + `max_new_tokens` {max_new_tokens} = {longest + max_new_tokens} "
             f"exceeds the model's context of {context} positions (GPT-1 has learned absolute "
-            f"positions, so it cannot slide past them). Use max_new_tokens <= {context - longest} "
-            "or a shorter prompt."
+            f"positions, so it cannot slide past them): {fix}."
         )
 
 

@@ -1,4 +1,5 @@
 import contextlib
+import os
 
 import keras
 import keras_hub
@@ -8,6 +9,7 @@ from keras_gpt1.layers.embedding import GPT1Embedding, without_random_init
 from keras_gpt1.layers.transformer_block import GPT1Block, warn_if_rematerialization_is_undone
 from keras_gpt1.models import lora, preset_io
 from keras_gpt1.utils.checks import CheckedInputsMixin, check_token_ids
+from keras_gpt1.utils.files import estimated_weights_file_bytes, writing_in_place
 
 
 @keras.saving.register_keras_serializable(package="keras_gpt1")
@@ -218,18 +220,51 @@ class GPT1Backbone(CheckedInputsMixin, keras_hub.models.Backbone):
 
     @classmethod
     def _from_resolved_preset(cls, preset, load_weights, **kwargs):
+        checks_weights = load_weights and preset_io.is_preset_dir(preset)
         if preset_io.is_keras_hub_preset(preset):
             preset_io.check_preset_class(preset, cls)
             preset_io.check_saved_config(preset)
             kwargs = preset_io.with_saved_dtype(preset, kwargs)
+            config = preset_io.saved_backbone_config(preset, kwargs)
+        else:
+            config = preset_io.load_legacy_backbone_config(preset)
+            config.update(kwargs)
+        if config is not None:
+            # Before anything is allocated: the sizes config.json asks for against the weights
+            # file's tensor shapes (metadata only), then against the memory there is.
+            if checks_weights and preset_io.has_single_weights_file(preset):
+                preset_io.check_config_against_weights(preset, config)
+            preset_io.check_backbone_memory(config, preset)
+        if preset_io.is_keras_hub_preset(preset):
             if not preset_io.has_single_weights_file(preset):
                 return super().from_preset(preset, load_weights=load_weights, **kwargs)  # remote, sharded
             backbone = super().from_preset(preset, load_weights=False, **kwargs)
         else:
-            config = preset_io.load_legacy_backbone_config(preset)
-            config.update(kwargs)
             backbone = cls.from_config(config)
-        if load_weights and preset_io.is_preset_dir(preset):
+        if checks_weights:
             # Checked: a file that is missing, corrupt or of another architecture is named.
             preset_io.load_backbone_weights(backbone, preset)
         return backbone
+
+    def save_to_preset(self, preset_dir, max_shard_size=10):
+        """Writes the preset with KerasHub's saver (`config.json`, `metadata.json`,
+        `model.weights.h5` or its shards), then `manifest.json`: the size and SHA-256 of the
+        weights, which every loader checks before reading them.
+
+        Example:
+        ```python
+        backbone.save_to_preset("my_backbone")     # GPT1Backbone.from_preset("my_backbone")
+        ```
+        """
+        # A full disk is refused before h5py starts (it crashes the process when the disk fills
+        # while it writes); a failed save removes what it wrote.
+        with writing_in_place(preset_dir, "preset", estimated_weights_file_bytes(self.weights)):
+            super().save_to_preset(os.fspath(preset_dir), max_shard_size=max_shard_size)
+            preset_io.write_preset_manifest(preset_dir, backbone=True)
+
+    def load_weights(self, filepath, skip_mismatch=False, **kwargs):
+        """Keras's `load_weights`, after checking the file against the `manifest.json` beside it
+        when there is one: every loader, KerasHub's auto classes included
+        (`keras_hub.models.Backbone.from_preset(dir)`), reaches the weights through here."""
+        preset_io.verify_weights_file(filepath)
+        return super().load_weights(filepath, skip_mismatch=skip_mismatch, **kwargs)

@@ -17,7 +17,9 @@ except ModuleNotFoundError as error:
     GPT1CausalLMPreprocessor = None
 from keras_gpt1.utils import compat
 from keras_gpt1.utils.checks import CheckedInputsMixin, check_integer
+from keras_gpt1.utils.files import estimated_weights_file_bytes, writing_in_place
 from keras_gpt1.utils.jit import resolve_jit_compile
+from keras_gpt1.utils.locks import holding_output
 
 
 def holds_text(x):
@@ -393,6 +395,9 @@ class GPT1CausalLM(CheckedInputsMixin, keras_hub.models.CausalLM):
         """
         preset = preset_io.resolve_preset(preset_io.as_preset(preset), load_weights)
         task_kwargs = {k: kwargs.pop(k) for k in ("preprocessor", "tokenizer") if k in kwargs}
+        own_tokenizer = not task_kwargs
+        if own_tokenizer:
+            preset_io.check_saved_tokenizer_configs(preset)
         # Config overrides (`dropout=0.0`, `dtype=`) are the backbone's: it is built here, with
         # its class checked and its weights loaded, and handed to KerasHub's task loader.
         backbone = GPT1Backbone.from_preset(preset, load_weights=load_weights, **kwargs)
@@ -401,16 +406,30 @@ class GPT1CausalLM(CheckedInputsMixin, keras_hub.models.CausalLM):
                 # No preprocessor.json (a converted or backbone-only preset): the tokenizer, if
                 # there is one, gets a preprocessor made here; KerasHub's loader would insist on one.
                 task_kwargs = {"preprocessor": None, "tokenizer": preset_io.load_tokenizer(preset, load_weights)}
-            return super().from_preset(preset, load_weights=False, backbone=backbone, **task_kwargs)
-        if not task_kwargs:
-            task_kwargs["tokenizer"] = preset_io.load_tokenizer(preset, load_weights)
-        return cls(backbone, **task_kwargs)
+            lm = super().from_preset(preset, load_weights=False, backbone=backbone, **task_kwargs)
+        else:
+            if not task_kwargs:
+                task_kwargs["tokenizer"] = preset_io.load_tokenizer(preset, load_weights)
+            lm = cls(backbone, **task_kwargs)
+        if own_tokenizer and preset_io.is_preset_dir(preset):
+            preset_io.check_tokenizer_fits(preset, lm.backbone, lm.tokenizer)
+        return lm
 
+    @holding_output("preset_dir", "save_to_preset")
     def save_to_preset(self, preset_dir, max_shard_size=10):
         """Writes the preset with KerasHub's saver: `task.json`, `config.json`, `metadata.json`,
         `model.weights.h5`, and with a preprocessor `preprocessor.json`, `tokenizer.json` and
         `assets/tokenizer/`. Load it with `GPT1CausalLM.from_preset` or
-        `keras_hub.models.CausalLM.from_preset`."""
-        compat.save_task_to_preset(self, preset_dir, max_shard_size=max_shard_size)
-        if self.preprocessor is None and self.tokenizer is not None:
-            self.tokenizer.save_to_preset(preset_dir)
+        `keras_hub.models.CausalLM.from_preset`. Another writer into `preset_dir` meanwhile is
+        refused (`keras_gpt1.utils.locks`)."""
+        # A full disk is refused before anything is written (`writing_in_place`); a failed save
+        # removes what it wrote.
+        with writing_in_place(preset_dir, "preset", estimated_weights_file_bytes(self.weights)):
+            compat.save_task_to_preset(self, preset_dir, max_shard_size=max_shard_size)
+            # Last, the size and SHA-256 of the weights and the tokenizer's files, which every loader
+            # checks before it reads them.
+            preset_io.write_preset_manifest(
+                preset_dir, backbone=True, tokenizer=self.preprocessor is not None, task=True
+            )
+            if self.preprocessor is None and self.tokenizer is not None:
+                self.tokenizer.save_to_preset(preset_dir)

@@ -31,8 +31,45 @@ def _layers_with_weights(backbone):
     return [layer for layer in backbone._flatten_layers(include_self=False) if layer.weights]
 
 
+def _kernel_matrix_shape(layer):
+    """`(rows, columns)` of the matrix a LoRA update `A @ B` adds to: Keras's `Dense` and
+    `EinsumDense` make `A` of the kernel's leading dimensions by `rank`, `B` of `rank` by its last."""
+    shape = [int(d) for d in layer.kernel.shape]
+    rows = 1
+    for d in shape[:-1]:
+        rows *= d
+    return rows, shape[-1]
+
+
+def check_lora_rank(rank, kernel_shapes, name="rank", limit_name=None):
+    """`rank` as an int in `[1, limit]`, `limit` the smallest side of the adapted kernels
+    (`kernel_shapes`, `(rows, columns)` each), else a ValueError naming `name` and the limit.
+
+    The update `A @ B` of a `rows x columns` kernel has rank at most `min(rows, columns)`, so a
+    larger `rank` adds parameters (and memory, and time) that can learn nothing more.
+
+    Example:
+    ```python
+    check_lora_rank(8, [(768, 2304)])           # 8
+    check_lora_rank(100000, [(32, 96)])         # ValueError: `rank` (100000) must be at most 32 ...
+    ```
+    """
+    rank = check_integer(name, rank, 1)
+    rows, columns = min(kernel_shapes, key=min)
+    limit = min(rows, columns)
+    if rank > limit:
+        what = f"{limit}, {limit_name}" if limit_name else str(limit)
+        raise ValueError(
+            f"`{name}` ({rank}) must be at most {what}: an adapted kernel is {rows} x {columns}, so its "
+            f"update A @ B has rank at most {limit}, and a larger rank only adds parameters that learn "
+            "nothing more (ranks of 4 to 16 are usual)."
+        )
+    return rank
+
+
 def check_enable_lora(backbone, rank, target_layer_names):
-    """Refuses a rank below 1, a second `enable_lora`, and target names that match no layer."""
+    """Refuses a rank below 1 or above the adapted kernels' smaller side, a second
+    `enable_lora`, and target names that match no layer."""
     rank = check_integer("rank", rank, 1)
     already = [layer.path for layer in _layers_with_weights(backbone) if getattr(layer, "lora_enabled", False)]
     if already:
@@ -48,6 +85,13 @@ def check_enable_lora(backbone, rank, target_layer_names):
         raise ValueError(
             f"No layer of this backbone is named {list(target_layer_names)}; layers LoRA can adapt: {sorted(names)}."
         )
+    targets = [
+        layer
+        for layer in _layers_with_weights(backbone)
+        if layer.name in target_layer_names and hasattr(layer, "enable_lora") and hasattr(layer, "kernel")
+    ]
+    if targets:
+        rank = check_lora_rank(rank, [_kernel_matrix_shape(layer) for layer in targets])
     return rank
 
 

@@ -18,12 +18,22 @@ leaves everything else as it is. Fetching and converting belong to a layer above
 registered (dependency injection keeps the imports flowing downward).
 """
 
+import fnmatch
 import os
 
 import keras
+import numpy as np
 
 from keras_gpt1 import presets
-from keras_gpt1.utils.checks import check_preset_config, check_weight_shapes
+from keras_gpt1.tokenizers import check_tokenizer_config
+from keras_gpt1.utils import manifest
+from keras_gpt1.utils.checks import (
+    check_fits_in_memory,
+    check_preset_config,
+    check_weight_shapes,
+    is_integer,
+    read_weight_shapes,
+)
 from keras_gpt1.utils.files import read_json, require_file
 
 BACKBONE_CLASS_NAME = "GPT1Backbone"
@@ -142,11 +152,33 @@ def check_preset_class(preset, expected_cls, config_file=presets.CONFIG_FILE):
 
 def check_saved_config(preset):
     """Refuses a local KerasHub preset whose `config.json` holds a wrong type or value (a string
-    where a size belongs, a zero size), naming the file and the key, before Keras builds from it."""
+    where a size belongs, a zero size, a missing key, `"rematerialize": "yes"`), naming the file
+    and the key, before Keras builds from it."""
     if is_preset_dir(preset):
         path = os.path.join(preset, presets.CONFIG_FILE)
         config = _read_config(preset).get("config")
         check_preset_config(config if isinstance(config, dict) else {}, path)
+
+
+def check_saved_tokenizer_configs(preset):
+    """Refuses a preset whose `tokenizer.json`, or the tokenizer config inside its
+    `preprocessor.json`, holds a value the tokenizer would misread (`"standardize": "klingon"`),
+    naming the file, the key and the allowed values. Both are checked: KerasHub's loader builds
+    the tokenizer from `preprocessor.json` when there is one and never reads `tokenizer.json`, so
+    an edit there would otherwise load silently and do nothing."""
+    if not is_preset_dir(preset):
+        return
+    path = os.path.join(preset, presets.TOKENIZER_CONFIG_FILE)
+    if os.path.isfile(path):
+        data = read_json(path, "tokenizer config")
+        if isinstance(data, dict) and isinstance(data.get("config"), dict):
+            check_tokenizer_config(data["config"], path)
+    path = os.path.join(preset, "preprocessor.json")
+    if os.path.isfile(path):
+        data = read_json(path, "preprocessor config")
+        tokenizer = data.get("config", {}).get("tokenizer") if isinstance(data, dict) else None
+        if isinstance(tokenizer, dict) and isinstance(tokenizer.get("config"), dict):
+            check_tokenizer_config(tokenizer["config"], f"{path} (its tokenizer)")
 
 
 def with_saved_dtype(preset, kwargs):
@@ -178,6 +210,15 @@ def load_backbone_config(preset):
     for key in ("name", "trainable", "dtype"):
         config.pop(key, None)
     return config
+
+
+def saved_backbone_config(preset, overrides):
+    """The constructor arguments a local KerasHub preset's `config.json` gives, with the
+    caller's `overrides` (dtype included); None for a remote handle (nothing to read yet)."""
+    if not is_preset_dir(preset):
+        return None
+    config = _read_config(preset).get("config")
+    return {**(config if isinstance(config, dict) else {}), **overrides}
 
 
 def load_legacy_backbone_config(preset):
@@ -214,6 +255,7 @@ def has_single_weights_file(preset):
 
 def load_backbone_weights(backbone, preset_dir):
     path = require_file(os.path.join(preset_dir, presets.WEIGHTS_FILE), "preset weights")
+    verify_preset_files(preset_dir, [presets.WEIGHTS_FILE])
     try:
         # Keras skips surplus tensors with only a warning; a preset must match exactly.
         check_weight_shapes(path, backbone.weights, presets.CONFIG_FILE)
@@ -256,3 +298,199 @@ def load_tokenizer(preset, load_weights=True):
 def read_preset_json(preset, name):
     """The JSON file `name` of a preset directory (a ValueError names a corrupt one)."""
     return read_json(os.path.join(preset, name), name)
+
+
+# === Verified presets: a checksum manifest of the binary files (keras_gpt1.utils.manifest) ===
+
+
+def _matching(preset_dir, patterns):
+    names = os.listdir(preset_dir) if os.path.isdir(preset_dir) else []
+    return sorted(n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns))
+
+
+def write_preset_manifest(preset_dir, backbone=False, tokenizer=False, task=False):
+    """Records in `preset_dir/manifest.json` the binary files a saver just wrote there (JSON
+    configs are left out: users edit them by hand, and they are checked by content): the backbone's
+    weights (or shards), the tokenizer's assets, the task head's weights. Entries for files
+    another saver wrote stay, so a backbone saved and then a tokenizer saved into the same
+    directory are both listed. Called last by every keras_gpt1 `save_to_preset`.
+
+    Example:
+    ```python
+    backbone.save_to_preset("my_preset")     # calls write_preset_manifest("my_preset", backbone=True)
+    ```
+    """
+    preset_dir = os.fspath(preset_dir)
+    names = []
+    if backbone:
+        names += _matching(preset_dir, presets.WEIGHTS_PATTERNS)
+    if tokenizer:
+        names += [n for n in presets.TOKENIZER_ASSET_FILES if os.path.isfile(os.path.join(preset_dir, n))]
+    if task and os.path.isfile(os.path.join(preset_dir, presets.TASK_WEIGHTS_FILE)):
+        names.append(presets.TASK_WEIGHTS_FILE)
+    manifest.write_manifest(preset_dir, names, keep_others=True)
+
+
+def verify_preset_files(preset_dir, names):
+    """Checks the files `names` of a local preset against its manifest before they are read: a
+    ValueError names a file that is corrupt or truncated (its size, then its SHA-256), a
+    FileNotFoundError one that is listed but gone. A preset without a manifest (written by hand,
+    by an older release, by KerasHub's generic saver) passes, and loads as before."""
+    if is_preset_dir(preset_dir):
+        manifest.verify_files(os.fspath(preset_dir), names, "preset")
+
+
+def verify_weights_file(filepath):
+    """`verify_preset_files` for a weights file given by path (`model.weights.h5`, the sharded
+    `model.weights.json` and its shards, `task.weights.h5`), as `load_weights` receives it from
+    any loader, KerasHub's auto classes included."""
+    filepath = os.fspath(filepath)
+    directory, name = os.path.split(os.path.abspath(filepath))
+    names = [name]
+    if name.endswith(".json") and os.path.isfile(filepath):  # sharded: the shards it maps to
+        try:
+            weight_map = read_json(filepath, "sharded weights index").get("weight_map", {})
+            for value in weight_map.values():
+                names += value if isinstance(value, list) else [value]
+        except (ValueError, AttributeError):
+            pass  # Keras's own loader names a corrupt index
+    verify_preset_files(directory, sorted(set(n for n in names if isinstance(n, str))))
+
+
+# === config.json against the weights, before anything is allocated ===
+
+
+def backbone_weight_shapes(config):
+    """The tensor shapes a `GPT1Backbone` of `config` holds, computed without building it (a
+    config asking for 10**12 rows allocates nothing here). tests/test_reliability_presets.py
+    checks this list against a real backbone's `weights`.
+
+    Example:
+    ```python
+    len(backbone_weight_shapes(presets.BUILTIN_PRESETS["gpt1"]["config"]))   # 2 + 12 * 12
+    ```
+    """
+    v, h = config["vocabulary_size"], config["hidden_dim"]
+    i, length = config["intermediate_dim"], config.get("max_sequence_length", 512)
+    block = [(h, 3 * h), (3 * h,), (h, h), (h,), (h,), (h,), (h, i), (i,), (i, h), (h,), (h,), (h,)]
+    return [(length, h), (v, h)] + block * config["num_layers"]
+
+
+def _dimensions_in_weights(shapes):
+    """The config values the tensors of a weights file imply, read from their paths in Keras's
+    layout (`layers/gpt1_embedding/...`); keys it cannot find are left out."""
+    found, blocks = {}, set()
+    for path, shape in shapes.items():
+        parts = path.split("/")
+        if len(parts) > 1 and parts[0] == "layers" and parts[1].startswith("gpt1_block"):
+            blocks.add(parts[1])
+        if path.endswith("token_embedding/vars/0") and len(shape) == 2:
+            found["vocabulary_size"], found["hidden_dim"] = shape
+        elif path.endswith("gpt1_embedding/vars/0") and len(shape) == 2:
+            found["max_sequence_length"] = shape[0]
+        elif path.endswith("c_fc/vars/0") and len(shape) == 2:
+            found["intermediate_dim"] = shape[1]
+    if blocks:
+        found["num_layers"] = len(blocks)
+    return found
+
+
+def _is_quantized(dtype):
+    return isinstance(dtype, dict) and "DTypePolicyMap" in str(dtype.get("class_name"))
+
+
+def check_config_against_weights(preset_dir, config):
+    """Refuses a preset whose `config.json` (with the caller's overrides, `config`) describes
+    other tensors than its `model.weights.h5` holds, reading the file's metadata only: a
+    `max_sequence_length` of 20,000,000 in a 124 KB preset is a ValueError naming config.json,
+    the key and both values, before gigabytes are allocated for it. Quantized presets (their
+    int8 tensors and scales differ from the float layout) and sharded ones are checked against
+    the built model instead, when their weights load."""
+    path = os.path.join(preset_dir, presets.WEIGHTS_FILE)
+    needed = ("vocabulary_size", "num_layers", "hidden_dim", "intermediate_dim", "max_sequence_length")
+    if not os.path.isfile(path) or _is_quantized(config.get("dtype")):
+        return
+    if not all(is_integer(config.get(k, 512)) for k in needed):
+        return  # the constructor names a wrong type
+    verify_preset_files(preset_dir, [presets.WEIGHTS_FILE])
+    config_path = os.path.join(os.fspath(preset_dir), presets.CONFIG_FILE)
+    try:
+        shapes = read_weight_shapes(path)
+    except OSError as e:  # not an HDF5 file at all
+        raise ValueError(f"Could not load preset weights {path!r}: {e}") from None
+    held = _dimensions_in_weights(shapes)
+    count = 2 + 12 * config["num_layers"]  # compared first: `num_layers: 10**9` lists nothing
+    if count == len(shapes):
+        try:
+            check_weight_shapes(path, backbone_weight_shapes(config), presets.CONFIG_FILE)
+            return
+        except ValueError as e:
+            problem = str(e)
+    else:
+        problem = (
+            f"it holds {len(shapes)} tensors but the config in {presets.CONFIG_FILE} describes a model with {count}"
+        )
+    differs = [k for k in needed if k in held and config.get(k, 512) != held[k]]
+    detail = "".join(
+        f' {config_path!r} says "{k}" is {config.get(k, 512)}; the weights hold {held[k]}.' for k in differs
+    )
+    raise ValueError(f"Could not load preset weights {path!r}: {problem}.{detail}")
+
+
+def backbone_parameter_count(config):
+    """The number of weights a `GPT1Backbone` of `config` holds, from its sizes alone.
+
+    Example:
+    ```python
+    backbone_parameter_count(presets.BUILTIN_PRESETS["gpt1"]["config"])   # 116,534,784
+    ```
+    """
+    one = backbone_weight_shapes(dict(config, num_layers=1))  # the embeddings, then one block
+    sizes = [int(np.prod(shape, dtype=object)) for shape in one]
+    return sum(sizes[:2]) + config["num_layers"] * sum(sizes[2:])
+
+
+def check_backbone_memory(config, preset):
+    """Refuses a backbone `config` whose weights alone would not fit in the memory available now
+    (estimated from its sizes and its dtype policy's variable dtype), naming the config's file,
+    before a raw `ResourceExhaustedError`/`MemoryError` from inside the backend."""
+    needed = ("vocabulary_size", "num_layers", "hidden_dim", "intermediate_dim", "max_sequence_length")
+    if not all(is_integer(config.get(k, 512)) for k in needed) or _is_quantized(config.get("dtype")):
+        return
+    try:
+        policy = keras.dtype_policies.get(config.get("dtype") or keras.config.dtype_policy())
+        itemsize = np.dtype(policy.variable_dtype).itemsize
+    except Exception:  # an unreadable dtype: the config check names it
+        itemsize = 4
+    count = backbone_parameter_count(config)
+    where = os.path.join(os.fspath(preset), presets.CONFIG_FILE) if is_preset_dir(preset) else repr(preset)
+    sizes = ", ".join(f"{k}={config.get(k, 512)}" for k in needed)
+    check_fits_in_memory(count * itemsize, f"The backbone {where} describes ({sizes}: {count:,} parameters)")
+
+
+# === The tokenizer against the embedding ===
+
+
+def check_tokenizer_fits(preset, backbone, tokenizer):
+    """Refuses a preset whose tokenizer and backbone do not belong together: the embedding's
+    rows must be the tokenizer's ids (`vocabulary_size()`), or its text ids alone
+    (`base_vocabulary_size`: a pretrained backbone whose fine-tuning tokens get their rows when a
+    task is built). Otherwise generation would sample ids the tokenizer cannot read back, or the
+    tokenizer produce ids the embedding has no row for, failing much later in `detokenize`."""
+    if tokenizer is None or not hasattr(tokenizer, "base_vocabulary_size"):
+        return
+    try:
+        ids, text_ids = int(tokenizer.vocabulary_size()), int(tokenizer.base_vocabulary_size)
+    except (ValueError, TypeError, AttributeError):
+        return  # no vocabulary loaded: nothing to compare
+    rows = int(backbone.vocabulary_size)
+    if rows in (ids, text_ids):
+        return
+    preset = os.fspath(preset)
+    raise ValueError(
+        f"The tokenizer of preset {preset!r} does not fit its backbone: "
+        f"{os.path.join(presets.TOKENIZER_ASSETS_DIR, presets.VOCAB_FILE)} and {presets.TOKENIZER_CONFIG_FILE} "
+        f"give {ids} token ids ({text_ids} of text), but {presets.CONFIG_FILE} and {presets.WEIGHTS_FILE} give "
+        f"the embedding {rows} rows. Were the tokenizer files copied from another model? Save the model and its "
+        "tokenizer together, or pass the matching `tokenizer=`."
+    )

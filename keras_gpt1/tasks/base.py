@@ -44,9 +44,10 @@ from keras_gpt1.models.backbone import GPT1Backbone
 from keras_gpt1.models.causal_lm import holds_text
 from keras_gpt1.models.losses import next_token_crossentropy
 from keras_gpt1.utils import compat
-from keras_gpt1.utils.checks import CheckedInputsMixin, check_integer, check_token_ids, is_concrete
-from keras_gpt1.utils.files import require_file
+from keras_gpt1.utils.checks import CheckedInputsMixin, check_integer, check_number, check_token_ids, is_concrete
+from keras_gpt1.utils.files import estimated_weights_file_bytes, require_file, writing_in_place
 from keras_gpt1.utils.jit import resolve_jit_compile
+from keras_gpt1.utils.locks import holding_output
 
 try:  # The preprocessors' string ops and tokenizer; the models do not need them.
     import tensorflow as tf
@@ -228,10 +229,8 @@ class GPT1Task(CheckedInputsMixin):
     ):
         if not isinstance(backbone, GPT1Backbone):
             raise ValueError(f"`backbone` must be a GPT1Backbone; got {type(backbone).__name__}.")
-        if isinstance(dropout, bool) or not 0 <= float(dropout) < 1:
-            raise ValueError(f"`dropout` must be in [0, 1); got {dropout!r}.")
-        if isinstance(lm_weight, bool) or not np.isfinite(float(lm_weight)) or float(lm_weight) < 0:
-            raise ValueError(f"`lm_weight` must be a finite number >= 0 (0 turns the LM loss off); got {lm_weight!r}.")
+        dropout = check_number("dropout", dropout, 0, 1, high_open=True)
+        lm_weight = check_number("lm_weight", lm_weight, 0)  # 0 turns the LM loss off
         backbone = self._with_special_token_rows(backbone, preprocessor)
         if preprocessor is not None:
             preprocessor.attach_to(backbone, type(self).__name__)
@@ -483,11 +482,15 @@ class GPT1Task(CheckedInputsMixin):
         keras.saving.save_weights(self, filepath, objects_to_skip=self._not_task_weights())
 
     def load_task_weights(self, filepath):
-        """Loads weights written by `save_task_weights` into the head."""
+        """Loads weights written by `save_task_weights` into the head, after checking the file
+        against the preset's `manifest.json` when it has one (KerasHub's auto classes load a
+        task preset's head through here too)."""
         if not str(filepath).endswith(".weights.h5"):
             raise ValueError(f"The filename must end in `.weights.h5`; got {filepath!r}.")
+        preset_io.verify_weights_file(filepath)
         keras.saving.load_weights(self, filepath, objects_to_skip=self._not_task_weights())
 
+    @holding_output("preset_dir", "save_to_preset")
     def save_to_preset(self, preset_dir, max_shard_size=10):
         """Writes a KerasHub task preset: `task.json` (this class and its head config),
         `task.weights.h5` (the head), the backbone's `config.json` and `model.weights.h5`, and
@@ -498,8 +501,17 @@ class GPT1Task(CheckedInputsMixin):
         classifier.save_to_preset("sst2_model")
         keras_hub.models.TextClassifier.from_preset("sst2_model")   # the same classifier
         ```
+
+        Last comes `manifest.json`, the size and SHA-256 of the weights and vocabulary files,
+        which every loader checks before reading them.
         """
-        compat.save_task_to_preset(self, preset_dir, max_shard_size=max_shard_size)
+        # A full disk is refused before anything is written (`writing_in_place`); a failed save
+        # removes what it wrote.
+        with writing_in_place(preset_dir, "preset", estimated_weights_file_bytes(self.weights)):
+            compat.save_task_to_preset(self, preset_dir, max_shard_size=max_shard_size)
+            preset_io.write_preset_manifest(
+                preset_dir, backbone=True, tokenizer=self.preprocessor is not None, task=True
+            )
 
     @classmethod
     def from_preset(cls, preset, load_weights=True, **kwargs):
@@ -537,7 +549,10 @@ class GPT1Task(CheckedInputsMixin):
         dtype = kwargs.pop("dtype", None)
         backbone = GPT1Backbone.from_preset(preset, load_weights=load_weights, **({"dtype": dtype} if dtype else {}))
         if "preprocessor" not in kwargs:
+            preset_io.check_saved_tokenizer_configs(preset)
             kwargs["preprocessor"] = task_class._preset_preprocessor(preset, load_weights)
+            if preset_io.is_preset_dir(preset):
+                preset_io.check_tokenizer_fits(preset, backbone, getattr(kwargs["preprocessor"], "tokenizer", None))
         if saved_class is None:
             return task_class(backbone=backbone, **kwargs)
         config = {k: v for k, v in saved_config.items() if k not in ("backbone", "preprocessor", "name")}
@@ -591,6 +606,7 @@ def _saved_task(preset, cls):
 def _load_task_weights(task, preset):
 
     path = require_file(os.path.join(preset, presets.TASK_WEIGHTS_FILE), "task weights")
+    preset_io.verify_preset_files(preset, [presets.TASK_WEIGHTS_FILE])
     try:
         task.load_task_weights(path)
     except Exception as e:  # h5py and Keras raise many types; the user needs the file name.

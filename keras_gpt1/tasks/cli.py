@@ -77,6 +77,12 @@ def add_parser(subparsers):
         help="pretrained preset directory (with its tokenizer), gpt1 (OpenAI's weights) or hf://owner/name",
     )
     parser.add_argument("--output", required=True, metavar="DIR", help="where to save the fine-tuned model")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace another kind of model in --output (a pretraining run, a preset); a fine-tuned one is "
+        "replaced without it",
+    )
     parser.add_argument("--columns", nargs="+", metavar="ROLE=COLUMN", help="column mapping, e.g. text=sentence")
     parser.add_argument(
         "--labels", metavar="A,B,...", help="declared classes in index order (default: the training file's, sorted)"
@@ -169,6 +175,7 @@ def run_finetune(args):
             precision=args.precision,
             verbose=2,
             lora_rank=args.lora_rank,
+            overwrite=args.overwrite,
         )
     if result.metrics is not None:
         _print_metrics(result.metrics, f"validation ({args.validation}):")

@@ -20,6 +20,12 @@ to another column name (`{"text": "sentence"}`):
 `choices` is either one column holding a list (JSONL) or several columns, one candidate each
 (`{"choices": ["ending0", "ending1"]}`, on the command line `choices=ending0,ending1`).
 
+A label is one scalar: a string or a number. A JSONL list, object, `null` or bool is refused, as is
+a NaN or infinite number (also spelled `nan` or `inf` in a CSV). Class names are compared in one
+canonical spelling, so that `1`, `1.0`, `01`, `+1`, `1e0` and JSON's `1` are all the class `"1"`
+(and `0.50` and `.5` the class `"0.5"`); any other text is a class name as written, stripped of
+surrounding spaces. Regression scores must be finite numbers.
+
 File formats come from the suffix: `.csv` (header row, RFC 4180 quoting), `.tsv` (header row,
 tab-separated, no quoting, as the GLUE files), `.jsonl` / `.ndjson` / `.json` (one JSON object a
 line).
@@ -28,7 +34,9 @@ line).
 import csv
 import dataclasses
 import json
+import math
 import os
+import re
 
 import numpy as np
 
@@ -230,13 +238,57 @@ def _choices(path, number, row, column):
     return list(value)
 
 
-def _label_key(value):
-    # CSV gives "1", JSONL 1: both name the same class.
+# A label spelled as a decimal number: `1`, `-2`, `01`, `1.0`, `.5`, `1e0` (not `1_000`, `0x1`,
+# `nan` or `inf`, which Python's float() would also read).
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_INTEGER = re.compile(r"[+-]?\d+")
+_NON_FINITE = {"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
+
+
+def _number(value):
+    """`value` (a JSON number or a string) as an int or float if it spells a finite number, None
+    if it is text; a ValueError if it spells a number that is not finite."""
     if isinstance(value, bool):
-        return str(int(value))
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip()
+        return None
+    if isinstance(value, (int, float)):
+        number = value
+    else:
+        text = value.strip()
+        if text.lower() in _NON_FINITE:
+            raise ValueError("NaN or infinite")
+        if not _NUMBER.fullmatch(text):
+            return None
+        try:  # exact for integers of any length (within Python's digit limit)
+            number = int(text) if _INTEGER.fullmatch(text) else float(text)
+        except ValueError:
+            return None
+    if isinstance(number, float) and not math.isfinite(number):
+        raise ValueError("NaN or infinite")
+    return number
+
+
+def _label_key(value, where="label"):
+    """The class name of a label: a string, or a number in one canonical spelling, so that every
+    spelling of one value is one class (`1`, `1.0`, `01`, `1e0` and JSON's `1` are all `"1"`;
+    `0.50` and `.5` are `"0.5"`). A list, an object, `null`, a bool or a NaN/infinite number is
+    refused: a label is one scalar value. `where` prefixes the message (the file and line)."""
+    if isinstance(value, np.generic):  # declared from Python as NumPy scalars
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        kind = "null" if value is None else f"a bool ({json.dumps(value)})" if isinstance(value, bool) else None
+        shown = kind or f"a {type(value).__name__} ({json.dumps(value, default=repr)[:60]})"
+        raise ValueError(f"{where} must be a string or a number; got {shown}.")
+    try:
+        number = _number(value)
+    except ValueError:
+        raise ValueError(
+            f"{where} {value!r} is a number that is not finite; a label is a class name or a finite number."
+        ) from None
+    if number is None:
+        return value.strip()
+    if isinstance(number, float) and number.is_integer():
+        number = int(number)
+    return str(number) if isinstance(number, int) else repr(number)
 
 
 def _sorted_label_names(keys):
@@ -275,7 +327,7 @@ def read_task_file(path, task, columns=None, label_names=None, regression=False,
     columns = _merge_columns(task, columns)
     if regression and not family.takes_regression:
         raise ValueError(f"`regression` applies to similarity, not {task}.")
-    declared = None if label_names is None else [_label_key(n) for n in label_names]
+    declared = None if label_names is None else [_label_key(n, "A declared class") for n in label_names]
     if declared is not None and len(set(declared)) != len(declared):
         raise ValueError(f"Declared classes {label_names} contain duplicates.")
 
@@ -306,7 +358,9 @@ def read_task_file(path, task, columns=None, label_names=None, regression=False,
                 )
             value = row[column]
             if value is None or (isinstance(value, str) and not value.strip()):
-                raise ValueError(f"{path}:{number}: the label (column {column!r}) is empty.")
+                raise ValueError(
+                    f"{path}:{number}: the label (column {column!r}) is {'null' if value is None else 'empty'}."
+                )
             raw_labels.append((number, value))
         lines.append(number)
     if not lines:
@@ -321,7 +375,7 @@ def read_task_file(path, task, columns=None, label_names=None, regression=False,
             labels = np.array([_score(path, n, v) for n, v in raw_labels], "float32")
             declared = None
         else:
-            keys = [(n, _label_key(v)) for n, v in raw_labels]
+            keys = [(n, _label_key(v, f"{path}:{n}: the label")) for n, v in raw_labels]
             if declared is None:
                 declared = _sorted_label_names({k for _, k in keys})
                 if len(declared) < 2:
@@ -357,11 +411,15 @@ def _answer_index(path, number, value, num_choices):
 
 def _score(path, number, value):
     try:
-        if isinstance(value, bool):
-            raise ValueError
-        score = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{path}:{number}: a regression label must be a number; got {value!r}.") from None
+        score = _number(value) if isinstance(value, (str, int, float)) else None
+    except ValueError:
+        raise ValueError(f"{path}:{number}: the label {value!r} is not a finite number.") from None
+    if score is None:
+        raise ValueError(f"{path}:{number}: a regression label must be a number; got {value!r}.")
+    try:
+        score = float(score)
+    except OverflowError:  # an integer past float's range
+        score = math.inf
     if not np.isfinite(score):
         raise ValueError(f"{path}:{number}: the label {value!r} is not a finite number.")
     return score

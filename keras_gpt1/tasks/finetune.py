@@ -20,8 +20,17 @@ import os
 from keras_gpt1 import presets
 from keras_gpt1.tasks import data as task_data
 from keras_gpt1.tasks.registry import get_family
-from keras_gpt1.utils.checks import check_integer
-from keras_gpt1.utils.files import atomic_write_json, check_writable_dir, read_json, replace_in_dir
+from keras_gpt1.utils.checks import check_integer, check_number
+from keras_gpt1.utils import artifacts
+from keras_gpt1.utils.files import (
+    atomic_write_json,
+    check_free_space,
+    check_writable_dir,
+    estimated_weights_file_bytes,
+    read_json,
+    replace_in_dir,
+)
+from keras_gpt1.utils.locks import holding_output
 from keras_gpt1.utils.precision import check_precision, resolve_precision
 
 FINETUNE_FILE = "finetune.json"
@@ -80,6 +89,9 @@ def _load_tokenizer(preset, tokenizer):
     return tokenizer
 
 
+# `output` is locked from the first check to the last write: a second writer into it is refused at
+# once, naming this one. An existing file or an unwritable place is named before anything is made.
+@holding_output("output", "finetune", before=check_writable_dir)
 def finetune(
     task,
     train,
@@ -103,6 +115,7 @@ def finetune(
     verbose="auto",
     lora_rank=None,
     precision="auto",
+    overwrite=False,
 ):
     """Fine-tunes a pretrained preset on a task file with the paper's recipe.
 
@@ -137,6 +150,10 @@ def finetune(
         precision: `"auto"` (`mixed_bfloat16` where it was measured faster: a wide model on
             TensorFlow or PyTorch on a CPU with native bfloat16; else float32, see
             `keras_gpt1.utils.precision`), `"float32"` or `"mixed_bfloat16"`.
+        overwrite: let `output` be a folder holding another kind of model (a pretraining run, a
+            converted preset, a Hugging Face model, a tokenizer), deleted as a whole when the new
+            model is written. An earlier fine-tuned model there is replaced without it; SavedModel
+            exports never are. A second writer into `output` is refused while this one runs.
 
     Returns:
         A `FinetuneResult`.
@@ -150,17 +167,21 @@ def finetune(
     """
     import keras
 
+    from keras_gpt1.training.callbacks import StopOnNaN
     from keras_gpt1.training.optimizers import create_optimizer
     from keras_gpt1.training.schedules import WarmupLinear
 
     family = get_family(task)
     batch_size = _check_batch_size(batch_size)
     epochs = check_integer("epochs", epochs, 1)
+    recipe = _check_recipe_numbers(lm_weight, learning_rate, warmup_fraction, weight_decay, dropout)
+    lm_weight, learning_rate, warmup_fraction, weight_decay, dropout = recipe
     if lora_rank is not None:
         lora_rank = check_integer("lora_rank", lora_rank, 1)
     check_precision(precision)
     if output is not None:
         check_writable_dir(output)
+        artifacts.check_output_artifact(output, (artifacts.FINETUNED,), "`overwrite=True`", overwrite)
     if seed is not None:
         keras.utils.set_random_seed(int(seed))
     from keras_gpt1.models import preset_io
@@ -168,6 +189,12 @@ def finetune(
     # "gpt1" / hf:// handles become the cached pretrained preset (downloaded the first time).
     preset = preset_io.resolve_preset(preset)
     backbone_config = preset_io.load_backbone_config(preset)  # an unknown preset fails here
+    if lora_rank is not None:
+        from keras_gpt1.models.lora import check_lora_rank
+
+        # Before the data is read: the default target, each block's c_attn, is `hidden_dim` x 3 `hidden_dim`.
+        width = int(backbone_config["hidden_dim"])
+        check_lora_rank(lora_rank, [(width, 3 * width)], name="lora_rank", limit_name="the model's hidden_dim")
     # Data files are read and checked before anything heavy is built.
     train_data = task_data.read_task_file(train, task, columns, label_names, regression)
     validation_data = None
@@ -198,14 +225,20 @@ def finetune(
     )
     if lora_rank is not None:
         model.backbone.enable_lora(lora_rank)  # freezes the backbone; the head stays trainable
+    if output is not None:
+        # Before training, not after: a model that cannot be saved is not worth the hours.
+        check_free_space(output, estimated_weights_file_bytes(model.weights), "fine-tuned model")
 
     steps_per_epoch = math.ceil(len(train_data) / batch_size)
     schedule = WarmupLinear(learning_rate, total_steps=steps_per_epoch * epochs, warmup_fraction=warmup_fraction)
     model.compile(optimizer=create_optimizer(learning_rate=schedule, weight_decay=weight_decay))
 
     train_ds = task_data.make_dataset(train_data, preprocessor, batch_size, shuffle=True, seed=seed)
-    history = model.fit(train_ds, epochs=epochs, callbacks=callbacks, verbose=verbose)
+    nan_guard = StopOnNaN()  # first, so that no later callback sees a diverged batch as normal
+    history = model.fit(train_ds, epochs=epochs, callbacks=[nan_guard, *(callbacks or ())], verbose=verbose)
     history = {k: [float(v) for v in values] for k, values in history.history.items()}
+    # A diverged run is never scored or saved: an earlier model in `output` stays as it was.
+    _check_finite_training(model, nan_guard, steps_per_epoch, epochs, output)
 
     metrics = None
     if validation_data is not None:
@@ -213,7 +246,10 @@ def finetune(
 
     if output is not None:
         # An earlier model in `output` is replaced only once the new one is completely written.
-        with replace_in_dir(output, presets.PRESET_ENTRIES, "fine-tuned model") as staging:
+        # Every file of whatever model was there goes (`artifacts.MODEL_ENTRIES`): none is left to
+        # mix with this one.
+        needed = estimated_weights_file_bytes(model.weights)
+        with replace_in_dir(output, artifacts.MODEL_ENTRIES, "fine-tuned model", needed) as staging:
             model.save_to_preset(staging)
             atomic_write_json(
                 os.path.join(staging, FINETUNE_FILE),
@@ -244,6 +280,41 @@ def finetune(
                 },
             )
     return FinetuneResult(model, history, metrics, sequence_length, train_data.label_names, output)
+
+
+def _check_recipe_numbers(lm_weight, learning_rate, warmup_fraction, weight_decay, dropout):
+    """The recipe's float settings as finite floats in their ranges, checked before any file is
+    read: NaN or infinity would train a NaN model (`lm_weight=inf`) or silently drop a loss term."""
+    return (
+        check_number("lm_weight", lm_weight, 0),
+        check_number("learning_rate", learning_rate, 0, low_open=True),
+        check_number("warmup_fraction", warmup_fraction, 0, 1, high_open=True),
+        check_number("weight_decay", weight_decay, 0),
+        check_number("dropout", dropout, 0, 1, high_open=True),
+    )
+
+
+def _check_finite_training(model, nan_guard, steps_per_epoch, epochs, output):
+    """Raises a `FloatingPointError` naming the step and epoch if the training loss became NaN or
+    infinite (`nan_guard`, a `StopOnNaN`, stopped `fit` there), or if a trained weight is not
+    finite after all (the last update can break the weights after the last loss was logged)."""
+    import numpy as np
+    from keras import ops
+
+    kept = f"`output` {os.fspath(output)!r} was left as it was" if output is not None else "nothing was saved"
+    advice = "Lower `learning_rate` (or `lm_weight`), or raise `warmup_fraction`."
+    if nan_guard.bad_step is not None:
+        epoch, batch = divmod(nan_guard.bad_step - 1, steps_per_epoch)
+        raise FloatingPointError(
+            f"The fine-tuning loss became {nan_guard.bad_value} at step {nan_guard.bad_step} of "
+            f"{steps_per_epoch * epochs} (epoch {epoch + 1}, batch {batch + 1}); training stopped and {kept}. {advice}"
+        )
+    for variable in model.trainable_variables:
+        if not np.isfinite(ops.convert_to_numpy(variable)).all():
+            raise FloatingPointError(
+                f"After {steps_per_epoch * epochs} steps ({epochs} epochs) the fine-tuned weight "
+                f"{variable.path!r} holds NaN or infinite values; {kept}. {advice}"
+            )
 
 
 def _score(model, data, batch_size, regression):
@@ -282,8 +353,30 @@ def evaluate(model_dir, data, columns=None, batch_size=RECIPE["batch_size"]):
     merged.update(columns or {})
     # Multiple choice: any number of candidates (the same in every row of the file).
     examples = task_data.read_task_file(data, family.name, merged, info.get("label_names"), regression)
+    _check_holds_task_model(model_dir, info_path)
     # The saved preprocessor packs as in training (its sequence length is the run's).
     model = family.task_class.from_preset(os.fspath(model_dir))
     if model.preprocessor is None:
         raise ValueError(f"{os.fspath(model_dir)!r} has no tokenizer (tokenizer.json); cannot read text.")
     return _score(model, examples, batch_size, regression)
+
+
+def _check_holds_task_model(model_dir, info_path):
+    """Raises unless `model_dir`'s `task.json` is a fine-tuned task's: a `finetune.json` beside a
+    causal LM's (another command wrote its model into the folder) would otherwise load a fresh,
+    untrained head and score it."""
+    from keras_gpt1.models import preset_io
+
+    if preset_io.holds_task_model(os.fspath(model_dir)):
+        return
+    task_path = os.path.join(os.fspath(model_dir), presets.TASK_CONFIG_FILE)
+    found = (
+        f"its {presets.TASK_CONFIG_FILE} holds a causal language model, not a fine-tuned task"
+        if os.path.isfile(task_path)
+        else f"it has no {presets.TASK_CONFIG_FILE} (the task head's config)"
+    )
+    raise ValueError(
+        f"{os.fspath(model_dir)!r} has a fine-tuning record ({info_path!r}) but {found}: the folder mixes "
+        "two models. Fine-tune into it again (`keras-gpt1 finetune --overwrite`, or `overwrite=True` from "
+        "Python), or pick the fine-tuned model's own folder."
+    )

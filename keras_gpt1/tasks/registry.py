@@ -48,14 +48,16 @@ def family_of(task, name=None):
         family = get_family(name)
         if not isinstance(task, family.task_class):
             raise ValueError(
-                f"A {type(task).__name__} does not serve the {name!r} task ({family.task_class.__name__} does)."
+                f"A {type(task).__name__} does not serve the {name!r} task ({family.task_class.__name__} does); "
+                f"this model serves {family_of(task).name!r}: leave the task out."
             )
         wanted = family.preprocessor_kwargs.get("num_segments")
         takes = getattr(getattr(task, "preprocessor", None), "num_segments", None)
         if wanted is not None and takes is not None and wanted != takes:
             raise ValueError(
-                f"This {type(task).__name__}'s preprocessor takes {takes} text(s) per example, and the "
-                f"{name!r} task {wanted}: it was not trained for {name}."
+                f"This {type(task).__name__} serves the {family_of(task).name!r} task: its preprocessor takes "
+                f"{takes} text(s) per example, and the {name!r} task {wanted}. Leave the task out (or name "
+                f"{family_of(task).name!r})."
             )
         return family
     candidates = [f for f in FAMILIES.values() if type(task) is f.task_class]

@@ -4,6 +4,7 @@
 training (which need only `tokenizers`) stay light.
 """
 
+from keras_gpt1.tokenizers._rust import check_tokenizer_config
 from keras_gpt1.tokenizers.train import train_bpe, train_tokenizer
 from keras_gpt1.tokenizers.vocab_files import (
     VocabularyError,
@@ -18,6 +19,7 @@ __all__ = [
     "GPT1Tokenizer",
     "SPECIAL_TOKENS",
     "VocabularyError",
+    "check_tokenizer_config",
     "read_hf_vocabulary",
     "read_merges_txt",
     "read_original_vocabulary",

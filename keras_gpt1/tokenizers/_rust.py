@@ -9,6 +9,7 @@ from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers
 from tokenizers.models import BPE
 
 from keras_gpt1.tokenizers.vocab_files import END_OF_WORD, UNK_TOKEN
+from keras_gpt1.utils.checks import as_json_keys, check_boolean, check_choice, check_integer
 
 STANDARDIZE_MODES = ("bert", "original")
 
@@ -28,6 +29,31 @@ def check_standardize(standardize):
     if standardize not in STANDARDIZE_MODES:
         raise ValueError(f"`standardize` must be one of {STANDARDIZE_MODES}; got {standardize!r}.")
     return standardize
+
+
+def check_tokenizer_config(config, path):
+    """Raises a ValueError naming the file `path`, the key and the allowed values if a saved
+    tokenizer config (`tokenizer.json`, or the one inside `preprocessor.json`) holds a value the
+    tokenizer would misread: `"standardize": "klingon"`, `"add_special_tokens": "no"` (truthy, so
+    silently True), `"dtype": "float32"`, `"sequence_length": 0`.
+
+    Example:
+    ```python
+    check_tokenizer_config({"standardize": "klingon"}, "tokenizer.json")   # ValueError
+    ```
+    """
+    try:
+        if "standardize" in config:
+            check_choice("standardize", config["standardize"], STANDARDIZE_MODES)
+        if "add_special_tokens" in config:
+            check_boolean("add_special_tokens", config["add_special_tokens"])
+        if config.get("dtype") is not None:
+            check_choice("dtype", config["dtype"], ("int32", "int64"))
+        if config.get("sequence_length") is not None:
+            check_integer("sequence_length", config["sequence_length"], 1)
+    except ValueError as e:
+        raise ValueError(f"Corrupt tokenizer config {path!r}: {as_json_keys(e)}") from None
+    return config
 
 
 def normalizer(standardize="bert"):

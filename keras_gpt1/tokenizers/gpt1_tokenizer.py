@@ -57,12 +57,14 @@ from keras_gpt1.tokenizers.vocab_files import (
     read_vocabulary_json,
     write_hf_vocabulary,
 )
+from keras_gpt1.utils import manifest
 from keras_gpt1.utils.checks import check_integer, is_integer
 
 # KerasHub's own helpers for Grain pipelines, which need NumPy and Python outputs (they pickle
 # elements across worker processes); KerasHub's tokenizers call the same two.
 from keras_gpt1.utils.compat import convert_preprocessing_outputs_grain, in_grain_data_pipeline
 from keras_gpt1.utils.files import read_json, require_file
+from keras_gpt1.utils.locks import holding_output
 
 # The original fine-tuning code's extra tokens, appended after the base vocabulary in this order.
 START_TOKEN, DELIMITER_TOKEN, CLASSIFY_TOKEN = "_start_", "_delimiter_", "_classify_"
@@ -436,10 +438,11 @@ class _LoopConstants:
 
 
 def _static_table(keys, values, key_dtype, value_dtype, default):
-    initializer = tf.lookup.KeyValueTensorInitializer(
-        tf.constant(keys, key_dtype) if len(keys) else tf.zeros([0], key_dtype),
-        tf.constant(values, value_dtype) if len(values) else tf.zeros([0], value_dtype),
-    )
+    if not len(keys):
+        # TensorFlow refuses an empty table (a tokenizer without merges has no pairs): one entry
+        # mapping a key no lookup uses (ids and pair keys are >= 0) to the default is the same.
+        keys, values = ([""] if key_dtype == tf.string else [-1]), [default]
+    initializer = tf.lookup.KeyValueTensorInitializer(tf.constant(keys, key_dtype), tf.constant(values, value_dtype))
     return tf.lookup.StaticHashTable(initializer, default_value=tf.constant(default, value_dtype))
 
 
@@ -944,6 +947,7 @@ class GPT1Tokenizer(*_LAYER_BASES):
         merges_path = require_file(os.path.join(dir_path, presets.MERGES_FILE), "tokenizer merges")
         self.set_vocabulary_and_merges(vocab_path, merges_path)
 
+    @holding_output("preset_dir", "save_to_preset")
     def save_to_preset(self, preset_dir):
         """Writes `tokenizer.json` and `assets/tokenizer/{vocab.json,merges.txt}` into `preset_dir`.
 
@@ -958,6 +962,16 @@ class GPT1Tokenizer(*_LAYER_BASES):
         """
         self._vocabulary()
         super().save_to_preset(os.fspath(preset_dir))
+        # The assets' sizes and SHA-256 join the preset's manifest (the backbone's entries stay).
+        names = [n for n in presets.TOKENIZER_ASSET_FILES if os.path.isfile(os.path.join(preset_dir, n))]
+        manifest.write_manifest(preset_dir, names, keep_others=True)
+
+    def load_preset_assets(self, preset):
+        """KerasHub's loader, after checking a local preset's assets against its manifest (the
+        path `keras_hub.tokenizers.Tokenizer.from_preset(dir)` and the task loaders take)."""
+        if isinstance(preset, (str, os.PathLike)) and os.path.isdir(preset):
+            manifest.verify_files(os.fspath(preset), presets.TOKENIZER_ASSET_FILES, "preset")
+        super().load_preset_assets(preset)
 
     @classmethod
     def from_preset(cls, preset, **kwargs):
@@ -996,6 +1010,8 @@ class GPT1Tokenizer(*_LAYER_BASES):
                 raise ValueError(
                     f"Tokenizer config {config_path!r} describes {data.get('class_name')!r}, not {CLASS_NAME}."
                 )
+            _rust.check_tokenizer_config(data["config"], config_path)
+            manifest.verify_files(preset_dir, presets.TOKENIZER_ASSET_FILES, "preset")
             assets = os.path.join(preset_dir, presets.TOKENIZER_ASSETS_DIR)
             vocab_path = require_file(os.path.join(assets, presets.VOCAB_FILE), "tokenizer vocabulary")
             merges_path = require_file(os.path.join(assets, presets.MERGES_FILE), "tokenizer merges")

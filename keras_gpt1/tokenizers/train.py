@@ -21,7 +21,9 @@ from keras_gpt1.data.text_files import is_jsonl, resolve_corpus_files, scan_corp
 from keras_gpt1.tokenizers import _rust
 from keras_gpt1.tokenizers.vocab_files import END_OF_WORD, UNK_TOKEN, write_hf_vocabulary
 from keras_gpt1.utils.checks import check_integer
+from keras_gpt1.utils import artifacts
 from keras_gpt1.utils.files import check_writable_dir
+from keras_gpt1.utils.locks import holding_output
 
 DEFAULT_MERGES = 40000
 # `_start_`, `_delimiter_`, `_classify_`: GPT1Tokenizer appends them to the trained vocabulary.
@@ -30,6 +32,8 @@ NUM_SPECIAL_TOKENS = 3
 MIN_VOCABULARY_SIZE = NUM_SPECIAL_TOKENS + 1
 
 
+# `output_dir` is locked from the first check to the last write: a second writer is refused at once.
+@holding_output("output_dir", "train-tokenizer", before=check_writable_dir)
 def train_bpe(
     files,
     num_merges=None,
@@ -85,6 +89,7 @@ def train_bpe(
     characters = sum(scan["characters"] for scan in scans)
     if output_dir is not None:
         check_writable_dir(output_dir)
+        _check_tokenizer_output(output_dir)
 
     plain = all(not p.endswith(".gz") and not is_jsonl(p) for p in files) and not any(s["long_lines"] for s in scans)
     with tempfile.TemporaryDirectory(prefix=".tmp-tokenizer-text-") as work:
@@ -117,6 +122,19 @@ def train_bpe(
     if output_dir is not None:
         write_hf_vocabulary(output_dir, vocabulary, merges)
     return vocabulary, merges
+
+
+def _check_tokenizer_output(output_dir):
+    """`output_dir` may hold nothing or a `vocab.json` + `merges.txt` pair (replaced): writing the
+    pair beside a model or a tokenizer preset (`tokenizer.json`, which loaders read first) would
+    mix two artifacts, so those are refused."""
+    kind, evidence = artifacts.artifact_kind(output_dir)
+    if kind == artifacts.TOKENIZER and evidence == "tokenizer.json":
+        raise ValueError(
+            f"Output directory {os.fspath(output_dir)!r} already holds a tokenizer preset (tokenizer.json: read "
+            "before any vocab.json and merges.txt), which this command never replaces; pick another directory."
+        )
+    artifacts.check_output_artifact(output_dir, (artifacts.TOKENIZER,))
 
 
 def train_tokenizer(

@@ -124,6 +124,14 @@ def read_merges_txt(path, what="merges file"):
             text = f.read()
     except UnicodeDecodeError as e:
         raise VocabularyError(f"Corrupt {what} {path!r}: not UTF-8 ({e}).") from None
+    if not text.strip():
+        # Our writer, Hugging Face's and the original release all start with a `#version` line,
+        # even for a tokenizer without merges: an empty file was truncated, and reading it as "no
+        # merges" would tokenize every word letter by letter, silently.
+        raise VocabularyError(
+            f"Corrupt {what} {path!r}: the file is empty (truncated?). Even a tokenizer without merges has its "
+            f"{MERGES_HEADER!r} line; restore the file from the tokenizer it belongs to."
+        )
     lines = text.split("\n")
     while lines and lines[-1].rstrip("\r") == "":
         lines.pop()

@@ -14,7 +14,6 @@ the run exactly where it stopped.
 Works on TensorFlow, JAX and PyTorch (on JAX, reading `self.model` syncs the training state).
 """
 
-import hashlib
 import json
 import math
 import os
@@ -27,13 +26,13 @@ import keras
 import numpy as np
 
 from keras_gpt1.utils.files import atomic_dir
+from keras_gpt1.utils.manifest import MANIFEST_FILE, manifest_problem, write_manifest
 
 CHECKPOINT_PATTERN = re.compile(r"^ckpt-(\d{8,})$")
 STATE_FILE = "state.json"
 MODEL_FILE = "model_variables.npz"
 OPTIMIZER_FILE = "optimizer_variables.npz"
 RNG_FILE = "rng_state.npz"
-MANIFEST_FILE = "manifest.json"
 
 
 def _global_rng_state():
@@ -111,26 +110,8 @@ def list_checkpoints(directory):
     return sorted(found)
 
 
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _write_manifest(directory):
-    files = sorted(n for n in os.listdir(directory) if n != MANIFEST_FILE)
-    manifest = {
-        "files": {
-            n: {"size": os.path.getsize(os.path.join(directory, n)), "sha256": _sha256(os.path.join(directory, n))}
-            for n in files
-        }
-    }
-    with open(os.path.join(directory, MANIFEST_FILE), "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
+    write_manifest(directory)  # every file of the checkpoint, written last
 
 
 def verify_checkpoint(path):
@@ -154,20 +135,9 @@ def verify_checkpoint(path):
                     return f"{name} is corrupt ({e})"
         return None
     try:
-        with open(manifest_path, encoding="utf-8") as f:
-            expected = json.load(f)["files"]
-    except (ValueError, KeyError, TypeError, OSError) as e:
-        return f"{MANIFEST_FILE} is unreadable ({e})"
-    for name, entry in expected.items():
-        file = os.path.join(path, name)
-        if not os.path.isfile(file):
-            return f"{name} is missing"
-        size = os.path.getsize(file)
-        if size != entry["size"]:
-            return f"{name} has {size} bytes, the manifest says {entry['size']} (truncated?)"
-        if _sha256(file) != entry["sha256"]:
-            return f"{name} does not match its checksum"
-    return None
+        return manifest_problem(path)
+    except ValueError as e:
+        return str(e)
 
 
 def latest_checkpoint(directory, verify=True):

@@ -141,7 +141,7 @@ def add_parser(subparsers):
     run.add_argument("--eval-interval", type=int, help="updates between evaluations/checkpoints (default: run/6)")
     run.add_argument("--validation-batches", type=int, default=50, help="batches per evaluation, at most (50)")
     run.add_argument("--keep-checkpoints", type=int, default=3, help="checkpoints kept (3)")
-    run.add_argument("--restart", action="store_true", help="ignore and delete existing checkpoints in --output")
+    run.add_argument("--restart", action="store_true", help="start over: delete the run or model in --output")
     run.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard logs")
     run.add_argument("--sample-prompt", default="the function returns", help="prompt of the final sample")
     run.add_argument("--sample-length", type=int, default=40, help="tokens of the final sample (0: none)")
@@ -162,7 +162,6 @@ def run_pretrain(args):
         keep_rematerialization_on_jax_cpu()
 
     _apply_demo_settings(args)
-    from keras_gpt1.cli import flag_wording
     from keras_gpt1.distribution.cli import distribution_from_args
     from keras_gpt1.training import pretrain
     from keras_gpt1.training.pretraining import main_verbosity
@@ -170,11 +169,30 @@ def run_pretrain(args):
     config = config_from_args(args, verbose=main_verbosity())  # bad values: refused before any set-up
     try:
         with distribution_from_args(args, preset=args.preset):
-            pretrain(config)
-    except FloatingPointError as e:  # a diverged run: the message says what to do
-        print(f"keras-gpt1 pretrain: {flag_wording(str(e), args)}", file=sys.stderr)
-        return 1
+            pretrain(config)  # a diverged run raises a FloatingPointError: `keras_gpt1.cli` reports it
+    except KeyboardInterrupt:
+        # Ctrl-C: checkpoints are written atomically, so the newest one on disk is whole.
+        print(f"keras-gpt1 pretrain: interrupted. {_resume_hint(config.output, config.resume)}", file=sys.stderr)
+        return 130  # 128 + SIGINT, as a shell reports a command Ctrl-C ended
     return 0
+
+
+def _resume_hint(output, resume=True):
+    """How to go on after an interrupted run in `output`: what was kept, and that rerunning the
+    same command (without `--restart`, which would delete the checkpoints) resumes it. The newest
+    checkpoint is verified by the resume, not here: Ctrl-C should end the command at once."""
+    import os
+
+    from keras_gpt1.training.callbacks import list_checkpoints
+    from keras_gpt1.training.pretraining import CHECKPOINT_DIR, RUN_FILE
+
+    if not os.path.isfile(os.path.join(output, RUN_FILE)):
+        return "Training had not started; rerun the same command to start it."
+    checkpoints = list_checkpoints(os.path.join(output, CHECKPOINT_DIR))
+    if not checkpoints:
+        return f"No checkpoint was written yet; rerun the same command to start the run in {output!r} again."
+    same = "the same command" if resume else "the same command without --restart"
+    return f"Rerun {same} to resume from the newest checkpoint, {checkpoints[-1][1]!r}."
 
 
 def _apply_demo_settings(args):

@@ -20,10 +20,13 @@ Embeddings are decayed because the original decays them (its rule is "rank > 1",
 embedding matrices are rank 2); `decay_embeddings=False` exempts them.
 """
 
+import numbers
+
 import keras
 from keras import ops
 
 from keras_gpt1.training.schedules import PerUpdateSchedule
+from keras_gpt1.utils.checks import check_number
 
 # The paper's settings.
 PRETRAINING_LEARNING_RATE = 2.5e-4
@@ -121,6 +124,13 @@ def create_optimizer(
     optimizer = create_optimizer(WarmupCosine(2.5e-4, 2000, 100_000), gradient_accumulation_steps=8)
     ```
     """
+    # NaN or infinity here would train a NaN model without a word: refused, naming the argument.
+    if isinstance(learning_rate, numbers.Real):  # not a schedule, a callable or a variable
+        check_number("learning_rate", learning_rate, 0, low_open=True)
+    if weight_decay is not None:
+        check_number("weight_decay", weight_decay, 0)
+    if global_clipnorm is not None:
+        check_number("global_clipnorm", global_clipnorm, 0)
     accumulation = 1 if gradient_accumulation_steps is None else int(gradient_accumulation_steps)
     if accumulation < 1:
         raise ValueError(f"`gradient_accumulation_steps` must be >= 1; got {gradient_accumulation_steps!r}.")

@@ -55,6 +55,7 @@ from keras_gpt1.training.callbacks import (
     StopAtStep,
     StopOnNaN,
     TrainingCheckpoint,
+    STATE_FILE,
     latest_checkpoint,
     restore_checkpoint,
 )
@@ -67,7 +68,15 @@ from keras_gpt1.training.pretrain_config import (  # noqa: F401  (the defaults, 
     as_config,
 )
 from keras_gpt1.training.schedules import WarmupCosine
-from keras_gpt1.utils.files import atomic_write_json, ensure_writable_dir, remove_stale_temporaries
+from keras_gpt1.utils import artifacts
+from keras_gpt1.utils.files import (
+    atomic_write_json,
+    ensure_writable_dir,
+    read_json,
+    remove_stale_temporaries,
+    replace_in_dir,
+)
+from keras_gpt1.utils.locks import OutputInUseError, output_lock
 from keras_gpt1.utils.precision import resolve_precision
 
 DEMO_STEPS = 300
@@ -120,6 +129,15 @@ def _load_tokenizer(source):
     if isinstance(source, GPT1Tokenizer) or hasattr(source, "tokenize"):
         return source
     path = os.fspath(source)
+    if os.path.isfile(path):
+        # A common slip: the corpus, or one file of a tokenizer, where its folder belongs.
+        names = (presets.VOCAB_FILE, presets.MERGES_FILE, presets.TOKENIZER_CONFIG_FILE)
+        folder = os.path.dirname(os.path.abspath(path))
+        hint = f" Did you mean the directory holding it, {folder!r}?" if os.path.basename(path) in names else ""
+        raise ValueError(
+            "`tokenizer` must be a tokenizer directory (written by `keras-gpt1 train-tokenizer`) or a "
+            f"preset directory; got {path!r}, which is a file.{hint}"
+        )
     if not os.path.isdir(path):
         raise FileNotFoundError(f"Tokenizer directory {path!r} does not exist.")
     return GPT1Tokenizer.from_preset(path)
@@ -198,6 +216,8 @@ def _removed_if_refused(output):
     existed = os.path.exists(output)
     try:
         yield
+    except OutputInUseError:
+        raise  # another run created it a moment ago and is writing it: never remove its files
     except BaseException:
         if not existed and os.path.isdir(output) and not os.path.exists(os.path.join(output, RUN_FILE)):
             shutil.rmtree(output, ignore_errors=True)
@@ -235,21 +255,27 @@ def pretrain(config=None, /, **kwargs):
 def _run(config):
     """The phases in order; each takes what the ones before it found."""
     _check_output_and_batch(config)
-    model = _resolve_model(config)
-    sequence_length = _sequence_length(config, model)
-    config = _with_demo_corpus(config)
-    files, corpus_hashes = _read_corpus(config)
-    restart_from = _prepare_checkpoints(config)
-    tokenizer = _get_tokenizer(config, model.preset, files, restart_from)
-    data, stats = _datasets(config, files, tokenizer, sequence_length)
-    plan = _plan(config, stats, model, sequence_length)
-    lm = _build_model(config, model, tokenizer)
-    _compile(lm, config, plan)
-    settings = _settings(config, files, corpus_hashes, model.preset, lm, plan)
-    validation = data.validation_dataset(max_batches=config.validation_batches)
-    start_micro_step, run_state = _start_or_resume(config, lm, settings, restart_from, validation)
-    history = _fit(config, lm, data, validation, plan, start_micro_step, restart_from)
-    return _finish(config, lm, validation, plan, history, run_state, start_micro_step, restart_from)
+    # One run per folder: a second `pretrain` into it is refused while this one holds it.
+    with output_lock(config.output, "pretrain"):
+        _claim_output(config)
+        model = _resolve_model(config)
+        sequence_length = _sequence_length(config, model)
+        config = _with_demo_corpus(config)
+        files, corpus_hashes = _read_corpus(config)
+        restart_from = _prepare_checkpoints(config)
+        tokenizer = _get_tokenizer(config, model.preset, files, restart_from)
+        data, stats = _datasets(config, files, tokenizer, sequence_length)
+        plan = _plan(config, stats, model, sequence_length)
+        lm = _build_model(config, model, tokenizer)
+        _compile(lm, config, plan)
+        settings = _settings(config, files, corpus_hashes, model.preset, lm, plan)
+        validation = data.validation_dataset(max_batches=config.validation_batches)
+        start_micro_step, run_state = _start_or_resume(config, lm, settings, restart_from, validation)
+        # Saved once the folder is known to be this run's (never over another run's tokenizer),
+        # before the first checkpoint, so a resumed run tokenizes identically.
+        tokenizer.save_to_preset(config.output)
+        history = _fit(config, lm, data, validation, plan, start_micro_step, restart_from)
+        return _finish(config, lm, validation, plan, history, run_state, start_micro_step, restart_from)
 
 
 # === The phases ===
@@ -288,6 +314,34 @@ def _check_output_and_batch(config):
 
     lm_dataset.check_data_parallel_batch(config.micro_batch_size, "(micro-)batch size")
     ensure_writable_dir(config.output)
+
+
+def _same_directory(path, output):
+    return isinstance(path, (str, os.PathLike)) and os.path.isdir(path) and os.path.samefile(path, output)
+
+
+def _claim_output(config):
+    """`output` must hold nothing, a pretraining run (`_start_or_resume` compares its settings),
+    or the `tokenizer` given; any other model is refused, or with `resume=False` deleted as a
+    whole before the run starts (SavedModel exports never are). The `preset` it starts from is
+    never its `output`: the final save would overwrite the weights it continues from."""
+    if _same_directory(config.preset, config.output):
+        raise ValueError(
+            f"`output` {config.output!r} is the `preset` directory the run starts from; pick another `output`."
+        )
+    accepted = [artifacts.RUN]
+    if _same_directory(config.tokenizer, config.output):
+        if not config.resume:
+            raise ValueError(
+                f"`output` {config.output!r} is also the `tokenizer` directory, which `resume=False` would "
+                "delete; pick another `output`."
+            )
+        accepted.append(artifacts.TOKENIZER)
+    kind, evidence = artifacts.check_output_artifact(config.output, accepted, "`resume=False`", not config.resume)
+    if kind is not None and not config.resume:
+        with replace_in_dir(config.output, artifacts.MODEL_ENTRIES, "pretraining run"):
+            pass  # nothing new: the swap removes every entry of the old model at once
+        _log(config.verbose, f"Removed {kind} ({evidence} and the rest of its files) from {config.output} (restart).")
 
 
 def _resolve_model(config):
@@ -371,7 +425,7 @@ def _prepare_checkpoints(config):
 
 def _get_tokenizer(config, preset, files, restart_from):
     """The run's own tokenizer when resuming (so the ids never change), else the one given, the
-    preset's, or one trained on the corpus; saved into `output` at once."""
+    preset's, or one trained on the corpus (`_run` saves it into `output`)."""
     if restart_from and _has_tokenizer(config.output):
         tokenizer = _load_tokenizer(config.output)
     elif config.tokenizer is not None:
@@ -380,7 +434,6 @@ def _get_tokenizer(config, preset, files, restart_from):
         tokenizer = _load_tokenizer(preset)
     else:
         tokenizer = _train_tokenizer(files, config.vocabulary_size, config.text_field, config.verbose)
-    tokenizer.save_to_preset(config.output)
     return tokenizer
 
 
@@ -511,28 +564,23 @@ def _start_or_resume(config, lm, settings, restart_from, validation):
     perplexity before training is on record."""
     run_file = os.path.join(config.output, RUN_FILE)
     if not restart_from:
+        previous = read_json(run_file, "run record") if config.resume and os.path.isfile(run_file) else None
+        if isinstance(previous, dict) and previous.get("settings"):
+            # A run that wrote no checkpoint yet: starting it again is fine, replacing another is not.
+            _check_same_settings(config, previous["settings"], settings)
         run_state = {"settings": settings}
         if validation is not None:
             _log(config.verbose, "Evaluating the untrained model...")
-            run_state["initial_validation"] = lm.evaluate(validation, verbose=0, return_dict=True)
+            initial = lm.evaluate(validation, verbose=0, return_dict=True)
+            # A perplexity can overflow to inf (a continued preset far off the corpus): JSON cannot
+            # hold it (`atomic_write_json` refuses), and None reads as "not measured".
+            run_state["initial_validation"] = {k: float(v) if math.isfinite(v) else None for k, v in initial.items()}
         atomic_write_json(run_file, run_state)
         _log_initial_perplexity(config, run_state)
         return 0, run_state
-    run_state = {}
-    if os.path.isfile(run_file):
-        with open(run_file, encoding="utf-8") as f:
-            run_state = json.load(f)
+    run_state = read_json(run_file, "run record") if os.path.isfile(run_file) else {}
     previous = run_state.get("settings", {})
-    changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
-    fixed = [k for k in changed if k not in ADJUSTABLE_ON_RESUME]
-    if "corpus" in fixed:
-        _check_same_corpus(previous.get("corpus") or [], settings["corpus"], config.output)
-        fixed.remove("corpus")
-    if fixed:
-        raise ValueError(
-            f"{config.output!r} holds a run with different settings ({', '.join(fixed)} differ), so "
-            "it cannot be resumed. Use the same settings, another `output`, or `resume=False`."
-        )
+    changed = _check_same_settings(config, previous, settings)
     start_micro_step = restore_checkpoint(restart_from, lm)["step"]
     accumulation = config.gradient_accumulation_steps
     _log(
@@ -550,6 +598,22 @@ def _start_or_resume(config, lm, settings, restart_from, validation):
     return start_micro_step, run_state
 
 
+def _check_same_settings(config, previous, settings):
+    """The settings that changed since `previous` (all `ADJUSTABLE_ON_RESUME`); a ValueError if any
+    other did: the folder holds another run."""
+    changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
+    fixed = [k for k in changed if k not in ADJUSTABLE_ON_RESUME]
+    if "corpus" in fixed:
+        _check_same_corpus(previous.get("corpus") or [], settings["corpus"], config.output)
+        fixed.remove("corpus")
+    if fixed:
+        raise ValueError(
+            f"{config.output!r} holds a run with different settings ({', '.join(fixed)} differ), so "
+            "it cannot be resumed. Use the same settings, another `output`, or `resume=False`."
+        )
+    return changed
+
+
 def _log_initial_perplexity(config, run_state):
     initial_ppl = run_state.get("initial_validation", {}).get("perplexity")
     if initial_ppl is not None:
@@ -561,17 +625,28 @@ def _fit_callbacks(config, plan, start_micro_step, restart_from):
     checkpoint every interval, TensorBoard when installed, then the caller's own."""
     accumulation = config.gradient_accumulation_steps
     nan_guard = StopOnNaN(initial_step=start_micro_step)
+    # Every checkpoint carries the run's intervals so far, so the loss curve covers the whole run
+    # after a resume, and is drawn even when a resume finds nothing left to train (a run killed
+    # while its final preset was written).
+    intervals = _run_intervals(restart_from) or []
+
+    def state_fn(step, logs):
+        logs = {k: float(v) for k, v in logs.items()}
+        intervals.append({"update": step // accumulation, **logs})
+        return {
+            "update": step // accumulation,
+            "sequences_consumed": step * config.micro_batch_size,
+            "logs": logs,
+            "intervals": list(intervals),
+        }
+
     checkpoint = TrainingCheckpoint(
         os.path.join(config.output, CHECKPOINT_DIR),
         save_every="epoch",
         keep=config.keep_checkpoints,
         initial_step=start_micro_step,
         resumed_from=restart_from,
-        state_fn=lambda step, logs: {
-            "update": step // accumulation,
-            "sequences_consumed": step * config.micro_batch_size,
-            "logs": {k: float(v) for k, v in logs.items()},
-        },
+        state_fn=state_fn,
     )
     callbacks = [
         nan_guard,
@@ -667,23 +742,45 @@ def _finish(config, lm, validation, plan, history, run_state, start_micro_step, 
     )
 
 
+def _run_intervals(checkpoint):
+    """The run's intervals up to `checkpoint` (`[{"update", "loss", "val_loss", ...}]`, from its
+    state), or None for no checkpoint or one written before checkpoints recorded them."""
+    if not checkpoint:
+        return None
+    path = os.path.join(checkpoint, STATE_FILE)
+    state = read_json(path, "checkpoint state").get("state") if os.path.isfile(path) else None
+    intervals = state.get("intervals") if isinstance(state, dict) else None
+    return [dict(i) for i in intervals] if isinstance(intervals, list) else None
+
+
 def _plot_loss_curve(output, history, run_state, initial_epoch, eval_interval, steps, verbose):
-    """`output/loss_curve.png` from this call's intervals; one info line instead without matplotlib."""
+    """`output/loss_curve.png` from the whole run's intervals, as its newest checkpoint records
+    them (else this call's); one info line instead without matplotlib."""
     from keras_gpt1.training.loss_curve import LOSS_CURVE_FILE, matplotlib_available, write_loss_curve
 
-    if not history.get("loss"):
+    intervals = _run_intervals(latest_checkpoint(os.path.join(output, CHECKPOINT_DIR)))
+    if intervals and all("loss" in i for i in intervals):
+        updates = [i["update"] for i in intervals]
+        train_loss = [i["loss"] for i in intervals]
+        with_validation = all("val_loss" in i for i in intervals)
+        validation_loss = [i["val_loss"] for i in intervals] if with_validation else None
+        # From the run's start, unless resumed from a checkpoint older than these records.
+        initial_epoch = 0 if updates[0] <= eval_interval else None
+    elif history.get("loss"):
+        count = len(history["loss"])
+        updates = [min((initial_epoch + i + 1) * eval_interval, steps) for i in range(count)]
+        train_loss, validation_loss = history["loss"], history.get("val_loss")
+    else:
         return
     if not matplotlib_available():
         _log(verbose, "Loss curve skipped: matplotlib is not installed.")
         return
-    count = len(history["loss"])
-    updates = [min((initial_epoch + i + 1) * eval_interval, steps) for i in range(count)]
     initial = run_state.get("initial_validation", {}).get("loss") if initial_epoch == 0 else None
     path = write_loss_curve(
         os.path.join(output, LOSS_CURVE_FILE),
         updates,
-        history["loss"],
-        history.get("val_loss"),
+        train_loss,
+        validation_loss,
         initial_validation_loss=initial,
     )
     _log(verbose, f"Loss curve written to {path}.")

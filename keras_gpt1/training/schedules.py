@@ -21,6 +21,8 @@ import math
 import keras
 from keras import ops
 
+from keras_gpt1.utils.checks import check_number
+
 
 def _as_float(x):
     return ops.cast(x, "float32")
@@ -79,8 +81,8 @@ OPENAI_SCHEDULES = {
 
 
 def _check_positive(name, value):
-    if not value > 0:
-        raise ValueError(f"`{name}` must be positive; got {value!r}.")
+    # Finite too: an infinite peak rate would pass `> 0` and train a NaN model.
+    check_number(name, value, 0, low_open=True)
 
 
 # === LearningRateSchedules ===

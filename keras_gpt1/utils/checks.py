@@ -6,6 +6,7 @@ are symbolic and the check is skipped (our own pipelines only produce in-range i
 """
 
 import math
+import os
 
 import keras
 import numpy as np
@@ -110,6 +111,59 @@ def as_int32_ids(values, name="`token_ids`", vocabulary_size=None):
     return array.astype("int32")
 
 
+def check_boolean(name, value):
+    """`value` if it is a bool, else a ValueError naming `name`: `"yes"`, `1` or `"false"` in a
+    JSON file would otherwise turn into a bool by truthiness (`bool("false")` is True).
+
+    Example:
+    ```python
+    check_boolean("rematerialize", False)     # False
+    check_boolean("rematerialize", "yes")     # ValueError: `rematerialize` must be true or false
+    ```
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"`{name}` must be true or false (a JSON boolean); got {value!r}.")
+    return bool(value)
+
+
+def check_choice(name, value, allowed):
+    """`value` if it is one of `allowed`, else a ValueError naming `name` and the allowed values.
+
+    Example:
+    ```python
+    check_choice("standardize", "klingon", ("bert", "original"))   # ValueError: ... one of 'bert', 'original'
+    ```
+    """
+    if isinstance(value, bool) or value not in allowed:
+        raise ValueError(f"`{name}` must be one of {', '.join(repr(a) for a in allowed)}; got {value!r}.")
+    return value
+
+
+def check_dtype_policy(name, value):
+    """`value` if Keras reads it as a dtype policy (a name such as `"float32"` or
+    `"mixed_bfloat16"`, a serialized `DTypePolicy`/`DTypePolicyMap`, or None), else a ValueError
+    naming `name`, instead of a failure inside layer construction.
+
+    Example:
+    ```python
+    check_dtype_policy("dtype", "float7")   # ValueError: `dtype` must be a Keras dtype policy ...
+    ```
+    """
+    if value is None:
+        return value
+    try:
+        if isinstance(value, dict) and "DTypePolicyMap" in str(value.get("class_name")):
+            keras.saving.deserialize_keras_object(value)
+        else:
+            keras.dtype_policies.get(value)
+    except Exception:  # Keras raises ValueError, TypeError or KeyError by form
+        shown = value.get("config", {}).get("name", value) if isinstance(value, dict) else value
+        raise ValueError(
+            f"`{name}` must be a Keras dtype policy such as 'float32', 'bfloat16' or 'mixed_bfloat16'; got {shown!r}."
+        ) from None
+    return value
+
+
 _PRESET_INTEGER_KEYS = (
     "vocabulary_size",
     "num_layers",
@@ -118,36 +172,71 @@ _PRESET_INTEGER_KEYS = (
     "intermediate_dim",
     "max_sequence_length",
 )
+# Constructor arguments of `GPT1Backbone` without a default: a config missing one cannot be built.
+_PRESET_REQUIRED_KEYS = ("vocabulary_size", "num_layers", "num_heads", "hidden_dim", "intermediate_dim")
 
 
 def check_preset_config(config, path):
     """Raises a ValueError naming the file `path` and the key if a preset's backbone `config`
-    holds a wrong type or value (a string where a number belongs, a zero size, a dropout of 2),
-    instead of a `TypeError` or a misleading message from deep inside layer construction."""
+    lacks a required key or holds a wrong type or value (a string where a number belongs, a zero
+    size, a dropout of 2, `"rematerialize": "yes"`, `"dtype": "float7"`), instead of a
+    `TypeError` or a misleading message from deep inside layer construction."""
     try:
+        missing = [key for key in _PRESET_REQUIRED_KEYS if key not in config]
+        if missing:
+            raise ValueError(
+                f"the required key `{missing[0]}` is missing (a GPT1Backbone config needs {_PRESET_REQUIRED_KEYS})."
+            )
         for key in _PRESET_INTEGER_KEYS:
             if key in config:
                 check_integer(key, config[key], 1)
         if "dropout" in config:
             check_number("dropout", config["dropout"], 0, 1, high_open=True)
+        if "rematerialize" in config:
+            check_boolean("rematerialize", config["rematerialize"])
+        if "dtype" in config:
+            check_dtype_policy("dtype", config["dtype"])
         if all(k in config for k in ("hidden_dim", "num_heads")) and config["hidden_dim"] % config["num_heads"]:
             raise ValueError(
                 f"`hidden_dim` ({config['hidden_dim']}) must be divisible by `num_heads` ({config['num_heads']})."
             )
     except ValueError as e:
-        raise ValueError(f"Corrupt preset config {path!r}: {e}") from None
+        # Keys of a file in JSON's quotes: the command line turns `name` into a flag name.
+        raise ValueError(f"Corrupt preset config {path!r}: {as_json_keys(e)}") from None
     return config
+
+
+def as_json_keys(error):
+    """The message of `error` with each backticked name in JSON's double quotes, for errors about
+    a key of a JSON file: the command line reads `` `dtype` `` as its flag `--dtype`."""
+    return str(error).replace("`", '"')
+
+
+def read_weight_shapes(h5_path):
+    """`{dataset path: shape}` of every tensor in the Keras weights file `h5_path`, read from the
+    file's metadata alone: no tensor is loaded, so a file of any size costs milliseconds.
+
+    Example:
+    ```python
+    read_weight_shapes("model.weights.h5")["layers/gpt1_embedding/vars/0"]   # (512, 768)
+    ```
+    """
+    import h5py
+
+    found = {}
+    with h5py.File(h5_path, "r") as f:
+        f.visititems(
+            lambda name, obj: found.update({name: tuple(obj.shape)}) if isinstance(obj, h5py.Dataset) else None
+        )
+    return found
 
 
 def check_weight_shapes(h5_path, weights, config_path):
     """Raises a ValueError if the tensors of the weights file `h5_path` differ in number or shape
-    from `weights` (the model its config describes), naming both files and a mismatching shape."""
-    import h5py
-
-    found = []
-    with h5py.File(h5_path, "r") as f:
-        f.visititems(lambda name, obj: found.append(tuple(obj.shape)) if isinstance(obj, h5py.Dataset) else None)
-    expected = [tuple(int(d) for d in w.shape) for w in weights]
+    from `weights` (the model its config describes: variables, or their shapes as tuples, which
+    need no model to be built), naming both files and a mismatching shape."""
+    found = list(read_weight_shapes(h5_path).values())
+    expected = [tuple(int(d) for d in getattr(w, "shape", w)) for w in weights]
     if len(found) != len(expected):
         raise ValueError(
             f"it holds {len(found)} tensors but the config in {config_path} describes a model with {len(expected)}"
@@ -157,6 +246,40 @@ def check_weight_shapes(h5_path, weights, config_path):
         raise ValueError(
             f"its tensor shapes do not match the model {config_path} describes (e.g. {missing[0] if missing else '?'}): "
             "was config.json edited, or copied from another model?"
+        )
+
+
+def available_memory_bytes():
+    """The memory a new allocation can take now (Linux `MemAvailable`), or None where unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_fits_in_memory(needed_bytes, what, available=None):
+    """Raises a ValueError naming `what` if `needed_bytes` exceed the memory available now, so a
+    config that asks for a 4 TB embedding is refused in a line, not by a raw `ResourceExhaustedError`
+    (or the kernel's OOM killer) after minutes of swapping. (A ValueError, not a MemoryError: the
+    fault is a value someone wrote, and nothing was allocated.)
+
+    Example:
+    ```python
+    check_fits_in_memory(4 * 10**12, "The backbone config.json describes")   # ValueError: ... about 4,000.0 GB
+    ```
+    """
+    available = available_memory_bytes() if available is None else available
+    if available is not None and needed_bytes > available:
+        raise ValueError(
+            f"{what} needs about {needed_bytes / 1e9:,.1f} GB for its weights alone, and only "
+            f"{available / 1e9:,.1f} GB of memory is available: check its sizes."
         )
 
 

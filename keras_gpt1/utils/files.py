@@ -9,6 +9,7 @@ import contextlib
 import errno
 import fnmatch
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -55,14 +56,37 @@ class DiskFullError(OSError):
     """A full disk (`errno.ENOSPC`), with a message naming what was being written and where."""
 
 
-def disk_full_error(what, path, needed_bytes=None):
-    """An `OSError(ENOSPC)` that says what was being written, where, and how much space it needs
-    (when known) against what is free."""
+class ReadOnlyFileSystemError(PermissionError):
+    """A write refused by a read-only filesystem (`errno.EROFS`), naming what was to be written
+    and where; a `PermissionError`, so the command line prints it as one line (exit 2)."""
+
+    def __init__(self, message):
+        super().__init__(message)
+        self.errno = errno.EROFS
+
+
+def _existing_directory(path):
+    """The directory whose filesystem would hold `path`: `path` itself if it is a directory (a
+    mount point, say), else its nearest existing parent."""
+    if os.path.isdir(path):
+        return os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path)) or "."
     while not os.path.isdir(directory) and os.path.dirname(directory) != directory:
         directory = os.path.dirname(directory)
-    free = shutil.disk_usage(directory).free
+    return directory
+
+
+def disk_full_error(what, path, needed_bytes=None, before=False):
+    """An `OSError(ENOSPC)` that says what was being written, where, and how much space it needs
+    (when known) against what is free; `before=True`: refused before anything was written."""
+    free = shutil.disk_usage(_existing_directory(path)).free
     need = f"it needs about {_format_bytes(needed_bytes)}, " if needed_bytes else ""
+    if before:
+        return DiskFullError(
+            errno.ENOSPC,
+            f"No space left on the device for {what} {os.fspath(path)!r}: {need}{_format_bytes(free)} free. "
+            "Nothing was written; free some space and retry.",
+        )
     return DiskFullError(
         errno.ENOSPC,
         f"No space left on the device while writing {what} {os.fspath(path)!r}: {need}"
@@ -70,16 +94,110 @@ def disk_full_error(what, path, needed_bytes=None):
     )
 
 
+def check_free_space(path, needed_bytes, what="file"):
+    """Raises the `DiskFullError` of `disk_full_error` before anything is written when the
+    filesystem that would hold `path` has less than `needed_bytes` free.
+
+    Writing into a full disk is not always a clean error: h5py (Keras's `.weights.h5`) crashes
+    the whole process with a segmentation fault when the disk fills while it writes, leaving a
+    partial file behind. So every writer that knows its size checks it first.
+
+    Example:
+    ```python
+    check_free_space("out/model.weights.h5", estimated_weights_file_bytes(model.weights), "weights")
+    ```
+    """
+    if needed_bytes and shutil.disk_usage(_existing_directory(path)).free < needed_bytes:
+        raise disk_full_error(what, path, needed_bytes, before=True)
+
+
+# An h5 weights file stores 2.2-2.7 KB of headers per tensor besides the data (measured with
+# Keras 3 and h5py 3); the constant covers the JSON files a preset writes beside it.
+_H5_BYTES_PER_TENSOR = 4096
+_PRESET_FILES_BYTES = 16 * 1024
+
+
+def estimated_weights_file_bytes(variables):
+    """About how many bytes `variables` take in a Keras `.weights.h5` (a little over, never under):
+    the data, the file's per-tensor headers and room for a preset's JSON files.
+
+    Example:
+    ```python
+    estimated_weights_file_bytes(backbone.weights)   # ~500 MB for GPT-1
+    ```
+    """
+    total = _PRESET_FILES_BYTES
+    for variable in variables:
+        digits = "".join(c for c in str(getattr(variable.dtype, "name", variable.dtype)) if c.isdigit())
+        itemsize = max(1, int(digits or 32) // 8)  # "float32" -> 4, "bfloat16" -> 2, "int8" -> 1
+        size = 1
+        for dim in variable.shape:
+            size *= int(dim)
+        total += size * itemsize + _H5_BYTES_PER_TENSOR
+    return total
+
+
+def read_only_error(what, path):
+    """The `ReadOnlyFileSystemError` for writing `what` to `path` on a read-only filesystem."""
+    return ReadOnlyFileSystemError(
+        f"Cannot write {what} {os.fspath(path)!r}: the filesystem is read-only. "
+        "Nothing was written; pick a writable place."
+    )
+
+
 @contextlib.contextmanager
 def disk_full_reported(what, path, needed_bytes=None):
-    """Turns a full disk inside the block into a `DiskFullError` naming `what` and `path` (the
-    innermost such block names the error: it knows best what was being written)."""
+    """Turns a full disk (or an exceeded quota) inside the block into a `DiskFullError`, and a
+    read-only filesystem into a `ReadOnlyFileSystemError`, naming `what` and `path` (the innermost
+    such block names the error: it knows best what was being written)."""
     try:
         yield
     except OSError as e:
-        if e.errno != errno.ENOSPC or isinstance(e, DiskFullError):
+        if isinstance(e, (DiskFullError, ReadOnlyFileSystemError)):
+            raise
+        if e.errno == errno.EROFS:
+            raise read_only_error(what, path) from None
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
         raise disk_full_error(what, path, needed_bytes) from None
+
+
+@contextlib.contextmanager
+def writing_in_place(directory, what="preset", needed_bytes=None):
+    """For a writer that puts its files straight into `directory` (KerasHub's preset saver):
+    checks the free space first (`check_free_space`), reports a full disk or a read-only
+    filesystem by name (`disk_full_reported`), and when the block fails, removes the entries it
+    created (the directory too, if it made it), so a failed save leaves no half-written preset.
+
+    Example:
+    ```python
+    with writing_in_place("my_preset", "preset", estimated_weights_file_bytes(model.weights)):
+        keras_hub_saver.save_task(model)
+    ```
+    """
+    directory = os.fspath(directory)
+    if os.path.basename(os.path.normpath(directory)).startswith(TEMPORARY_PREFIX):
+        # A staging directory (`replace_in_dir`, `atomic_dir`): the block that made it checked
+        # the space, names the final path in its errors and removes the staging on failure.
+        yield directory
+        return
+    with disk_full_reported(what, directory, needed_bytes):
+        check_free_space(directory, needed_bytes, what)
+        existed = set(os.listdir(directory)) if os.path.isdir(directory) else None
+        try:
+            yield directory
+        except BaseException:
+            if existed is None:
+                shutil.rmtree(directory, ignore_errors=True)
+            elif os.path.isdir(directory):
+                for name in set(os.listdir(directory)) - existed:
+                    entry = os.path.join(directory, name)
+                    if os.path.isdir(entry) and not os.path.islink(entry):
+                        shutil.rmtree(entry, ignore_errors=True)
+                    else:
+                        with contextlib.suppress(OSError):
+                            os.unlink(entry)
+            raise
 
 
 @contextlib.contextmanager
@@ -95,8 +213,10 @@ def atomic_dir(path, what="directory", needed_bytes=None):
     """
     path = os.fspath(path)
     parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=TEMPORARY_PREFIX + os.path.basename(path) + "-", dir=parent)
+    with disk_full_reported(what, path, needed_bytes):
+        check_free_space(path, needed_bytes, what)
+        os.makedirs(parent, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=TEMPORARY_PREFIX + os.path.basename(path) + "-", dir=parent)
     try:
         with disk_full_reported(what, path, needed_bytes):
             yield tmp
@@ -151,9 +271,11 @@ def replace_in_dir(directory, owned, what="model", needed_bytes=None):
     """
     directory = os.fspath(directory)
     created = not os.path.exists(directory)
-    os.makedirs(directory, exist_ok=True)
-    remove_stale_temporaries(directory, min_age_s=STALE_STAGING_S)
-    staging = tempfile.mkdtemp(prefix=TEMPORARY_PREFIX + "new-", dir=directory)
+    with disk_full_reported(what, directory, needed_bytes):
+        check_free_space(directory, needed_bytes, what)  # before anything is created
+        os.makedirs(directory, exist_ok=True)
+        remove_stale_temporaries(directory, min_age_s=STALE_STAGING_S)
+        staging = tempfile.mkdtemp(prefix=TEMPORARY_PREFIX + "new-", dir=directory)
     aside = None
     try:
         with disk_full_reported(what, directory, needed_bytes):
@@ -236,11 +358,13 @@ def atomic_path(path, what="file", needed_bytes=None):
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
     # Keep the real suffix: Keras picks the file format from it.
     base = os.path.basename(path)
     suffix = base[base.index(".") :] if "." in base else ""
-    fd, tmp = tempfile.mkstemp(prefix=TEMPORARY_PREFIX, suffix=suffix, dir=directory)
+    with disk_full_reported(what, path, needed_bytes):
+        check_free_space(path, needed_bytes, what)
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=TEMPORARY_PREFIX, suffix=suffix, dir=directory)
     os.close(fd)
     os.unlink(tmp)  # Some writers refuse to overwrite; let them create the file.
     try:
@@ -260,9 +384,33 @@ def atomic_write_text(path, text, what="file"):
             f.write(text)
 
 
+def _non_finite_entry(obj, where=""):
+    """The key path (`recipe.lm_weight`, `history.loss[2]`) of the first NaN or infinite float in
+    `obj`, or None."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return f"{where or 'the value'} ({obj})"
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    for key, value in items:
+        found = _non_finite_entry(value, f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}".lstrip("."))
+        if found:
+            return found
+    return None
+
+
 def atomic_write_json(path, obj):
-    """Writes `obj` as indented JSON to `path` atomically."""
-    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    """Writes `obj` as indented JSON to `path` atomically. A NaN or infinite float is refused with
+    a ValueError naming its key: Python would write `NaN`, which is not JSON (other readers fail on
+    it) and would record a broken value silently."""
+    try:
+        text = json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        where = _non_finite_entry(obj)
+        if where is None:
+            raise
+        raise ValueError(
+            f"Cannot write {os.fspath(path)!r}: {where} is not a finite number, which JSON cannot hold."
+        ) from None
+    atomic_write_text(path, text + "\n")
 
 
 def require_file(path, what="file"):
