@@ -214,6 +214,7 @@ def test_library_writers_are_refused_with_output_in_use_error(made, tmp_path, he
     inputs = made["inputs"]
     calls = [
         lambda: GPT1CausalLM.from_preset(made["preset"]).save_to_preset(str(output)),
+        lambda: GPT1CausalLM.from_preset(made["preset"]).backbone.save_to_preset(str(output)),
         lambda: finetune("classification", inputs["train"], preset=made["preset"], output=str(output), verbose=0),
         lambda: pretrain(corpus=[inputs["corpus"]], tokenizer=inputs["tokenizer"], output=str(output), verbose=0),
     ]

@@ -10,6 +10,7 @@ from keras_gpt1.layers.transformer_block import GPT1Block, warn_if_rematerializa
 from keras_gpt1.models import lora, preset_io
 from keras_gpt1.utils.checks import CheckedInputsMixin, check_token_ids
 from keras_gpt1.utils.files import estimated_weights_file_bytes, writing_in_place
+from keras_gpt1.utils.locks import holding_output
 
 
 @keras.saving.register_keras_serializable(package="keras_gpt1")
@@ -246,6 +247,7 @@ class GPT1Backbone(CheckedInputsMixin, keras_hub.models.Backbone):
             preset_io.load_backbone_weights(backbone, preset)
         return backbone
 
+    @holding_output("preset_dir", "save_to_preset")  # one writer at a time, as for every output folder
     def save_to_preset(self, preset_dir, max_shard_size=10):
         """Writes the preset with KerasHub's saver (`config.json`, `metadata.json`,
         `model.weights.h5` or its shards), then `manifest.json`: the size and SHA-256 of the
