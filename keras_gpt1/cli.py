@@ -25,12 +25,24 @@ SUBCOMMANDS = [
 ]
 
 
+def _installed_version():
+    """The installed distribution's version, read from its metadata: importing the package would
+    import Keras and a backend just to print a number."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("keras-gpt1")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout that is not installed
+        return "(not installed)"
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="keras-gpt1",
         description="GPT-1 for Keras 3 (TensorFlow, JAX, PyTorch). "
         "Pick the backend with KERAS_BACKEND=tensorflow|jax|torch.",
     )
+    parser.add_argument("--version", action="version", version=f"keras-gpt1 {_installed_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     import importlib
 

@@ -218,3 +218,14 @@ def test_a_diverged_pretrain_command_exits_1_with_one_line(data, tmp_path, capsy
     assert re.match(r"keras-gpt1 pretrain: error: The training loss became (nan|inf) at update [23]; ", line), line
     assert "with a lower --learning-rate" in line or "lower --learning-rate and start again" in line, line
     assert not (tmp_path / "run" / "model.weights.h5").exists()
+
+
+@pytest.mark.once
+def test_version_prints_the_installed_version(capsys):
+    """`keras-gpt1 --version` prints the version pip installed, which is the package's own."""
+    import keras_gpt1
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.strip() == f"keras-gpt1 {keras_gpt1.__version__}"
