@@ -14,16 +14,26 @@ BACKEND = keras.config.backend()
 # pipelines, the command line, atomic writes, tokenization, the benchmark harness's subprocesses):
 # the Makefile runs the suite on every backend, and these run in one backend's run only, PyTorch's
 # where it is installed (eager: nothing to compile, the cheapest run), else TensorFlow's.
+# `@pytest.mark.once("jax")` names the run for tests that train for many steps (learning checks
+# on real text), which compiled JAX runs several times faster than eager PyTorch; any such tests
+# sharing a module fixture name the same run, so the fixture is built once.
 ONCE_BACKEND = "torch" if importlib.util.find_spec("torch") is not None else "tensorflow"
 
 
+def once_backend(marker):
+    """The run a `once` test belongs to: the backend its marker names, if installed, else
+    `ONCE_BACKEND`."""
+    if marker.args and importlib.util.find_spec(marker.args[0]) is not None:
+        return marker.args[0]
+    return ONCE_BACKEND
+
+
 def pytest_collection_modifyitems(config, items):
-    if BACKEND == ONCE_BACKEND:
-        return
-    skip = pytest.mark.skip(reason=f"backend-independent: runs once, in the {ONCE_BACKEND} run")
     for item in items:
-        if item.get_closest_marker("once"):
-            item.add_marker(skip)
+        marker = item.get_closest_marker("once")
+        if marker is not None and once_backend(marker) != BACKEND:
+            reason = f"backend-independent: runs once, in the {once_backend(marker)} run"
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 TINY_CONFIG = dict(

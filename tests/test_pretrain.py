@@ -48,7 +48,7 @@ class LossRecorder(keras.callbacks.Callback):
         self.losses.append(float(logs["loss"]))
 
 
-@pytest.mark.once
+@pytest.mark.once("jax")  # many steps: compiled (tests/conftest.py)
 def test_cli_loss_falls_on_real_text_and_writes_a_preset(data, tmp_path, capsys):
     corpus, tokenizer = data
     output = tmp_path / "run"

@@ -809,7 +809,7 @@ def classifier_run(reference, tmp_path_factory):
     return {"train": train, "validation": validation, "output": output, "stdout": stdout.getvalue(), "args": args}
 
 
-@pytest.mark.once
+@pytest.mark.once("jax")  # learns on real text: many steps, compiled (tests/conftest.py)
 def test_finetune_command_trains_a_classifier_that_beats_chance(classifier_run):
     output = classifier_run["output"]
     for name in (
@@ -838,7 +838,7 @@ def test_finetune_command_trains_a_classifier_that_beats_chance(classifier_run):
     assert f"accuracy: {metrics['accuracy']:.4f}" in classifier_run["stdout"]
 
 
-@pytest.mark.once
+@pytest.mark.once("jax")  # learns on real text: many steps, compiled (tests/conftest.py)
 def test_evaluate_command_reproduces_the_validation_metrics(classifier_run, capsys):
     from keras_gpt1.cli import main
 
@@ -855,7 +855,7 @@ def test_evaluate_command_reproduces_the_validation_metrics(classifier_run, caps
         model.predict((["a sentence"], ["another"]), verbose=0)
 
 
-@pytest.mark.once
+@pytest.mark.once("jax")  # learns on real text: many steps, compiled (tests/conftest.py)
 def test_pretrained_preset_beats_random_init_on_the_same_budget(reference, classifier_run):
     from keras_gpt1.tasks.finetune import finetune
 
@@ -877,7 +877,7 @@ def test_pretrained_preset_beats_random_init_on_the_same_budget(reference, class
     assert pretrained > scratch.metrics["accuracy"] + 0.05, (pretrained, scratch.metrics)
 
 
-@pytest.mark.once
+@pytest.mark.once("jax")  # learns on real text: many steps, compiled (tests/conftest.py)
 @pytest.mark.parametrize("task,threshold", [("similarity", 0.6), ("multiple-choice", 0.5)])
 def test_pair_tasks_train_with_fit_and_beat_chance(reference, tmp_path, task, threshold):
     """Chance: 0.5 for similarity, 1/3 for three candidates. Trained on packed batches
