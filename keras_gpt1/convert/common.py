@@ -30,8 +30,8 @@ def check_output(source, output, overwrite):
     source, output = os.fspath(source), os.fspath(output)
     if os.path.abspath(source) == os.path.abspath(output):
         raise ValueError(f"The output directory {output!r} is the input directory; pick a new one.")
+    # Whether it can be written is checked before the lock (`holding_output_folder`).
     artifacts.check_output_artifact(output, (), "`overwrite=True`", overwrite, what="The output directory")
-    check_writable_dir(output)
 
 
 def weight_bytes(backbone):

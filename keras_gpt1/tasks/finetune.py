@@ -179,8 +179,7 @@ def finetune(
     if lora_rank is not None:
         lora_rank = check_integer("lora_rank", lora_rank, 1)
     check_precision(precision)
-    if output is not None:
-        check_writable_dir(output)
+    if output is not None:  # writable: checked by `holding_output` before it took the lock
         artifacts.check_output_artifact(output, (artifacts.FINETUNED,), "`overwrite=True`", overwrite)
     if seed is not None:
         keras.utils.set_random_seed(int(seed))

@@ -103,18 +103,23 @@ def _unlock(fd):
             msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
 
 
+def _in_use_error(directory, path, flag):
+    """The refusal of a second writer, naming the holder recorded in the lock file at `path`."""
+    holder = _read_holder(path)
+    return OutputInUseError(
+        f"Output directory {directory!r} is in use by {describe_holder(holder)}; wait for it to "
+        f"finish or choose another {flag}.",
+        holder,
+    )
+
+
 def _acquire(directory, path, flag):
     """The descriptor of `path`, locked; raises `OutputInUseError` if another writer holds it."""
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         if not _try_lock(fd):
             os.close(fd)
-            holder = _read_holder(path)
-            raise OutputInUseError(
-                f"Output directory {directory!r} is in use by {describe_holder(holder)}; wait for it to "
-                f"finish or choose another {flag}.",
-                holder,
-            )
+            raise _in_use_error(directory, path, flag)
         # The previous holder deletes the file as it lets go: a lock taken on a file no longer
         # at `path` excludes nobody, so take the new one instead.
         try:
@@ -165,11 +170,7 @@ def output_lock(directory, writer=None, flag="`output`"):
     path = os.path.join(directory, LOCK_FILE)
     with _held_guard:
         if key in _held:  # another thread of this process: answered from the table, file untouched
-            raise OutputInUseError(
-                f"Output directory {directory!r} is in use by {describe_holder(_read_holder(path))}; wait "
-                f"for it to finish or choose another {flag}.",
-                _read_holder(path),
-            )
+            raise _in_use_error(directory, path, flag)
         fd = _acquire(directory, path, flag)
         _held[key] = (me, fd, 1)
     try:
