@@ -13,11 +13,10 @@ they may be deleted once converted. Converted presets go to `$KERAS_GPT1_CACHE`,
 `KERAS_GPT1_CACHE` at the new place; each entry is an ordinary preset directory, loadable by path.
 A cached entry is never refreshed from the Hub: delete it to fetch again.
 
-**Design.** Models must not import upward, yet every `from_preset` must reach the converter.
-`keras_gpt1.models.preset_io.resolve_preset` is the one door every `from_preset` passes; this
-module registers `fetch_preset` there (`register_remote_resolver`) when `keras_gpt1` is
-imported, and imports huggingface_hub and the converter only when something is fetched. It also
-registers `"gpt1"` as a KerasHub built-in preset whose handle is that converted directory, read
+**Design.** `keras_gpt1.models.preset_io.resolve_preset`, the one door every `from_preset` passes,
+calls `fetch_preset` for a name with published weights; this module sits in the models' layer
+with the converter it calls, and imports huggingface_hub and the converter only when something
+is fetched. When `keras_gpt1` is imported, it registers `"gpt1"` as a KerasHub built-in preset whose handle is that converted directory, read
 on first use, so KerasHub's auto classes (`keras_hub.models.TextClassifier.from_preset("gpt1",
 num_classes=2)`, `CausalLM`, `Backbone`, `Tokenizer`) load it too.
 
@@ -341,5 +340,4 @@ def _register_with_keras_hub():
     register_presets(entries, GPT1Backbone)
 
 
-preset_io.register_remote_resolver(fetch_preset)
 _register_with_keras_hub()

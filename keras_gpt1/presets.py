@@ -26,6 +26,8 @@ TOKENIZER_CONFIG_FILE = "tokenizer.json"
 TOKENIZER_ASSETS_DIR = "assets/tokenizer"
 VOCAB_FILE = "vocab.json"
 MERGES_FILE = "merges.txt"
+# What `finetune` records beside a task preset (task, columns, metrics), read by `evaluate` and the export.
+FINETUNE_FILE = "finetune.json"
 # The binary files of a preset, which its manifest lists: the backbone's weights (one file or
 # shards), the tokenizer's assets, a task head's weights.
 WEIGHTS_PATTERNS = (WEIGHTS_FILE, "model_*.weights.h5")

@@ -9,7 +9,7 @@ task models of `keras_gpt1/tasks/models.py` as of commit ddd34d0 (`GPT1Classifie
 - `finetune_before.json`: `finetune(...)` on `write_task_files` + `make_tiny_preset`, per backend.
 
 Only APIs meant to outlive the task-model refactor are used: `train_tokenizer`, `GPT1Backbone`,
-`GPT1CausalLM` and (by the callers) `keras_gpt1.tasks.finetune.finetune`.
+`GPT1CausalLM` and (by the callers) `keras_gpt1.workflows.finetuning.finetune`.
 
 Example:
 ```python

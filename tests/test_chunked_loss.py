@@ -7,7 +7,8 @@ from keras import ops
 
 from conftest import BACKEND, to_numpy
 from keras_gpt1 import GPT1Backbone, GPT1CausalLM
-from keras_gpt1.training import NextTokenAccuracy, Perplexity, chunked_head_loss, next_token_crossentropy
+from keras_gpt1.models.chunked_head import chunked_head_loss
+from keras_gpt1.training import NextTokenAccuracy, Perplexity, next_token_crossentropy
 
 
 def _loss_and_grads(loss_fn, hidden, table):

@@ -276,7 +276,7 @@ def _padding_scenario(out_path, workdir):
     from keras_gpt1.generation.score import score
     from keras_gpt1.tasks import GPT1Task
     from keras_gpt1.tasks.data import make_dataset, read_task_file
-    from keras_gpt1.tasks.finetune import evaluate, finetune
+    from keras_gpt1.workflows.finetuning import evaluate, finetune
 
     assert keras.config.backend() == "jax"
     preset = _tiny_task_preset(workdir)
@@ -350,7 +350,7 @@ from keras_gpt1.distribution import (  # noqa: E402
     gpt1_layout_map,
     parse_mesh,
 )
-from keras_gpt1.distribution.cli import add_distribution_arguments  # noqa: E402
+from keras_gpt1.cli.distribution import add_distribution_arguments  # noqa: E402
 
 BACKEND = keras.config.backend()
 RTOL = 1e-5  # float32 reductions re-ordered across shards differ by ~1e-7 relative

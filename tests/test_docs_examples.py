@@ -236,7 +236,7 @@ def test_finetune_from_the_cli_and_from_python_gives_the_same_result(tmp_path):
 
     from keras_gpt1.cli import main
     from keras_gpt1.convert import convert_hf_to_preset
-    from keras_gpt1.tasks.finetune import finetune
+    from keras_gpt1.workflows.finetuning import finetune
 
     write_standin(tmp_path / "hf")
     preset = str(tmp_path / "preset")

@@ -803,7 +803,7 @@ def test_cli_streams_the_same_text_it_prints_unstreamed(text_lm, tmp_path):
             assert code == 0, err
             outputs.append(out)
         assert outputs[0] == outputs[1] and outputs[0].startswith(prompt.split()[0]), outputs
-    from keras_gpt1.generation.cli import _TextStreamer
+    from keras_gpt1.cli.generate import _TextStreamer
 
     out = io.StringIO()
     streamer = _TextStreamer(text_lm.tokenizer, out, "")

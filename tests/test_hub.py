@@ -200,7 +200,7 @@ def test_cli_generate_and_score_read_gpt1(standin, capsys):
 @pytest.mark.once
 @pytest.mark.parametrize("task", ["classification", "entailment", "similarity", "multiple-choice"])
 def test_finetune_each_task_family_from_gpt1(standin, task, tmp_path):
-    from keras_gpt1.tasks.finetune import evaluate, finetune
+    from keras_gpt1.workflows.finetuning import evaluate, finetune
 
     data = write_rows(tmp_path / "train.jsonl", task_rows(task))
     result = finetune(
@@ -248,7 +248,7 @@ def test_cli_finetune_and_evaluate_from_gpt1(standin, tmp_path, capsys):
 @pytest.mark.once
 def test_pretrain_continues_from_gpt1_whose_tokenizer_outgrows_the_embedding(standin, tmp_path):
     """LM data is plain text: the 3 special tokens without rows do not stop continued pretraining."""
-    from keras_gpt1.training.pretraining import pretrain
+    from keras_gpt1.workflows.pretraining import pretrain
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("the cat and the dog at home .\n" * 40)
@@ -321,7 +321,7 @@ def test_export_gpt1_and_a_task_model_then_serve_raw_strings_with_tensorflow_onl
     assert main(["export", "--model", "gpt1", "--output", str(tmp_path / "lm_serving"), "--version", "1"]) == 0
     assert main(["export", "--model", clf, "--output", str(tmp_path / "clf_serving"), "--version", "1"]) == 0
     from keras_gpt1.export import export_saved_model
-    from keras_gpt1.tasks.finetune import finetune
+    from keras_gpt1.workflows.finetuning import finetune
 
     for task in ("entailment", "similarity", "multiple-choice"):
         task_data = write_rows(tmp_path / f"{task}.jsonl", task_rows(task))

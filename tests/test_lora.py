@@ -253,7 +253,7 @@ def test_finetune_with_lora_trains_the_adapters_and_head_and_saves_them_merged(s
     import json
 
     from keras_gpt1.tasks import GPT1Task, GPT1TextClassifier
-    from keras_gpt1.tasks.finetune import finetune
+    from keras_gpt1.workflows.finetuning import finetune
 
     preset, train = small_preset
     out = str(tmp_path / "out")

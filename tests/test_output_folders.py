@@ -72,7 +72,7 @@ class Artifacts(dict):
         return str(self.root / "hf")
 
     def _classifier(self):
-        from keras_gpt1.tasks.finetune import finetune
+        from keras_gpt1.workflows.finetuning import finetune
 
         output = str(self.root / "classifier")
         finetune("classification", self["inputs"]["train"], preset=self["preset"], output=output, epochs=1, verbose=0)
@@ -206,8 +206,8 @@ def test_a_second_writer_is_refused_at_once_naming_the_holder(made, name, kind, 
 @pytest.mark.once
 def test_library_writers_are_refused_with_output_in_use_error(made, tmp_path, held_by_thread):
     from keras_gpt1.models import GPT1CausalLM
-    from keras_gpt1.tasks.finetune import finetune
-    from keras_gpt1.training import pretrain
+    from keras_gpt1.workflows.finetuning import finetune
+    from keras_gpt1.workflows import pretrain
 
     output = tmp_path / "busy"
     held_by_thread(output)
@@ -232,7 +232,7 @@ def test_a_refused_pretrain_never_removes_a_folder_another_run_just_created(
 ):
     """Two runs start together into a new folder: the one refused must not take the folder for
     its own leftover (a refused run removes the folder it created) while the other writes it."""
-    from keras_gpt1.training import pretraining
+    from keras_gpt1.workflows import pretraining
 
     output = tmp_path / "new"
     real = pretraining.ensure_writable_dir

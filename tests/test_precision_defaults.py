@@ -133,7 +133,7 @@ def corpus(tmp_path_factory):
 
 
 def _pretrain(corpus, output, **kwargs):
-    from keras_gpt1.training import pretrain
+    from keras_gpt1.workflows import pretrain
 
     architecture = dict(num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32, max_sequence_length=16)
     return pretrain(
@@ -205,7 +205,7 @@ def test_cli_precision_flags(corpus, tmp_path, capsys):
 @pytest.mark.parametrize("native", [True, False])
 def test_finetune_auto_follows_the_rule(tmp_path, native_bfloat16, monkeypatch, native):
     from keras_gpt1 import GPT1Backbone, GPT1CausalLM
-    from keras_gpt1.tasks.finetune import finetune
+    from keras_gpt1.workflows.finetuning import finetune
     from keras_gpt1.tokenizers import train_tokenizer
 
     native_bfloat16(native)

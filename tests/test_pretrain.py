@@ -85,7 +85,7 @@ def test_demo_corpus_keeps_the_text_of_restructuredtext_markup():
 
 def test_demo_settings_fill_only_the_flags_left_out():
     from keras_gpt1.cli import build_parser
-    from keras_gpt1.training.cli import DEMO_SETTINGS, _apply_demo_settings
+    from keras_gpt1.cli.pretrain import DEMO_SETTINGS, _apply_demo_settings
 
     def parsed(*argv):
         args = build_parser().parse_args(["pretrain", *argv])
@@ -107,7 +107,7 @@ def test_demo_settings_fill_only_the_flags_left_out():
 def test_loss_curve_png_and_seeded_sample(data, tmp_path, capsys):
     """The run draws its loss curve next to the preset and ends with a reproducible top-k sample."""
     pytest.importorskip("matplotlib")
-    from keras_gpt1.training.pretraining import sample_text
+    from keras_gpt1.workflows.pretraining import sample_text
 
     result = pretrain(**small_run(data, tmp_path / "run", steps=4, eval_interval=2, sample_length=5, verbose=2))
     out = capsys.readouterr().out
@@ -123,9 +123,9 @@ def test_loss_curve_png_and_seeded_sample(data, tmp_path, capsys):
 def test_loss_curve_without_matplotlib_is_one_info_line(tmp_path, capsys, monkeypatch):
     import importlib
 
-    from keras_gpt1.training import loss_curve
+    from keras_gpt1.workflows import loss_curve
 
-    pretrain_module = importlib.import_module("keras_gpt1.training.pretraining")  # the module, not the function
+    pretrain_module = importlib.import_module("keras_gpt1.workflows.pretraining")  # the module, not the function
 
     monkeypatch.setattr(loss_curve, "matplotlib_available", lambda: False)
     assert loss_curve.write_loss_curve(tmp_path / "a.png", [1], [2.0]) is None
@@ -136,7 +136,7 @@ def test_loss_curve_without_matplotlib_is_one_info_line(tmp_path, capsys, monkey
 
 def test_loss_curve_needs_one_value_per_interval(tmp_path):
     pytest.importorskip("matplotlib")
-    from keras_gpt1.training.loss_curve import write_loss_curve
+    from keras_gpt1.workflows.loss_curve import write_loss_curve
 
     for train, validation in [([2.0], None), ([2.0, 1.0], [2.0]), ([2.0, 1.0], [2.0, 1.0, 0.5])]:
         with pytest.raises(ValueError, match="one value per interval"):
@@ -160,7 +160,7 @@ def test_resume_after_kill_matches_an_uninterrupted_run(data, tmp_path):
     interrupted = dict(kwargs, output=str(tmp_path / "interrupted"))
     script = (
         "import json, os, signal, sys, keras\n"
-        "from keras_gpt1.training import pretrain\n"
+        "from keras_gpt1.workflows import pretrain\n"
         "class Kill(keras.callbacks.Callback):\n"
         "    n = 0\n"
         "    def on_train_batch_end(self, batch, logs=None):\n"
@@ -379,7 +379,7 @@ def test_data_parallel_validation_with_a_partial_last_batch(data, tmp_path):
     script = (
         "import json, sys\n"
         "from keras_gpt1.distribution import distribution_scope\n"
-        "from keras_gpt1.training import pretrain\n"
+        "from keras_gpt1.workflows import pretrain\n"
         "kwargs = json.loads(sys.argv[1])\n"
         "single = pretrain(**dict(kwargs, output=kwargs['output'] + '-single'))\n"
         "with distribution_scope('data', '2') as dist:\n"

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from keras_gpt1.cli import flag_wording, main
-from keras_gpt1.training import PretrainConfig
-from keras_gpt1.training.pretrain_config import MAX_SEED
+from keras_gpt1.workflows import PretrainConfig
+from keras_gpt1.workflows.pretrain_config import MAX_SEED
 
 PACKAGE_ROOT = pathlib.Path(__file__).resolve().parents[1] / "keras_gpt1"
 
@@ -167,7 +167,7 @@ def test_replace_checks_again_and_micro_batch():
 
 
 def test_pretrain_takes_a_config_or_keywords(tmp_path):
-    from keras_gpt1.training import pretrain
+    from keras_gpt1.workflows import pretrain
 
     output = tmp_path / "never_created"
     with pytest.raises(TypeError, match="takes a PretrainConfig or keyword arguments"):
@@ -184,7 +184,7 @@ def test_pretrain_runs_from_a_config(tmp_path):
     pytest.importorskip("tensorflow")
     from conftest import pretrain_kwargs, write_pretraining_data
 
-    from keras_gpt1.training import pretrain
+    from keras_gpt1.workflows import pretrain
 
     (tmp_path / "data").mkdir()
     data = write_pretraining_data(tmp_path / "data", max_bytes=12_000, vocabulary_size=200)

@@ -14,7 +14,7 @@ pytest.importorskip("tensorflow")
 from keras_gpt1.cli import main  # noqa: E402
 from keras_gpt1.training import callbacks as callbacks_module  # noqa: E402
 from keras_gpt1.training import latest_checkpoint, list_checkpoints  # noqa: E402
-from keras_gpt1.training import pretraining  # noqa: E402
+from keras_gpt1.workflows import pretraining  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def _pretrain_without_compiling(monkeypatch):
     not offer): compiling costs more than the three tiny updates these tests train."""
     import dataclasses
 
-    from keras_gpt1.training import cli as training_cli
+    from keras_gpt1.cli import pretrain as training_cli
 
     config_from_args = training_cli.config_from_args
     monkeypatch.setattr(

@@ -17,7 +17,7 @@ pytest.importorskip("tensorflow")
 from keras_gpt1.cli import build_parser, main  # noqa: E402
 from keras_gpt1.models import GPT1Backbone  # noqa: E402
 from keras_gpt1.tasks.data import read_task_file  # noqa: E402
-from keras_gpt1.tasks.finetune import finetune  # noqa: E402
+from keras_gpt1.workflows.finetuning import finetune  # noqa: E402
 
 NON_FINITE = ["nan", "inf", "-inf"]
 

@@ -181,7 +181,7 @@ def test_resume_cleans_stale_temporaries_and_refuses_a_corpus_edited_in_place(da
 
 
 def test_corpus_comparison_names_the_changed_file():
-    from keras_gpt1.training.pretraining import _check_same_corpus
+    from keras_gpt1.workflows.pretraining import _check_same_corpus
 
     before = [["/d/a.txt", 10, "h1"], ["/d/b.txt", 20, "h2"]]
     _check_same_corpus(before, [list(e) for e in before], "run")  # the same: no error
@@ -218,7 +218,7 @@ def test_a_run_killed_during_its_final_save_draws_its_whole_loss_curve_on_resume
     import shutil
 
     pytest.importorskip("matplotlib")
-    from keras_gpt1.training import loss_curve
+    from keras_gpt1.workflows import loss_curve
 
     output = shutil.copytree(finished_run[0], tmp_path / "run")
     for name in lost:

@@ -426,7 +426,7 @@ def test_finetune_gives_the_recorded_history_and_metrics(finetune_inputs, family
     the `once` tests; on the other backends the two whose losses and inputs differ most from the classifier's
     (mean squared error on a pair of orders; a softmax over candidates of rank-3 inputs), since
     the data and packing are backend-independent and only the training numerics differ."""
-    from keras_gpt1.tasks.finetune import finetune
+    from keras_gpt1.workflows.finetuning import finetune
 
     files, preset = finetune_inputs
     record = read_json(FINETUNE_BEFORE)[BACKEND][family]

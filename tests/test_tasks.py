@@ -857,7 +857,7 @@ def test_evaluate_command_reproduces_the_validation_metrics(classifier_run, caps
 
 @pytest.mark.once("jax")  # learns on real text: many steps, compiled (tests/conftest.py)
 def test_pretrained_preset_beats_random_init_on_the_same_budget(reference, classifier_run):
-    from keras_gpt1.tasks.finetune import finetune
+    from keras_gpt1.workflows.finetuning import finetune
 
     scratch = finetune(
         "classification",
@@ -961,7 +961,7 @@ def test_recipe_defaults(small_preset, tmp_path):
     """LR 6.25e-5, batch 32, 3 epochs, WarmupLinear with 0.2 % warmup, decay 0.01, clip 1.0,
     dropout 0.1, λ 0.5: from Python, from the command line, and in `compile()`."""
     from keras_gpt1.cli import build_parser
-    from keras_gpt1.tasks.finetune import RECIPE, finetune
+    from keras_gpt1.workflows.finetuning import RECIPE, finetune
     from keras_gpt1.training.schedules import WarmupLinear
 
     expected = {
@@ -1025,7 +1025,7 @@ def test_recipe_defaults(small_preset, tmp_path):
 @pytest.fixture(scope="module")
 def finetuned_once(small_preset, tmp_path_factory):
     """`(train file, output)`: a classifier fine-tuned from `small_preset` into `output`."""
-    from keras_gpt1.tasks.finetune import finetune
+    from keras_gpt1.workflows.finetuning import finetune
 
     directory = tmp_path_factory.mktemp("finetuned_once")
     rows = "".join(f"the {w} fox,{i % 2}\n" for i, w in enumerate(["quick", "brown", "lazy", "red"] * 2))
@@ -1051,7 +1051,7 @@ def test_finetune_output_keeps_the_old_model_when_writing_the_new_fails(
     import errno
     import shutil
 
-    from keras_gpt1.tasks import finetune as finetune_module
+    from keras_gpt1.workflows import finetuning as finetune_module
 
     train, output = finetuned_once[0], tmp_path / "model"
     shutil.copytree(finetuned_once[1], output)

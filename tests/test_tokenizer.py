@@ -28,7 +28,7 @@ from keras_gpt1.tokenizers import (
     train_tokenizer,
     write_hf_vocabulary,
 )
-from keras_gpt1.tokenizers.cli import add_train_tokenizer_parser
+from keras_gpt1.cli.train_tokenizer import add_parser
 
 transformers = pytest.importorskip("transformers")
 
@@ -566,7 +566,7 @@ def test_train_tokenizer_cli_output_loads_in_transformers(tokenizer_corpus, tmp_
     import argparse
 
     parser = argparse.ArgumentParser()
-    add_train_tokenizer_parser(parser.add_subparsers(dest="command"))
+    add_parser(parser.add_subparsers(dest="command"))
     out = tmp_path / "trained"
     args = parser.parse_args(
         ["train-tokenizer", "--input", tokenizer_corpus[1], "--merges", "300", "--output", str(out), "--quiet"]

@@ -85,6 +85,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_gpt1 import presets
 from keras_gpt1.models import preset_io
 from keras_gpt1.export import DEFAULT_MAX_NEW_TOKENS, check_export_dtype
 from keras_gpt1.export.decode_step import make_serving_engine, one_query_attention
@@ -292,10 +293,9 @@ def with_export_dtype(lm, dtype):
 
 def _finetune_record(preset_dir):
     """The `finetune.json` that `keras-gpt1 finetune` writes beside a task preset ({} if none)."""
-    from keras_gpt1.tasks.finetune import FINETUNE_FILE
     from keras_gpt1.utils.files import read_json
 
-    path = os.path.join(os.fspath(preset_dir), FINETUNE_FILE)
+    path = os.path.join(os.fspath(preset_dir), presets.FINETUNE_FILE)
     if not os.path.isfile(path):
         return {}
     record = read_json(path, "fine-tuning record")

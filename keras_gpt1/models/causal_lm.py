@@ -164,7 +164,7 @@ class GPT1CausalLM(CheckedInputsMixin, keras_hub.models.CausalLM):
         ```
         """
         from keras_gpt1.generation.samplers import get_sampler
-        from keras_gpt1.models import losses
+        from keras_gpt1.training import losses
         from keras_gpt1.training.optimizers import create_optimizer
 
         self.sampler = get_sampler(sampler)

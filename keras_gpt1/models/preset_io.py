@@ -11,11 +11,9 @@ kinds of preset are ours to read:
   `registered_name`, which KerasHub's loader refuses ("Unrecognized format").
 
 `resolve_preset` is the one door through which every `from_preset` passes: it turns a name that
-means *pretrained weights* (`"gpt1"`, `"hf://owner/name"`) into a local preset directory and
-leaves everything else as it is. Fetching and converting belong to a layer above the models
-(`keras_gpt1.hub`), which models must not import; so that layer registers itself here with
-`register_remote_resolver` when the package is imported, and this module only calls what was
-registered (dependency injection keeps the imports flowing downward).
+means *pretrained weights* (`"gpt1"`, `"hf://owner/name"`) into a local preset directory, fetched
+and converted by `keras_gpt1.hub` (in the models' layer: loading a model by name is its job), and
+leaves everything else as it is.
 """
 
 import fnmatch
@@ -38,22 +36,6 @@ from keras_gpt1.utils.files import read_json, require_file
 
 BACKBONE_CLASS_NAME = "GPT1Backbone"
 HF_PREFIX = "hf://"
-
-# `resolver(repo_id, load_weights) -> preset directory`, installed by `keras_gpt1.hub`.
-_remote_resolver = None
-
-
-def register_remote_resolver(resolver):
-    """Installs the function that fetches `hf://` presets; returns the one it replaces.
-
-    Example:
-    ```python
-    previous = register_remote_resolver(lambda repo_id, load_weights: "presets/my_copy")
-    ```
-    """
-    global _remote_resolver
-    previous, _remote_resolver = _remote_resolver, resolver
-    return previous
 
 
 def resolve_preset(preset, load_weights=True):
@@ -85,12 +67,9 @@ def resolve_preset(preset, load_weights=True):
     repo_id = preset[len(HF_PREFIX) :]
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise ValueError(f"Malformed Hugging Face handle {preset!r}: expected 'hf://owner/name'.")
-    if _remote_resolver is None:
-        raise RuntimeError(
-            f"No resolver for {preset!r}: import keras_gpt1 (it registers keras_gpt1.hub), or "
-            "convert the repository with `keras-gpt1 convert` and load the directory."
-        )
-    return _remote_resolver(repo_id, load_weights)
+    from keras_gpt1.hub import fetch_preset  # huggingface_hub and the converter: only to fetch
+
+    return fetch_preset(repo_id, load_weights)
 
 
 def as_preset(preset):

@@ -8,7 +8,7 @@
 
 `registry.py` lists the families by name (`get_family("entailment")`), for `finetune`,
 `evaluate`, the CLI and the export. The models use `keras.ops` only; the preprocessors need
-TensorFlow. The recipe lives in `keras_gpt1.tasks.finetune` (`finetune`, `evaluate`).
+TensorFlow. The recipe lives in `keras_gpt1.workflows.finetuning` (`finetune`, `evaluate`).
 """
 
 from keras_gpt1.tasks.base import GPT1Task, add_special_token_rows, extract_token_states, sequence_lm_loss

@@ -42,7 +42,7 @@ from keras_gpt1.layers.embedding import gpt1_initializer
 from keras_gpt1.models import preset_io
 from keras_gpt1.models.backbone import GPT1Backbone
 from keras_gpt1.models.causal_lm import holds_text
-from keras_gpt1.models.losses import next_token_crossentropy
+from keras_gpt1.training.losses import next_token_crossentropy
 from keras_gpt1.utils import compat
 from keras_gpt1.utils.checks import CheckedInputsMixin, check_integer, check_number, check_token_ids, is_concrete
 from keras_gpt1.utils.files import estimated_weights_file_bytes, require_file, writing_in_place

@@ -28,7 +28,7 @@ TOKENIZER = "a tokenizer"
 # beside these).
 EXPORTS = (SAVED_MODEL, EXPORT_BASE)
 
-# A pretraining run's own entries besides its preset (`keras_gpt1.training.pretraining`).
+# A pretraining run's own entries besides its preset (`keras_gpt1.workflows.pretraining`).
 RUN_ENTRIES = ("run.json", "checkpoints", "logs", "loss_curve.png")
 # Hugging Face model files (`keras_gpt1.convert.hf.HF_ENTRIES`) and the original release's.
 HUGGING_FACE_ENTRIES = (

@@ -297,7 +297,7 @@ else:
 # | `PEAK_LEARNING_RATE` | 2e-3 | 2.5e-4 for hidden size 768 (the paper), with `warmup_steps=2000` |
 # | precision | float32 | `from_preset(..., dtype="mixed_bfloat16")` on a TPU or an A100 / L4-class GPU (a T4 has no bfloat16 units: keep float32) |
 #
-# For long runs, `keras_gpt1.training.pretrain(corpus=[...], preset="gpt1", steps=..., output=...)`
+# For long runs, `keras_gpt1.workflows.pretrain(corpus=[...], preset="gpt1", steps=..., output=...)`
 # (or `keras-gpt1 pretrain` on the command line) does all of the above in one call, and adds
 # checkpoints that resume exactly, TensorBoard logs and a final preset. Multi-device training:
 # build, compile and fit inside `keras_gpt1.distribution.distribution_scope("data")`.

@@ -146,7 +146,7 @@ if ONLINE:
     del lm  # finetune loads its own copy
 else:
     from keras_gpt1.data import build_demo_corpus
-    from keras_gpt1.training import pretrain
+    from keras_gpt1.workflows import pretrain
 
     pretrain_corpus = build_demo_corpus(f"{WORK_DIR}/pretrain_text.txt", max_bytes=PRETRAIN_BYTES)
     result = pretrain(
@@ -282,7 +282,7 @@ for task, (train_file, _) in files.items():
 # λ = 0 the LM term is skipped entirely. Each run starts from the same pretrained weights and seed.
 
 # %%
-from keras_gpt1.tasks.finetune import finetune
+from keras_gpt1.workflows.finetuning import finetune
 
 runs = {}
 for task, (train_file, dev_file) in files.items():

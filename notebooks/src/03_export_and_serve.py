@@ -94,7 +94,7 @@ if not ONLINE:
           "with a network this notebook exports OpenAI's GPT-1.")
 if not ONLINE and not os.path.isdir(PRESET_DIR):
     from keras_gpt1.data import build_demo_corpus
-    from keras_gpt1.training import pretrain
+    from keras_gpt1.workflows import pretrain
 
     corpus = build_demo_corpus(f"{WORK_DIR}/corpus.txt", max_bytes=200_000 if QUICK else 1_500_000)
     PRESET_DIR = pretrain(

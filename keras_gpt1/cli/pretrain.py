@@ -1,4 +1,4 @@
-"""`keras-gpt1 pretrain`: the flags, mapped onto a `PretrainConfig` for `keras_gpt1.training.pretrain`
+"""`keras-gpt1 pretrain`: the flags, mapped onto a `PretrainConfig` for `keras_gpt1.workflows.pretrain`
 (which does the work); its errors name the flags (`FLAG_NAMES`, `keras_gpt1.cli.flag_wording`).
 """
 
@@ -145,7 +145,7 @@ def add_parser(subparsers):
     run.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard logs")
     run.add_argument("--sample-prompt", default="the function returns", help="prompt of the final sample")
     run.add_argument("--sample-length", type=int, default=40, help="tokens of the final sample (0: none)")
-    from keras_gpt1.distribution.cli import DISTRIBUTION_FLAG_NAMES, add_distribution_arguments
+    from keras_gpt1.cli.distribution import DISTRIBUTION_FLAG_NAMES, add_distribution_arguments
 
     add_distribution_arguments(parser)
     parser.set_defaults(func=run_pretrain, flag_names={**FLAG_NAMES, **DISTRIBUTION_FLAG_NAMES})
@@ -162,9 +162,9 @@ def run_pretrain(args):
         keep_rematerialization_on_jax_cpu()
 
     _apply_demo_settings(args)
-    from keras_gpt1.distribution.cli import distribution_from_args
-    from keras_gpt1.training import pretrain
-    from keras_gpt1.training.pretraining import main_verbosity
+    from keras_gpt1.cli.distribution import distribution_from_args
+    from keras_gpt1.workflows import pretrain
+    from keras_gpt1.workflows.pretraining import main_verbosity
 
     config = config_from_args(args, verbose=main_verbosity())  # bad values: refused before any set-up
     try:
@@ -184,7 +184,7 @@ def _resume_hint(output, resume=True):
     import os
 
     from keras_gpt1.training.callbacks import list_checkpoints
-    from keras_gpt1.training.pretraining import CHECKPOINT_DIR, RUN_FILE
+    from keras_gpt1.workflows.pretraining import CHECKPOINT_DIR, RUN_FILE
 
     if not os.path.isfile(os.path.join(output, RUN_FILE)):
         return "Training had not started; rerun the same command to start it."
@@ -207,7 +207,7 @@ def _apply_demo_settings(args):
 
 def config_from_args(args, verbose=1):
     """The `PretrainConfig` of parsed `keras-gpt1 pretrain` flags (after `_apply_demo_settings`)."""
-    from keras_gpt1.training.pretrain_config import ARCHITECTURE_KEYS, PretrainConfig
+    from keras_gpt1.workflows.pretrain_config import ARCHITECTURE_KEYS, PretrainConfig
 
     return PretrainConfig(
         corpus=args.corpus,

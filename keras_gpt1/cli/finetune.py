@@ -114,7 +114,7 @@ def add_parser(subparsers):
         help="auto (default): mixed_bfloat16 for wide models on TensorFlow or PyTorch on a CPU with native bfloat16, "
         "where it was measured faster; else float32 (docs/finetuning.md)",
     )  # fmt: skip
-    from keras_gpt1.distribution.cli import DISTRIBUTION_FLAG_NAMES, add_distribution_arguments
+    from keras_gpt1.cli.distribution import DISTRIBUTION_FLAG_NAMES, add_distribution_arguments
 
     add_distribution_arguments(parser)
     parser.set_defaults(func=run_finetune, flag_names={**FLAG_NAMES, **DISTRIBUTION_FLAG_NAMES})
@@ -143,7 +143,7 @@ def _print_metrics(metrics, title):
 
 def run_finetune(args):
     from keras_gpt1.tasks.data import parse_columns
-    from keras_gpt1.tasks.finetune import finetune
+    from keras_gpt1.workflows.finetuning import finetune
 
     columns = parse_columns(args.columns, args.task)
     labels = None
@@ -151,7 +151,7 @@ def run_finetune(args):
         labels = [name.strip() for name in args.labels.split(",")]
         if not all(labels):
             raise ValueError(f"--labels {args.labels!r} contains an empty class name.")
-    from keras_gpt1.distribution.cli import distribution_from_args
+    from keras_gpt1.cli.distribution import distribution_from_args
 
     with distribution_from_args(args, preset=args.preset):
         result = finetune(
@@ -187,7 +187,7 @@ def run_evaluate(args):
     import json
 
     from keras_gpt1.tasks.data import parse_columns
-    from keras_gpt1.tasks.finetune import FINETUNE_FILE, evaluate
+    from keras_gpt1.workflows.finetuning import FINETUNE_FILE, evaluate
     from keras_gpt1.utils.files import read_json
     import os
 

@@ -1,8 +1,8 @@
-"""The `keras-gpt1` command line: argument parsing only; each subcommand calls the Python API.
+"""The `keras-gpt1` command line: `main` builds the parser from the subcommand modules beside this
+one and reports library errors as one line.
 
-Each feature module contributes `add_parser(subparsers)`, which registers its subcommand and sets
-`func` to a handler taking the parsed `args`. Heavy imports happen inside handlers, so `--help`
-is instant.
+Each subcommand module offers `add_parser(subparsers)`, which registers its subcommand and sets
+`func` to a handler taking the parsed `args`. Heavy imports happen inside handlers.
 
 Library errors name Python arguments in backticks (`` `learning_rate` ``, `` `mode='data'` ``);
 `flag_wording` rewrites them as the flags of the command that ran (`--learning-rate`,
@@ -14,15 +14,10 @@ import errno
 import re
 import sys
 
-# (module, function) pairs registering subcommands, in the order `--help` lists them.
-SUBCOMMANDS = [
-    ("keras_gpt1.tokenizers.cli", "add_train_tokenizer_parser"),
-    ("keras_gpt1.convert.cli", "add_parser"),
-    ("keras_gpt1.training.cli", "add_parser"),
-    ("keras_gpt1.generation.cli", "add_parser"),
-    ("keras_gpt1.tasks.cli", "add_parser"),
-    ("keras_gpt1.export.cli", "add_parser"),
-]
+from keras_gpt1.cli import convert, export, finetune, generate, pretrain, train_tokenizer
+
+# The subcommand modules, in the order `--help` lists them.
+SUBCOMMANDS = (train_tokenizer, convert, pretrain, generate, finetune, export)
 
 
 def _installed_version():
@@ -44,10 +39,8 @@ def build_parser():
     )
     parser.add_argument("--version", action="version", version=f"keras-gpt1 {_installed_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    import importlib
-
-    for module_name, function in SUBCOMMANDS:
-        getattr(importlib.import_module(module_name), function)(subparsers)
+    for module in SUBCOMMANDS:
+        module.add_parser(subparsers)
     return parser
 
 
@@ -112,7 +105,3 @@ def main(argv=None):
             raise
         print(f"keras-gpt1 {args.command}: error: {e.strerror}", file=sys.stderr)  # names the file
         return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -33,7 +33,7 @@ from keras_gpt1.utils.files import (
 from keras_gpt1.utils.locks import holding_output
 from keras_gpt1.utils.precision import check_precision, resolve_precision
 
-FINETUNE_FILE = "finetune.json"
+FINETUNE_FILE = presets.FINETUNE_FILE
 RECIPE = {
     "learning_rate": 6.25e-5,
     "batch_size": 32,

@@ -60,7 +60,7 @@ from keras_gpt1.training.callbacks import (
     restore_checkpoint,
 )
 from keras_gpt1.training.optimizers import PRETRAINING_LEARNING_RATE, create_optimizer
-from keras_gpt1.training.pretrain_config import (  # noqa: F401  (the defaults, re-exported)
+from keras_gpt1.workflows.pretrain_config import (  # noqa: F401  (the defaults, re-exported)
     DEFAULT_OUTPUT,
     DEFAULT_SAMPLE_PROMPT,
     DEFAULT_VOCABULARY_SIZE,
@@ -240,7 +240,7 @@ def pretrain(config=None, /, **kwargs):
 
     Example:
     ```python
-    from keras_gpt1.training import PretrainConfig, pretrain
+    from keras_gpt1.workflows import PretrainConfig, pretrain
     result = pretrain(corpus=["books/*.txt"], preset="gpt1_tiny", steps=1000, output="run1")
     config = PretrainConfig(corpus=["books/*.txt"], steps=1000, output="run2")
     result = pretrain(config)
@@ -756,7 +756,7 @@ def _run_intervals(checkpoint):
 def _plot_loss_curve(output, history, run_state, initial_epoch, eval_interval, steps, verbose):
     """`output/loss_curve.png` from the whole run's intervals, as its newest checkpoint records
     them (else this call's); one info line instead without matplotlib."""
-    from keras_gpt1.training.loss_curve import LOSS_CURVE_FILE, matplotlib_available, write_loss_curve
+    from keras_gpt1.workflows.loss_curve import LOSS_CURVE_FILE, matplotlib_available, write_loss_curve
 
     intervals = _run_intervals(latest_checkpoint(os.path.join(output, CHECKPOINT_DIR)))
     if intervals and all("loss" in i for i in intervals):

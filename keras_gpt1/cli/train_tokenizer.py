@@ -13,7 +13,7 @@ import time
 from keras_gpt1.tokenizers.train import DEFAULT_MERGES
 
 
-def add_train_tokenizer_parser(subparsers):
+def add_parser(subparsers):
     """Registers `train-tokenizer`; its handler is `run_train_tokenizer(args)`."""
     parser = subparsers.add_parser(
         "train-tokenizer",
@@ -58,10 +58,6 @@ def add_train_tokenizer_parser(subparsers):
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run_train_tokenizer)
     return parser
-
-
-# The pattern of `keras_gpt1.cli`: each feature module offers `add_parser(subparsers)`.
-add_parser = add_train_tokenizer_parser
 
 
 def run_train_tokenizer(args):

@@ -1,0 +1,18 @@
+"""The `keras-gpt1` command line (the top layer): each module parses one subcommand's flags and
+calls the library's API; `main` reports the library's errors in the flags' own words.
+
+| subcommand | module | calls |
+|---|---|---|
+| `train-tokenizer` | `train_tokenizer.py` | `keras_gpt1.tokenizers.train_bpe` |
+| `convert` | `convert.py` | `keras_gpt1.convert` |
+| `pretrain` | `pretrain.py` | `keras_gpt1.workflows.pretrain` |
+| `generate`, `score` | `generate.py` | `keras_gpt1.generation` |
+| `finetune`, `evaluate` | `finetune.py` | `keras_gpt1.workflows.finetune`, `evaluate` |
+| `export` | `export.py` | `keras_gpt1.export.export_saved_model` |
+
+`distribution.py` holds the `--distribute`/`--mesh` flags that `pretrain` and `finetune` share.
+"""
+
+from keras_gpt1.cli.main import build_parser, flag_wording, main
+
+__all__ = ["build_parser", "flag_wording", "main"]
