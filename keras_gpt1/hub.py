@@ -173,7 +173,7 @@ def _ways_out(repo_id):
     )
     return (
         f"Three ways out: (1) {connect}, then try again; (2) download the repository elsewhere "
-        f"(https://huggingface.co/{repo_id}), convert the local copy with `keras-gpt1 convert --from-hf "
+        f"(https://huggingface.co/{repo_id}), convert the local copy with `keras-gpt1 convert --model "
         "DIR --output PRESET_DIR` and load PRESET_DIR, a local preset directory; (3) pass "
         "load_weights=False for the architecture with random weights."
     )
@@ -301,10 +301,7 @@ def _fetch_architecture(repo_id, entry):
         snapshot = _snapshot(repo_id, [HF_CONFIG_FILE])
         hf_config = _read_gpt_config(repo_id, snapshot)
         config = backbone_config_from_hf_config(hf_config, f"hf://{repo_id}/{HF_CONFIG_FILE}")
-        atomic_write_json(
-            os.path.join(tmp, presets.CONFIG_FILE),
-            {"module": "keras_gpt1", "class_name": preset_io.BACKBONE_CLASS_NAME, "config": config},
-        )
+        atomic_write_json(os.path.join(tmp, presets.CONFIG_FILE), preset_io.backbone_config_json(config))
 
     return _locked_build(entry, build)
 

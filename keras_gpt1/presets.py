@@ -2,10 +2,10 @@
 
 A preset directory holds:
 
-    config.json                 {"class_name": "GPT1Backbone", "config": {...}}
+    config.json                 {"registered_name": "keras_gpt1>GPT1Backbone", "config": {...}}
     model.weights.h5            backbone weights
     task.json, task.weights.h5  only for task models (classifier, multiple choice, ...)
-    tokenizer.json              {"class_name": "GPT1Tokenizer", "config": {...}}
+    tokenizer.json              {"registered_name": "keras_gpt1>GPT1Tokenizer", "config": {...}}
     assets/tokenizer/vocab.json, assets/tokenizer/merges.txt   (Hugging Face format)
     manifest.json               size and SHA-256 of the binary files above (not the JSON
                                 configs), checked by every loader before it reads them
@@ -83,3 +83,21 @@ BUILTIN_PRESETS = {
         },
     },
 }
+
+
+def earlier_format_error(path):
+    """The error for a preset file (`config.json`, `tokenizer.json`) keras_gpt1 wrote before its
+    presets were KerasHub's: `{"module": "keras_gpt1", "class_name": ..., "config": {...}}`
+    without a `registered_name`. No loader reads that format, so the error says how to convert.
+
+    Example:
+    ```python
+    str(earlier_format_error("old/config.json"))   # "'old/config.json' is in the format ..."
+    ```
+    """
+    return ValueError(
+        f"{path!r} is in the format keras_gpt1 wrote before its presets were KerasHub's (no "
+        '"registered_name"), which it no longer reads. Re-run `keras-gpt1 convert` on the original '
+        "checkpoint, or rebuild the preset in Python from its config and files and `save_to_preset` it "
+        '(docs/keras_hub.md, "Presets in the earlier format", shows how).'
+    )

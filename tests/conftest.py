@@ -1,5 +1,6 @@
 """Shared test set-up. The backend comes from KERAS_BACKEND (the Makefile runs all three)."""
 
+import gc
 import importlib.util
 import os
 
@@ -71,6 +72,19 @@ def _tensorflow_steps_without_xla(request, monkeypatch):
     marked `xla`: the default itself and results recorded with XLA."""
     if BACKEND == "tensorflow" and not request.node.get_closest_marker("xla"):
         compile_without_xla(monkeypatch)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _older_objects_out_of_the_collectors_way():
+    """Collects the garbage the earlier modules left, then moves every object still alive (the
+    imported libraries, caches) out of the cyclic garbage collector's reach (`gc.freeze`).
+
+    A worker process accumulates millions of objects, and a full collection walks them all: Keras
+    runs one for every variable `quantize("int8")` replaces, and Python runs them as the heap
+    grows. Frozen objects are still freed when nothing refers to them; only a cycle among them
+    would outlive the run."""
+    gc.collect()
+    gc.freeze()
 
 
 @pytest.fixture(autouse=True)

@@ -216,7 +216,7 @@ def tokenizer_corpus():
 def make_tiny_preset(directory):
     """Trains a BPE tokenizer on `tokenizer_corpus()`, builds `GPT1Backbone(**TINY_TASK_CONFIG)`
     with weights from `set_weights_from_seed(backbone.weights, 0)`, and saves
-    `GPT1CausalLM(backbone, tokenizer)` as a preset; returns the preset path.
+    `GPT1CausalLM(backbone, tokenizer=tokenizer)` as a preset; returns the preset path.
 
     The backbone's `vocabulary_size` is `tokenizer.vocabulary_size()`, which counts the three
     fine-tuning tokens: `finetune` then adds no embedding rows (no Keras RNG in the embedding).
@@ -238,5 +238,5 @@ def make_tiny_preset(directory):
     backbone = GPT1Backbone(**TINY_TASK_CONFIG)
     set_weights_from_seed(backbone.weights, 0)
     preset = os.path.join(directory, "preset")
-    GPT1CausalLM(backbone, tokenizer).save_to_preset(preset)
+    GPT1CausalLM(backbone, tokenizer=tokenizer).save_to_preset(preset)
     return preset

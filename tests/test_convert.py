@@ -251,7 +251,7 @@ def test_fine_tuning_special_token_rows_both_ways(tmp_path):
 def test_to_hf_rejects_mlp_width_the_port_cannot_hold(tmp_path, tiny_config):
     # Only the config is needed: the check runs before any weights are read.
     (tmp_path / "preset").mkdir()
-    config = {"class_name": "GPT1Backbone", "config": tiny_config}  # hidden 32, MLP 64
+    config = {"registered_name": "keras_gpt1>GPT1Backbone", "config": tiny_config}  # hidden 32, MLP 64
     (tmp_path / "preset" / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match=r"4 × hidden_dim \(128\).*intermediate_dim 64"):
         convert_preset_to_hf(tmp_path / "preset", tmp_path / "hf")
@@ -422,11 +422,11 @@ def test_existing_output_is_replaced_only_on_request(hf_dir, tmp_path, capsys):
         convert_hf_to_preset(hf_dir, preset)
     convert_hf_to_preset(hf_dir, preset, overwrite=True)
     assert not (preset / "task.json").exists() and (preset / "model.weights.h5").exists()
-    assert main(["convert", "--from-hf", str(hf_dir), "--output", str(preset)]) == 2
+    assert main(["convert", "--model", str(hf_dir), "--output", str(preset)]) == 2
     assert (
         "already holds a model (config.json). Pick another directory, or pass --overwrite to" in capsys.readouterr().err
     )
-    assert main(["convert", "--from-hf", str(hf_dir), "--output", str(preset), "--overwrite"]) == 0
+    assert main(["convert", "--model", str(hf_dir), "--output", str(preset), "--overwrite"]) == 0
 
 
 def test_output_must_differ_from_input(hf_copy):
@@ -508,12 +508,12 @@ def test_lone_vocabulary_file_is_reported(hf_copy, tmp_path):
 
 
 def test_cli_converts_all_three_ways(hf_model, hf_dir, original_dir, inputs, tmp_path, capsys):
-    assert main(["convert", "--from-hf", str(hf_dir), "--output", str(tmp_path / "p1")]) == 0
+    assert main(["convert", "--model", str(hf_dir), "--output", str(tmp_path / "p1")]) == 0
     out = capsys.readouterr().out
     assert "2 layers, 2 heads, hidden 32" in out and "29,376 parameters" in out
-    assert main(["convert", "--from-openai", str(original_dir), "--num-heads", "2",
+    assert main(["convert", "--model", str(original_dir), "--num-heads", "2",
                  "--output", str(tmp_path / "p2")]) == 0  # fmt: skip
-    assert main(["convert", "--to-hf", str(tmp_path / "p2"), "--output", str(tmp_path / "hf")]) == 0
+    assert main(["convert", "--model", str(tmp_path / "p2"), "--output", str(tmp_path / "hf")]) == 0
     expected = hf_logits(hf_model, inputs)
     for preset in ("p1", "p2"):
         assert_logits_match(expected, keras_logits(tmp_path / preset, inputs), inputs["padding_mask"])
@@ -522,12 +522,19 @@ def test_cli_converts_all_three_ways(hf_model, hf_dir, original_dir, inputs, tmp
 
 
 def test_cli_user_errors(tmp_path, hf_dir, capsys):
-    assert main(["convert", "--from-hf", str(tmp_path / "nowhere"), "--output", str(tmp_path / "p")]) == 2
+    assert main(["convert", "--model", str(tmp_path / "nowhere"), "--output", str(tmp_path / "p")]) == 2
     assert "nowhere" in capsys.readouterr().err
-    assert main(["convert", "--from-hf", str(hf_dir), "--num-heads", "2", "--output", str(tmp_path / "p")]) == 2
-    assert "--num-heads only applies to --from-openai" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exit_info:  # argparse: two sources at once
-        main(["convert", "--from-hf", "a", "--to-hf", "b", "--output", "c"])
+    assert main(["convert", "--model", str(hf_dir), "--num-heads", "2", "--output", str(tmp_path / "p")]) == 2
+    assert "--num-heads only applies to an original-release --model" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "words").mkdir()
+    (tmp_path / "words" / "vocab.json").write_text("{}")
+    for folder, holds in (("empty", "holds no model"), ("words", "holds a tokenizer (vocab.json)")):
+        assert main(["convert", "--model", str(tmp_path / folder), "--output", str(tmp_path / "p")]) == 2
+        err = capsys.readouterr().err
+        assert f"{holds}: expected a Hugging Face OpenAIGPTLMHeadModel directory" in err and "params_shapes.json" in err
+    with pytest.raises(SystemExit) as exit_info:  # argparse: two sources at once, an old name and the new
+        main(["convert", "--model", "a", "--from-hf", "b", "--output", "c"])
     assert exit_info.value.code == 2
     assert "not allowed with argument" in capsys.readouterr().err
 
@@ -790,8 +797,8 @@ def test_to_hf_overwrite_failing_midway_keeps_the_old_model(where, two_presets, 
 
 
 def test_to_hf_overwrite_replaces_the_model_and_keeps_other_files(two_presets, old_hf_dir, inputs):
-    assert main(["convert", "--to-hf", str(two_presets[1]), "--output", str(old_hf_dir)]) == 2  # no --overwrite
-    assert main(["convert", "--to-hf", str(two_presets[1]), "--output", str(old_hf_dir), "--overwrite"]) == 0
+    assert main(["convert", "--model", str(two_presets[1]), "--output", str(old_hf_dir)]) == 2  # no --overwrite
+    assert main(["convert", "--model", str(two_presets[1]), "--output", str(old_hf_dir), "--overwrite"]) == 0
     entries = sorted(os.listdir(old_hf_dir))
     assert entries == ["README.md", "config.json", "merges.txt", "model.safetensors", "notes", "vocab.json"]
     assert (old_hf_dir / "README.md").read_text() == "my model card" and (

@@ -242,21 +242,21 @@ def lm_export(lm_preset, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dtype_exports(lm_preset, tmp_path_factory):
-    """`{dtype: export_dir}` of `export --dtype bfloat16|int8` (TensorFlow run only: the graph
+    """`{dtype: export_dir}` of `export --precision bfloat16|int8` (TensorFlow run only: the graph
     does not depend on the backend that trained the model)."""
     if BACKEND != "tensorflow":
         return {}
     exports = {}
     for dtype in ("bfloat16", "int8"):
         out = tmp_path_factory.mktemp(f"lm_{dtype}")
-        code, _, stderr = _cli(["export", "--model", str(lm_preset), "--output", str(out), "--dtype", dtype])
+        code, _, stderr = _cli(["export", "--model", str(lm_preset), "--output", str(out), "--precision", dtype])
         assert code == 0, stderr
         exports[dtype] = out / "1"
     return exports
 
 
 def _library_lm(lm_preset, dtype):
-    """The preset as `keras-gpt1 generate --dtype bfloat16` / `--quantize int8` loads it."""
+    """The preset as `keras-gpt1 generate --precision bfloat16|int8` loads it."""
     lm = GPT1CausalLM.from_preset(str(lm_preset), dropout=0.0, **({"dtype": dtype} if dtype == "bfloat16" else {}))
     if dtype == "int8":
         import warnings
@@ -399,16 +399,17 @@ def test_score_and_logits_match_keras(served, reference_lm):
 
 def test_bad_input_gets_an_answer(served, reference_lm, tokenizer):
     out = served["bad_batch"]
-    new = 4
     # Empty and whitespace-only prompts: an empty answer, not an error.
     for row in (0, 4):
         assert out["text"][row] == b"" and out["completion"][row] == b""
         assert out["lengths"][row] == 0 and out["prompt_lengths"][row] == 0
         assert not out["token_ids"][row].any()
-    # A prompt longer than the context keeps its last CONTEXT - max_new_tokens tokens.
-    kept = _ids(tokenizer, LONG)[-(CONTEXT - new) :]
-    assert out["prompt_lengths"][1] == CONTEXT - new and out["lengths"][1] == CONTEXT
-    assert _rows(out)[1] == reference_lm.generate(kept, max_new_tokens=new)
+    # A prompt longer than the context is kept whole, with no room for new tokens (the library's
+    # rule, where `generate` raises a ValueError): it answers with its own text.
+    whole = _ids(tokenizer, LONG)
+    assert out["prompt_lengths"][1] == out["lengths"][1] == len(whole) > CONTEXT
+    assert _rows(out)[1] == whole and out["completion"][1] == b"" and out["max_new_tokens"][1] == 0
+    assert out["text"][1] == tokenizer.detokenize(np.array(whole, "int32")).numpy()
     # Invalid UTF-8 bytes are dropped by the tokenizer; rows do not disturb each other.
     assert _rows(out)[2] == _rows(out)[3] == _rows(served["the_cat"])[0]
     assert out["text"][2] == out["text"][3] == served["the_cat"]["text"][0]
@@ -425,13 +426,15 @@ def test_max_new_tokens_is_clamped(served, reference_lm, tokenizer):
     assert huge["prompt_lengths"].tolist() == [len(prompt)] and huge["lengths"].tolist() == [CONTEXT]
     assert huge["max_new_tokens"].tolist() == [CONTEXT - len(prompt)]
     assert _rows(huge) == [reference_lm.generate(prompt, max_new_tokens=CONTEXT - len(prompt))]
-    # A prompt longer than the context keeps its last half; rows are capped independently.
+    # The library caps by the same rule (with a warning): the same tokens.
+    with pytest.warns(UserWarning, match="does not fit"):
+        assert _rows(huge) == [reference_lm.generate(prompt, max_new_tokens=10**9)]
+    # Rows are capped independently: a prompt with no room generates nothing, the other all that fits.
     long_huge = served["long_huge"]
-    assert long_huge["prompt_lengths"].tolist() == [CONTEXT // 2, len(prompt)]
-    assert long_huge["max_new_tokens"].tolist() == [CONTEXT // 2, CONTEXT - len(prompt)]
-    kept = _ids(tokenizer, LONG)[-(CONTEXT // 2) :]
-    assert _rows(long_huge)[0] == reference_lm.generate(kept, max_new_tokens=CONTEXT // 2)
-    assert served["bad_batch"]["max_new_tokens"].tolist() == [0, 4, 4, 4, 0]
+    assert long_huge["prompt_lengths"].tolist() == [len(_ids(tokenizer, LONG)), len(prompt)]
+    assert long_huge["max_new_tokens"].tolist() == [0, CONTEXT - len(prompt)]
+    assert _rows(long_huge) == [_ids(tokenizer, LONG), _rows(huge)[0]]
+    assert served["bad_batch"]["max_new_tokens"].tolist() == [0, 0, 4, 4, 0]
     empty = served["empty_batch"]
     assert empty["text"].shape == (0,) and empty["token_ids"].shape[0] == 0
     assert served["empty_score"]["perplexity"].shape == (0,)
@@ -457,7 +460,7 @@ def test_inputs_of_the_wrong_rank_are_refused_naming_the_input_and_its_shape(ser
         assert "Incompatible shapes" not in error
 
 
-# === export --dtype bfloat16 / int8 (once): the library's own 16- and 8-bit answers ===
+# === export --precision bfloat16 / int8 (once): the library's own 16- and 8-bit answers ===
 
 
 @ONLY_TF
@@ -487,8 +490,8 @@ def test_export_dtype_errors(lm_preset, task_exports, tmp_path):
     from keras_gpt1.export import export_saved_model
 
     for bad in ("float16", "int4", "bf16", "BFLOAT16", ""):
-        code, _, err = _cli(["export", "--model", str(lm_preset), "--output", str(tmp_path / "o"), "--dtype", bad])
-        assert code == 2 and "--dtype: invalid choice" in err, err
+        code, _, err = _cli(["export", "--model", str(lm_preset), "--output", str(tmp_path / "o"), "--precision", bad])
+        assert code == 2 and "--precision: invalid choice" in err, err
     for bad in ("float16", "int4", "Int8", 16, ["int8"]):
         with pytest.raises(ValueError, match=r"Unknown export dtype .*float32, bfloat16, int8"):
             export_saved_model(str(lm_preset), str(tmp_path / "o"), dtype=bad)
@@ -498,8 +501,10 @@ def test_export_dtype_errors(lm_preset, task_exports, tmp_path):
     quantized = tmp_path / "int8_preset"
     _library_lm(lm_preset, "int8").save_to_preset(str(quantized))
     for other in ("bfloat16", "float32"):
-        code, _, err = _cli(["export", "--model", str(quantized), "--output", str(tmp_path / "o"), "--dtype", other])
-        assert code == 2 and f"already quantized (int8): it cannot be exported with --dtype {other}" in err, err
+        code, _, err = _cli(
+            ["export", "--model", str(quantized), "--output", str(tmp_path / "o"), "--precision", other]
+        )
+        assert code == 2 and f"already quantized (int8): it cannot be exported with --precision {other}" in err, err
     assert not (tmp_path / "o").exists()
 
 
@@ -672,11 +677,36 @@ def test_subprocess_export_reports_user_errors(lm_preset, tmp_path):
 
     no_tokenizer = tmp_path / "no_tokenizer"
     GPT1CausalLM.from_preset(str(lm_preset)).backbone.save_to_preset(str(no_tokenizer))
-    # The TensorFlow subprocess's one-line error comes back as a ValueError here.
+    # The TensorFlow worker's error comes back as data, raised here as the same class.
     with pytest.raises(ValueError, match="has no tokenizer"):
         export_saved_model(str(no_tokenizer), str(tmp_path / "out"))
     with pytest.raises(FileNotFoundError, match="does not exist"):
         export_saved_model(str(tmp_path / "missing"), str(tmp_path / "out"))
+
+
+@ONLY_TF
+def test_the_worker_raises_what_the_export_in_this_process_raises(lm_preset, tmp_path):
+    """The worker that exports from JAX and PyTorch, started from here: an error comes back as
+    the class and message the same export raises in this process (Python's words: the command
+    line rewords them as flags), and a folder this process holds is refused to it as to any
+    other writer, naming this process."""
+    from keras_gpt1.export import ExportOptions
+    from keras_gpt1.export.saved_model import export_in_process
+    from keras_gpt1.export.worker import export_in_worker
+    from keras_gpt1.utils.locks import OutputInUseError, output_lock
+
+    (tmp_path / "taken" / "2").mkdir(parents=True)
+    raised = []
+    for export in (export_in_process, export_in_worker):
+        with pytest.raises(ValueError) as caught:
+            export(str(lm_preset), str(tmp_path / "taken"), ExportOptions(version=2))
+        raised.append((type(caught.value), str(caught.value)))
+    assert raised[0] == raised[1] and "already exists: pick another `version`, or pass `overwrite=True`" in raised[1][1]
+    with output_lock(tmp_path / "held", "export"):
+        with pytest.raises(OutputInUseError, match=f"in use by pid {os.getpid()} ") as caught:
+            export_in_worker(str(lm_preset), str(tmp_path / "held"), ExportOptions())
+    assert caught.value.holder["pid"] == os.getpid()
+    assert not (tmp_path / "held").exists()
 
 
 # === Task models (once): packed in the graph, answers equal to `predict` on the real preprocessors ===
@@ -914,7 +944,7 @@ def test_serving_engine_step_equals_the_keras_layers(variant, lm_preset):
     transposed token table; an int8 model with LoRA adapters decodes through the Keras layers."""
     from keras_gpt1.export.decode_step import ServingEngine, make_serving_engine
     from keras_gpt1.export.token_table import TransposedTokenTable
-    from keras_gpt1.generation.decode_loop import KerasEngine
+    from keras_gpt1.generation.keras_engine import KerasEngine
 
     lm = _library_lm(lm_preset, {"lora": "float32", "int8 lora": "int8", "int8 batch 1": "int8"}.get(variant, variant))
     if variant.endswith("lora"):
@@ -933,7 +963,7 @@ def test_serving_engine_step_equals_the_keras_layers(variant, lm_preset):
     reference = KerasEngine(lm)
     rows = 1 if variant.endswith("batch 1") else 2
     prompt = tf.constant([[5, 6, 7, 8, 9], [9, 10, 11, 3, 4]][:rows], tf.int32)
-    _, cache = reference.prefill(prompt, reference.empty(rows, 9))
+    _, cache = reference.prefill(prompt, 5, 9)
     next_ids = tf.constant([12, 13][:rows], tf.int32)
     expected_logits, expected_cache = reference.step(next_ids, cache, 5)
     swapped = "quantized_call" if int8 else "call"

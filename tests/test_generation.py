@@ -117,15 +117,13 @@ def test_torch_engine_position_tensor_step_equals_eager_step(lm):
     cache (and on a GPU, so must `step`, the replayed graph)."""
     import torch
 
-    from keras_gpt1.generation.generate import make_engine
+    from keras_gpt1.generation.registry import make_engine
 
     engine = make_engine(lm, "torch")
     length = TINY_CONFIG["max_sequence_length"]
     prompt = torch.tensor(np.stack([p[:2] for p in _prompts()]), device=engine.device)
-    caches = {name: engine.empty(3, length) for name in ("eager", "position", "step")}
     with torch.no_grad():
-        for cache in caches.values():
-            engine.prefill(prompt, cache)
+        caches = {name: engine.prefill(prompt, 2, length)[1] for name in ("eager", "position", "step")}
         tokens = prompt[:, 1]
         for index in range(2, 9):
             eager = engine._eager_step(tokens, caches["eager"], index)
@@ -144,7 +142,7 @@ def test_torch_engine_position_tensor_step_equals_eager_step(lm):
 def test_torch_engine_is_kept_across_batch_sizes(lm):
     """The PyTorch engine's packed weights serve every batch size: generating for another number
     of prompts reuses the engine instead of packing the weights again, with the same tokens."""
-    from keras_gpt1.generation.generate import make_engine
+    from keras_gpt1.generation.registry import make_engine
 
     prompts = _prompts()
     alone = generate_ids(lm, prompts[:1], max_new_tokens=NEW_TOKENS)
@@ -165,7 +163,7 @@ def test_cpu_decode_attention_matches_scaled_dot_product_attention():
     import torch
 
     from keras_gpt1.generation import cpu_attention
-    from keras_gpt1.generation.generate import make_engine
+    from keras_gpt1.generation.registry import make_engine
 
     if not cpu_attention.available():
         pytest.skip("numba is not installed; the engine uses scaled_dot_product_attention")
@@ -537,7 +535,7 @@ def test_torch_engine_int8_linears_use_kerass_int8_weights(sharp_lm, tmp_path):
     left (about 1%). Reading the scale the other way round, or a transposed weight, is far off."""
     import torch
 
-    from keras_gpt1.generation.generate import make_engine
+    from keras_gpt1.generation.registry import make_engine
     from keras_gpt1.generation.torch_engine import TorchEngine, _weights_on_cpu
 
     path = str(tmp_path / "w.weights.h5")
@@ -573,8 +571,8 @@ def test_torch_engine_int8_linears_use_kerass_int8_weights(sharp_lm, tmp_path):
 def test_int8_models_the_torch_engine_cannot_run_use_the_keras_layers():
     """Weight-only int8 (float activations) is not fbgemm's scheme: "auto" picks the Keras
     layers, and asking for the PyTorch engine says why it cannot."""
-    from keras_gpt1.generation.decode_loop import KerasEngine
-    from keras_gpt1.generation.generate import make_engine
+    from keras_gpt1.generation.keras_engine import KerasEngine
+    from keras_gpt1.generation.registry import make_engine
     from keras_gpt1.generation.torch_engine import TorchEngine
 
     model = GPT1CausalLM(GPT1Backbone(**TINY_CONFIG))
@@ -609,7 +607,7 @@ def test_torch_engine_without_onednn_prepacking_gives_the_same_tokens(lm, greedy
 
     import torch
 
-    from keras_gpt1.generation.generate import make_engine
+    from keras_gpt1.generation.registry import make_engine
 
     model = _same_weights_model(lm)
     packed = make_engine(model, "torch")
@@ -644,8 +642,8 @@ def test_int8_without_fbgemms_private_api_falls_back_to_the_keras_layers(lm, mon
     same tokens as `engine="keras"`), and `engine="torch"` says why it cannot."""
     import torch
 
-    from keras_gpt1.generation.decode_loop import KerasEngine
-    from keras_gpt1.generation.generate import make_engine
+    from keras_gpt1.generation.keras_engine import KerasEngine
+    from keras_gpt1.generation.registry import make_engine
 
     model = _same_weights_model(lm, quantize=True)
     if make_engine(model).name != "torch":
@@ -665,7 +663,7 @@ def test_int8_without_fbgemms_private_api_falls_back_to_the_keras_layers(lm, mon
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert isinstance(make_engine(model), KerasEngine)
-    assert (broken == "raising") == any("PyTorch engine is unavailable" in str(w.message) for w in caught)
+    assert (broken == "raising") == any("'torch' engine is unavailable" in str(w.message) for w in caught)
     with pytest.raises(ValueError, match=f"engine='torch' cannot run this model: .*{match}"):
         make_engine(model, "torch")
     with warnings.catch_warnings():
@@ -680,13 +678,38 @@ def test_int8_without_fbgemms_private_api_falls_back_to_the_keras_layers(lm, mon
 
 @pytest.mark.parametrize("max_new_tokens", [3, 1000, 2**40])
 def test_max_new_tokens_past_the_context_is_capped_with_a_warning(lm, max_new_tokens):
-    """Every prompt is kept whole and the new tokens stop at the context; the warning names the cap."""
+    """Every prompt is kept whole and each row's new tokens stop at the context (the capping rule
+    the export shares); the warning names the cap. A row that fits is not capped by another:
+    it gets what it would get alone."""
     context = TINY_CONFIG["max_sequence_length"]
     prompts = [[1] * (context - 2), [2, 3]]
     with pytest.warns(UserWarning, match=rf"max_new_tokens={max_new_tokens} does not fit .* at most 2 new tokens"):
         out = lm.generate(prompts, max_new_tokens=max_new_tokens)
     assert list(out[0][: context - 2]) == prompts[0] and len(out[0]) == context
-    assert list(out[1][:2]) == prompts[1] and len(out[1]) == 4
+    assert list(out[1][:2]) == prompts[1] and len(out[1]) == min(2 + max_new_tokens, context)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert out[1] == lm.generate(prompts[1], max_new_tokens=min(max_new_tokens, context - 2))
+
+
+def test_max_length_fills_every_row_of_a_ragged_batch_to_it(lm):
+    """`max_length` (KerasHub's meaning) up to the whole context: the short row gets its many new
+    tokens, the long row its few, and each is what it would get alone."""
+    context = TINY_CONFIG["max_sequence_length"]
+    prompts = [[5, 6], list(range(1, context - 3))]
+    out = lm.generate(prompts, max_length=context)
+    assert [len(row) for row in out] == [context, context]
+    assert out[0] == lm.generate(prompts[0], max_new_tokens=context - 2)
+
+
+def test_new_token_allowance_is_one_rule_for_the_library_and_the_export():
+    """Each row: `max_new_tokens`, or what fits after its own prompt; none for an empty prompt or
+    one that fills the limit (which `generate` refuses and a served signature answers as is)."""
+    from keras_gpt1.generation.prompts import new_token_allowance
+
+    lengths = np.array([3, 30, 31, 32, 40, 0], "int32")
+    got = to_numpy(new_token_allowance(lengths, 8, 32)).tolist()
+    assert got == [8, 2, 1, 0, 0, 0]
 
 
 def test_bad_inputs_give_clear_errors(lm):
@@ -738,6 +761,35 @@ def test_bad_inputs_give_clear_errors(lm):
     assert lm.generate(ok, max_new_tokens=2, stop_token_ids=np.array([2, 3])) == lm.generate(
         ok, max_new_tokens=2, stop_token_ids=[2, 3]
     )
+
+
+def test_engines_are_chosen_and_registered_by_name(lm):
+    """An unknown engine name lists the known ones; a registered engine is tried first by "auto"
+    and runs by its name; a class that is not an engine, or a name taken, is refused."""
+    from keras_gpt1.generation.keras_engine import KerasEngine
+    from keras_gpt1.generation.registry import ENGINES, make_engine, register_engine
+
+    with pytest.raises(ValueError, match="Unknown engine 'fast'; choose one of 'auto', 'torch', 'keras'"):
+        generate_ids(lm, _prompts(), max_new_tokens=1, engine="fast")
+    with pytest.raises(ValueError, match="`logits_processors` must be LogitsProcessor objects"):
+        generate_ids(lm, _prompts(), max_new_tokens=1, logits_processors=[lambda logits, *rest: logits])
+    with pytest.raises(ValueError, match="must be a DecodeEngine subclass"):
+        register_engine(object)
+    with pytest.raises(ValueError, match="'keras' is already registered"):
+        register_engine(KerasEngine)
+
+    class Mine(KerasEngine):
+        name = "mine"
+
+    saved = dict(ENGINES)
+    try:
+        assert register_engine(Mine) is Mine and list(ENGINES) == ["mine", *saved]
+        assert type(make_engine(lm)) is Mine and type(make_engine(lm, "mine")) is Mine
+        out = generate_ids(lm, _prompts(), max_new_tokens=2, engine="mine")
+        assert out["lengths"].tolist() == [n + 2 for n in PROMPT_LENGTHS]
+    finally:
+        ENGINES.clear()
+        ENGINES.update(saved)
 
 
 # --- text in, text out (with a trained GPT1Tokenizer) ---
@@ -882,7 +934,7 @@ def test_cli_generate_streams_and_score(lm, greedy_run, tmp_path):
     record = json.loads(out)
     np.testing.assert_allclose(record["log_likelihood"], lm.score([5, 6, 7, 8])["log_likelihood"], atol=1e-4)
 
-    # --quantize int8: the tokens of the quantized model, without Keras's per-layer warnings.
+    # --precision int8: the tokens of the quantized model, without Keras's per-layer warnings.
     quantized = GPT1CausalLM.from_preset(preset, dropout=0.0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -899,7 +951,7 @@ def test_cli_generate_streams_and_score(lm, greedy_run, tmp_path):
                 " ".join(map(str, prompt)),
                 "--max-new-tokens",
                 str(NEW_TOKENS),
-                "--quantize",
+                "--precision",
                 "int8",
                 "--no-stream",
             ]
@@ -926,7 +978,8 @@ def test_bench_generate_quick_runs():
     result = subprocess.run(
         [
             sys.executable,
-            os.path.join(root, "tools", "bench_generate.py"),
+            "-m",
+            "tools.bench.generate",
             "--quick",
             "--backends",
             "torch",
@@ -937,6 +990,7 @@ def test_bench_generate_quick_runs():
         capture_output=True,
         text=True,
         timeout=240,
+        cwd=root,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| keras_gpt1 (torch)" in result.stdout and "GB/s" in result.stdout

@@ -229,7 +229,7 @@ def test_cli_finetune_and_evaluate_from_gpt1(standin, tmp_path, capsys):
                 "classification",
                 "--train",
                 data,
-                "--from",
+                "--model",
                 "gpt1",
                 "--output",
                 output,
@@ -306,7 +306,7 @@ def test_export_gpt1_and_a_task_model_then_serve_raw_strings_with_tensorflow_onl
                 "classification",
                 "--train",
                 data,
-                "--from",
+                "--model",
                 "gpt1",
                 "--output",
                 clf,
@@ -320,15 +320,8 @@ def test_export_gpt1_and_a_task_model_then_serve_raw_strings_with_tensorflow_onl
     )
     assert main(["export", "--model", "gpt1", "--output", str(tmp_path / "lm_serving"), "--version", "1"]) == 0
     assert main(["export", "--model", clf, "--output", str(tmp_path / "clf_serving"), "--version", "1"]) == 0
-    from keras_gpt1.export import export_saved_model
-    from keras_gpt1.workflows.finetuning import finetune
-
-    for task in ("entailment", "similarity", "multiple-choice"):
-        task_data = write_rows(tmp_path / f"{task}.jsonl", task_rows(task))
-        out = tmp_path / task
-        finetune(task, task_data, preset="gpt1", output=str(out), epochs=1, batch_size=2, verbose=0)
-        assert os.path.isdir(export_saved_model(str(out), tmp_path / f"{task}_serving"))
-
+    # One task model: the other families' fine-tuning from "gpt1" (special-token rows added) is
+    # test_finetune_each_task_family_from_gpt1's, and their exports test_export.py's.
     prompt = "the cat and the dog"
     env = {k: v for k, v in os.environ.items() if k not in ("KERAS_BACKEND", "PYTHONPATH")}
     proc = subprocess.run(
@@ -365,7 +358,7 @@ def test_unreachable_hub_without_cache_names_what_failed_and_the_ways_out(tmp_pa
             call()
         message = str(info.value)
         assert "Could not fetch hf://" in message and "connect" in message
-        assert "keras-gpt1 convert --from-hf" in message and "load_weights=False" in message
+        assert "keras-gpt1 convert --model" in message and "load_weights=False" in message
     assert main(["generate", "--model", "gpt1", "--prompt", "hi"]) == 2
     assert "Could not fetch hf://openai-community/openai-gpt" in capsys.readouterr().err
     # Online but the Hub does not answer (refused connection): the same clear error.

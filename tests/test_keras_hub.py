@@ -1,7 +1,12 @@
 """GPT-1 as a native KerasHub model: KerasHub's own contract tests on our classes, the auto-class
-loads, presets (today's and the pre-KerasHub format), quantized presets, and the bad inputs."""
+loads, presets (and the format keras_gpt1 wrote before KerasHub's, refused with how to convert
+it), quantized presets, and the bad inputs."""
 
+import json
 import os
+import pathlib
+import re
+import shutil
 
 import keras
 import keras_hub
@@ -10,12 +15,18 @@ import pytest
 from keras_hub.src.tests.test_case import TestCase
 
 from conftest import TINY_CONFIG
-from keras_gpt1.models import GPT1Backbone, GPT1CausalLM
-
-FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
-LEGACY_PRESET = os.path.join(FIXTURES, "gpt1_legacy_preset")
+from keras_gpt1.models import GPT1Backbone, GPT1CausalLM, preset_io
+from task_fixtures import TINY_TASK_CONFIG, make_tiny_preset
 
 BACKBONE_KWARGS = dict(TINY_CONFIG)
+# Words the tiny preset's tokenizer knows (tests/task_fixtures.py trains it on them).
+TEXTS = ["a cat is not in the house and it was very near the river on a good day"] * 8
+
+
+@pytest.fixture(scope="module")
+def tiny_preset(tmp_path_factory):
+    """A causal LM preset with a BPE tokenizer (`make_tiny_preset`), made once for this module."""
+    return make_tiny_preset(tmp_path_factory.mktemp("tiny"))
 
 
 def _inputs(batch=2, length=5):
@@ -49,17 +60,22 @@ class GPT1BackboneContractTest(TestCase):
 
 
 class GPT1CausalLMTaskTest(TestCase):
+    @pytest.fixture(autouse=True)
+    def _preset(self, tiny_preset):
+        self.preset = tiny_preset
+
     def test_causal_lm_task_contract(self):
         from keras_gpt1.models import GPT1CausalLMPreprocessor
 
-        tokenizer = GPT1CausalLM.from_preset(LEGACY_PRESET).tokenizer
-        backbone = GPT1Backbone(**{**BACKBONE_KWARGS, "vocabulary_size": 109})
+        tokenizer = GPT1CausalLM.from_preset(self.preset).tokenizer
+        size = TINY_TASK_CONFIG["vocabulary_size"]
+        backbone = GPT1Backbone(**{**BACKBONE_KWARGS, "vocabulary_size": size})
         preprocessor = GPT1CausalLMPreprocessor(tokenizer, sequence_length=8)
         self.run_task_test(
             cls=GPT1CausalLM,
             init_kwargs={"backbone": backbone, "preprocessor": preprocessor},
             train_data=(["the quick brown fox jumps", "a language model"],),
-            expected_output_shape=(2, 8, 109),
+            expected_output_shape=(2, 8, size),
         )
 
 
@@ -74,8 +90,8 @@ def _logits(model, x):
 # === Auto classes and presets ===
 
 
-def test_keras_hub_auto_classes_load_our_classes(tmp_path):
-    lm = GPT1CausalLM.from_preset(LEGACY_PRESET)
+def test_keras_hub_auto_classes_load_our_classes(tmp_path, tiny_preset):
+    lm = GPT1CausalLM.from_preset(tiny_preset)
     lm.save_to_preset(str(tmp_path))
     for name in ("config.json", "metadata.json", "model.weights.h5", "task.json", "tokenizer.json"):
         assert (tmp_path / name).is_file(), name
@@ -94,21 +110,8 @@ def test_keras_hub_auto_classes_load_our_classes(tmp_path):
     )
 
 
-def test_legacy_preset_loads_with_the_same_logits():
-    """A preset written by the pre-KerasHub code (tests/fixtures) still loads, tokenizer included."""
-    expected = np.load(os.path.join(FIXTURES, "gpt1_legacy_preset_expected.npz"))
-    lm = GPT1CausalLM.from_preset(LEGACY_PRESET)
-    ids = expected["token_ids"]
-    np.testing.assert_allclose(
-        _logits(lm, {"token_ids": ids, "padding_mask": np.ones_like(ids)}), expected["logits"], atol=1e-5
-    )
-    assert lm.tokenizer is not None
-    np.testing.assert_array_equal(np.asarray(lm.tokenizer("the quick brown fox")).reshape(-1), ids[0])
-    assert GPT1Backbone.from_preset(LEGACY_PRESET, dropout=0.2).dropout == 0.2
-
-
-def test_int8_preset_round_trip_gives_the_same_logits(tmp_path):
-    lm = GPT1CausalLM.from_preset(LEGACY_PRESET)
+def test_int8_preset_round_trip_gives_the_same_logits(tmp_path, tiny_preset):
+    lm = GPT1CausalLM.from_preset(tiny_preset)
     lm.quantize("int8")
     x = _inputs()
     x["token_ids"] %= 100
@@ -126,17 +129,16 @@ def test_int8_preset_round_trip_gives_the_same_logits(tmp_path):
     )
 
 
-def test_fit_on_strings_and_on_a_dataset_of_strings_lowers_the_loss():
+def test_fit_on_strings_and_on_a_dataset_of_strings_lowers_the_loss(tiny_preset):
     import tensorflow as tf
 
-    lm = GPT1CausalLM.from_preset(LEGACY_PRESET)
-    texts = ["the quick brown fox jumps over the lazy dog."] * 8
-    before = lm.evaluate(texts, batch_size=4, verbose=0, return_dict=True)["loss"]
-    lm.fit(texts, batch_size=4, epochs=3, verbose=0)
-    lm.fit(tf.data.Dataset.from_tensor_slices(texts).batch(4), epochs=2, verbose=0)
-    after = lm.evaluate(texts, batch_size=4, verbose=0, return_dict=True)["loss"]
+    lm = GPT1CausalLM.from_preset(tiny_preset)
+    before = lm.evaluate(TEXTS, batch_size=4, verbose=0, return_dict=True)["loss"]
+    lm.fit(TEXTS, batch_size=4, epochs=3, verbose=0)
+    lm.fit(tf.data.Dataset.from_tensor_slices(TEXTS).batch(4), epochs=2, verbose=0)
+    after = lm.evaluate(TEXTS, batch_size=4, verbose=0, return_dict=True)["loss"]
     assert after < before
-    # Token ids still go to the model as they are (the pre-KerasHub API).
+    # Token ids go to the model as they are.
     x = _inputs()
     x["token_ids"] %= 100
     lm.fit(x, x["token_ids"], sample_weight=x["padding_mask"], batch_size=2, verbose=0)
@@ -171,6 +173,72 @@ def test_config_json_of_another_format_names_the_file(tmp_path):
     (tmp_path / "config.json").write_text('{"registered_name": "nobody>Nothing", "config": {}}')
     with pytest.raises(ValueError, match=r"Nothing.*not a GPT1Backbone"):
         GPT1Backbone.from_preset(str(tmp_path))
+
+
+def test_backbone_config_json_is_what_keras_hubs_saver_writes(tiny_preset):
+    saved = json.loads(pathlib.Path(tiny_preset, "config.json").read_text())
+    assert preset_io.backbone_config_json(saved["config"]) == saved  # the hub cache writes it for hf:// architectures
+
+
+def test_load_backbone_config_names_what_it_cannot_read(tmp_path):
+    with pytest.raises(ValueError, match=r"'kaggle://someone/gpt' is a remote handle.*GPT1Backbone.from_preset"):
+        preset_io.load_backbone_config("kaggle://someone/gpt")
+    with pytest.raises(ValueError, match=r"Unknown preset 'gpt3'.*gpt1_tiny"):
+        preset_io.load_backbone_config("gpt3")
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        preset_io.load_backbone_config(str(tmp_path))
+
+
+def _in_the_earlier_format(preset, directory):
+    """A copy of `preset` as keras_gpt1 wrote presets before they were KerasHub's: `config.json`
+    and `tokenizer.json` as `{"module", "class_name", "config"}` without a `registered_name` (and
+    without the config keys added since), the same weights and vocabulary files, and no
+    `metadata.json`, `task.json` or `preprocessor.json`."""
+    directory.mkdir()
+    shutil.copytree(os.path.join(preset, "assets"), directory / "assets")
+    shutil.copy(os.path.join(preset, "model.weights.h5"), directory)
+    for name, module, dropped in (
+        ("config.json", "keras_gpt1", ("name", "trainable", "fused_attention", "fused_qkv_matmul")),
+        ("tokenizer.json", "keras_gpt1.tokenizers", ("name", "trainable", "config_file")),
+    ):
+        saved = json.loads(pathlib.Path(preset, name).read_text())
+        config = {k: v for k, v in saved["config"].items() if k not in dropped}
+        (directory / name).write_text(
+            json.dumps({"module": module, "class_name": saved["class_name"], "config": config})
+        )
+    return directory
+
+
+def _docs_example(heading):
+    """The Python example under `### heading` in docs/keras_hub.md."""
+    page = (pathlib.Path(__file__).resolve().parent.parent / "docs" / "keras_hub.md").read_text(encoding="utf-8")
+    return re.search(r"```python\n(.*?)```", page.split(f"### {heading}\n", 1)[1], re.S).group(1)
+
+
+def test_a_preset_in_the_earlier_format_is_refused_with_how_to_convert_it(tmp_path, tiny_preset, monkeypatch):
+    from keras_gpt1.tokenizers import GPT1Tokenizer
+
+    old = _in_the_earlier_format(tiny_preset, tmp_path / "old_preset")
+    for load, name in (
+        (GPT1Backbone.from_preset, "config.json"),
+        (GPT1CausalLM.from_preset, "config.json"),
+        (preset_io.load_backbone_config, "config.json"),  # pretrain, finetune, convert --to-hf
+        (GPT1Tokenizer.from_preset, "tokenizer.json"),
+    ):
+        where = re.escape(repr(str(old / name)))
+        with pytest.raises(
+            ValueError, match=where + r" is in the format .* Re-run `keras-gpt1 convert`.*save_to_preset"
+        ):
+            load(str(old))
+    # The conversion docs/keras_hub.md shows, run as written: the same model, in KerasHub's format.
+    monkeypatch.chdir(tmp_path)
+    exec(_docs_example("Presets in the earlier format"), {})
+    converted = keras_hub.models.CausalLM.from_preset(str(tmp_path / "new_preset"))
+    lm = GPT1CausalLM.from_preset(tiny_preset)
+    x = _inputs()
+    x["token_ids"] %= 100
+    np.testing.assert_allclose(_logits(converted, x), _logits(lm, x), atol=1e-6, rtol=0)
+    assert converted.tokenizer(TEXTS[:1]).to_list() == lm.tokenizer(TEXTS[:1]).to_list()
 
 
 # === KerasHub samplers and generate() arguments ===

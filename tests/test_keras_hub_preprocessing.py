@@ -8,11 +8,11 @@ expected ids can be read off it.
 
 import json
 import os
-import warnings
 
 import keras
 import keras_hub
 import numpy as np
+import pytest
 import tensorflow as tf
 from keras_hub.src.tests.test_case import TestCase
 
@@ -46,27 +46,6 @@ class TokenizerContractTest(TestCase):
         self.assertEqual(tokenizer.special_token_ids, [25, 26, 27])
         self.assertIsNone(tokenizer.end_token_id)  # GPT-1 has no end-of-text token
 
-    def test_vocabulary_size_read_as_a_number_still_works_and_warns(self):
-        tokenizer = GPT1Tokenizer(**self.init_kwargs)
-        uses = [
-            lambda v: v == 28,
-            lambda v: v > 27,
-            lambda v: v - 3 == 25,
-            lambda v: f"{v}" == "28",
-            lambda v: int(v) == 28,
-        ]
-        for use in uses:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                self.assertTrue(use(tokenizer.vocabulary_size))
-            self.assertTrue(any(issubclass(w.category, DeprecationWarning) for w in caught))
-            self.assertIn("vocabulary_size()", str(caught[0].message))
-        # Uses that CPython reads straight from the int (indexing, `range`, shapes) work silently.
-        self.assertEqual(len(range(tokenizer.vocabulary_size)), 28)
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # the method form never warns
-            self.assertEqual(tokenizer.vocabulary_size() + 0, 28)
-
     def test_a_tokenizer_without_a_vocabulary_says_so(self):
         tokenizer = GPT1Tokenizer(sequence_length=4)
         for call in (
@@ -84,7 +63,7 @@ class TokenizerContractTest(TestCase):
             GPT1Tokenizer(merges=list(MERGES))
 
 
-def test_keras_hub_saver_layout_and_the_previous_layout_both_load(tmp_path):
+def test_keras_hub_saver_layout_loads_and_the_earlier_layout_is_refused(tmp_path):
     tokenizer = GPT1Tokenizer(dict(VOCABULARY), list(MERGES), sequence_length=5)
     new = tmp_path / "new"
     tokenizer.save_to_preset(new)
@@ -92,7 +71,10 @@ def test_keras_hub_saver_layout_and_the_previous_layout_both_load(tmp_path):
     assert saved["registered_name"] == "keras_gpt1>GPT1Tokenizer"
     assert "vocabulary" not in saved["config"] and saved["config"]["sequence_length"] == 5
     assert sorted(os.listdir(new / "assets/tokenizer")) == ["merges.txt", "vocab.json"]
-    # The layout earlier releases wrote: no registered name, the config without KerasHub's keys.
+    loaded = GPT1Tokenizer.from_preset(new)
+    assert loaded(TEXT[:2]).numpy().tolist() == [[16, 20, 22, 0, 0], [12, 24, 0, 0, 0]]
+    assert loaded.vocabulary_size() == 28
+    # The layout keras_gpt1 wrote before its presets were KerasHub's: no registered name.
     old = tmp_path / "old"
     (old / "assets/tokenizer").mkdir(parents=True)
     for name in ("vocab.json", "merges.txt"):
@@ -106,11 +88,8 @@ def test_keras_hub_saver_layout_and_the_previous_layout_both_load(tmp_path):
             }
         )
     )
-    expected = [[16, 20, 22, 0, 0], [12, 24, 0, 0, 0]]
-    for preset in (new, old):
-        loaded = GPT1Tokenizer.from_preset(preset)
-        assert loaded(TEXT[:2]).numpy().tolist() == expected
-        assert loaded.vocabulary_size() == 28
+    with pytest.raises(ValueError, match=r"tokenizer\.json' is in the format .*keras-gpt1 convert"):
+        GPT1Tokenizer.from_preset(old)
 
 
 def test_a_keras_archive_restores_the_vocabulary_from_its_assets(tmp_path):

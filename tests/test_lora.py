@@ -305,7 +305,7 @@ def test_finetune_lora_cli_then_export_serves_the_adapted_model(small_preset, tm
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     cli = [sys.executable, "-c", "import sys; from keras_gpt1.cli import main; sys.exit(main(sys.argv[1:]))"]
     finetune_args = [
-        "finetune", "--task", "classification", "--train", train, "--from", preset, "--output", out,
+        "finetune", "--task", "classification", "--train", train, "--model", preset, "--output", out,
         "--lora-rank", "2", "--learning-rate", "1e-2", "--epochs", "2", "--batch-size", "8", "--seed", "0",
     ]  # fmt: skip
     for args, backend in ((finetune_args, BACKEND), (["export", "--model", out, "--output", exported], "tensorflow")):

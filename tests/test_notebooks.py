@@ -12,8 +12,8 @@ path the one tested wherever the suite runs, so a run never downloads 480 MB of 
 Each notebook runs under one backend, the one its first cell defaults to: the library calls they
 make are tested on every backend in their own test files, and running each notebook three times
 would triple the suite's longest tests. Without PyTorch (the Colab runtime CI environment, whose
-PyPI torch would be a CUDA build of several GB), notebook 4 runs under this run's backend instead
-and skips its parity check with `transformers`, saying so.
+PyPI torch would be a CUDA build of several GB), notebook 4 runs under JAX instead and skips its
+parity check with `transformers`, saying so.
 
 The executions are marked `notebook`: CI runs them in the Colab runtime (`.ci/colab-runtime`), the
 runtime they are written for, and `make test` leaves them out (`make test-notebooks` runs them).
@@ -22,7 +22,6 @@ runtime they are written for, and `make test` leaves them out (`make test-notebo
 import importlib.util
 import os
 import re
-import sys
 import time
 
 # Plain imports, not importorskip: these are dev dependencies (pyproject.toml), and a missing one
@@ -36,8 +35,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK_DIR = os.path.join(ROOT, "notebooks")
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-import make_notebooks  # noqa: E402
+from tools import make_notebooks  # noqa: E402
 
 BACKEND = keras.config.backend()
 NOTEBOOKS = sorted(make_notebooks.NOTEBOOKS)
@@ -55,7 +53,7 @@ RUNS_UNDER = {
     make_notebooks.NB1: ("jax",),
     make_notebooks.NB2: ("jax",),
     make_notebooks.NB3: ("tensorflow",),
-    make_notebooks.NB4: ("torch",) if HAS_TORCH else (BACKEND,),
+    make_notebooks.NB4: ("torch",) if HAS_TORCH else ("jax",),
 }
 # The one line each notebook prints when it falls back to its offline stand-in.
 OFFLINE_LINE = "No network: using the offline stand-in"
@@ -156,7 +154,7 @@ def test_notebook_is_committed_without_outputs(name):
 def test_notebooks_match_their_generator():
     found = sorted(n for n in os.listdir(NOTEBOOK_DIR) if n.endswith(".ipynb"))
     assert found == NOTEBOOKS, "notebooks/ and tools/make_notebooks.py disagree on the notebooks"
-    assert make_notebooks.main(["--check"]) == 0, "run `python tools/make_notebooks.py`"
+    assert make_notebooks.main(["--check"]) == 0, "run `python -m tools.make_notebooks`"
 
 
 def test_notebook_sources_are_plain_python():
@@ -198,7 +196,7 @@ def test_readme_links_every_notebook():
         assert make_notebooks.colab_url(name) in readme, f"README has no Open-in-Colab link to {name}"
         assert make_notebooks.kaggle_url(name) in readme, f"README has no Open-in-Kaggle link to {name}"
     table = make_notebooks.readme_table()
-    assert table in readme, "README's notebook table is stale: paste `python tools/make_notebooks.py --readme`"
+    assert table in readme, "README's notebook table is stale: paste `python -m tools.make_notebooks --readme`"
     assert "(docs/notebooks.md)" in readme, "README does not link the notebooks page"
     with open(os.path.join(ROOT, "docs", "notebooks.md"), encoding="utf-8") as f:
         assert "## Scaling up on a GPU/TPU runtime" in f.read(), "docs/notebooks.md does not say how to scale up"

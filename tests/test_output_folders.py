@@ -62,7 +62,7 @@ class Artifacts(dict):
             max_sequence_length=16,
             dropout=0.0,
         )
-        GPT1CausalLM(backbone, self.tokenizer).save_to_preset(str(self.root / "preset"))
+        GPT1CausalLM(backbone, tokenizer=self.tokenizer).save_to_preset(str(self.root / "preset"))
         return str(self.root / "preset")
 
     def _hf(self):
@@ -86,7 +86,7 @@ class Artifacts(dict):
 
     def _pair(self):
         output = str(self.root / "pair")
-        argv = ["train-tokenizer", "--input", self["inputs"]["words"], "--merges", "5", "--output", output, "--quiet"]
+        argv = ["train-tokenizer", "--corpus", self["inputs"]["words"], "--merges", "5", "--output", output, "--quiet"]
         assert cli_main(argv) == 0
         return output
 
@@ -141,11 +141,11 @@ def command(name, made, output):
         ),
         "finetune": lambda: (
             ["finetune", "--task", "classification", "--train", inputs["train"]]
-            + ["--from", made["preset"], "--epochs", "1", "--batch-size", "4"]
+            + ["--model", made["preset"], "--epochs", "1", "--batch-size", "4"]
         ),
-        "convert-to-hf": lambda: ["convert", "--to-hf", made["preset"]],
-        "convert-from-hf": lambda: ["convert", "--from-hf", made["hf"]],
-        "train-tokenizer": lambda: ["train-tokenizer", "--input", inputs["words"], "--merges", "5", "--quiet"],
+        "convert-to-hf": lambda: ["convert", "--model", made["preset"]],
+        "convert-from-hf": lambda: ["convert", "--model", made["hf"]],
+        "train-tokenizer": lambda: ["train-tokenizer", "--corpus", inputs["words"], "--merges", "5", "--quiet"],
         "export": lambda: ["export", "--model", made["preset"]],
     }[name]()
     return argv + ["--output", str(output)]
@@ -495,9 +495,9 @@ def test_pretrain_never_writes_into_the_preset_it_starts_from(made, tmp_path, ca
     output = copy_of(made, "preset", tmp_path)
     before = file_tree(output)
     for extra in ([], ["--restart"]):
-        argv = ["pretrain", "--corpus", made["inputs"]["corpus"], "--preset", str(output), "--output", str(output)]
+        argv = ["pretrain", "--corpus", made["inputs"]["corpus"], "--model", str(output), "--output", str(output)]
         assert cli_main(argv + ["--steps", "1", "--no-tensorboard", "--sample-length", "0", *extra]) == 2
-        assert "is the --preset directory the run starts from" in one_error_line(capsys, "pretrain")
+        assert "is the --model directory the run starts from" in one_error_line(capsys, "pretrain")
     assert file_tree(output) == before
 
 

@@ -8,9 +8,10 @@ import pytest
 from conftest import BACKEND, TINY_CONFIG, pretrain_kwargs, write_pretraining_data
 
 from keras_gpt1.utils import cpu_features, precision
-from keras_gpt1.utils.precision import resolve_precision
+from keras_gpt1.utils.precision import INFERENCE_PRECISIONS, PRECISIONS, TRAINING_PRECISIONS, resolve_precision
 
-pytestmark = pytest.mark.xla  # the precision rule sets `jit_compile` too (tests/conftest.py turns XLA off elsewhere)
+# The precision rule sets `jit_compile` too: the tests that check it are marked `xla` (tests/conftest.py
+# turns XLA off elsewhere); the others check dtypes, which XLA does not change.
 
 WIDE = precision.MIN_BFLOAT16_HIDDEN_DIM
 
@@ -98,15 +99,31 @@ def test_explicit_precision_is_never_changed(native_bfloat16, native, explicit):
             assert resolve_precision(explicit, hidden_dim=width, backend=backend) == explicit
 
 
-@pytest.mark.parametrize("bad", ["bfloat16", "mixed_float16", "Auto", "", None, 16, True])
+@pytest.mark.parametrize("bad", ["bfloat16", "int8", "mixed_float16", "Auto", "", None, 16, True])
 def test_bad_precision_names_the_argument(bad):
-    with pytest.raises(ValueError, match="`precision` must be one of 'auto', 'float32', 'mixed_bfloat16'"):
+    with pytest.raises(ValueError, match="`precision` must be one of 'auto', 'float32', 'mixed_bfloat16'; got"):
         resolve_precision(bad)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_one_vocabulary_two_documented_subsets(native_bfloat16, native):
+    """Training and inference take subsets of the one vocabulary, and the one function resolves
+    every value of each, on both kinds of CPU, to a value of the vocabulary that is not "auto"."""
+    native_bfloat16(native)
+    assert set(TRAINING_PRECISIONS) | set(INFERENCE_PRECISIONS) == set(PRECISIONS)
+    assert set(TRAINING_PRECISIONS) & set(INFERENCE_PRECISIONS) == {"float32"}
+    for choices in (TRAINING_PRECISIONS, INFERENCE_PRECISIONS):
+        for value in choices:
+            resolved = resolve_precision(value, hidden_dim=768, backend="torch", choices=choices)
+            assert resolved in choices and resolved != "auto"
+    with pytest.raises(ValueError, match="`precision` must be one of 'float32', 'bfloat16', 'int8'; got 'auto'"):
+        resolve_precision("auto", choices=INFERENCE_PRECISIONS)  # inference has no measured rule: no "auto"
 
 
 # --- jit_compile="auto" -----------------------------------------------------------------------
 
 
+@pytest.mark.xla
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="the XLA choice is TensorFlow's (JAX always compiles, torch never)")
 @pytest.mark.parametrize("native", [True, False])
 @pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
@@ -150,6 +167,7 @@ def _pretrain(corpus, output, **kwargs):
     )
 
 
+@pytest.mark.xla
 @pytest.mark.parametrize("native", [True, False])
 def test_pretrain_auto_follows_the_rule(corpus, tmp_path, native_bfloat16, monkeypatch, native):
     native_bfloat16(native)
@@ -168,8 +186,11 @@ def test_pretrain_precision_bad_values(corpus, tmp_path):
     for bad in ("bf16", None, 1):
         with pytest.raises(ValueError, match="`precision` must be one of"):
             _pretrain(corpus, tmp_path / "bad", precision=bad)
-    with pytest.raises(ValueError, match="`mixed_precision=True` contradicts `precision='float32'`"):
-        _pretrain(corpus, tmp_path / "bad", precision="float32", mixed_precision=True)
+    for bad in ("bfloat16", "int8"):  # inference's precisions: training needs float32 variables
+        with pytest.raises(ValueError, match="`precision` must be one of 'auto', 'float32', 'mixed_bfloat16'"):
+            _pretrain(corpus, tmp_path / "bad", precision=bad)
+    with pytest.raises(TypeError, match="mixed_precision"):  # one name: `precision="mixed_bfloat16"`
+        _pretrain(corpus, tmp_path / "bad", mixed_precision=True)
     assert not (tmp_path / "bad").exists()  # a refused run leaves no output behind
 
 
@@ -178,8 +199,9 @@ def test_cli_precision_flags(corpus, tmp_path, capsys):
 
     path, tokenizer = corpus
     common = ["pretrain", "--corpus", path, "--tokenizer", tokenizer, "--output", str(tmp_path / "cli")]
-    assert main(common + ["--mixed-bfloat16", "--precision", "float32"]) != 0
-    assert "--mixed-bfloat16 contradicts --precision float32" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # the old spelling and the new one: argparse refuses the pair
+        main(common + ["--mixed-bfloat16", "--precision", "float32"])
+    assert "argument --precision: not allowed with argument --mixed-bfloat16" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(common + ["--precision", "bfloat16"])
     assert "invalid choice: 'bfloat16'" in capsys.readouterr().err
@@ -191,7 +213,7 @@ def test_cli_precision_flags(corpus, tmp_path, capsys):
                 "classification",
                 "--train",
                 path,
-                "--from",
+                "--model",
                 "x",
                 "--output",
                 "y",
@@ -200,6 +222,21 @@ def test_cli_precision_flags(corpus, tmp_path, capsys):
             ]
         )
     assert "invalid choice: 'fp16'" in capsys.readouterr().err
+
+
+def test_pretrain_trains_in_the_resolved_precision_whatever_the_preset_was_saved_in(corpus, tmp_path, native_bfloat16):
+    """The one rule, as `finetune` applies it too: a preset saved in mixed_bfloat16, continued with
+    "auto" on a CPU without native bfloat16, trains in float32."""
+    from keras_gpt1.workflows import pretrain
+
+    native_bfloat16(False)
+    assert (
+        _pretrain(corpus, tmp_path / "mixed", precision="mixed_bfloat16").model.backbone.dtype_policy.name
+        == "mixed_bfloat16"
+    )
+    kwargs = dict(preset=str(tmp_path / "mixed"), sequence_length=16, batch_size=4, steps=2, validation_batches=1)
+    lm = pretrain(**pretrain_kwargs(corpus, tmp_path / "continued", **kwargs)).model
+    assert lm.backbone.dtype_policy.name == "float32"
 
 
 @pytest.mark.parametrize("native", [True, False])
@@ -214,8 +251,9 @@ def test_finetune_auto_follows_the_rule(tmp_path, native_bfloat16, monkeypatch, 
     corpus.write_text("the quick brown fox jumps over the lazy dog\n" * 5, encoding="utf-8")
     tokenizer = train_tokenizer([str(corpus)], num_merges=10)
     preset = tmp_path / "preset"
-    backbone = GPT1Backbone(**dict(TINY_CONFIG, vocabulary_size=tokenizer.vocabulary_size()))
-    GPT1CausalLM(backbone, tokenizer).save_to_preset(str(preset))
+    # Saved in mixed_bfloat16: "auto" on a CPU without native bfloat16 still trains in float32.
+    backbone = GPT1Backbone(**dict(TINY_CONFIG, vocabulary_size=tokenizer.vocabulary_size()), dtype="mixed_bfloat16")
+    GPT1CausalLM(backbone, tokenizer=tokenizer).save_to_preset(str(preset))
     train = tmp_path / "train.csv"
     train.write_text(
         "text,label\n" + "".join(f"the {w} fox,{i % 2}\n" for i, w in enumerate("quick brown lazy dog".split()))

@@ -21,7 +21,8 @@ pytest.importorskip("tensorflow")
 from keras_gpt1 import GPT1CausalLM  # noqa: E402
 from keras_gpt1.cli import main  # noqa: E402
 from keras_gpt1.data.corpus import demo_corpus_lines  # noqa: E402
-from keras_gpt1.training import latest_checkpoint, list_checkpoints, pretrain  # noqa: E402
+from keras_gpt1.training import latest_checkpoint, list_checkpoints  # noqa: E402
+from keras_gpt1.workflows import pretrain  # noqa: E402
 
 ARCHITECTURE = dict(num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=64, max_sequence_length=32)
 
@@ -98,7 +99,7 @@ def test_demo_settings_fill_only_the_flags_left_out():
     assert parsed("--steps", "7", "--batch-size", "4").batch_size == 4
     assert parsed("--epochs", "2").steps is None  # epochs, not the demo's steps
     # Your corpus or another preset: pretrain()'s own defaults, a batch of 32.
-    for argv in (["--corpus", "a.txt"], ["--preset", "gpt1"]):
+    for argv in (["--corpus", "a.txt"], ["--model", "gpt1"]):
         args = parsed(*argv)
         assert (args.steps, args.learning_rate, args.dropout, args.batch_size) == (None, None, None, 32)
 
@@ -208,7 +209,7 @@ def test_nan_stops_and_keeps_the_last_good_checkpoint(data, tmp_path):
                 kernel.assign(np.full(kernel.shape, np.nan, "float32"))
 
     kwargs = small_run(data, tmp_path / "run", steps=12, eval_interval=4)
-    kwargs.update(mixed_precision=True, gradient_accumulation_steps=2)
+    kwargs.update(precision="mixed_bfloat16", gradient_accumulation_steps=2)
     poison = Poison()
     with pytest.raises(
         FloatingPointError,
@@ -232,7 +233,7 @@ def test_mixed_bfloat16_with_gradient_accumulation_learns(data, tmp_path, head_c
     the blocks rematerialized."""
     kwargs = small_run(data, tmp_path / "run", steps=40, eval_interval=20, dropout=0.0)
     kwargs.update(
-        mixed_precision=True,
+        precision="mixed_bfloat16",
         gradient_accumulation_steps=2,
         learning_rate=5e-3,
         warmup_steps=4,

@@ -169,7 +169,7 @@ def test_bad_corpus_files_are_refused_by_name_by_both_commands(tmp_path, name, c
     else:
         path.write_bytes(content)
     for argv in (
-        ["train-tokenizer", "--input", str(path), "--output", str(tmp_path / "tok"), "--quiet"],
+        ["train-tokenizer", "--corpus", str(path), "--output", str(tmp_path / "tok"), "--quiet"],
         ["pretrain", "--corpus", str(path), "--output", str(tmp_path / "run"), "--steps", "1"],
     ):
         assert cli_main(argv) == 2
@@ -182,7 +182,7 @@ def test_bad_corpus_files_are_refused_by_name_by_both_commands(tmp_path, name, c
 def test_vocabulary_size_below_the_special_tokens_is_refused_alike(corpus_files, tmp_path, size, capsys):
     plain = str(corpus_files / "plain.txt")
     for argv in (
-        ["train-tokenizer", "--input", plain, "--vocabulary-size", str(size), "--output", str(tmp_path / "t")],
+        ["train-tokenizer", "--corpus", plain, "--vocabulary-size", str(size), "--output", str(tmp_path / "t")],
         ["pretrain", "--corpus", plain, "--vocabulary-size", str(size), "--output", str(tmp_path / "r")],
     ):
         assert cli_main(argv) == 2
@@ -194,7 +194,7 @@ def test_huge_merge_counts_are_bounded_by_the_corpus(corpus_files, tmp_path, fla
     output = tmp_path / "tok"
     argv = [
         "train-tokenizer",
-        "--input",
+        "--corpus",
         str(corpus_files / "plain.txt"),
         flag,
         str(value),
@@ -430,9 +430,9 @@ def test_an_output_that_is_an_existing_file_is_named_not_called_unwritable(hf_pr
     plain = tmp_path / "corpus.txt"
     plain.write_text("some text to learn from\n" * 20)
     commands = [
-        ["train-tokenizer", "--input", str(plain), "--output", str(blocker)],
+        ["train-tokenizer", "--corpus", str(plain), "--output", str(blocker)],
         ["pretrain", "--corpus", str(plain), "--output", str(blocker)],
-        ["convert", "--to-hf", hf_preset_dir, "--output", str(blocker)],
+        ["convert", "--model", hf_preset_dir, "--output", str(blocker)],
     ]
     if keras.config.backend() == "tensorflow":  # elsewhere the export runs in a TF subprocess
         commands.append(["export", "--model", preset_dir, "--output", str(blocker)])
@@ -513,7 +513,7 @@ def test_train_tokenizer_never_leaves_a_mismatched_pair(corpus_files, tmp_path, 
     from keras_gpt1.tokenizers import vocab_files
 
     corpus, output = str(corpus_files / "plain.txt"), tmp_path / "tok"
-    assert cli_main(["train-tokenizer", "--input", corpus, "--merges", "20", "--output", str(output)]) == 0
+    assert cli_main(["train-tokenizer", "--corpus", corpus, "--merges", "20", "--output", str(output)]) == 0
     (output / "README.md").write_text("mine")
     before = file_tree(tmp_path)
     if rename_call is None:  # the disk fills up while merges.txt is written, after vocab.json
@@ -528,11 +528,11 @@ def test_train_tokenizer_never_leaves_a_mismatched_pair(corpus_files, tmp_path, 
         monkeypatch.setattr(vocab_files, "open", full, raising=False)
     else:  # the swap: two old files renamed aside, then the two new ones in (the disk fills up)
         _fail_on_call(monkeypatch, os, "rename", rename_call, errno.ENOSPC)
-    code = cli_main(["train-tokenizer", "--input", corpus, "--merges", "30", "--output", str(output)])
+    code = cli_main(["train-tokenizer", "--corpus", corpus, "--merges", "30", "--output", str(output)])
     monkeypatch.undo()
     err = capsys.readouterr().err
     assert code == 1 and f"No space left on the device while writing tokenizer {str(output)!r}" in err, err
     assert file_tree(tmp_path) == before
-    assert cli_main(["train-tokenizer", "--input", corpus, "--merges", "30", "--output", str(output)]) == 0
+    assert cli_main(["train-tokenizer", "--corpus", corpus, "--merges", "30", "--output", str(output)]) == 0
     assert sorted(os.listdir(output)) == ["README.md", "merges.txt", "vocab.json"]
     assert len((output / "merges.txt").read_text().splitlines()) == 1 + 30

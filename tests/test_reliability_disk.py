@@ -168,7 +168,7 @@ def lm_preset(models, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def hf_shaped_preset(tmp_path_factory):
-    """A preset the Hugging Face port can hold (MLP width 4 x hidden), for `convert --to-hf`."""
+    """A preset the Hugging Face port can hold (MLP width 4 x hidden), for converting a preset to Hugging Face's layout."""
     from keras_gpt1 import GPT1Backbone
 
     path = tmp_path_factory.mktemp("hf_preset") / "tiny"
@@ -177,16 +177,16 @@ def hf_shaped_preset(tmp_path_factory):
 
 
 def _convert_args(direction, hf_dir, hf_shaped_preset, output):
-    if direction == "--from-hf":
-        return ["convert", "--from-hf", str(hf_dir), "--output", str(output)]
-    return ["convert", "--to-hf", hf_shaped_preset, "--output", str(output)]
+    if direction == "from Hugging Face":
+        return ["convert", "--model", str(hf_dir), "--output", str(output)]
+    return ["convert", "--model", hf_shaped_preset, "--output", str(output)]
 
 
 # === convert ===
 
 
 @pytest.mark.once
-@pytest.mark.parametrize("direction", ["--from-hf", "--to-hf"])
+@pytest.mark.parametrize("direction", ["from Hugging Face", "to Hugging Face"])
 @pytest.mark.parametrize("where", ["new", "nested/deeper", "."], ids=["new folder", "nested folders", "mount point"])
 def test_convert_onto_a_full_or_read_only_disk_is_one_line_and_leaves_nothing(
     bad_disk, direction, where, hf_dir, hf_shaped_preset, capsys
@@ -201,7 +201,7 @@ def test_convert_onto_a_full_or_read_only_disk_is_one_line_and_leaves_nothing(
 
 
 @pytest.mark.once
-@pytest.mark.parametrize("direction", ["--from-hf", "--to-hf"])
+@pytest.mark.parametrize("direction", ["from Hugging Face", "to Hugging Face"])
 def test_convert_fits_on_the_same_small_filesystem_when_it_is_not_full(
     direction, hf_dir, hf_shaped_preset, tmp_path, capsys
 ):
@@ -214,10 +214,10 @@ def test_convert_fits_on_the_same_small_filesystem_when_it_is_not_full(
 @pytest.mark.once
 def test_an_earlier_model_survives_a_convert_overwrite_onto_a_full_disk(hf_dir, tmp_path, capsys):
     with tmpfs(tmp_path / "mnt") as mount:
-        assert cli_main(["convert", "--from-hf", str(hf_dir), "--output", str(mount / "out")]) == 0
+        assert cli_main(["convert", "--model", str(hf_dir), "--output", str(mount / "out")]) == 0
         before = {name: (mount / "out" / name).read_bytes() for name in os.listdir(mount / "out") if name != "assets"}
         _fill(mount, LEFT_FREE)
-        assert cli_main(["convert", "--from-hf", str(hf_dir), "--output", str(mount / "out"), "--overwrite"]) == 1
+        assert cli_main(["convert", "--model", str(hf_dir), "--output", str(mount / "out"), "--overwrite"]) == 1
         _assert_one_line(capsys.readouterr().err, "convert", "full")
         after = {name: (mount / "out" / name).read_bytes() for name in os.listdir(mount / "out") if name != "assets"}
         assert after == before
@@ -231,7 +231,7 @@ def test_convert_on_a_full_disk_from_the_shell_exits_1_with_one_line(hf_dir, tmp
         _fill(mount, LEFT_FREE)
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
         proc = subprocess.run(
-            [sys.executable, "-m", "keras_gpt1.cli", "convert", "--from-hf", str(hf_dir), "--output", str(mount / "o")],
+            [sys.executable, "-m", "keras_gpt1.cli", "convert", "--model", str(hf_dir), "--output", str(mount / "o")],
             env=env,
             capture_output=True,
             text=True,
@@ -280,8 +280,8 @@ def test_save_to_preset_fits_when_the_disk_is_not_full(models, tmp_path):
 
 @pytest.mark.skipif(
     BACKEND != "tensorflow",
-    reason="export traces under TensorFlow; other backends run this same code in a TensorFlow subprocess "
-    "(test_export_from_another_backend_onto_a_full_disk)",
+    reason="export traces under TensorFlow; other backends run this same code in a TensorFlow worker "
+    "(test_export_from_another_backend_onto_a_full_or_read_only_disk)",
 )
 @pytest.mark.parametrize("where", ["base", "base/nested", "."], ids=["new base", "nested base", "mount point"])
 def test_export_onto_a_full_or_read_only_disk_is_one_line_and_leaves_nothing(bad_disk, where, lm_preset, capsys):
@@ -310,14 +310,21 @@ def test_export_whose_savedmodel_outgrows_the_space_left_is_one_line(lm_preset, 
 @pytest.mark.integration
 @pytest.mark.skipif(BACKEND == "tensorflow", reason="the subprocess path: the JAX and PyTorch runs")
 @pytest.mark.skipif(BACKEND != ONCE_BACKEND, reason=f"the same subprocess from every backend: the {ONCE_BACKEND} run")
-def test_export_from_another_backend_onto_a_full_disk(lm_preset, tmp_path):
+def test_export_from_another_backend_onto_a_full_or_read_only_disk(bad_disk, lm_preset, capsys):
+    """The TensorFlow worker's error comes back as the class it was raised as: the Python API
+    raises it, and the command line prints its one line with the exit code of the TensorFlow run."""
     from keras_gpt1.export import export_saved_model
 
-    with tmpfs(tmp_path / "mnt") as mount:
-        _fill(mount, LEFT_FREE)
+    kind, mount = bad_disk
+    if kind == "full":
         with pytest.raises(DiskFullError, match="No space left on the device for SavedModel .*needs about"):
             export_saved_model(lm_preset, str(mount / "serving"))
-        assert _entries(mount) in ([], ["serving"])
+    else:
+        with pytest.raises(PermissionError, match="is not writable: Read-only file system"):
+            export_saved_model(lm_preset, str(mount / "serving"))
+    assert cli_main(["export", "--model", lm_preset, "--output", str(mount / "serving")]) == _expected_code(kind)
+    _assert_one_line(capsys.readouterr().err, "export", kind)
+    assert _entries(mount) in ([], ["serving"])
 
 
 # === finetune ===
@@ -343,7 +350,7 @@ def test_finetune_onto_a_full_or_read_only_disk_refuses_before_training(
         raise AssertionError("refused only after training: the hours spent are lost")
 
     monkeypatch.setattr(keras.Model, "fit", no_training)
-    argv = ["finetune", "--task", "classification", "--train", train_file, "--from", lm_preset]
+    argv = ["finetune", "--task", "classification", "--train", train_file, "--model", lm_preset]
     code = cli_main([*argv, "--output", str(mount / where), "--epochs", "1", "--batch-size", "4"])
     assert code == _expected_code(kind)
     _assert_one_line(capsys.readouterr().err, "finetune", kind)

@@ -54,7 +54,7 @@ def small_run(tmp_path_factory):
 # A command given a float flag later must be added here: the test below fails until it is.
 BASE_ARGV = {
     "pretrain": ["--corpus", "corpus.txt", "--output", "{out}"],
-    "finetune": ["--task", "classification", "--train", "t.csv", "--from", "p", "--output", "{out}"],
+    "finetune": ["--task", "classification", "--train", "t.csv", "--model", "p", "--output", "{out}"],
     "generate": ["--model", "m", "--prompt-ids", "1 2"],
 }
 
@@ -183,7 +183,7 @@ def test_a_diverged_finetune_stops_and_leaves_the_earlier_model(small_run, tmp_p
 def test_a_diverged_finetune_command_exits_1_with_one_line(small_run, tmp_path, capsys):
     preset, train, _ = small_run
     output = tmp_path / "model"
-    argv = ["finetune", "--task", "classification", "--train", train, "--from", preset, "--output", str(output)]
+    argv = ["finetune", "--task", "classification", "--train", train, "--model", preset, "--output", str(output)]
     assert main(argv + ["--batch-size", "4", "--epochs", "2", "--learning-rate", "1e38"]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
@@ -311,7 +311,17 @@ def test_regression_labels_in_jsonl_must_be_finite_scalars(tmp_path, label):
 def test_finetune_lora_rank_above_the_width_is_refused_naming_the_flag(small_run, tmp_path, capsys, rank):
     preset, _, _ = small_run
     train = str(tmp_path / "missing.csv")  # refused before the data is read
-    argv = ["finetune", "--task", "classification", "--train", train, "--from", preset, "--output", str(tmp_path / "o")]
+    argv = [
+        "finetune",
+        "--task",
+        "classification",
+        "--train",
+        train,
+        "--model",
+        preset,
+        "--output",
+        str(tmp_path / "o"),
+    ]
     assert main(argv + ["--lora-rank", rank]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
@@ -325,7 +335,17 @@ def test_finetune_lora_rank_above_the_width_is_refused_naming_the_flag(small_run
 @pytest.mark.parametrize("rank", ["0", "-3"])
 def test_finetune_lora_rank_below_one_is_refused(small_run, tmp_path, capsys, rank):
     preset, train, _ = small_run
-    argv = ["finetune", "--task", "classification", "--train", train, "--from", preset, "--output", str(tmp_path / "o")]
+    argv = [
+        "finetune",
+        "--task",
+        "classification",
+        "--train",
+        train,
+        "--model",
+        preset,
+        "--output",
+        str(tmp_path / "o"),
+    ]
     assert main(argv + ["--lora-rank", rank]) == 2
     assert "error: --lora-rank must be an integer >= 1" in capsys.readouterr().err
 
@@ -338,3 +358,22 @@ def test_enable_lora_rank_is_bounded_by_the_adapted_kernels():
     assert not any(getattr(layer, "lora_enabled", False) for layer in backbone._flatten_layers())
     backbone.enable_lora(32)  # the width itself is a valid rank
     assert backbone.transformer_layers[0].attention.c_attn.lora_rank == 32
+
+
+# === A quantized preset ===
+
+
+def test_a_quantized_preset_is_refused_before_anything_is_built(small_run, tmp_path):
+    """A quantized preset has no float weights to train: `finetune` names it, instead of comparing
+    its int8 tensors with a float model's."""
+    from keras_gpt1.models import GPT1CausalLM
+
+    preset, train, _ = small_run
+    lm = GPT1CausalLM.from_preset(preset)
+    lm.quantize("int8")
+    lm.save_to_preset(str(tmp_path / "quantized"))
+    with pytest.raises(
+        ValueError, match=r"is quantized \(config.json `dtype`\); training and conversion need float weights"
+    ):
+        finetune("classification", train, preset=str(tmp_path / "quantized"), output=str(tmp_path / "out"), verbose=0)
+    assert not (tmp_path / "out").exists()

@@ -15,7 +15,8 @@ pytest.importorskip("tensorflow")
 
 from keras_gpt1.cli import main  # noqa: E402
 from keras_gpt1.training import callbacks as callbacks_module  # noqa: E402
-from keras_gpt1.training import latest_checkpoint, list_checkpoints, pretrain, save_checkpoint  # noqa: E402
+from keras_gpt1.training import latest_checkpoint, list_checkpoints, save_checkpoint  # noqa: E402
+from keras_gpt1.workflows import pretrain  # noqa: E402
 
 ARCHITECTURE = dict(num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32, max_sequence_length=16)
 

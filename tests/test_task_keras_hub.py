@@ -251,7 +251,7 @@ def causal_lm_preset(directory):
     backbone = tiny_backbone(vocabulary_size=tokenizer().base_vocabulary_size)
     keras.utils.set_random_seed(3)
     path = os.path.join(os.fspath(directory), "lm")
-    GPT1CausalLM(backbone, tokenizer()).save_to_preset(path)
+    GPT1CausalLM(backbone, tokenizer=tokenizer()).save_to_preset(path)
     return path
 
 

@@ -182,8 +182,9 @@ for mode in ("none", "data"):
             model.load_weights(init)
         else:
             model.save_weights(init)
-        # Plain SGD: a mis-scaled gradient of either term shows in the weights.
-        model.compile(optimizer=keras.optimizers.SGD(1.0))
+        # Plain SGD: a mis-scaled gradient of either term shows in the weights. No XLA: the
+        # replicas' loss scaling is the same with it, and compiling it costs most of the test.
+        model.compile(optimizer=keras.optimizers.SGD(1.0), jit_compile=False)
         logs = model.fit(x, y, batch_size=len(y), epochs=1, shuffle=False, verbose=0).history
         result[mode] = dict(
             logs={k: float(v[0]) for k, v in logs.items()},
@@ -666,10 +667,10 @@ class Reference:
         }
         self.pretrained = self._pretrain(GPT1Backbone(**config))
         self.pretrained_preset = str(root / "pretrained")
-        GPT1CausalLM(self.pretrained, self.tokenizer).save_to_preset(self.pretrained_preset)
+        GPT1CausalLM(self.pretrained, tokenizer=self.tokenizer).save_to_preset(self.pretrained_preset)
         keras.utils.set_random_seed(99)
         self.scratch_preset = str(root / "scratch")
-        GPT1CausalLM(GPT1Backbone(**config), self.tokenizer).save_to_preset(self.scratch_preset)
+        GPT1CausalLM(GPT1Backbone(**config), tokenizer=self.tokenizer).save_to_preset(self.scratch_preset)
 
     def _pretrain(self, backbone):
         ids = np.concatenate([np.asarray(row) for row in self.tokenizer(self.reading_order).to_list()])
@@ -785,7 +786,7 @@ def classifier_run(reference, tmp_path_factory):
         train,
         "--validation",
         validation,
-        "--from",
+        "--model",
         reference.pretrained_preset,
         "--output",
         output,
@@ -918,7 +919,7 @@ def small_preset(tmp_path_factory):
     corpus.write_text("the quick brown fox jumps over the lazy dog\n" * 5, encoding="utf-8")
     tokenizer = train_tokenizer([str(corpus)], num_merges=10)
     preset = str(directory / "preset")
-    GPT1CausalLM(tiny_backbone(vocabulary_size=tokenizer.vocabulary_size()), tokenizer).save_to_preset(preset)
+    GPT1CausalLM(tiny_backbone(vocabulary_size=tokenizer.vocabulary_size()), tokenizer=tokenizer).save_to_preset(preset)
     return preset
 
 
@@ -934,7 +935,7 @@ def test_commands_report_bad_input_with_file_and_line(small_preset, tmp_path, ca
         "classification",
         "--train",
         train,
-        "--from",
+        "--model",
         small_preset,
         "--output",
         str(tmp_path / "out"),
@@ -950,7 +951,7 @@ def test_commands_report_bad_input_with_file_and_line(small_preset, tmp_path, ca
     assert main(common + ["--sequence-length", "1000"]) == 2
     assert "longer than the model's context" in capsys.readouterr().err
     # A built-in name has no tokenizer.
-    assert main(common[:-4] + ["--from", "gpt1_tiny", "--output", str(tmp_path / "out")]) == 2
+    assert main(common[:-4] + ["--model", "gpt1_tiny", "--output", str(tmp_path / "out")]) == 2
     assert "has no tokenizer" in capsys.readouterr().err
     assert main(["evaluate", "--model", str(tmp_path / "missing"), "--data", train]) == 2
     assert "does not exist" in capsys.readouterr().err
@@ -975,7 +976,7 @@ def test_recipe_defaults(small_preset, tmp_path):
     }
     assert RECIPE == expected
     args = build_parser().parse_args(
-        ["finetune", "--task", "classification", "--train", "t.csv", "--from", "p", "--output", "o"]
+        ["finetune", "--task", "classification", "--train", "t.csv", "--model", "p", "--output", "o"]
     )
     assert (
         args.learning_rate,

@@ -569,7 +569,7 @@ def test_train_tokenizer_cli_output_loads_in_transformers(tokenizer_corpus, tmp_
     add_parser(parser.add_subparsers(dest="command"))
     out = tmp_path / "trained"
     args = parser.parse_args(
-        ["train-tokenizer", "--input", tokenizer_corpus[1], "--merges", "300", "--output", str(out), "--quiet"]
+        ["train-tokenizer", "--corpus", tokenizer_corpus[1], "--merges", "300", "--output", str(out), "--quiet"]
     )
     assert args.func(args) == 0
     merges = open(out / "merges.txt", encoding="utf-8").read().splitlines()
@@ -586,7 +586,7 @@ def test_train_sizes_and_bad_files(tokenizer_corpus, tmp_path):
     assert len(merges) == 123 and sorted(vocabulary.values()) == list(range(len(vocabulary)))
     assert vocabulary["<unk>"] == 0
     sized = train_tokenizer([path], vocabulary_size=700)
-    assert sized.vocabulary_size == 700
+    assert sized.vocabulary_size() == 700
     bad = tmp_path / "latin1.txt"
     bad.write_bytes(b"fine line\ncaf\xe9 au lait\n")
     with pytest.raises(ValueError, match=r"latin1\.txt' is not UTF-8 text: undecodable byte .* on line 2"):

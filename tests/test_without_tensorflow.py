@@ -91,9 +91,8 @@ def test_a_tokenizer_without_tensorflow_is_refused_by_name(monkeypatch):
         vocabulary_size=8, num_layers=1, num_heads=1, hidden_dim=4, intermediate_dim=8, max_sequence_length=8
     )
     monkeypatch.setattr(GPT1CausalLM, "preprocessor_cls", None)
-    for build in (lambda: GPT1CausalLM(backbone, tokenizer=tokenizer), lambda: GPT1CausalLM(backbone, tokenizer)):
-        with pytest.raises(ImportError, match="needs TensorFlow.*pip install tensorflow tensorflow-text"):
-            build()
+    with pytest.raises(ImportError, match="needs TensorFlow.*pip install tensorflow tensorflow-text"):
+        GPT1CausalLM(backbone, tokenizer=tokenizer)
     lm = GPT1CausalLM(backbone)
     with pytest.raises(ImportError, match="needs TensorFlow"):
         lm.tokenizer = tokenizer

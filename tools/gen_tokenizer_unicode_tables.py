@@ -6,7 +6,7 @@ crates pinned to particular Unicode versions, which differ from Python's `unicod
 ICU/RE2 tables inside TensorFlow. So instead of trusting any of those, this script asks
 `tokenizers` about every code point and writes the answers down as runs of code points.
 
-    python tools/gen_tokenizer_unicode_tables.py        # ~15 s
+    python -m tools.gen_tokenizer_unicode_tables        # from the repository root; ~15 s
 
 Re-run it when the pinned `tokenizers` version changes; `tests/test_tokenizer.py` checks every
 Basic Multilingual Plane code point against `tokenizers`, so a stale table is caught there.

@@ -4,9 +4,9 @@ Each notebook's source is a jupytext percent-format script (`# %%` starts a code
 `# %% [markdown]` a Markdown one), so it can be read, linted and diffed as Python. Edit the
 source, then run
 
-    python tools/make_notebooks.py            # rewrite notebooks/*.ipynb
-    python tools/make_notebooks.py --check    # exit 1 if a notebook is out of date (CI test)
-    python tools/make_notebooks.py --readme   # print the README's table of notebooks
+    python -m tools.make_notebooks            # rewrite notebooks/*.ipynb
+    python -m tools.make_notebooks --check    # exit 1 if a notebook is out of date (CI test)
+    python -m tools.make_notebooks --readme   # print the README's table of notebooks
 
 `tests/test_notebooks.py` executes every notebook and checks the files match their sources.
 """
@@ -118,7 +118,7 @@ def main(argv=None):
                 f.write(text)
             print(f"wrote {os.path.relpath(path, ROOT)}")
     if args.check and stale:
-        print(f"out of date: {', '.join(stale)}; run `python tools/make_notebooks.py`", file=sys.stderr)
+        print(f"out of date: {', '.join(stale)}; run `python -m tools.make_notebooks`", file=sys.stderr)
         return 1
     return 0
 

@@ -11,6 +11,9 @@ calls the library's API; `main` reports the library's errors in the flags' own w
 | `export` | `export.py` | `keras_gpt1.export.export_saved_model` |
 
 `distribution.py` holds the `--distribute`/`--mesh` flags that `pretrain` and `finetune` share.
+`startup.py` leaves TensorFlow's start-up lines out while `main` imports the library for a
+subcommand (unless `--verbose`); the parser is built before that, without Keras (`main.py`).
+`flags.py` holds the other shared flags (`--precision`) and the renamed flags' hidden aliases.
 """
 
 from keras_gpt1.cli.main import build_parser, flag_wording, main

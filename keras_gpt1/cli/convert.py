@@ -2,18 +2,31 @@
 
 import warnings
 
+from keras_gpt1.utils import artifacts
+
 DESCRIPTION = """\
-Convert GPT-1 weights (and vocabulary files, when present).
-  --from-hf DIR      an OpenAIGPTLMHeadModel directory (config.json + model.safetensors or
-                     pytorch_model.bin [+ vocab.json, merges.txt]) -> preset
-  --from-openai DIR  the original release layout (params_shapes.json + params_0..9.npy
-                     [+ encoder_bpe_40000.json, vocab_40000.bpe]) -> preset
-  --to-hf PRESET     a keras_gpt1 preset -> a directory OpenAIGPTLMHeadModel.from_pretrained loads
+Convert GPT-1 weights (and vocabulary files, when present). What --model holds decides the
+direction:
+  a Hugging Face OpenAIGPTLMHeadModel directory (config.json + model.safetensors or
+      pytorch_model.bin [+ vocab.json, merges.txt])                        -> a keras_gpt1 preset
+  the original release's layout (params_shapes.json + params_0..9.npy
+      [+ encoder_bpe_40000.json, vocab_40000.bpe])                         -> a keras_gpt1 preset
+  a keras_gpt1 preset -> a directory OpenAIGPTLMHeadModel.from_pretrained loads
+
+examples:
+  keras-gpt1 convert --model openai-gpt/ --output presets/gpt1
+  keras-gpt1 convert --model presets/gpt1 --output hf_gpt1/
 """
+
+# What `--model` may hold (`keras_gpt1.utils.artifacts` kinds): the presets this library writes
+# go to Hugging Face's layout, the two published layouts become presets.
+_TO_HUGGING_FACE = (artifacts.PRESET, artifacts.FINETUNED, artifacts.RUN)
 
 
 def add_parser(subparsers):
     import argparse
+
+    from keras_gpt1.cli.flags import add_flag
 
     parser = subparsers.add_parser(
         "convert",
@@ -21,17 +34,21 @@ def add_parser(subparsers):
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--from-hf", metavar="DIR", help="Hugging Face OpenAIGPTLMHeadModel directory")
-    source.add_argument("--from-openai", metavar="DIR", help="original release checkpoint directory")
-    source.add_argument("--to-hf", metavar="PRESET_DIR", help="keras_gpt1 preset directory to export")
+    add_flag(
+        parser,
+        "--model",
+        aliases={"--from-hf": None, "--from-openai": None, "--to-hf": None},
+        required=True,
+        metavar="DIR",
+        help="the checkpoint to convert: a Hugging Face or original-release directory, or a keras_gpt1 preset",
+    )
     parser.add_argument("--output", required=True, metavar="DIR", help="directory to write")
     parser.add_argument("--overwrite", action="store_true", help="replace a model already in --output")
     parser.add_argument(
         "--num-heads",
         type=int,
         default=None,
-        help="--from-openai only: attention heads (the layout does not store them; "
+        help="an original-release --model only: attention heads (the layout does not store them; "
         "default hidden size / 64, i.e. 12 for GPT-1)",
     )
     parser.set_defaults(func=run)
@@ -46,29 +63,49 @@ def _describe(backbone):
     )
 
 
+def _model_kind(model):
+    """What the `--model` directory holds (an `artifacts` kind), or an error naming what it may hold."""
+    import os
+
+    if not os.path.isdir(model):
+        raise FileNotFoundError(f"--model {model!r} is not a directory (expected a checkpoint or preset to convert).")
+    kind, evidence = artifacts.artifact_kind(model)
+    if kind in _TO_HUGGING_FACE or kind in (artifacts.HUGGING_FACE, artifacts.ORIGINAL):
+        return kind
+    holds = f"holds {kind} ({evidence})" if kind else "holds no model"
+    raise ValueError(
+        f"--model {model!r} {holds}: expected a Hugging Face OpenAIGPTLMHeadModel directory (config.json + "
+        "model.safetensors or pytorch_model.bin), the original release's layout (params_shapes.json) or a "
+        "keras_gpt1 preset."
+    )
+
+
 def run(args):
     import sys
 
     from keras_gpt1.convert import common, hf, openai
 
-    if args.num_heads is not None and not args.from_openai:
-        raise ValueError("--num-heads only applies to --from-openai (the other formats store it).")
+    kind = _model_kind(args.model)
+    if args.num_heads is not None and kind != artifacts.ORIGINAL:
+        raise ValueError(
+            f"--num-heads only applies to an original-release --model; {args.model!r} holds {kind}, which stores it."
+        )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        if args.from_hf:
-            backbone, tokenizer = hf.convert_hf_to_preset(args.from_hf, args.output, overwrite=args.overwrite)
-            source, target = f"Hugging Face checkpoint {args.from_hf}", f"preset {args.output}"
+        if kind == artifacts.HUGGING_FACE:
+            backbone, tokenizer = hf.convert_hf_to_preset(args.model, args.output, overwrite=args.overwrite)
+            source, target = f"Hugging Face checkpoint {args.model}", f"preset {args.output}"
             has_tokenizer = tokenizer is not None
-        elif args.from_openai:
+        elif kind == artifacts.ORIGINAL:
             backbone, tokenizer = openai.convert_openai_to_preset(
-                args.from_openai, args.output, num_heads=args.num_heads, overwrite=args.overwrite
+                args.model, args.output, num_heads=args.num_heads, overwrite=args.overwrite
             )
-            source, target = f"original checkpoint {args.from_openai}", f"preset {args.output}"
+            source, target = f"original checkpoint {args.model}", f"preset {args.output}"
             has_tokenizer = tokenizer is not None
         else:
-            backbone = hf.convert_preset_to_hf(args.to_hf, args.output, overwrite=args.overwrite)
-            source, target = f"preset {args.to_hf}", f"Hugging Face directory {args.output}"
-            has_tokenizer = common.preset_vocabulary_files(args.to_hf) is not None
+            backbone = hf.convert_preset_to_hf(args.model, args.output, overwrite=args.overwrite)
+            source, target = f"preset {args.model}", f"Hugging Face directory {args.output}"
+            has_tokenizer = common.preset_vocabulary_files(args.model) is not None
     for warning in caught:
         if issubclass(warning.category, UserWarning):
             print(f"keras-gpt1 convert: warning: {warning.message}", file=sys.stderr)

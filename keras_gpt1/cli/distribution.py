@@ -7,10 +7,6 @@ arguments the library's errors name back onto the flags.
 
 import contextlib
 
-from keras_gpt1.distribution.devices import use_virtual_cpu_devices
-from keras_gpt1.distribution.layout import MODES
-from keras_gpt1.distribution.scope import distribution_scope
-
 # For `keras_gpt1.cli.flag_wording`: the distribution arguments whose flag has another name.
 DISTRIBUTION_FLAG_NAMES = {
     "mode": "--distribute",
@@ -32,8 +28,8 @@ def add_distribution_arguments(parser):
     group = parser.add_argument_group("distributed training")
     group.add_argument(
         "--distribute",
-        choices=MODES,
         default="none",
+        metavar="MODE",  # checked by `distribution_scope`: the parser is built before Keras is imported
         help="data: replicate the model, split each batch (JAX keras.distribution.DataParallel, "
         "TensorFlow MirroredStrategy); model: also shard the weights (JAX only, "
         "keras.distribution.ModelParallel). Default: none.",
@@ -70,6 +66,9 @@ def distribution_from_args(args, preset=None, model_config=None):
         pretrain(...)
     ```
     """
+    from keras_gpt1.distribution.devices import use_virtual_cpu_devices
+    from keras_gpt1.distribution.scope import distribution_scope
+
     mode = getattr(args, "distribute", "none") or "none"
     if getattr(args, "cpu_devices", None):
         use_virtual_cpu_devices(args.cpu_devices)

@@ -15,7 +15,8 @@ clamped to [1, max-length - 1].
 def add_parser(subparsers):
     import argparse
 
-    from keras_gpt1.export import EXPORT_DTYPES
+    from keras_gpt1.cli.flags import add_inference_precision
+    from keras_gpt1.utils.generation_defaults import DEFAULT_MAX_NEW_TOKENS
 
     parser = subparsers.add_parser(
         "export",
@@ -41,7 +42,10 @@ def add_parser(subparsers):
         "packed length in finetune.json, else the context",
     )
     parser.add_argument(
-        "--max-new-tokens", type=int, default=32, help="tokens serving_default generates (causal LM; 32)"
+        "--max-new-tokens",
+        type=int,
+        default=DEFAULT_MAX_NEW_TOKENS,
+        help=f"tokens serving_default generates (causal LM; {DEFAULT_MAX_NEW_TOKENS})",
     )
     parser.add_argument(
         "--task",
@@ -50,30 +54,24 @@ def add_parser(subparsers):
         help="for a GPT1TextClassifier: one text (classification) or a pair text_a/text_b (entailment); "
         "default: the task in the directory's finetune.json, else what its preprocessor takes (a pair: entailment)",
     )
-    parser.add_argument(
-        "--dtype",
-        choices=EXPORT_DTYPES,
-        default=None,
-        help="weights the graph computes with (causal LM): float32, bfloat16, or int8 (Keras's "
-        "quantize('int8')); default: the preset's own",
-    )
+    add_inference_precision(parser, "the weights the graph computes with (causal LM)", aliases={"--dtype": None})
     parser.add_argument("--overwrite", action="store_true", help="replace an existing version directory")
-    parser.set_defaults(func=run_export)
+    # The export's option is `dtype`; the CLI's errors name the flag.
+    parser.set_defaults(func=run_export, flag_names={"dtype": "--precision"})
 
 
 def run_export(args):
-    from keras_gpt1.export import export_saved_model
+    from keras_gpt1.export import ExportOptions, export_saved_model
 
-    path = export_saved_model(
-        args.model,
-        args.output,
+    options = ExportOptions(
         version=args.version,
         max_length=args.max_length,
         max_new_tokens=args.max_new_tokens,
         task=args.task,
         overwrite=args.overwrite,
-        dtype=args.dtype,
+        dtype=args.precision,
     )
+    path = export_saved_model(args.model, args.output, options)
     from keras_gpt1.export.saved_model import signature_summary
 
     print(f"Exported {args.model} to {path}")

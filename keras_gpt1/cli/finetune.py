@@ -12,7 +12,7 @@ Map other names with --columns ROLE=COLUMN ..., e.g. --columns text=sentence lab
 
 Example:
   keras-gpt1 finetune --task classification --train train.csv --validation dev.csv \\
-      --from my_pretrained_preset --output my_classifier --columns text=sentence
+      --model my_pretrained_preset --output my_classifier --columns text=sentence
 """
 
 EVALUATE_DESCRIPTION = """\
@@ -28,7 +28,7 @@ Example:
 
 # `finetune` arguments whose flag is not `--` + the name with dashes: the CLI's error messages
 # name the flag (`keras_gpt1.cli.flag_wording`).
-FLAG_NAMES = {"preset": "--from", "label_names": "--labels", "warmup_fraction": "--warmup"}
+FLAG_NAMES = {"preset": "--model", "label_names": "--labels", "warmup_fraction": "--warmup"}
 
 
 _LABELS = {
@@ -53,7 +53,7 @@ def add_parser(subparsers):
     import argparse
 
     from keras_gpt1.tasks.registry import FAMILIES, task_names
-    from keras_gpt1.utils.precision import PRECISIONS
+    from keras_gpt1.cli.flags import add_flag, add_training_precision
 
     parser = subparsers.add_parser(
         "finetune",
@@ -69,9 +69,10 @@ def add_parser(subparsers):
     )
     parser.add_argument("--train", required=True, metavar="FILE", help="training data (.csv, .tsv, .jsonl)")
     parser.add_argument("--validation", metavar="FILE", help="validation data, scored after training")
-    parser.add_argument(
-        "--from",
-        dest="preset",
+    add_flag(
+        parser,
+        "--model",
+        aliases={"--from": None},
         required=True,
         metavar="PRESET",
         help="pretrained preset directory (with its tokenizer), gpt1 (OpenAI's weights) or hf://owner/name",
@@ -109,11 +110,7 @@ def add_parser(subparsers):
         "--lora-rank", type=int, metavar="R",
         help="train only rank-R LoRA adapters (each block's c_attn) and the task head; the saved model holds them merged",
     )  # fmt: skip
-    parser.add_argument(
-        "--precision", choices=PRECISIONS, default="auto",
-        help="auto (default): mixed_bfloat16 for wide models on TensorFlow or PyTorch on a CPU with native bfloat16, "
-        "where it was measured faster; else float32 (docs/finetuning.md)",
-    )  # fmt: skip
+    add_training_precision(parser, "docs/finetuning.md")
     from keras_gpt1.cli.distribution import DISTRIBUTION_FLAG_NAMES, add_distribution_arguments
 
     add_distribution_arguments(parser)
@@ -153,12 +150,12 @@ def run_finetune(args):
             raise ValueError(f"--labels {args.labels!r} contains an empty class name.")
     from keras_gpt1.cli.distribution import distribution_from_args
 
-    with distribution_from_args(args, preset=args.preset):
+    with distribution_from_args(args, preset=args.model):
         result = finetune(
             args.task,
             args.train,
             args.validation,
-            preset=args.preset,
+            preset=args.model,
             output=args.output,
             columns=columns,
             label_names=labels,

@@ -24,6 +24,8 @@ overlapping windows of the context's length, starting --stride tokens apart.
 def add_parser(subparsers):
     import argparse
 
+    from keras_gpt1.utils.generation_defaults import DEFAULT_MAX_NEW_TOKENS, SAMPLER_NAMES
+
     gen = subparsers.add_parser(
         "generate",
         help="generate text from a preset (streamed)",
@@ -34,11 +36,16 @@ def add_parser(subparsers):
     prompt = gen.add_mutually_exclusive_group(required=True)
     prompt.add_argument("--prompt", metavar="TEXT", help="prompt text (needs the preset's tokenizer)")
     prompt.add_argument("--prompt-ids", metavar="IDS", help="prompt token ids, e.g. '5 6 7' or '5,6,7'")
-    gen.add_argument("--max-new-tokens", type=int, default=32, help="tokens to generate (32)")
+    gen.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=DEFAULT_MAX_NEW_TOKENS,
+        help=f"tokens to generate ({DEFAULT_MAX_NEW_TOKENS})",
+    )
     gen.add_argument(
         "--sampler",
         default=None,
-        help="greedy | random | top_k | top_p | beam (default: greedy, or implied by the options below)",
+        help=f"{' | '.join(SAMPLER_NAMES)} (default: {SAMPLER_NAMES[0]}, or implied by the options below)",
     )
     gen.add_argument("--top-k", type=int, default=None, help="k for top_k sampling")
     gen.add_argument("--top-p", type=float, default=None, help="p for nucleus (top_p) sampling, in (0, 1]")
@@ -77,19 +84,15 @@ def add_parser(subparsers):
 
 
 def _add_model_args(parser):
+    from keras_gpt1.cli.flags import add_inference_precision
+
     parser.add_argument(
         "--model",
         required=True,
         metavar="DIR",
         help="preset directory, gpt1 (OpenAI's weights, downloaded once), hf://owner/name, or gpt1_tiny (random)",
     )
-    parser.add_argument(
-        "--dtype",
-        choices=["float32", "bfloat16"],
-        default="float32",
-        help="inference dtype; bfloat16 halves the bytes read per token (default float32)",
-    )
-    parser.add_argument("--quantize", choices=["int8"], default=None, help="quantize weights (Keras int8)")
+    add_inference_precision(parser, "the weights computed with", aliases={"--dtype": None, "--quantize": None})
 
 
 def _parse_ids(text, what):
@@ -101,25 +104,33 @@ def _parse_ids(text, what):
 
 
 def _load(args):
-    from keras_gpt1.models import GPT1CausalLM
+    """The causal LM of `--model` in `--precision`: float32 and bfloat16 load the weights in that
+    dtype, int8 quantizes them (Keras's `quantize("int8")`), none keeps the model as saved. A
+    quantized preset loads as saved: only int8 (or no `--precision`) applies to it."""
+    from keras_gpt1.models import GPT1CausalLM, preset_io
 
-    overrides = {"dropout": 0.0}
-    if args.dtype != "float32":
-        overrides["dtype"] = args.dtype
-    lm = GPT1CausalLM.from_preset(args.model, **overrides)
+    precision = args.precision
+    if precision not in (None, "int8") and preset_io.with_saved_dtype(args.model, {}):
+        raise ValueError(
+            f"{args.model} is quantized; --precision {precision} cannot turn it back into floats. Leave "
+            "--precision out."
+        )
+    dtype = {"dtype": precision} if precision not in (None, "int8") else {}
+    lm = GPT1CausalLM.from_preset(args.model, dropout=0.0, **dtype)
+    if precision != "int8":
+        return lm
     saved_modes = {layer.quantization_mode for layer in lm._flatten_layers()} - {None}
-    if args.quantize and saved_modes:
-        if saved_modes != {args.quantize}:
+    if saved_modes:
+        if saved_modes != {precision}:
             raise ValueError(
                 f"{args.model} is already quantized ({', '.join(sorted(saved_modes))}); "
-                f"--quantize {args.quantize} cannot quantize it again. Leave --quantize out."
+                f"--precision {precision} cannot quantize it again. Leave --precision out."
             )
         return lm  # A quantized preset: its layers load quantized already.
-    if args.quantize:
-        with warnings.catch_warnings():
-            # Keras warns for every layer without weights to quantize (LayerNorm, Dropout).
-            warnings.filterwarnings("ignore", message=".*does not have a `quantize` method")
-            lm.quantize(args.quantize)
+    with warnings.catch_warnings():
+        # Keras warns for every layer without weights to quantize (LayerNorm, Dropout).
+        warnings.filterwarnings("ignore", message=".*does not have a `quantize` method")
+        lm.quantize(precision)
     return lm
 
 

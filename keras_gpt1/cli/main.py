@@ -2,11 +2,20 @@
 one and reports library errors as one line.
 
 Each subcommand module offers `add_parser(subparsers)`, which registers its subcommand and sets
-`func` to a handler taking the parsed `args`. Heavy imports happen inside handlers.
+`func` to a handler taking the parsed `args`. Heavy imports happen inside handlers: what
+`add_parser` reads (choices, defaults, the task families) comes from modules that import no Keras
+(tests/test_cli_startup.py checks it).
 
 Library errors name Python arguments in backticks (`` `learning_rate` ``, `` `mode='data'` ``);
 `flag_wording` rewrites them as the flags of the command that ran (`--learning-rate`,
 `--distribute data`), so each audience reads its own names.
+
+**Start-up.** When the installed `keras-gpt1` script runs, the package's public API waits for
+`main` (`keras_gpt1/__init__.py` says why): the parser is built from the subcommand modules
+without Keras, so `--help` and `--version` answer without importing Keras or TensorFlow. A
+subcommand then imports the library inside `startup.quiet_import`, which leaves TensorFlow's and
+absl's start-up lines out of standard error; the `--verbose` flag every subcommand takes keeps
+them.
 """
 
 import argparse
@@ -14,7 +23,7 @@ import errno
 import re
 import sys
 
-from keras_gpt1.cli import convert, export, finetune, generate, pretrain, train_tokenizer
+from keras_gpt1.cli import convert, export, finetune, generate, pretrain, startup, train_tokenizer
 
 # The subcommand modules, in the order `--help` lists them.
 SUBCOMMANDS = (train_tokenizer, convert, pretrain, generate, finetune, export)
@@ -41,11 +50,18 @@ def build_parser():
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in SUBCOMMANDS:
         module.add_parser(subparsers)
+    for subparser in subparsers.choices.values():
+        subparser.add_argument(
+            "--verbose",
+            action="store_true",
+            help="show TensorFlow's and absl's start-up and log lines (left out by default)",
+        )
     return parser
 
 
 _BACKTICKED = re.compile(r"`([^`]+)`")
-_NOT_FLAGS = ("command", "func", "flag_names")
+# `verbose` is left out: the library's `verbose` arguments set progress output, not `--verbose`.
+_NOT_FLAGS = ("command", "func", "flag_names", "verbose")
 
 
 def flag_wording(message, args):
@@ -81,6 +97,10 @@ def main(argv=None):
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2
+    with startup.quiet_import(quiet=not args.verbose):
+        import keras_gpt1
+
+        keras_gpt1._import_public_api()  # deferred when this process is the `keras-gpt1` script
     try:
         return args.func(args) or 0
     except (ValueError, FileNotFoundError, PermissionError, ConnectionError) as e:

@@ -16,9 +16,9 @@ Rerunning the same command after an interruption resumes from the newest checkpo
 
 examples:
   keras-gpt1 pretrain
-  keras-gpt1 pretrain --corpus 'books/*.txt' --preset gpt1_tiny --steps 2000 --output runs/books
+  keras-gpt1 pretrain --corpus 'books/*.txt' --model gpt1_tiny --steps 2000 --output runs/books
   keras-gpt1 pretrain --corpus data.jsonl.gz --text-field body --tokenizer my_tokenizer/
-  keras-gpt1 pretrain --preset gpt1 --batch-size 64 --gradient-accumulation-steps 16 \\
+  keras-gpt1 pretrain --model gpt1 --batch-size 64 --gradient-accumulation-steps 16 \\
       --sequence-length 512 --precision mixed_bfloat16 --corpus 'books/*.txt' --epochs 1
 """
 
@@ -39,7 +39,7 @@ DEMO_SETTINGS = {
 # error messages name the flag.
 FLAG_NAMES = {
     "global_clipnorm": "--clipnorm",
-    "mixed_precision": "--mixed-bfloat16",
+    "preset": "--model",
     "resume=False": "--restart",
     "tensorboard=False": "--no-tensorboard",
 }
@@ -48,7 +48,7 @@ FLAG_NAMES = {
 def add_parser(subparsers):
     import argparse
 
-    from keras_gpt1.utils.precision import PRECISIONS
+    from keras_gpt1.cli.flags import add_flag, add_training_precision
 
     parser = subparsers.add_parser(
         "pretrain",
@@ -67,8 +67,10 @@ def add_parser(subparsers):
     data.add_argument("--text-field", default="text", help="text key of .jsonl records (default: text)")
     data.add_argument("--validation-fraction", type=float, default=0.05, help="share of sequences held out (0.05)")
     model = parser.add_argument_group("model and tokenizer")
-    model.add_argument(
-        "--preset",
+    add_flag(
+        model,
+        "--model",
+        aliases={"--preset": None},
         default="gpt1_tiny",
         help="gpt1_tiny | gpt1 (architectures, random init) | a preset DIR or hf://owner/name "
         "to continue from (default: gpt1_tiny)",
@@ -117,14 +119,7 @@ def add_parser(subparsers):
         default=1,
         help="micro-batches per update; --batch-size must be divisible by it (1)",
     )
-    train.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default="auto",
-        help="auto (default): mixed_bfloat16 for wide models on TensorFlow or PyTorch on a CPU with native bfloat16, "
-        "where it was measured faster; else float32 (docs/pretraining.md)",
-    )
-    train.add_argument("--mixed-bfloat16", action="store_true", help="the same as --precision mixed_bfloat16")
+    add_training_precision(train, "docs/pretraining.md", aliases={"--mixed-bfloat16": "mixed_bfloat16"})
     train.add_argument(
         "--head-chunk-size",
         type=int,
@@ -168,7 +163,7 @@ def run_pretrain(args):
 
     config = config_from_args(args, verbose=main_verbosity())  # bad values: refused before any set-up
     try:
-        with distribution_from_args(args, preset=args.preset):
+        with distribution_from_args(args, preset=args.model):
             pretrain(config)  # a diverged run raises a FloatingPointError: `keras_gpt1.cli` reports it
     except KeyboardInterrupt:
         # Ctrl-C: checkpoints are written atomically, so the newest one on disk is whole.
@@ -197,7 +192,7 @@ def _resume_hint(output, resume=True):
 
 def _apply_demo_settings(args):
     """Fills the flags left out with `DEMO_SETTINGS` when the run is the demo (no corpus, gpt1_tiny)."""
-    demo = args.corpus is None and args.preset == "gpt1_tiny"
+    demo = args.corpus is None and args.model == "gpt1_tiny"
     for name, value in DEMO_SETTINGS.items():
         if name == "steps" and args.epochs is not None:
             continue
@@ -211,7 +206,7 @@ def config_from_args(args, verbose=1):
 
     return PretrainConfig(
         corpus=args.corpus,
-        preset=args.preset,
+        preset=args.model,
         tokenizer=args.tokenizer,
         output=args.output,
         steps=args.steps,
@@ -224,7 +219,6 @@ def config_from_args(args, verbose=1):
         global_clipnorm=args.clipnorm,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         precision=args.precision,
-        mixed_precision=args.mixed_bfloat16,
         head_chunk_size=args.head_chunk_size,
         rematerialize=args.rematerialize,
         dropout=args.dropout,

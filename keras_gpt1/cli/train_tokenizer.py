@@ -1,6 +1,6 @@
 """`keras-gpt1 train-tokenizer`: learn GPT-1 BPE merges from text files (no TensorFlow needed).
 
-    keras-gpt1 train-tokenizer --input books/*.txt --merges 40000 --output my_tokenizer/
+    keras-gpt1 train-tokenizer --corpus books/*.txt --merges 40000 --output my_tokenizer/
 
 writes `my_tokenizer/vocab.json` and `my_tokenizer/merges.txt` (Hugging Face format), which
 `GPT1Tokenizer.from_preset("my_tokenizer")`, `keras-gpt1 pretrain --tokenizer my_tokenizer` and
@@ -15,18 +15,22 @@ from keras_gpt1.tokenizers.train import DEFAULT_MERGES
 
 def add_parser(subparsers):
     """Registers `train-tokenizer`; its handler is `run_train_tokenizer(args)`."""
+    from keras_gpt1.cli.flags import add_flag
+
     parser = subparsers.add_parser(
         "train-tokenizer",
         help="learn GPT-1 BPE merges from text files",
         description="Learn GPT-1 BPE merges (BERT-style normalisation, `</w>` word ends) from UTF-8 "
         "text files with Hugging Face `tokenizers`; writes vocab.json and merges.txt.",
     )
-    parser.add_argument(
-        "--input",
+    add_flag(
+        parser,
+        "--corpus",
+        aliases={"--input": None},
         nargs="+",
         required=True,
         metavar="FILE",
-        help="corpus files or globs, read as `pretrain --corpus` reads them: UTF-8 text or .jsonl, optionally .gz",
+        help="text files or globs, read as `pretrain --corpus` reads them: UTF-8 text or .jsonl, optionally .gz",
     )
     parser.add_argument("--text-field", default="text", help="text key of .jsonl records (default: text)")
     size = parser.add_mutually_exclusive_group()
@@ -66,7 +70,7 @@ def run_train_tokenizer(args):
 
     start = time.perf_counter()
     vocabulary, merges = train_bpe(
-        args.input,
+        args.corpus,
         num_merges=args.merges,
         vocabulary_size=args.vocabulary_size,
         min_frequency=args.min_frequency,

@@ -3,8 +3,10 @@
 `export_saved_model` writes `OUTPUT/<version>/saved_model.pb` + `variables/`, with signatures
 that tokenize inside the graph (see `keras_gpt1.export.saved_model` for the signature tables and
 the rules for bad input). The graph is traced under the TensorFlow backend: from JAX or PyTorch
-the export runs `keras-gpt1 export` in a subprocess with `KERAS_BACKEND=tensorflow` (a preset
-directory is the same files on every backend), so the call is the same everywhere.
+the export goes to a small worker process running `KERAS_BACKEND=tensorflow`
+(`keras_gpt1.export.worker`: one JSON request in, one JSON response out), and a model object
+reaches it as a preset directory, the same files on every backend. So the call is the same
+everywhere, and so are its errors.
 
 Example:
 ```python
@@ -13,19 +15,20 @@ path = export_saved_model("my_preset", "/tmp/gpt1_serving", version=1)   # "/tmp
 ```
 """
 
-import errno
+import contextlib
+import dataclasses
+import difflib
 import os
-import subprocess
-import sys
 import tempfile
 
-from keras_gpt1 import presets
+from keras_gpt1.utils.checks import check_integer
+from keras_gpt1.utils.generation_defaults import DEFAULT_MAX_NEW_TOKENS
+from keras_gpt1.utils.precision import INFERENCE_PRECISIONS
 
-DEFAULT_MAX_NEW_TOKENS = 32
-# Weights the exported graph computes with: `int8` is Keras's `quantize("int8")` (int8 weights with
-# per-channel scales, activations quantized per row). None keeps the preset's own.
-EXPORT_DTYPES = ("float32", "bfloat16", "int8")
-_ERROR_PREFIX = "keras-gpt1 export: error: "
+# Weights the exported graph computes with, inference's precisions (`keras_gpt1.utils.precision`):
+# `int8` is Keras's `quantize("int8")` (int8 weights with per-channel scales, activations quantized
+# per row). None keeps the preset's own.
+EXPORT_DTYPES = INFERENCE_PRECISIONS
 
 
 def check_export_dtype(dtype):
@@ -38,23 +41,23 @@ def check_export_dtype(dtype):
     )
 
 
-def export_saved_model(
-    model,
-    output_dir,
-    version=1,
-    max_length=None,
-    max_new_tokens=DEFAULT_MAX_NEW_TOKENS,
-    task=None,
-    overwrite=False,
-    dtype=None,
-):
-    """Exports a preset (or a model) as a TF Serving SavedModel; returns `output_dir/<version>`.
+def check_dtype_applies(dtype, what):
+    """Refuses an export `dtype` for a model that is not a causal LM (`what` says what it is)."""
+    if dtype is not None:
+        raise ValueError(
+            f"`dtype={dtype!r}` applies to causal LMs; this is {what}. Leave `dtype` out to export it in its "
+            "own weights."
+        )
 
-    Args:
-        model: a preset directory holding a causal LM or a task model and its tokenizer, or a
-            `GPT1CausalLM` / task model object (saved to a temporary preset first when the
-            backend is not TensorFlow).
-        output_dir: the model base path TF Serving watches; the export goes in `<version>/`.
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ExportOptions:
+    """How to export: the keyword options of `export_saved_model`, checked once, when made.
+
+    The same object drives the export in this process (TensorFlow) and in the worker (JAX,
+    PyTorch), which receives it as JSON (`to_json` / `from_json`).
+
+    Attributes:
         version: positive integer version directory.
         max_length: longest sequence the signatures build (prompt + new tokens for a causal LM,
             the packed length for a task model). Default: the packed length recorded in the
@@ -64,82 +67,130 @@ def export_saved_model(
             value per request, clamped to `[1, max_length - 1]`.
         task: for a `GPT1TextClassifier`, `"classification"` (input `text`) or `"entailment"`
             (inputs `text_a`, `text_b`); default: the task in `finetune.json`, else what its
-            preprocessor takes (a pair: entailment). Other models imply their task. Class names recorded in
-            `finetune.json` add a `label_name` output.
+            preprocessor takes (a pair: entailment). Other models imply their task. Class names
+            recorded in `finetune.json` add a `label_name` output.
         overwrite: replace an existing version directory.
         dtype: the weights the graph computes with (causal LMs): `"float32"`, `"bfloat16"` or
             `"int8"` (Keras's `quantize("int8")`); default: the preset's own.
 
     Example:
     ```python
+    options = ExportOptions(version=2, dtype="int8")
+    ExportOptions.from_keywords(options, version=3)  # a copy, checked again: version=0 would be refused
+    ```
+    """
+
+    version: int = 1
+    max_length: int | None = None
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    task: str | None = None
+    overwrite: bool = False
+    dtype: str | None = None
+
+    def __post_init__(self):
+        # Plain Python values (a NumPy integer becomes an int), so the options travel as JSON.
+        def normal(name, value):
+            object.__setattr__(self, name, value)
+
+        normal("version", check_integer("version", self.version, 1, 2**63 - 1))
+        if self.max_length is not None:  # its upper bound is the model's context: checked on tracing
+            normal("max_length", check_integer("max_length", self.max_length, 2))
+        normal("max_new_tokens", check_integer("max_new_tokens", self.max_new_tokens, 1, 1 << 30))
+        if self.task is not None and not isinstance(self.task, str):
+            raise ValueError(f"`task` must be a task name (a string) or None; got {self.task!r}.")
+        if not isinstance(self.overwrite, bool):
+            raise ValueError(f"`overwrite` must be True or False; got {self.overwrite!r}.")
+        check_export_dtype(self.dtype)
+
+    @classmethod
+    def from_keywords(cls, options=None, /, **keywords):
+        """`options` (default: the defaults) with `keywords` replacing its fields; a keyword that
+        is no option is a TypeError naming it and the options."""
+        names = [field.name for field in dataclasses.fields(cls)]
+        for name in keywords:
+            if name not in names:
+                close = difflib.get_close_matches(name, names, n=1)
+                hint = f" (did you mean `{close[0]}`?)" if close else ""
+                raise TypeError(f"Unknown export option `{name}`{hint}: the options are {', '.join(names)}.")
+        if options is None:
+            return cls(**keywords)
+        if not isinstance(options, cls):
+            raise TypeError(
+                f"`options` must be an ExportOptions; got a {type(options).__name__}. Pass single options by "
+                "keyword (`version=2`)."
+            )
+        return dataclasses.replace(options, **keywords) if keywords else options
+
+    def to_json(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data):
+        if not isinstance(data, dict):
+            raise ValueError(f"Export options must be a JSON object; got {data!r}.")
+        return cls.from_keywords(**data)
+
+
+def is_preset_path(model):
+    """Whether `model` names a preset (a directory, `"gpt1"`, a `hf://` handle) rather than being a model."""
+    return isinstance(model, (str, os.PathLike))
+
+
+@contextlib.contextmanager
+def preset_of(model, dtype=None):
+    """`model` as a preset directory: a path (or a name such as `"gpt1"`) as it is, a model
+    object saved to a temporary preset, removed when the block ends. The export's one save:
+    what the TensorFlow graph is traced from when the model's own variables cannot be (another
+    backend, or a `dtype` to reload it in)."""
+    if is_preset_path(model):
+        yield os.fspath(model)
+        return
+    if not hasattr(model, "save_to_preset"):
+        raise ValueError(f"Cannot export a {type(model).__name__}: pass a GPT-1 model or a preset directory.")
+    from keras_gpt1.models import GPT1CausalLM
+
+    if not isinstance(model, GPT1CausalLM):  # refused before the save, not after
+        check_dtype_applies(dtype, f"a {type(model).__name__}")
+    with tempfile.TemporaryDirectory(prefix="keras_gpt1_export_") as preset_dir:
+        model.save_to_preset(preset_dir)
+        yield preset_dir
+
+
+def export_saved_model(model, output_dir, options=None, **keywords):
+    """Exports a preset (or a model) as a TF Serving SavedModel; returns `output_dir/<version>`.
+
+    Args:
+        model: a preset directory holding a causal LM or a task model and its tokenizer (or
+            `"gpt1"`, a `hf://` handle), or a `GPT1CausalLM` / task model object (saved to a
+            temporary preset first when the backend is not TensorFlow).
+        output_dir: the model base path TF Serving watches; the export goes in `<version>/`.
+        options: an `ExportOptions`; or leave it out and pass its fields as keywords
+            (`version`, `max_length`, `max_new_tokens`, `task`, `overwrite`, `dtype`), which
+            also replace those of `options`. A keyword that is no option is a TypeError naming it.
+
+    Example:
+    ```python
     export_saved_model("sst2_preset", "/models/sst2", version=3)
+    export_saved_model("my_preset", "/models/lm", ExportOptions(dtype="int8", max_new_tokens=64))
     ```
     """
     import keras
 
-    options = (version, max_length, max_new_tokens, task, overwrite, check_export_dtype(dtype))
+    options = ExportOptions.from_keywords(options, **keywords)
     if keras.config.backend() == "tensorflow":
         from keras_gpt1.export.saved_model import export_in_process
 
-        return export_in_process(model, output_dir, *options)
-    if isinstance(model, (str, os.PathLike)):
-        return _export_in_subprocess(os.fspath(model), output_dir, *options)
-    with tempfile.TemporaryDirectory(prefix="keras_gpt1_export_") as preset_dir:
-        if not hasattr(model, "save_to_preset"):
-            raise ValueError(f"Cannot export a {type(model).__name__}: pass a GPT-1 model or a preset directory.")
-        model.save_to_preset(preset_dir)
-        return _export_in_subprocess(preset_dir, output_dir, *options)
+        return export_in_process(model, output_dir, options)
+    from keras_gpt1.export.worker import export_in_worker
+
+    with preset_of(model, options.dtype) as preset_dir:
+        return export_in_worker(preset_dir, output_dir, options)
 
 
-def export_command(
-    model_dir,
-    output_dir,
-    version=1,
-    max_length=None,
-    max_new_tokens=DEFAULT_MAX_NEW_TOKENS,
-    task=None,
-    overwrite=False,
-    dtype=None,
-):
-    """The `keras-gpt1 export` command line for these arguments (a list of strings)."""
-    command = ["export", "--model", os.fspath(model_dir), "--output", os.fspath(output_dir), "--version", str(version)]
-    if max_length is not None:
-        command += ["--max-length", str(max_length)]
-    command += ["--max-new-tokens", str(max_new_tokens)]
-    if task is not None:
-        command += ["--task", task]
-    if overwrite:
-        command.append("--overwrite")
-    if dtype is not None:
-        command += ["--dtype", dtype]
-    return command
-
-
-def _export_in_subprocess(model_dir, output_dir, version, max_length, max_new_tokens, task, overwrite, dtype):
-    if not os.path.isdir(model_dir):
-        raise FileNotFoundError(f"Model directory {model_dir!r} does not exist (expected a preset).")
-    if not os.path.isfile(os.path.join(model_dir, presets.CONFIG_FILE)):
-        raise FileNotFoundError(f"{model_dir!r} is not a preset: it has no {presets.CONFIG_FILE}.")
-    argv = export_command(model_dir, output_dir, version, max_length, max_new_tokens, task, overwrite, dtype)
-    env = dict(os.environ, KERAS_BACKEND="tensorflow")
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    result = subprocess.run(
-        [sys.executable, "-m", "keras_gpt1.cli", *argv], env=env, capture_output=True, text=True, errors="replace"
-    )
-    if result.returncode != 0:
-        for line in result.stderr.splitlines():
-            if line.startswith(_ERROR_PREFIX):
-                message = line[len(_ERROR_PREFIX) :]
-                if result.returncode == 1:  # the command line's status for a full disk
-                    from keras_gpt1.utils.files import DiskFullError
-
-                    raise DiskFullError(errno.ENOSPC, message)
-                raise ValueError(message)
-        raise RuntimeError(
-            "The export subprocess (KERAS_BACKEND=tensorflow) failed with exit code "
-            f"{result.returncode}:\n{result.stderr[-4000:]}"
-        )
-    return os.path.join(os.path.abspath(os.fspath(output_dir)), str(version))
-
-
-__all__ = ["export_saved_model", "export_command", "check_export_dtype", "DEFAULT_MAX_NEW_TOKENS", "EXPORT_DTYPES"]
+__all__ = [
+    "export_saved_model",
+    "ExportOptions",
+    "check_export_dtype",
+    "DEFAULT_MAX_NEW_TOKENS",
+    "EXPORT_DTYPES",
+]

@@ -1,5 +1,9 @@
-"""`ServingEngine`: the exported generation loop's decode step, written in TensorFlow ops over
-the export's weights. TensorFlow only (traced into the SavedModel).
+"""`ServingEngine`: the exported generation loop's decode engine, its step written in TensorFlow
+ops over the export's weights. TensorFlow only (traced into the SavedModel).
+
+It implements the library's decode-engine protocol (`keras_gpt1.generation.engine`), so the
+export runs the library's own decode loop over it, and `tests/test_decode_engines.py` holds it
+to the same conformance test as the other engines.
 
 A SavedModel runs without XLA (see `saved_model.py`), so every node of the decode loop's body is
 dispatched by TensorFlow's executor, once per generated token. Traced through the Keras layers, a
@@ -27,7 +31,7 @@ import tensorflow as tf
 
 from keras_gpt1.export.int8_products import int8_dense, plain_int8_dense
 from keras_gpt1.export.tensors import backend_value
-from keras_gpt1.generation.decode_loop import KerasEngine
+from keras_gpt1.generation.keras_engine import KerasEngine
 
 
 def one_query_attention(query, key, value, mask, scale):
@@ -88,8 +92,14 @@ class ServingEngine(KerasEngine):
     """`KerasEngine` with its decode step written in TensorFlow ops (see the module docstring).
 
     Build it with `make_serving_engine`, and trace it inside `token_table.tracing()`: the prefill
-    runs the Keras layers, which must read the same token table as the step.
+    runs the Keras layers, which must read the same token table as the step. It keeps the Keras
+    layers' cache (`[rows, positions, heads, head_dim]` per layer), which the prefill writes.
     """
+
+    name = "serving"
+    # Its cache writes are `TensorStridedSliceUpdate`s at a traced position, which TF Serving
+    # runs and XLA cannot compile: a loop over it is traced without XLA, as the export traces it.
+    xla = False
 
     def __init__(self, lm, token_table):
         super().__init__(lm)

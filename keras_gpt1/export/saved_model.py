@@ -3,8 +3,8 @@
 This module traces a GPT-1 model and its `GPT1Tokenizer` into one TensorFlow graph and writes it
 in TF Serving's layout, `OUTPUT/<version>/saved_model.pb` + `variables/`. It needs the TensorFlow
 Keras backend (`KERAS_BACKEND=tensorflow`): the model's own layers are traced. From JAX or
-PyTorch, call `keras_gpt1.export.export_saved_model`, which re-runs the export in a TensorFlow
-subprocess (presets are backend-independent files).
+PyTorch, call `keras_gpt1.export.export_saved_model`, which runs `export_in_process` in a
+TensorFlow worker process (`keras_gpt1.export.worker`; presets are backend-independent files).
 
 What a server needs and how it is met:
 
@@ -28,9 +28,9 @@ What a server needs and how it is met:
   only `tf.saved_model.load` could restore.
 - **Any batch, any text.** Signatures take `tf.string` tensors of shape `[batch]` (or
   `[batch, k]`); bad text never fails a request: invalid UTF-8 bytes are dropped by the
-  tokenizer, long texts are truncated (below), an empty text or an empty batch gives an empty
-  answer, and `max_new_tokens` is capped to what fits after the prompt (each row's cap is in
-  the `max_new_tokens` output). Only the `token_ids`
+  tokenizer, `score` reads a long text's first `context` tokens, an empty text or an empty batch
+  gives an empty answer, and `max_new_tokens` is capped to what fits after each prompt (each
+  row's cap is in the `max_new_tokens` output; below). Only the `token_ids`
   signatures reject input (ids outside the vocabulary, sequences past the context) with an
   `InvalidArgument` error for that request.
 
@@ -44,10 +44,12 @@ Signatures of a causal LM (`GPT1CausalLM`), with `L = max_length` (default: the 
 | `token_ids` | `token_ids`, `padding_mask` int32 `[b, n]` | `logits` float32 `[b, n, vocab]` |
 
 Generation is greedy with the KV cache, `serving_default` generating `default_max_new_tokens`.
-A prompt of fewer than `L` tokens is kept whole and generates at most `L - prompt_length` new
-tokens (the `max_new_tokens` output says how many each row could have); a longer one keeps its
-*last* `L - n` tokens and generates `n = min(max_new_tokens, L // 2)`. An empty prompt (no tokens
-after normalisation) gives `text = completion = ""`, length 0 and `max_new_tokens` 0. `score` reads the first `context`
+The capping rule is the library's (`keras_gpt1.generation.prompts.new_token_allowance`): every
+prompt is kept whole, and each row generates `max_new_tokens` or what fits after its prompt in
+`L` positions (the `max_new_tokens` output says how many each row could have). A prompt of `L`
+tokens or more answers with its own text and no new tokens (`max_new_tokens` 0) where
+`generate` raises a ValueError; an empty prompt (no tokens after normalisation) gives
+`text = completion = ""`, length 0 and `max_new_tokens` 0. `score` reads the first `context`
 tokens; a text of fewer than 2 tokens has `num_scored_tokens = 0` and a NaN perplexity.
 
 Task models (`GPT1TextClassifier`, `GPT1Similarity`, `GPT1MultipleChoice`; the inputs are each
@@ -65,8 +67,9 @@ plus `token_ids` (`token_ids`, `padding_mask` as packed: `[b, n]` or `[b, k, n]`
 Example:
 ```python
 # KERAS_BACKEND=tensorflow
+from keras_gpt1.export import ExportOptions
 from keras_gpt1.export.saved_model import export_in_process
-path = export_in_process("my_preset", "/tmp/gpt1_serving", version=1)
+path = export_in_process("my_preset", "/tmp/gpt1_serving", ExportOptions(version=1))
 # then, in any TensorFlow program:
 generate = tf.saved_model.load(path).signatures["serving_default"]
 generate(text=tf.constant(["the cat sat"]))["text"]
@@ -78,7 +81,6 @@ import errno
 import functools
 import inspect
 import os
-import tempfile
 import threading
 
 import keras
@@ -87,7 +89,7 @@ import tensorflow as tf
 
 from keras_gpt1 import presets
 from keras_gpt1.models import preset_io
-from keras_gpt1.export import DEFAULT_MAX_NEW_TOKENS, check_export_dtype
+from keras_gpt1.export import ExportOptions, check_dtype_applies, is_preset_path, preset_of
 from keras_gpt1.export.decode_step import make_serving_engine, one_query_attention
 from keras_gpt1.export.int8_products import exact_int8_layers
 from keras_gpt1.export.tensors import backend_value
@@ -95,6 +97,7 @@ from keras_gpt1.export.token_table import TransposedTokenTable
 from keras_gpt1.utils.checks import check_integer
 from keras_gpt1.utils import artifacts
 from keras_gpt1.utils.files import atomic_dir, check_free_space, check_not_a_file, check_writable_dir
+from keras_gpt1.utils.generation_defaults import DEFAULT_MAX_NEW_TOKENS
 from keras_gpt1.utils.locks import holding_output
 
 _STRINGS = tf.TensorSpec([None], tf.string)
@@ -240,7 +243,7 @@ def load_model(preset_dir, dtype=None):
     if preset_io.holds_task_model(preset_dir):
         from keras_gpt1.tasks import GPT1Task
 
-        _check_dtype_applies(dtype, "a task model")
+        check_dtype_applies(dtype, "a task model")
         return GPT1Task.from_preset(preset_dir)
     from keras_gpt1.models import GPT1CausalLM
 
@@ -249,14 +252,6 @@ def load_model(preset_dir, dtype=None):
     quantized = bool(preset_io.with_saved_dtype(preset_dir, {}))
     float_dtype = {"dtype": dtype} if dtype in ("float32", "bfloat16") and not quantized else {}
     return with_export_dtype(GPT1CausalLM.from_preset(preset_dir, **float_dtype), dtype)
-
-
-def _check_dtype_applies(dtype, what):
-    if dtype is not None:
-        raise ValueError(
-            f"`dtype={dtype!r}` applies to causal LMs; this is {what}. Leave `dtype` out to export it in its "
-            "own weights."
-        )
 
 
 def _quantization_modes(model):
@@ -388,6 +383,7 @@ def _pad_columns(dense, width):
 
 def _causal_lm_functions(lm, tokenizer, max_length, default_max_new_tokens, token_table):
     from keras_gpt1.generation.decode_loop import DecodeLoop
+    from keras_gpt1.generation.prompts import new_token_allowance
     from keras_gpt1.generation.samplers import Greedy
     from keras_gpt1.generation.score import _token_log_likelihoods
 
@@ -412,23 +408,19 @@ def _causal_lm_functions(lm, tokenizer, max_length, default_max_new_tokens, toke
         ids = tokenize(text)
         batch = tf.shape(text)[0]
         new = tf.clip_by_value(tf.cast(max_new_tokens, tf.int32), 1, max_length - 1)
-        # A prompt that fits keeps all its tokens, and the new tokens are capped to what fits
-        # after it. A longer one keeps its last tokens (the continuation follows what the text
-        # ends with): `max_length - new`, with `new` at most half the window.
-        full_lengths = tf.cast(ids.row_lengths(), tf.int32)
-        fits = full_lengths <= max_length - 1
-        long_new = tf.minimum(new, max_length // 2)
-        allowed = tf.where(fits, tf.minimum(new, max_length - full_lengths), long_new)
-        start = tf.maximum(full_lengths - (max_length - allowed), 0)
-        prompts = tf.ragged.boolean_mask(ids, _ragged_positions(ids) >= start[:, None])
-        prompt_lengths = tf.cast(prompts.row_lengths(), tf.int32)
-        empty = tf.equal(prompt_lengths, 0)
-        # An empty prompt decodes from one pad token (all rows advance together); its output is
-        # discarded below. It needs no more than one new token.
-        lengths = tf.maximum(prompt_lengths, 1)
-        ends = tf.where(empty, 2, prompt_lengths + allowed)
+        # The library's capping rule: every prompt is kept whole, and a row generates what fits
+        # after it in the window. An empty prompt, or one that fills the window, generates nothing
+        # (`generate` refuses those; a server answers every row).
+        prompt_lengths = tf.cast(ids.row_lengths(), tf.int32)
+        allowed = new_token_allowance(prompt_lengths, new, max_length)
+        runs = allowed > 0
+        # A row that generates nothing decodes from one pad token (all rows advance together);
+        # its output is discarded below.
+        lengths = tf.where(runs, prompt_lengths, 1)
+        ends = tf.where(runs, prompt_lengths + allowed, 2)
         total = tf.maximum(tf.reduce_max(tf.concat([ends, [2]], 0)), 2)
-        tokens = _pad_columns(prompts.to_tensor(0), total)
+        decoded = tf.ragged.boolean_mask(ids, _ragged_positions(ids) < tf.where(runs, prompt_lengths, 0)[:, None])
+        tokens = _pad_columns(decoded.to_tensor(0), total)
         # Prefill the prefix that every row has; rows then step through the rest of their prompt.
         # (`total - 1` only matters for an empty batch: the first step must fit in the buffer.)
         prefill = tf.reduce_min(tf.concat([lengths, [total - 1]], 0))
@@ -440,19 +432,17 @@ def _causal_lm_functions(lm, tokenizer, max_length, default_max_new_tokens, toke
 
         # The loop's stopping rule reduces over the rows: an empty batch must not enter it.
         out_tokens, out_lengths = tf.cond(batch > 0, decode, lambda: (tokens, lengths))
-        out_lengths = tf.where(empty, 0, out_lengths)
-        final = tf.maximum(tf.reduce_max(tf.concat([out_lengths, [0]], 0)), 0)
-        position = tf.range(final)[None, :]
-        real = position < out_lengths[:, None]
-        token_ids = tf.where(real, out_tokens[:, :final], 0)
-        new_tokens = real & (position >= prompt_lengths[:, None])
+        position = tf.range(tf.shape(out_tokens)[1])[None, :]
+        fresh = runs[:, None] & (position >= prompt_lengths[:, None]) & (position < out_lengths[:, None])
+        completion = tf.ragged.boolean_mask(out_tokens, fresh).with_row_splits_dtype(ids.row_splits.dtype)
+        whole = tf.concat([ids, completion], axis=1)
         return {
-            "text": tokenizer.detokenize(tf.RaggedTensor.from_tensor(token_ids, lengths=out_lengths)),
-            "completion": tokenizer.detokenize(tf.ragged.boolean_mask(token_ids, new_tokens)),
-            "token_ids": token_ids,
-            "lengths": out_lengths,
+            "text": tokenizer.detokenize(whole),
+            "completion": tokenizer.detokenize(completion),
+            "token_ids": whole.to_tensor(0),
+            "lengths": tf.cast(whole.row_lengths(), tf.int32),
             "prompt_lengths": prompt_lengths,
-            "max_new_tokens": tf.where(empty, 0, allowed),
+            "max_new_tokens": allowed,
         }
 
     @_function([_STRINGS], tracing)
@@ -669,54 +659,45 @@ def save_serving_module(module, signatures, path):
 
 # The base folder is locked for the whole export: a second writer into it is refused at once.
 @holding_output("output_dir", "export", before=check_writable_dir)
-def export_in_process(
-    model,
-    output_dir,
-    version=1,
-    max_length=None,
-    default_max_new_tokens=DEFAULT_MAX_NEW_TOKENS,
-    task=None,
-    overwrite=False,
-    dtype=None,
-):
+def export_in_process(model, output_dir, options=None):
     """Writes `output_dir/<version>/` (a SavedModel) in this process; needs the TensorFlow backend.
 
-    `model` is a preset directory or a `GPT1CausalLM` / task model. A directory written by
-    `keras-gpt1 finetune` also gives, from its `finetune.json`, the task (so an entailment model
-    needs no `task`), the packed length used in training (the default `max_length`) and the class
-    names (a `label_name` output). The version directory is written beside its final place and
-    renamed into it, so a server watching `output_dir` never loads a half-written model. `dtype`
-    (`"float32"`, `"bfloat16"`, `"int8"`; a causal LM only) sets the weights the graph computes
-    with; a model object is then saved to a temporary preset and reloaded that way, so the
-    caller's model is left as it is. Returns the version directory's path.
+    `model` is a preset directory (or `"gpt1"`, a `hf://` handle) or a `GPT1CausalLM` / task
+    model, and `options` an `ExportOptions` (default: its defaults), the same object the worker
+    receives from another backend. A directory written by `keras-gpt1 finetune` also gives, from
+    its `finetune.json`, the task (so an entailment model needs no `task`), the packed length used
+    in training (the default `max_length`) and the class names (a `label_name` output). The
+    version directory is written beside its final place and renamed into it, so a server
+    watching `output_dir` never loads a half-written model. A model object exported in another
+    `dtype` is saved to a temporary preset and reloaded in it (`preset_of`), so the caller's
+    model is left as it is. Returns the version directory's path.
 
     Example:
     ```python
-    export_in_process("my_preset", "/tmp/gpt1_serving", version=2)   # /tmp/gpt1_serving/2
+    export_in_process("my_preset", "/tmp/gpt1_serving", ExportOptions(version=2))   # /tmp/gpt1_serving/2
     ```
     """
-    from keras_gpt1.models import GPT1CausalLM
-
-    version = check_integer("version", version, 1, 2**63 - 1)
-    dtype = check_export_dtype(dtype)
+    options = ExportOptions.from_keywords(options)
     output_dir = os.path.abspath(os.fspath(output_dir))
-    target = os.path.join(check_not_a_file(output_dir), str(version))
+    target = os.path.join(check_not_a_file(output_dir), str(options.version))
     # A base folder holds version folders only: never a model, a run or a SavedModel itself.
     artifacts.check_output_artifact(output_dir, (artifacts.EXPORT_BASE,), what="Export base directory")
-    if os.path.exists(target) and not overwrite:
+    if os.path.exists(target) and not options.overwrite:
         raise ValueError(f"{target!r} already exists: pick another `version`, or pass `overwrite=True`.")
-    label_names = None
-    if dtype is not None and not isinstance(model, (str, os.PathLike)):
-        if not isinstance(model, GPT1CausalLM):
-            _check_dtype_applies(dtype, f"a {type(model).__name__}")
-        with tempfile.TemporaryDirectory(prefix="keras_gpt1_export_") as preset_dir:
-            model.save_to_preset(preset_dir)
-            return export_in_process(
-                preset_dir, output_dir, version, max_length, default_max_new_tokens, task, overwrite, dtype
-            )
-    if isinstance(model, (str, os.PathLike)):
+    if is_preset_path(model) or options.dtype is None:
+        return _write_version(model, target, options)
+    with preset_of(model, options.dtype) as preset_dir:
+        return _write_version(preset_dir, target, options)
+
+
+def _write_version(model, target, options):
+    """Loads `model` when it is a preset, traces it and writes the SavedModel at `target`."""
+    from keras_gpt1.models import GPT1CausalLM
+
+    task, max_length, label_names = options.task, options.max_length, None
+    if is_preset_path(model):
         record = _finetune_record(model)
-        model = load_model(model, dtype)
+        model = load_model(model, options.dtype)
         if record and not isinstance(model, GPT1CausalLM):
             trained = record.get("task")
             if task is not None and trained is not None and task != trained:
@@ -732,7 +713,7 @@ def export_in_process(
         int(np.prod(v.shape)) * np.dtype(keras.backend.standardize_dtype(v.dtype)).itemsize for v in model.variables
     )
     check_free_space(target, weights_bytes, "SavedModel")
-    module, signatures = build_serving_module(model, max_length, default_max_new_tokens, task, label_names)
+    module, signatures = build_serving_module(model, max_length, options.max_new_tokens, task, label_names)
     # Staged under a non-numeric name (TF Serving ignores it while it is being written), with
     # the umask's permissions so a server running as another user can read it.
     with atomic_dir(target, "SavedModel", weights_bytes) as staging:

@@ -31,12 +31,12 @@ def round_up(n, bucket, cap):
     return min(-(-n // bucket) * bucket, cap)
 
 
-def compiled(lm, key, build):
+def compiled(lm, key, build, xla=True):
     """Caches compiled callables per model and static configuration.
 
     `build()` returns a dict of plain functions over backend tensors; this wraps each for the
     backend: `jax.jit` (weights passed as arguments inside a `StatelessScope`, so they are not
-    baked into the program as constants), `tf.function(jit_compile=True)`, or eager no-grad torch.
+    baked into the program as constants), `tf.function(jit_compile=xla)`, or eager no-grad torch.
     The returned dict lives as long as the compiled functions, so callers may also keep what
     belongs with them in it (the streamed generation's chunk timings, under `"chunk_timings"`).
     """
@@ -54,7 +54,7 @@ def compiled(lm, key, build):
 
         return {name: eager(fn) for name, fn in build().items()}
     variables = lm.variables
-    key = key + (tuple(id(v) for v in variables),)
+    key = key + (xla, tuple(id(v) for v in variables))
     # Stored on the model itself (bypassing Keras attribute tracking): the compiled functions
     # close over the model, so a weak-keyed global cache would keep every model alive.
     per_model = lm.__dict__.setdefault("_keras_gpt1_compiled", {})
@@ -82,6 +82,6 @@ def compiled(lm, key, build):
         import tensorflow as tf
 
         for name, fn in functions.items():
-            wrapped[name] = tf.function(fn, jit_compile=True, reduce_retracing=False)
+            wrapped[name] = tf.function(fn, jit_compile=xla, reduce_retracing=False)
     per_model[key] = wrapped
     return wrapped

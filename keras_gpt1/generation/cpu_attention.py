@@ -83,7 +83,7 @@ if numba is not None:
 def decode_attention(qkv, key_cache, value_cache, position, out):
     """Runs the kernel over torch CPU tensors (shared with numpy, nothing is copied).
 
-    qkv `[batch, 3 * hidden]` contiguous float32; the caches as `TorchEngine.empty` makes them;
+    qkv `[batch, 3 * hidden]` contiguous float32; the caches as `TorchEngine.prefill` makes them;
     `out` `[batch, hidden]`, written and returned.
     """
     # The kernel runs without bounds checks: a position outside the cache would write elsewhere.

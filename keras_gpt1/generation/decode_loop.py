@@ -1,9 +1,11 @@
 """The decode loop in `keras.ops`: prefill once, then one-token steps over a KV cache.
 
-`DecodeLoop` holds one decode configuration (shapes, sampler, engine) and its state, a dict of
-tensors plus the cache, the same on every backend. `init` prefills and picks the first token,
-`body` is one step, `cond` says whether any row still runs. The model calls go through an engine:
-`KerasEngine` here (the Keras layers, traceable on every backend) or `torch_engine.TorchEngine`.
+`DecodeLoop` holds one decode configuration (shapes, sampler, engine, logits processors) and its
+state, a dict of tensors plus the cache, the same on every backend. `init` prefills and picks the
+first token, `body` is one step, `cond` says whether any row still runs. The model calls go
+through a decode engine (the protocol in `engine.py`); everything between an engine's logits and
+the next token is here, once for every engine: the logits processors, then the sampler or beam
+search, then the prompt, stop and length rules.
 
 How a batch of prompts of different lengths is decoded (every row's first token sits at
 position 0, as GPT-1's absolute positions require):
@@ -21,7 +23,7 @@ position 0, as GPT-1's absolute positions require):
 The loop is `keras.ops.while_loop`, with no per-backend code: on JAX it lowers to the same
 StableHLO as a hand-written `jax.lax.while_loop`, on TensorFlow to the same `tf.while_loop` graph,
 and on PyTorch it is the same Python loop (where `generate_ids` steps from the host anyway), so
-nothing is gained by dispatching by hand. `tools/bench_while_loop.py` times the two side by side;
+nothing is gained by dispatching by hand. `tools/bench/while_loop.py` times the two side by side;
 docs/generation.md has the comparison.
 
 Example:
@@ -41,29 +43,41 @@ from keras_gpt1.generation.samplers import MASKED_LOGIT, Beam
 PAD_TOKEN_ID = 0
 
 
-class KerasEngine:
-    """Model calls through the Keras layers (`call_with_cache`): traceable on every backend."""
+class LogitsProcessor:
+    """A rule that changes every step's next-token logits before a token is picked (a
+    repetition penalty, banned ids, a minimum length). The decode loop applies its processors
+    in order, in `keras.ops`, to whatever engine made the logits, before the sampler or beam
+    search sees them (and `return_logits` returns what they saw).
 
-    name = "keras"
+    Subclasses implement `__call__(logits, tokens, position, prompt_lengths)`: `logits` float32
+    `[rows, vocabulary]` for the token at `position` (a scalar, traced in a compiled loop);
+    `tokens` `[rows, max_length]`, the sequences so far (real up to `position - 1`);
+    `prompt_lengths` `[rows]`. It returns logits of the same shape. A row still inside its prompt
+    keeps its prompt token whatever the logits say. `key()` is a hashable summary of the
+    configuration, which keys the compiled loops.
 
-    def __init__(self, lm):
-        self.backbone = lm.backbone
+    Example:
+    ```python
+    class BanIds(LogitsProcessor):
+        def __init__(self, ids):
+            self.ids = tuple(ids)
 
-    def empty(self, batch, length):
-        return self.backbone.empty_cache(batch, length)
+        def __call__(self, logits, tokens, position, prompt_lengths):
+            banned = ops.any(ops.arange(logits.shape[-1])[:, None] == ops.array(self.ids)[None, :], axis=1)
+            return ops.where(banned[None, :], MASKED_LOGIT, logits)
 
-    def prefill(self, token_ids, cache):
-        return self.backbone.call_with_cache(token_ids, cache, 0)
+        def key(self):
+            return ("BanIds", self.ids)
 
-    def step(self, token_ids, cache, index):
-        hidden, cache = self.backbone.call_with_cache(token_ids[:, None], cache, index)
-        return self.head(hidden[:, 0]), cache
+    generate_ids(lm, prompts, max_new_tokens=8, logits_processors=[BanIds([5])])
+    ```
+    """
 
-    def head(self, hidden):
-        return ops.cast(self.backbone.token_embedding(hidden, reverse=True), "float32")
+    def __call__(self, logits, tokens, position, prompt_lengths):
+        raise NotImplementedError
 
-    def reorder(self, cache, indices):
-        return tuple((ops.take(k, indices, axis=0), ops.take(v, indices, axis=0)) for k, v in cache)
+    def key(self):
+        return (type(self).__name__,)
 
 
 def _uniform(seed, step, shape):
@@ -104,8 +118,20 @@ def _is_stop(token_ids, stop_ids):
 class DecodeLoop:
     """One decode configuration: the static parts (shapes, sampler, engine) closed over."""
 
-    def __init__(self, engine, sampler, batch, max_length, prefill_length, has_stop, collect_logits, vocabulary_size):
+    def __init__(
+        self,
+        engine,
+        sampler,
+        batch,
+        max_length,
+        prefill_length,
+        has_stop,
+        collect_logits,
+        vocabulary_size,
+        logits_processors=(),
+    ):
         self.engine = engine
+        self.logits_processors = tuple(logits_processors)
         self.sampler = sampler
         self.beam = isinstance(sampler, Beam)
         self.num_beams = sampler.num_beams if self.beam else 1
@@ -122,9 +148,7 @@ class DecodeLoop:
         rows = self.batch * self.num_beams
         if self.beam:
             tokens = ops.repeat(tokens, self.num_beams, axis=0)
-        cache = self.engine.empty(rows, self.max_length)
-        hidden, cache = self.engine.prefill(tokens[:, : self.prefill_length], cache)
-        logits = self.engine.head(ops.take(hidden, prefill_len - 1, axis=1))
+        logits, cache = self.engine.prefill(tokens[:, : self.prefill_length], prefill_len, self.max_length)
         state = dict(
             tokens=tokens,
             cache=cache,
@@ -156,6 +180,7 @@ class DecodeLoop:
 
     def advance(self, state, logits):
         """Picks the token at position `index + 1` from `logits` and writes it."""
+        logits = self.process_logits(state, logits)
         if self.beam:
             return self._advance_beam(state, logits)
         j = state["index"] + 1
@@ -177,6 +202,17 @@ class DecodeLoop:
         if self.collect_logits:
             new["logits"] = ops.slice_update(state["logits"], (0, j, 0), logits[:, None, :])
         return new
+
+    def process_logits(self, state, logits):
+        """The logits processors, in order, on the logits for position `index + 1`."""
+        if not self.logits_processors:
+            return logits
+        lengths = state["lengths"]
+        if self.beam:
+            lengths = ops.repeat(lengths, self.num_beams, axis=0)
+        for processor in self.logits_processors:
+            logits = processor(logits, state["tokens"], state["index"] + 1, lengths)
+        return logits
 
     def _advance_beam(self, state, logits):
         batch, beams, vocab = self.batch, self.num_beams, self.vocabulary_size

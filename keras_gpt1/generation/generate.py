@@ -1,19 +1,21 @@
 """`generate` and `generate_ids`: the public entry points, and streaming.
 
 `generate` takes any prompt form (`prompts.py`) and returns the same form; `generate_ids` does
-the work on a list of id arrays: it checks the arguments, picks an engine (`make_engine`), builds
-the decode loop (`decode_loop.py`) and runs it compiled (`compile_cache.py`).
+the work on a list of id arrays: it checks the arguments and caps the request
+(`prompts.new_token_allowance`), picks a decode engine (`registry.make_engine`), builds the
+decode loop over it (`decode_loop.py`) and runs it compiled (`compile_cache.py`).
 
 Per backend:
 - JAX: prefill and the whole while-loop in one `jax.jit` (weights passed as arguments).
 - TensorFlow: the same loop inside `tf.function(jit_compile=True)` (XLA).
-- PyTorch: an eager loop over the decode step of `torch_engine.TorchEngine` (the model's own
-  weights, a cache updated in place), or of the Keras layers where that engine declines a model.
+- PyTorch: nothing is compiled; the host runs the loop's steps eagerly, over the PyTorch engine
+  (the model's own weights, a cache updated in place) or the Keras layers where that engine
+  declines a model.
 
 With a `streamer` callback, JAX and TensorFlow run the same compiled loop in chunks of steps
 and hand each chunk's tokens to the streamer when it finishes: one compiled call per chunk
 (sized from the measured cost of a call and of a step, see `next_chunk`) instead of one per
-token, so streaming costs about what the fully compiled loop does (`tools/bench_generate.py`
+token, so streaming costs about what the fully compiled loop does (`tools/bench/generate.py`
 measures the ratio). PyTorch runs its step loop eagerly anyway and streams every step.
 
 Example:
@@ -31,11 +33,19 @@ import numpy as np
 from keras import ops
 
 from keras_gpt1.generation.compile_cache import LENGTH_BUCKET, PREFILL_BUCKET, compiled, round_up
-from keras_gpt1.generation.decode_loop import PAD_TOKEN_ID, DecodeLoop, KerasEngine, column
-from keras_gpt1.generation.prompts import check_prompts, check_stop_ids, detokenize, normalize_prompts
+from keras_gpt1.generation.decode_loop import PAD_TOKEN_ID, DecodeLoop, LogitsProcessor, column
+from keras_gpt1.generation.engine import DecodeEngine
+from keras_gpt1.generation.prompts import (
+    check_prompts,
+    check_stop_ids,
+    detokenize,
+    new_token_allowance,
+    normalize_prompts,
+)
+from keras_gpt1.generation.registry import make_engine
 from keras_gpt1.generation.samplers import Beam, get_sampler
-from keras_gpt1.generation.torch_engine import EngineUnavailable, TorchEngine, cached_torch_engine
 from keras_gpt1.utils.checks import as_int32_ids, check_integer
+from keras_gpt1.utils.generation_defaults import DEFAULT_MAX_NEW_TOKENS
 
 # Streaming on JAX and TensorFlow: each compiled call costs a fixed amount on top of its steps (a
 # dispatch and a read-back, and, for int8 or bfloat16 weights on a CPU, XLA converting every
@@ -53,32 +63,6 @@ STREAM_OVERHEAD = 0.05
 MAX_TIMINGS = 32
 
 
-def make_engine(lm, engine="auto"):
-    """The engine that makes the model calls: `"keras"` (the Keras layers), `"torch"`
-    (`TorchEngine`, a ValueError saying why where it cannot run the model), or `"auto"`: the
-    PyTorch engine where it runs the model, else the Keras layers (also, with a warning, when a
-    private PyTorch API the engine needs fails while it is built)."""
-    if engine == "auto":
-        if not TorchEngine.supports(lm):
-            return KerasEngine(lm)
-        try:
-            return cached_torch_engine(lm)
-        except EngineUnavailable as error:
-            warnings.warn(f"Generating through the Keras layers: the PyTorch engine is unavailable: {error}.")
-            return KerasEngine(lm)
-    if engine == "torch":
-        reason = TorchEngine.unsupported_reason(lm)
-        if reason is not None:
-            raise ValueError(f"engine='torch' cannot run this model: {reason}. Use engine='keras'.")
-        try:
-            return cached_torch_engine(lm)
-        except EngineUnavailable as error:
-            raise ValueError(f"engine='torch' cannot run this model: {error}. Use engine='keras'.") from error
-    if engine == "keras":
-        return KerasEngine(lm)
-    raise ValueError(f"Unknown engine {engine!r}; choose 'auto', 'keras' or 'torch'.")
-
-
 def generate_ids(
     lm,
     prompts,
@@ -90,21 +74,27 @@ def generate_ids(
     return_logits=False,
     engine="auto",
     max_length=None,
+    logits_processors=(),
     **sampler_args,
 ):
     """Generates from a list of 1-D int prompts (of any lengths) and returns numpy arrays.
 
-    Each row gets `max_new_tokens` new tokens, or, with `max_length` (KerasHub's meaning),
-    grows to `max_length` tokens in all, prompt included (give one or the other).
+    Each row gets `max_new_tokens` new tokens, or as many as fit after its prompt in the
+    context (with a warning; `new_token_allowance` has the rule), or, with `max_length`
+    (KerasHub's meaning), grows to `max_length` tokens in all, prompt included (give one or the
+    other).
 
     Returns a dict: `"token_ids"` `[batch, total]` (prompt, then new tokens, then padding 0),
     `"padding_mask"` (True on real tokens), `"prompt_lengths"`, `"lengths"`; `"logits"`
-    `[batch, total, vocab]` if `return_logits` (row `j` holds the logits that chose token `j`;
-    meaningful for `j >= min(prompt_lengths)`), `"scores"` (summed log-probabilities) for beam
-    search. A stop token is kept in the output; the row ends after it.
+    `[batch, total, vocab]` if `return_logits` (row `j` holds the logits that chose token `j`,
+    after the logits processors; meaningful for `j >= min(prompt_lengths)`), `"scores"` (summed
+    log-probabilities) for beam search. A stop token is kept in the output; the row ends after it.
 
     `streamer(ids)`, if given, is called after every step with an int array `[batch]`: the token
     just produced for each row, or -1 where a row is still in its prompt or already finished.
+    `engine` is a registered engine's name (`"auto"`, `"keras"`, `"torch"`: `registry.py`) or a
+    `DecodeEngine`; `logits_processors`, `decode_loop.LogitsProcessor`s applied to every step's
+    logits, whatever the engine.
 
     Example:
     ```python
@@ -114,137 +104,46 @@ def generate_ids(
     """
     backbone = lm.backbone
     sampler = get_sampler(sampler, **sampler_args)
-    context = backbone.max_sequence_length
-    prompts = [
-        as_int32_ids(np.reshape(p, -1) if hasattr(p, "shape") else p, f"Prompt {i}").reshape(-1)
-        for i, p in enumerate(prompts)
-    ]
-    if not prompts:
-        raise ValueError("No prompts given.")
-    lengths = np.array([p.size for p in prompts], dtype="int32")
-    if max_length is not None:
-        if max_new_tokens is not None:
-            raise ValueError("Give `max_length` (total tokens, prompt included) or `max_new_tokens`, not both.")
-        max_length = check_integer("max_length", max_length, 2, context)
-        if lengths.max() >= max_length:
-            i = int(np.argmax(lengths))
-            raise ValueError(
-                f"Prompt {i} has {int(lengths[i])} tokens, leaving no room below `max_length` "
-                f"({max_length}, the output length, prompt included). Raise `max_length` or shorten it."
-            )
-        ends = np.full_like(lengths, max_length)
-        max_new_tokens = int(max_length - lengths.min())
-    else:
-        max_new_tokens = check_integer("max_new_tokens", 32 if max_new_tokens is None else max_new_tokens, 1)
-        ends = None
-        longest = int(lengths.max())
-        if longest < context < longest + max_new_tokens:
-            # Positions are learned and absolute: nothing fits past the context, so the request is
-            # capped (as the exported signatures cap it) rather than refused or silently cut.
-            warnings.warn(
-                f"max_new_tokens={max_new_tokens} does not fit after the longest prompt ({longest} "
-                f"tokens) in the model's context of {context} positions; generating at most "
-                f"{context - longest} new tokens.",
-                UserWarning,
-                stacklevel=3,
-            )
-            max_new_tokens = context - longest
-    check_prompts(prompts, backbone.vocabulary_size, context, max_new_tokens)
-    if ends is None:
-        ends = lengths + int(max_new_tokens)
-    stop = check_stop_ids(stop_token_ids, backbone.vocabulary_size)
-    is_beam = isinstance(sampler, Beam)
-    if is_beam and sampler.num_beams > backbone.vocabulary_size:
-        raise ValueError(f"num_beams ({sampler.num_beams}) exceeds the vocabulary size.")
-    if is_beam and (streamer is not None or return_logits):
-        raise ValueError("Beam search does not stream or return logits (its hypotheses reorder).")
-    if seed is None:
-        seed = int(np.random.randint(0, 2**31 - 1))
-    else:
-        seed = check_integer("seed", seed, -(2**31), 2**31 - 1)  # it enters the loop as an int32
-
-    batch = len(prompts)
-    total = int(ends.max())
-    max_length = round_up(total, LENGTH_BUCKET, context)
+    prompts, lengths, ends = _prompts_and_ends(backbone, prompts, max_new_tokens, max_length)
+    stop, seed = _checked_search(sampler, backbone.vocabulary_size, stop_token_ids, seed, streamer, return_logits)
+    # PyTorch compiles nothing: the host steps the loop, and the prefill covers exactly the
+    # prefix every row has. A compiled loop is specialised to its shapes, so they are bucketed.
+    eager = keras.config.backend() == "torch"
+    width = round_up(int(ends.max()), LENGTH_BUCKET, backbone.max_sequence_length)
     prefill_len = int(lengths.min())
-    prefill_bucket = round_up(prefill_len, PREFILL_BUCKET, max_length)
-    tokens = np.zeros((batch, max_length), dtype="int32")
-    for i, p in enumerate(prompts):
-        tokens[i, : p.size] = p
-
-    eng = make_engine(lm, engine)
-    if eng.name == "torch":
-        # Eager: prefill exactly the shared prefix; no bucketing needed.
-        prefill_bucket = prefill_len
+    prefill_width = prefill_len if eager else round_up(prefill_len, PREFILL_BUCKET, width)
+    chosen = make_engine(lm, engine)
+    processors = tuple(logits_processors)
+    if not all(isinstance(p, LogitsProcessor) for p in processors):
+        raise ValueError(f"`logits_processors` must be LogitsProcessor objects; got {processors!r}.")
     loop = DecodeLoop(
-        eng, sampler, batch, max_length, prefill_bucket, bool(stop), return_logits, backbone.vocabulary_size
-    )
-    stepwise = streamer is not None or keras.config.backend() == "torch"
-    key = (
-        "stepwise" if stepwise else "loop",
-        eng.name,
-        batch,
-        max_length,
-        prefill_bucket,
-        len(stop),
+        chosen,
+        sampler,
+        len(prompts),
+        width,
+        prefill_width,
+        bool(stop),
         return_logits,
-        sampler.key(),
+        backbone.vocabulary_size,
+        processors,
     )
+    # A registered engine is rebuilt from the model on every call; an engine object passed in is its own key.
+    engine_key = id(chosen) if isinstance(engine, DecodeEngine) else chosen.name
+    key = (streamer is not None or eager, engine_key, len(prompts), width, prefill_width, len(stop), return_logits)
+    key += (sampler.key(), tuple(p.key() for p in processors))
     fns = compiled(
-        lm,
-        key,
-        lambda: {
-            "init": loop.init,
-            "step": loop.body,
-            "chunk": loop.run_chunk,
-            "run": loop.run,
-            "outputs": loop.outputs,
-        },
+        lm, key, lambda: {"init": loop.init, "step": loop.body, "chunk": loop.run_chunk, "run": loop.run}, chosen.xla
     )
-
-    if keras.config.backend() == "torch":
-        args = (
-            ops.convert_to_tensor(tokens),
-            ops.convert_to_tensor(lengths),
-            prefill_len,
-            ops.convert_to_tensor(ends.astype("int32")),
-            seed,
-            ops.convert_to_tensor(np.array(stop, "int32")) if stop else None,
-        )
-    else:
-        args = (
-            ops.convert_to_tensor(tokens),
-            ops.convert_to_tensor(lengths),
-            ops.convert_to_tensor(np.int32(prefill_len)),
-            ops.convert_to_tensor(ends.astype("int32")),
-            ops.convert_to_tensor(np.int32(seed)),
-            ops.convert_to_tensor(np.array(stop, "int32")) if stop else None,
-        )
-
-    if not stepwise:
+    args = _loop_inputs(prompts, width, lengths, prefill_len, ends, seed, stop, eager)
+    end = int(ends.max()) - 1
+    if streamer is None and not eager:
         out = fns["run"](*args)
-    elif streamer is not None and keras.config.backend() != "torch":
+    elif not eager:
         # The chunk timings stay with the compiled loop, so later calls size their chunks at once.
         timings = fns.setdefault("chunk_timings", [])
-        out = loop.outputs(_stream_in_chunks(fns, args, streamer, lengths, int(ends.max()) - 1, timings))
+        out = loop.outputs(_stream_in_chunks(fns, args, streamer, lengths, end, timings))
     else:
-        state = fns["init"](*args)
-        _stream(streamer, state, prefill_len, lengths)
-        end = int(ends.max()) - 1
-        # Reading `done` back makes the host wait for the device. On a GPU it is read every few
-        # steps, so the host queues the next steps while the GPU runs; steps after every row has
-        # stopped write only padding, so the output is the same. (Not for beam search: there the
-        # extra steps re-rank finished hypotheses, which could swap two of equal score.)
-        check_every = 8 if streamer is None and not is_beam and _on_gpu(state["done"]) else 1
-        steps = 0
-        while int(ops.convert_to_numpy(state["index"])) < end and (
-            steps % check_every or not bool(ops.convert_to_numpy(ops.all(state["done"])))
-        ):
-            state = fns["step"](state)
-            steps += 1
-            _stream(streamer, state, None, lengths)
-        out = loop.outputs(state)
-
+        out = loop.outputs(_step_from_host(fns, args, streamer, lengths, end, loop.beam))
     out = {k: ops.convert_to_numpy(v) for k, v in out.items()}
     final = int(out["lengths"].max())
     result = {
@@ -260,6 +159,100 @@ def generate_ids(
     return result
 
 
+def _checked_search(sampler, vocabulary_size, stop_token_ids, seed, streamer, return_logits):
+    """The stop ids as a tuple and the seed as an int (drawn when None), checked with the sampler."""
+    stop = check_stop_ids(stop_token_ids, vocabulary_size)
+    if isinstance(sampler, Beam):
+        if sampler.num_beams > vocabulary_size:
+            raise ValueError(f"num_beams ({sampler.num_beams}) exceeds the vocabulary size.")
+        if streamer is not None or return_logits:
+            raise ValueError("Beam search does not stream or return logits (its hypotheses reorder).")
+    if seed is None:
+        seed = int(np.random.randint(0, 2**31 - 1))
+    return stop, check_integer("seed", seed, -(2**31), 2**31 - 1)  # it enters the loop as an int32
+
+
+def _prompts_and_ends(backbone, prompts, max_new_tokens, max_length):
+    """The prompts as checked int32 arrays, their lengths, and where each row ends (its prompt
+    and new tokens): at `max_length`, or after `max_new_tokens` capped by `new_token_allowance`
+    (with a warning naming the cap)."""
+    context = backbone.max_sequence_length
+    prompts = [
+        as_int32_ids(np.reshape(p, -1) if hasattr(p, "shape") else p, f"Prompt {i}").reshape(-1)
+        for i, p in enumerate(prompts)
+    ]
+    if not prompts:
+        raise ValueError("No prompts given.")
+    lengths = np.array([p.size for p in prompts], dtype="int32")
+    longest, i = int(lengths.max()), int(np.argmax(lengths))
+    if max_length is not None:
+        if max_new_tokens is not None:
+            raise ValueError("Give `max_length` (total tokens, prompt included) or `max_new_tokens`, not both.")
+        max_length = check_integer("max_length", max_length, 2, context)
+        if longest >= max_length:
+            raise ValueError(
+                f"Prompt {i} has {longest} tokens, leaving no room below `max_length` "
+                f"({max_length}, the output length, prompt included). Raise `max_length` or shorten it."
+            )
+        check_prompts(prompts, backbone.vocabulary_size, context, max_length - longest)
+        return prompts, lengths, np.full_like(lengths, max_length)
+    requested = check_integer("max_new_tokens", DEFAULT_MAX_NEW_TOKENS if max_new_tokens is None else max_new_tokens, 1)
+    # A prompt that fills the whole context has no room at all: `check_prompts` refuses it.
+    check_prompts(
+        prompts,
+        backbone.vocabulary_size,
+        context,
+        requested if longest >= context else min(requested, context - longest),
+    )
+    allowed = ops.convert_to_numpy(new_token_allowance(lengths, min(requested, context), context)).astype("int32")
+    capped = int((allowed < requested).sum())
+    if capped:
+        rows = f"prompt {i} ({longest} tokens)" if capped == 1 else f"{capped} of the prompts"
+        warnings.warn(
+            f"max_new_tokens={requested} does not fit after {rows} in the model's context of {context} "
+            f"positions: every prompt is kept whole, and each row generates what fits after it, at most "
+            f"{context - longest} new tokens after prompt {i}.",
+            UserWarning,
+            stacklevel=4,
+        )
+    return prompts, lengths, lengths + allowed
+
+
+def _loop_inputs(prompts, width, lengths, prefill_len, ends, seed, stop, eager):
+    """`DecodeLoop.init`'s arguments: the prompts right-padded to `width`, and the scalars as
+    int32 tensors, or as Python ints for an eager loop (reading a tensor back on the host would
+    wait for the device)."""
+    tokens = np.zeros((len(prompts), width), dtype="int32")
+    for i, p in enumerate(prompts):
+        tokens[i, : p.size] = p
+
+    def scalar(value):
+        return int(value) if eager else ops.convert_to_tensor(np.int32(value))
+
+    stop_ids = ops.convert_to_tensor(np.array(stop, "int32")) if stop else None
+    tensors = [ops.convert_to_tensor(x) for x in (tokens, lengths, ends.astype("int32"))]
+    return tensors[0], tensors[1], scalar(prefill_len), tensors[2], scalar(seed), stop_ids
+
+
+def _step_from_host(fns, args, streamer, lengths, end, is_beam):
+    """Runs the loop one step per call from the host (PyTorch), streaming every step."""
+    state = fns["init"](*args)
+    _stream(streamer, state, lengths)
+    # Reading `done` back makes the host wait for the device. On a GPU it is read every few
+    # steps, so the host queues the next steps while the GPU runs; steps after every row has
+    # stopped write only padding, so the output is the same. (Not for beam search: there the
+    # extra steps re-rank finished hypotheses, which could swap two of equal score.)
+    check_every = 8 if streamer is None and not is_beam and _on_gpu(state["done"]) else 1
+    steps = 0
+    while int(ops.convert_to_numpy(state["index"])) < end and (
+        steps % check_every or not bool(ops.convert_to_numpy(ops.all(state["done"])))
+    ):
+        state = fns["step"](state)
+        steps += 1
+        _stream(streamer, state, lengths)
+    return state
+
+
 def _on_gpu(tensor):
     device = getattr(tensor, "device", None)  # a torch.device on PyTorch
     return getattr(device, "type", None) == "cuda"
@@ -272,7 +265,7 @@ def _stream_in_chunks(fns, args, streamer, lengths, end, timings):
     call's appended (the last MAX_TIMINGS are kept).
     """
     state = fns["init"](*args)
-    _stream(streamer, state, None, lengths)
+    _stream(streamer, state, lengths)
     shown = int(ops.convert_to_numpy(state["index"]))
     while shown < end and not bool(ops.convert_to_numpy(ops.all(state["done"]))):
         chunk = next_chunk(timings)
@@ -320,7 +313,7 @@ def next_chunk(timings):
     return int(max(STREAM_CHUNK, STREAM_INTERVAL / step, np.ceil(overhead / (STREAM_OVERHEAD * step))))
 
 
-def _stream(streamer, state, prefill_len, lengths):
+def _stream(streamer, state, lengths):
     if streamer is None:
         return
     j = int(ops.convert_to_numpy(state["index"]))

@@ -4,7 +4,8 @@
 array or a `{"token_ids", "padding_mask"}` dict, and says which form it was so the output can
 mirror it. `check_prompts` and `check_stop_ids` reject what the model cannot run (an empty
 prompt, an id outside the vocabulary, a prompt that leaves no room in the context) with an error
-that names the prompt and the limit, before anything is compiled.
+that names the prompt and the limit, before anything is compiled. `new_token_allowance` is the
+capping rule for a request that does not fit, shared with the export.
 
 Example:
 ```python
@@ -123,6 +124,27 @@ def check_prompts(prompts, vocabulary_size, context, max_new_tokens):
             f"exceeds the model's context of {context} positions (GPT-1 has learned absolute "
             f"positions, so it cannot slide past them): {fix}."
         )
+
+
+def new_token_allowance(prompt_lengths, max_new_tokens, limit):
+    """New tokens per row under the one capping rule of `generate` and the exported signatures:
+    every prompt is kept whole, and a row generates `max_new_tokens`, or as many as fit after its
+    own prompt in `limit` positions where fewer do (none for an empty prompt or one that fills
+    them). Positions are learned and absolute, so nothing fits past them, and cutting the prompt
+    would answer another question than the one asked. Rows are capped one by one, so a row's
+    tokens do not depend on the other prompts of its batch.
+
+    `generate_ids` warns where it caps a row and refuses a prompt with no room; a server never
+    fails a text request, so the export's signatures report each row's allowance instead. In
+    `keras.ops`: NumPy arrays and traced tensors alike. `max_new_tokens` is at most `limit`.
+
+    Example:
+    ```python
+    new_token_allowance(np.array([3, 30, 0]), 8, 32)   # [8, 2, 0]
+    ```
+    """
+    room = ops.maximum(limit - prompt_lengths, 0)
+    return ops.where(prompt_lengths > 0, ops.minimum(room, max_new_tokens), 0)
 
 
 def check_stop_ids(stop_token_ids, vocabulary_size):

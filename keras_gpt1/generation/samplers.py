@@ -24,6 +24,7 @@ import math
 from keras import ops
 
 from keras_gpt1.utils.checks import check_integer
+from keras_gpt1.utils.generation_defaults import SAMPLER_NAMES
 
 # Logit given to excluded tokens. Finite, so that softmax/log-softmax never see inf - inf.
 MASKED_LOGIT = -1e9
@@ -176,14 +177,9 @@ class Beam(Sampler):
         return {"num_beams": self.num_beams}
 
 
-SAMPLERS = {
-    "greedy": Greedy,
-    "random": Random,
-    "temperature": Random,
-    "top_k": TopK,
-    "top_p": TopP,
-    "beam": Beam,
-}
+# Each of `SAMPLER_NAMES` (defined once, with the other generation defaults) with its class, in
+# that order; "temperature" is another name for "random".
+SAMPLERS = {**dict(zip(SAMPLER_NAMES, (Greedy, Random, TopK, TopP, Beam))), "temperature": Random}
 
 # Which keyword arguments each sampler accepts (so CLI/API callers can pass a superset).
 _ARGS = {

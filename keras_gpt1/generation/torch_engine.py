@@ -1,76 +1,32 @@
 """`TorchEngine`: GPT-1's decode step written with `torch.nn.functional` over the model's weights.
 
-The Keras layers are the reference (`decode_loop.KerasEngine`); this engine computes the same
-maths for PyTorch with what eager PyTorch needs to be fast: a `[batch, heads, length, head_dim]`
-cache updated in place (Keras's `slice_update` is functional and copies the whole cache every
-step), weights packed once for the CPU's matmul libraries, a numba attention kernel for a CPU
+The Keras layers are the reference (`keras_engine.KerasEngine`); this engine implements the same
+decode-engine protocol (`engine.py`) with what eager PyTorch needs to be fast: a
+`[rows, heads, positions, head_dim]` cache updated in place (Keras's `slice_update` is functional
+and copies the whole cache every step), weights packed once for the CPU's matmul libraries
+(`torch_linears.py`, where the private PyTorch APIs are), a numba attention kernel for a CPU
 decode step (`cpu_attention.py`), and one CUDA graph replay per step on a GPU. `torch.compile`
 over the Keras layers graph-breaks and recompiles per layer, so it is not used.
 
-Private APIs it relies on, and what happens when one disappears or changes:
-- `torch.ops.mkldnn._reorder_linear_weight` and `torch.ops.mkldnn._linear_pointwise` (oneDNN's
-  weight prepacking, the ops `torch.compile`'s weight freezing uses): looked up with `getattr`
-  and probed once per weight against `torch.nn.functional.linear` when the engine is built.
-  Missing, raising or disagreeing, that weight's linear runs `torch.nn.functional.linear` on
-  the plain weight: the same results, slower at a few rows.
-- `torch._make_per_channel_quantized_tensor`, `torch.ops.quantized.linear_prepack` and
-  `torch.ops.quantized.linear_dynamic` (fbgemm's int8 linears, for Keras int8 models): checked
-  by `_fbgemm_int8_available`; missing, an int8 model is declined (`unsupported_reason`), and if
-  packing raises, the engine raises `EngineUnavailable`. Either way `make_engine("auto")` runs
-  the model on the Keras layers.
-- Keras's private `Dense._kernel` and `Embedding._embeddings` (the raw int8 tensors; the public
-  `kernel` / `embeddings` merge LoRA adapters in): missing, int8 models are declined as above.
+Private APIs besides `torch_linears.py`'s, and what happens when one disappears or changes:
 - Keras's `Layer._flatten_layers()` (also used by `models/lora.py`), to inspect every layer:
   missing, every model is declined and runs on the Keras layers.
-- `torch.Tensor._version` (the counter PyTorch bumps on every in-place write) keys the cached
-  engine to the current weights: missing, the engine is rebuilt on every call.
-"""
+- `torch.Tensor._version` (the counter PyTorch bumps on every in-place write) keys the engine
+  kept with the model to the current weights (`build`): missing, the engine is rebuilt on
+  every call.
 
-import warnings
+Example:
+```python
+engine = TorchEngine.build(lm)                    # KERAS_BACKEND=torch
+logits, cache = engine.prefill(torch.tensor([[5, 6, 7]]), 3, 16)
+logits, cache = engine.step(logits.argmax(-1), cache, 3)
+```
+"""
 
 import keras
 
-
-class EngineUnavailable(RuntimeError):
-    """A private PyTorch API the engine needs failed while building it; `make_engine("auto")`
-    falls back to the Keras layers."""
-
-
-# The row count oneDNN lays float32 weights out for. Weights laid out for 8 rows multiply 1, 32
-# and 256 rows (a decode step, a beam batch, a prefill) as fast as weights laid out for that
-# exact count, while weights laid out for 1 row multiply 8 rows clearly slower, so one layout
-# serves every batch size and a new batch size does not pack the weights again.
-_ONEDNN_PACK_ROWS = 8
-
-
-def _onednn_linear(weight, bias):
-    """`x -> x @ weight.T + bias` on `weight` prepacked for oneDNN, or None where that cannot be
-    trusted: not a float32 CPU tensor, oneDNN's private ops missing, or packing or a probe
-    product against `torch.nn.functional.linear` failing or disagreeing."""
-    import torch
-
-    if weight.device.type != "cpu" or weight.dtype != torch.float32 or not torch.backends.mkldnn.is_available():
-        return None
-    mkldnn = getattr(torch.ops, "mkldnn", None)
-    reorder = getattr(mkldnn, "_reorder_linear_weight", None)
-    pointwise = getattr(mkldnn, "_linear_pointwise", None)
-    if reorder is None or pointwise is None:
-        return None
-    try:
-        packed = reorder(weight.contiguous(), _ONEDNN_PACK_ROWS)
-
-        def linear(x):
-            return pointwise(x, packed, bias, "none", [], "")
-
-        probe = torch.linspace(-1.0, 1.0, 2 * weight.shape[1]).reshape(2, -1)
-        got, want = linear(probe), torch.nn.functional.linear(probe, weight, bias)
-    except (RuntimeError, TypeError, ValueError):
-        return None
-    # Both sum the same products in different orders: they agree to float32 rounding.
-    tolerance = 1e-4 * (float(weight.abs().sum(dim=1).max()) + 1.0)
-    if got.shape != want.shape or not bool(((got - want).abs() <= tolerance).all()):
-        return None
-    return linear
+from keras_gpt1.generation.engine import DecodeEngine
+from keras_gpt1.generation.torch_linears import float_linear, int8_linear, int8_unsupported_reason
 
 
 def _weights_on_cpu(backbone):
@@ -87,51 +43,24 @@ def _torch_engine_dtype(backbone):
     return "float32" if _weights_on_cpu(backbone) and dtype in ("bfloat16", "float16") else dtype
 
 
-def _fbgemm_int8_available():
-    import torch
-
-    return (
-        "fbgemm" in torch.backends.quantized.supported_engines
-        and hasattr(torch, "_make_per_channel_quantized_tensor")
-        and all(hasattr(torch.ops.quantized, op) for op in ("linear_prepack", "linear_dynamic"))
-    )
-
-
-def _fbgemm_takes(layer):
-    """Whether an int8 layer is in Keras's default scheme, the one fbgemm's dynamic linear runs:
-    one weight scale per output channel (a Dense unit, a row of the tied embedding) and quantized
-    activations."""
-    if hasattr(layer, "kernel_scale"):
-        per_channel = tuple(layer.kernel_scale.shape) == (layer.units,)
-    else:
-        per_channel = tuple(layer.embeddings_scale.shape) == (layer.input_dim,)
-    return per_channel and layer.inputs_quantizer is not None
-
-
-class TorchEngine:
+class TorchEngine(DecodeEngine):
     """PyTorch decode step written with `torch.nn.functional` over the model's own weights.
 
     Same maths as `GPT1Block` (post-LN, tanh GELU, LayerNorm in float32), but the cache is
-    `[batch, heads, length, head_dim]` updated in place and a step attends only to the filled
+    `[rows, heads, positions, head_dim]` updated in place and a step attends only to the filled
     positions, so nothing proportional to the cache is copied per token. It computes in the
     layers' compute dtype, except in float32 for 16-bit floats on a CPU (see
     `_torch_engine_dtype`); weights in another dtype are cast once, when the engine is built.
 
-    On a CPU, every matmul with a weight runs on weights laid out once, when the engine is built:
-    - float32 weights are reordered into oneDNN's blocked layout (the same prepacking
-      `torch.compile` does when it freezes weights). A plain matmul repacks the weight on every
-      call, which at a few rows costs as much as the product itself. One layout serves every
-      batch size (see `_ONEDNN_PACK_ROWS`), so changing the batch does not rebuild the engine.
-    - int8 weights (after Keras's `quantize("int8")`) are packed for fbgemm's dynamically
-      quantized linear, `torch.ops.quantized.linear_dynamic`: the same int8 weights and
-      per-output-channel scales Keras holds, with activations quantized on the fly. A decode step
-      then reads a quarter of the float32 bytes, and batch-1 decoding is bound by reading the
-      weights (docs/performance.md has the speeds). One difference from Keras's own int8
-      layers: fbgemm quantizes a step's activations with one asymmetric 7-bit scale per tensor
-      where Keras uses one symmetric 8-bit scale per row, so the int8 logits differ slightly
-      between the two engines (both are measured against float32 in the tests).
-    The packed copies cost one more weight-sized buffer, kept with the model while `make_engine`
-    reuses the engine (until a weight changes).
+    On a CPU, every matmul with a weight runs on weights packed once, when the engine is built
+    (`torch_linears.py`): float32 weights in oneDNN's blocked layout, int8 weights (Keras's
+    `quantize("int8")`: the same int8 values and per-output-channel scales) for fbgemm's
+    dynamically quantized linear, so an int8 decode step reads a quarter of the float32 bytes.
+    fbgemm quantizes a step's activations with one asymmetric 7-bit scale per tensor where
+    Keras uses one symmetric 8-bit scale per row, so the int8 logits differ slightly between
+    this engine and the Keras layers (both are measured against float32 in the tests). The
+    packed copies cost one more weight-sized buffer, kept with the model while `build` reuses
+    the engine (until a weight changes).
 
     A decode step's attention on a CPU (float32 activations, so int8 models too) runs in a
     numba-compiled kernel, `cpu_attention.decode_attention`, when numba is installed: it reads
@@ -160,7 +89,7 @@ class TorchEngine:
         if embedding.quantization_mode == "int8":
             # A row of the tied table is a token's embedding and a channel of the LM head.
             table, scale = embedding._embeddings.value.detach(), embedding.embeddings_scale.value.detach()
-            self.lm_head = self._int8_linear(table, scale, None)
+            self.lm_head = int8_linear(table, scale, None, self.dtype)
             self.token_embedding = lambda ids: table[ids].to(self.dtype) / scale[ids][..., None].to(self.dtype)
         else:
             table = self._weight(embedding.embeddings)
@@ -205,7 +134,8 @@ class TorchEngine:
         """
         bias = self._weight(dense.bias)
         if dense.quantization_mode == "int8":
-            linear = self._int8_linear(dense._kernel.value.detach().T, dense.kernel_scale.value.detach(), bias.float())
+            kernel, scale = dense._kernel.value.detach().T, dense.kernel_scale.value.detach()
+            linear = int8_linear(kernel, scale, bias.float(), self.dtype)
             if not dense.lora_enabled:
                 return linear
             a, b = self._weight(dense.lora_kernel_a), self._weight(dense.lora_kernel_b)
@@ -215,33 +145,12 @@ class TorchEngine:
 
     def _float_linear(self, weight, bias):
         """`x -> x @ weight.T + bias` for `weight` `[out, in]`, prepacked where oneDNN can take it."""
-        packed = _onednn_linear(weight, bias)
-        if packed is not None:
-            self.prepacked += 1
-            return packed
-        return lambda x: self.torch.nn.functional.linear(x, weight, bias)
+        linear, prepacked = float_linear(weight, bias)
+        self.prepacked += prepacked
+        return linear
 
-    def _int8_linear(self, weight, scale, bias):
-        """`x -> x @ (weight / scale[:, None]).T + bias` for an int8 `weight` `[out, in]` with
-        Keras's per-output-channel `scale` (`int8 = round(float * scale)`), through fbgemm."""
-        torch = self.torch
-        channels = weight.shape[0]
-        try:
-            with warnings.catch_warnings():
-                # PyTorch deprecates its quantized tensor types, and fbgemm's packing still takes
-                # one; `unsupported_reason` declines int8 models once they are gone.
-                warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
-                quantized = torch._make_per_channel_quantized_tensor(
-                    weight.contiguous(), (1.0 / scale.double()), torch.zeros(channels, dtype=torch.long), 0
-                )
-                packed = torch.ops.quantized.linear_prepack(quantized, bias)
-        except (AttributeError, RuntimeError, TypeError) as error:
-            raise EngineUnavailable(f"fbgemm's int8 weight packing failed ({error})") from error
-        # reduce_range=True: 7-bit activations, so AVX2's u8 x s8 pair sums cannot saturate.
-        return lambda x: torch.ops.quantized.linear_dynamic(x.float(), packed, True).to(self.dtype)
-
-    @staticmethod
-    def unsupported_reason(lm):
+    @classmethod
+    def unsupported_reason(cls, lm):
         """None where this engine runs `lm`, else why it cannot: it runs float models on any
         device, and Keras int8 models in Keras's default int8 scheme on a CPU with fbgemm."""
         if keras.config.backend() != "torch":
@@ -265,33 +174,35 @@ class TorchEngine:
         quantized = [layer for layer in lm._flatten_layers() if getattr(layer, "quantization_mode", None)]
         if not quantized:
             return None
-        if not all(layer.quantization_mode == "int8" and _fbgemm_takes(layer) for layer in quantized):
-            return (
-                "it runs int8 models in Keras's default int8 scheme only (per-channel weight "
-                "scales, quantized activations), and this model is quantized otherwise"
-            )
-        if not all(
-            hasattr(layer, "_kernel" if hasattr(layer, "kernel_scale") else "_embeddings") for layer in quantized
-        ):
-            return "it reads int8 weights through Keras's private `_kernel` / `_embeddings`, which this Keras lacks"
-        if not _weights_on_cpu(lm.backbone):
-            return "its int8 matmuls (fbgemm's) run on a CPU, and this model's weights are on a GPU"
-        if not _fbgemm_int8_available():
-            return "its int8 matmuls need fbgemm's quantized ops, which this PyTorch build lacks"
-        return None
+        return int8_unsupported_reason(quantized, _weights_on_cpu(lm.backbone))
 
-    @staticmethod
-    def supports(lm):
-        return TorchEngine.unsupported_reason(lm) is None
+    @classmethod
+    def build(cls, lm):
+        """The model's last `TorchEngine` if it was built from the current weights, else a new one.
 
-    def empty(self, batch, length):
-        shape = (batch, self.num_heads, length, self.head_dim)
+        Packing 117M's weights takes as long as tens of batch-1 steps, so a short generation
+        would pay it again on every call. Any change to a weight (training, loading) bumps that
+        tensor's version counter, which is part of the key; one engine is kept per model.
+        """
+        tensors = [variable.value for variable in lm.backbone.weights]
+        key = tuple((id(t), getattr(t, "_version", None)) for t in tensors)
+        cached = lm.__dict__.get("_keras_gpt1_torch_engine")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        lm.__dict__["_keras_gpt1_torch_engine"] = None  # release the old packed copy first
+        engine = cls(lm)
+        if all(version is not None for _, version in key):  # else no way to see a weight change
+            lm.__dict__["_keras_gpt1_torch_engine"] = (key, engine)
+        return engine
+
+    def _empty_cache(self, rows, length):
+        shape = (rows, self.num_heads, length, self.head_dim)
         device = self.device  # the weights' device (a GPU when there is one)
 
         def zeros():
             return self.torch.zeros(shape, dtype=self.dtype, device=device)
 
-        return [(zeros(), zeros()) for _ in self.blocks]
+        return tuple((zeros(), zeros()) for _ in self.blocks)
 
     def _layer_norm(self, x, params):
         gamma, beta, epsilon = params
@@ -350,10 +261,11 @@ class TorchEngine:
         )
         return attended.transpose(1, 2).reshape(batch, length, self.hidden_dim)
 
-    def prefill(self, token_ids, cache):
-        length = token_ids.shape[1]
-        x = self.token_embedding(token_ids.long()) + self.position_embeddings[:length]
-        return self._forward(x, cache, 0), cache
+    def prefill(self, token_ids, length, cache_length):
+        rows, n = token_ids.shape
+        cache = self._empty_cache(rows, cache_length)
+        x = self.token_embedding(token_ids.long()) + self.position_embeddings[:n]
+        return self.head(self._forward(x, cache, 0)[:, int(length) - 1]), cache
 
     def step(self, token_ids, cache, index):
         index = int(index)
@@ -407,30 +319,10 @@ class TorchEngine:
     def head(self, hidden):
         return self.lm_head(hidden).float()
 
-    def reorder(self, cache, indices):
+    def reorder(self, cache, rows):
         # In place, so the cache keeps its addresses (a CUDA graph holds them).
-        indices = indices.long()
+        rows = rows.long()
         for pair in cache:
             for tensor in pair:
-                tensor.copy_(tensor.index_select(0, indices))
+                tensor.copy_(tensor.index_select(0, rows))
         return cache
-
-
-def cached_torch_engine(lm):
-    """The model's last `TorchEngine` if it was built from the current weights.
-
-    Packing 117M's weights takes as long as tens of batch-1 steps, so a short generation would
-    pay it again on every call. Any
-    change to a weight (training, loading) bumps that tensor's version counter, which is part of
-    the key; one engine is kept per model.
-    """
-    tensors = [variable.value for variable in lm.backbone.weights]
-    key = tuple((id(t), getattr(t, "_version", None)) for t in tensors)
-    cached = lm.__dict__.get("_keras_gpt1_torch_engine")
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    lm.__dict__["_keras_gpt1_torch_engine"] = None  # release the old packed copy first
-    engine = TorchEngine(lm)
-    if all(version is not None for _, version in key):  # else no way to see a weight change
-        lm.__dict__["_keras_gpt1_torch_engine"] = (key, engine)
-    return engine

@@ -40,6 +40,17 @@ class GPT1Attention(keras.layers.Layer):
     `dropout_seeds`, a pair of seed tensors (attention probabilities, output) from
     `lean.draw_dropout_seed`, replaces the dropout layers' own generators for one call.
 
+    Two options change how the layer computes, never what (same weights, same outputs up to
+    rounding), so that what each choice is worth can be measured (`python -m tools.bench.benchmark
+    train --levers einsum_attention split_qkv`):
+
+    - `fused_attention=True` hands attention to the backend's fused kernel
+      (`ops.dot_product_attention`) whenever no attention-probability dropout applies; `False`
+      computes scores, softmax and weighted sum as separate ops on every call, the path a
+      training step with dropout takes.
+    - `fused_qkv_matmul=True` computes q, k and v with one matmul by `c_attn`'s kernel; `False`
+      with three, one per third of the kernel (float weights only: not after `quantize`).
+
     Example:
     ```python
     layer = GPT1Attention(num_heads=2, hidden_dim=16)
@@ -48,7 +59,7 @@ class GPT1Attention(keras.layers.Layer):
     ```
     """
 
-    def __init__(self, num_heads, hidden_dim, dropout=0.1, **kwargs):
+    def __init__(self, num_heads, hidden_dim, dropout=0.1, fused_attention=True, fused_qkv_matmul=True, **kwargs):
         super().__init__(**kwargs)
         if hidden_dim % num_heads != 0:
             raise ValueError(f"`hidden_dim` ({hidden_dim}) must be divisible by `num_heads` ({num_heads}).")
@@ -56,6 +67,8 @@ class GPT1Attention(keras.layers.Layer):
         self.hidden_dim = int(hidden_dim)
         self.head_dim = self.hidden_dim // self.num_heads
         self.dropout = float(dropout)
+        self.fused_attention = bool(fused_attention)
+        self.fused_qkv_matmul = bool(fused_qkv_matmul)
         dense = dict(kernel_initializer=gpt1_initializer(), bias_initializer="zeros", dtype=self.dtype_policy)
         self.c_attn = keras.layers.Dense(3 * self.hidden_dim, name="c_attn", **dense)
         self.c_proj = keras.layers.Dense(self.hidden_dim, name="c_proj", **dense)
@@ -73,7 +86,7 @@ class GPT1Attention(keras.layers.Layer):
 
     def call(self, x, attention_mask, cache=None, cache_update_index=0, training=None, dropout_seeds=None):
         probabilities_seed, output_seed = dropout_seeds or (None, None)
-        query, key, value = ops.split(self.c_attn(x), 3, axis=-1)
+        query, key, value = ops.split(self.c_attn(x), 3, axis=-1) if self.fused_qkv_matmul else self._qkv_apart(x)
         query, key, value = self._split_heads(query), self._split_heads(key), self._split_heads(value)
         if cache is not None:
             key_cache, value_cache = cache
@@ -84,8 +97,8 @@ class GPT1Attention(keras.layers.Layer):
             key, value = ops.cast(key, query.dtype), ops.cast(value, query.dtype)
 
         mask = attention_mask[:, None, :, :]  # broadcast over heads
-        if training and self.dropout > 0:
-            attended = self._attend_with_dropout(query, key, value, mask, training, probabilities_seed)
+        if (training and self.dropout > 0) or not self.fused_attention:
+            attended = self._attend_op_by_op(query, key, value, mask, training, probabilities_seed)
         else:
             # The fused kernel (SDPA on PyTorch, XLA's on JAX) when no probability dropout is needed.
             attended = ops.dot_product_attention(query, key, value, mask=mask)
@@ -96,7 +109,19 @@ class GPT1Attention(keras.layers.Layer):
             return output, cache
         return output
 
-    def _attend_with_dropout(self, query, key, value, mask, training, seed):
+    def _qkv_apart(self, x):
+        if self.c_attn.quantization_mode is not None:
+            raise ValueError(
+                f"`fused_qkv_matmul=False` needs float weights; {self.name}'s `c_attn` is quantized "
+                f"({self.c_attn.quantization_mode}). Build the model with `fused_qkv_matmul=True` to quantize it."
+            )
+        kernel, bias = self.c_attn.kernel, self.c_attn.bias
+        width = self.hidden_dim
+        return [
+            ops.matmul(x, kernel[:, i * width : (i + 1) * width]) + bias[i * width : (i + 1) * width] for i in range(3)
+        ]
+
+    def _attend_op_by_op(self, query, key, value, mask, training, seed):
         scores = ops.einsum("bqhd,bkhd->bhqk", query, key) * (1.0 / math.sqrt(self.head_dim))
         # Softmax in float32: bfloat16 scores lose too much precision over 512 keys.
         scores = ops.where(mask, ops.cast(scores, "float32"), -1e9)
@@ -109,5 +134,11 @@ class GPT1Attention(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(num_heads=self.num_heads, hidden_dim=self.hidden_dim, dropout=self.dropout)
+        config.update(
+            num_heads=self.num_heads,
+            hidden_dim=self.hidden_dim,
+            dropout=self.dropout,
+            fused_attention=self.fused_attention,
+            fused_qkv_matmul=self.fused_qkv_matmul,
+        )
         return config

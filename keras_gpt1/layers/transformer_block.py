@@ -67,6 +67,7 @@ class GPT1Block(keras.layers.Layer):
     The dropout seeds are drawn before the recomputed function, so both forward passes drop the
     same entries and the gradients are those of the plain block. Inference is unaffected. Under
     JAX on a CPU it needs `XLA_FLAG_KEEP_REMAT_BARRIERS` (see `keep_rematerialization_on_jax_cpu`).
+    `fused_attention` and `fused_qkv_matmul` go to its `GPT1Attention`.
 
     Example:
     ```python
@@ -75,7 +76,17 @@ class GPT1Block(keras.layers.Layer):
     ```
     """
 
-    def __init__(self, num_heads, hidden_dim, intermediate_dim, dropout=0.1, rematerialize=False, **kwargs):
+    def __init__(
+        self,
+        num_heads,
+        hidden_dim,
+        intermediate_dim,
+        dropout=0.1,
+        rematerialize=False,
+        fused_attention=True,
+        fused_qkv_matmul=True,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.rematerialize = bool(rematerialize)
         self.num_heads = int(num_heads)
@@ -85,7 +96,13 @@ class GPT1Block(keras.layers.Layer):
         dense = dict(kernel_initializer=gpt1_initializer(), bias_initializer="zeros", dtype=self.dtype_policy)
         norm = dict(epsilon=LAYER_NORM_EPSILON, dtype=self.dtype_policy)
         self.attention = GPT1Attention(
-            self.num_heads, self.hidden_dim, self.dropout, dtype=self.dtype_policy, name="attn"
+            self.num_heads,
+            self.hidden_dim,
+            self.dropout,
+            fused_attention=fused_attention,
+            fused_qkv_matmul=fused_qkv_matmul,
+            dtype=self.dtype_policy,
+            name="attn",
         )
         self.ln_1 = keras.layers.LayerNormalization(name="ln_1", **norm)
         self.c_fc = keras.layers.Dense(self.intermediate_dim, name="c_fc", **dense)
@@ -158,5 +175,7 @@ class GPT1Block(keras.layers.Layer):
             intermediate_dim=self.intermediate_dim,
             dropout=self.dropout,
             rematerialize=self.rematerialize,
+            fused_attention=self.attention.fused_attention,
+            fused_qkv_matmul=self.attention.fused_qkv_matmul,
         )
         return config

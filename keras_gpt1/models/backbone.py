@@ -5,6 +5,7 @@ import keras
 import keras_hub
 from keras import ops
 
+from keras_gpt1 import presets
 from keras_gpt1.layers.embedding import GPT1Embedding, without_random_init
 from keras_gpt1.layers.transformer_block import GPT1Block, warn_if_rematerialization_is_undone
 from keras_gpt1.models import lora, preset_io
@@ -44,6 +45,11 @@ class GPT1Backbone(CheckedInputsMixin, keras_hub.models.Backbone):
             unchanged; inference is unaffected. Under JAX on a CPU it needs an XLA flag, set by
             `keras_gpt1.layers.keep_rematerialization_on_jax_cpu()` before JAX
             starts (a warning says so when it is missing).
+        fused_attention: attention through the backend's fused kernel wherever no attention
+            dropout applies (True), or op by op on every call (False). Same outputs either way:
+            the option exists to measure the choice (`GPT1Attention` says more).
+        fused_qkv_matmul: q, k and v from one matmul by `c_attn`'s kernel (True) or from three
+            (False). Same weights and outputs; also for measuring.
 
     Example:
     ```python
@@ -63,6 +69,8 @@ class GPT1Backbone(CheckedInputsMixin, keras_hub.models.Backbone):
         dropout=0.1,
         dtype=None,
         rematerialize=False,
+        fused_attention=True,
+        fused_qkv_matmul=True,
         **kwargs,
     ):
         if hidden_dim % num_heads != 0:
@@ -79,6 +87,8 @@ class GPT1Backbone(CheckedInputsMixin, keras_hub.models.Backbone):
                 intermediate_dim,
                 dropout,
                 rematerialize=rematerialize,
+                fused_attention=fused_attention,
+                fused_qkv_matmul=fused_qkv_matmul,
                 dtype=dtype,
                 name=f"h_{i}",
             )
@@ -111,6 +121,8 @@ class GPT1Backbone(CheckedInputsMixin, keras_hub.models.Backbone):
         self.max_sequence_length = int(max_sequence_length)
         self.dropout = float(dropout)
         self.rematerialize = bool(rematerialize)
+        self.fused_attention = bool(fused_attention)
+        self.fused_qkv_matmul = bool(fused_qkv_matmul)
 
     def _check_inputs(self, x):
         if not isinstance(x, dict) or "token_ids" not in x:
@@ -159,6 +171,8 @@ class GPT1Backbone(CheckedInputsMixin, keras_hub.models.Backbone):
                 "max_sequence_length": self.max_sequence_length,
                 "dropout": self.dropout,
                 "rematerialize": self.rematerialize,
+                "fused_attention": self.fused_attention,
+                "fused_qkv_matmul": self.fused_qkv_matmul,
             }
         )
         return config
@@ -204,9 +218,9 @@ class GPT1Backbone(CheckedInputsMixin, keras_hub.models.Backbone):
         weights, fetched from nowhere. `"gpt1_tiny"` is always a small random model.
         A KerasHub preset (any written by `save_to_preset`) loads through KerasHub's loader, so
         `keras_hub.models.Backbone.from_preset(dir)` gives the same; a preset of another model
-        family is refused with both class names. Directories written by keras_gpt1 before it
-        used KerasHub's format load too. `kwargs` replace config entries (e.g. `dropout=0.0`,
-        `dtype="mixed_bfloat16"`); weights are loaded unless `load_weights=False`.
+        family is refused with both class names, and one in the format keras_gpt1 wrote before
+        its presets were KerasHub's with how to convert it. `kwargs` replace config entries (e.g.
+        `dropout=0.0`, `dtype="mixed_bfloat16"`); weights are loaded unless `load_weights=False`.
 
         Example:
         ```python
@@ -214,7 +228,7 @@ class GPT1Backbone(CheckedInputsMixin, keras_hub.models.Backbone):
         ```
         """
         preset = preset_io.resolve_preset(preset_io.as_preset(preset), load_weights)
-        loads_weights = load_weights and (preset_io.is_preset_dir(preset) or preset_io.is_keras_hub_preset(preset))
+        loads_weights = load_weights and not preset_io.is_builtin(preset)
         # Weights about to be loaded over every variable: no random draws to throw away.
         with without_random_init() if loads_weights else contextlib.nullcontext():
             return cls._from_resolved_preset(preset, load_weights, **kwargs)
@@ -222,26 +236,25 @@ class GPT1Backbone(CheckedInputsMixin, keras_hub.models.Backbone):
     @classmethod
     def _from_resolved_preset(cls, preset, load_weights, **kwargs):
         checks_weights = load_weights and preset_io.is_preset_dir(preset)
-        if preset_io.is_keras_hub_preset(preset):
+        if preset_io.is_builtin(preset):
+            config = {**presets.BUILTIN_PRESETS[preset]["config"], **kwargs}
+        else:
             preset_io.check_preset_class(preset, cls)
             preset_io.check_saved_config(preset)
             kwargs = preset_io.with_saved_dtype(preset, kwargs)
             config = preset_io.saved_backbone_config(preset, kwargs)
-        else:
-            config = preset_io.load_legacy_backbone_config(preset)
-            config.update(kwargs)
         if config is not None:
             # Before anything is allocated: the sizes config.json asks for against the weights
             # file's tensor shapes (metadata only), then against the memory there is.
             if checks_weights and preset_io.has_single_weights_file(preset):
                 preset_io.check_config_against_weights(preset, config)
             preset_io.check_backbone_memory(config, preset)
-        if preset_io.is_keras_hub_preset(preset):
-            if not preset_io.has_single_weights_file(preset):
-                return super().from_preset(preset, load_weights=load_weights, **kwargs)  # remote, sharded
-            backbone = super().from_preset(preset, load_weights=False, **kwargs)
-        else:
+        if preset_io.is_builtin(preset):
             backbone = cls.from_config(config)
+        elif not preset_io.has_single_weights_file(preset):
+            return super().from_preset(preset, load_weights=load_weights, **kwargs)  # remote, sharded
+        else:
+            backbone = super().from_preset(preset, load_weights=False, **kwargs)
         if checks_weights:
             # Checked: a file that is missing, corrupt or of another architecture is named.
             preset_io.load_backbone_weights(backbone, preset)

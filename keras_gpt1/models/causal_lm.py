@@ -71,14 +71,14 @@ class GPT1CausalLM(CheckedInputsMixin, keras_hub.models.CausalLM):
     preprocessor_cls = GPT1CausalLMPreprocessor
 
     def __init__(self, backbone, preprocessor=None, tokenizer=None, **kwargs):
-        if not isinstance(preprocessor, (type(None), dict, keras_hub.models.Preprocessor)) and hasattr(
-            preprocessor, "detokenize"
-        ):
-            # `GPT1CausalLM(backbone, tokenizer)`, the positional form from before the preprocessor.
-            preprocessor, tokenizer = tokenizer, preprocessor
+        if not isinstance(preprocessor, (type(None), keras_hub.models.Preprocessor)):
+            hint = " Pass a tokenizer as `tokenizer=`." if hasattr(preprocessor, "detokenize") else ""
+            raise TypeError(
+                f"`preprocessor` must be a GPT1CausalLMPreprocessor or None; got {type(preprocessor).__name__}.{hint}"
+            )
         if tokenizer is not None and preprocessor is not None:
             raise ValueError("Give `preprocessor` or `tokenizer`, not both.")
-        if isinstance(tokenizer, dict):  # configs saved before the preprocessor existed
+        if isinstance(tokenizer, dict):  # `get_config` of a model holding a bare tokenizer
             tokenizer = keras.saving.deserialize_keras_object(tokenizer)
         # === Layers ===
         self.backbone = backbone
@@ -311,7 +311,8 @@ class GPT1CausalLM(CheckedInputsMixin, keras_hub.models.CausalLM):
         KerasHub's arguments mean what they mean there:
         - `max_length`: the length of each output sequence, prompt included (default: the
           preprocessor's `sequence_length`); or give `max_new_tokens` instead (new tokens per
-          row; 32 when neither is given and there is no preprocessor);
+          row; `keras_gpt1.utils.generation_defaults.DEFAULT_MAX_NEW_TOKENS` when neither is
+          given and there is no preprocessor);
         - `stop_token_ids`: `"auto"` (the tokenizer's end token; GPT-1's has none, so none),
           `None`, or ids that end a row;
         - `strip_prompt=True`: return only the generated part.
@@ -334,11 +335,8 @@ class GPT1CausalLM(CheckedInputsMixin, keras_hub.models.CausalLM):
             end = getattr(self.tokenizer, "end_token_id", None)
             stop_token_ids = None if end is None else [end]
         if max_length is None and max_new_tokens is None:
-            length = getattr(self.preprocessor, "sequence_length", None)
-            if length is None:
-                max_new_tokens = 32
-            else:
-                max_length = length
+            # KerasHub's default, the preprocessor's length; without one, `generate`'s default count.
+            max_length = getattr(self.preprocessor, "sequence_length", None)
         if sampler is None:
             sampler = getattr(self, "sampler", None) or "greedy"
         return generate(
@@ -384,9 +382,9 @@ class GPT1CausalLM(CheckedInputsMixin, keras_hub.models.CausalLM):
         random weights and no tokenizer. `"gpt1_tiny"` is always a small random model.
         A KerasHub preset loads through KerasHub's loader (so `keras_hub.models.CausalLM
         .from_preset(dir)` gives the same model), with its tokenizer in the preprocessor; a
-        preset of another model family is refused with both class names. Directories written
-        before keras_gpt1 used KerasHub's format load too. `kwargs` replace backbone config
-        entries (e.g. `dropout=0.0`, `dtype=`).
+        preset of another model family is refused with both class names (and one in the format
+        keras_gpt1 wrote before its presets were KerasHub's with how to convert it). `kwargs`
+        replace backbone config entries (e.g. `dropout=0.0`, `dtype=`).
 
         Example:
         ```python
@@ -401,16 +399,14 @@ class GPT1CausalLM(CheckedInputsMixin, keras_hub.models.CausalLM):
         # Config overrides (`dropout=0.0`, `dtype=`) are the backbone's: it is built here, with
         # its class checked and its weights loaded, and handed to KerasHub's task loader.
         backbone = GPT1Backbone.from_preset(preset, load_weights=load_weights, **kwargs)
-        if preset_io.is_keras_hub_preset(preset):
+        if preset_io.is_builtin(preset):
+            lm = cls(backbone, **task_kwargs)  # an architecture: no tokenizer
+        else:
             if not task_kwargs and not preset_io.has_preprocessor(preset):
                 # No preprocessor.json (a converted or backbone-only preset): the tokenizer, if
                 # there is one, gets a preprocessor made here; KerasHub's loader would insist on one.
                 task_kwargs = {"preprocessor": None, "tokenizer": preset_io.load_tokenizer(preset, load_weights)}
             lm = super().from_preset(preset, load_weights=False, backbone=backbone, **task_kwargs)
-        else:
-            if not task_kwargs:
-                task_kwargs["tokenizer"] = preset_io.load_tokenizer(preset, load_weights)
-            lm = cls(backbone, **task_kwargs)
         if own_tokenizer and preset_io.is_preset_dir(preset):
             preset_io.check_tokenizer_fits(preset, lm.backbone, lm.tokenizer)
         return lm

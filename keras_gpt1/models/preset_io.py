@@ -1,14 +1,12 @@
-"""Preset directories: which format a preset is in, and reading the ones KerasHub cannot.
+"""Preset directories: checking them before KerasHub's loader reads them, and the names it cannot.
 
 Presets are written by KerasHub's own saver (`save_to_preset` on the backbone, the causal LM,
-the tokenizer), so `keras_hub.models.Backbone.from_preset(dir)` and friends load them. Two
-kinds of preset are ours to read:
-
-- built-in names (`"gpt1"`, `"gpt1_tiny"`, in `keras_gpt1.presets`) as architectures (a name
-  with published weights reaches here only with `load_weights=False`);
-- directories written before keras_gpt1 used KerasHub's format: their `config.json` is
-  `{"module": "keras_gpt1", "class_name": "GPT1Backbone", "config": {...}}`, with no
-  `registered_name`, which KerasHub's loader refuses ("Unrecognized format").
+the tokenizer), so `keras_hub.models.Backbone.from_preset(dir)` and friends load them. Built-in
+names (`"gpt1"`, `"gpt1_tiny"`, in `keras_gpt1.presets`) are ours to read, as architectures (a
+name with published weights reaches here only with `load_weights=False`). Anything else a
+loader would fail on deep inside KerasHub (an unknown name, a Hugging Face `config.json`, one in
+the format keras_gpt1 wrote before its presets were KerasHub's) is refused here, naming the
+file and what to do.
 
 `resolve_preset` is the one door through which every `from_preset` passes: it turns a name that
 means *pretrained weights* (`"gpt1"`, `"hf://owner/name"`) into a local preset directory, fetched
@@ -17,6 +15,7 @@ leaves everything else as it is.
 """
 
 import fnmatch
+import json
 import os
 
 import keras
@@ -89,44 +88,53 @@ def is_builtin(preset):
     return isinstance(preset, str) and preset in presets.BUILTIN_PRESETS
 
 
-def is_keras_hub_preset(preset):
-    """True for a preset KerasHub's loader reads: a remote handle (`hf://`, `kaggle://`, ...)
-    or a directory whose `config.json` carries a Keras `registered_name`."""
-    if is_builtin(preset):
-        return False
-    if isinstance(preset, str) and "://" in preset:
-        return True
+def is_remote(preset):
+    """True for a handle KerasHub's loader downloads (`kaggle://`, ...); `hf://` names are
+    resolved to a local directory before this is asked."""
+    return isinstance(preset, str) and "://" in preset
+
+
+def check_preset_class(preset, expected_cls):
+    """Refuses a preset that is not a KerasHub preset of `expected_cls` (or a subclass), naming
+    the file: an unknown name; a directory whose `config.json` is missing, corrupt, a Hugging
+    Face config (convert it) or in the format keras_gpt1 wrote before its presets were KerasHub's
+    (`keras_gpt1.presets.earlier_format_error`); a preset of another class, naming both (a Gemma
+    preset given to `GPT1Backbone`, say). Built-in names are not presets: the caller reads them."""
+    if is_remote(preset):
+        return  # KerasHub's loader checks the class once downloaded.
     if not is_preset_dir(preset):
-        return False
-    data = _read_config(preset)
-    return isinstance(data, dict) and "registered_name" in data
-
-
-def _check_known(preset):
-    if is_builtin(preset) or is_preset_dir(preset):
-        return
-    raise ValueError(
-        f"Unknown preset {preset!r}: not a directory, not a remote handle (hf://, kaggle://), "
-        f"and not a built-in preset (one of {sorted(presets.BUILTIN_PRESETS)})."
-    )
-
-
-def check_preset_class(preset, expected_cls, config_file=presets.CONFIG_FILE):
-    """Refuses a local KerasHub preset whose `config_file` holds a class other than
-    `expected_cls` (or a subclass), naming both: a Gemma preset given to `GPT1Backbone`, say."""
-    if not is_preset_dir(preset):
-        return  # Remote handles: KerasHub's loader checks the class once downloaded.
-    path = os.path.join(preset, config_file)
+        raise ValueError(
+            f"Unknown preset {preset!r}: not a directory, not a remote handle (hf://, kaggle://), "
+            f"and not a built-in preset (one of {sorted(presets.BUILTIN_PRESETS)})."
+        )
+    path = os.path.join(preset, presets.CONFIG_FILE)
     data = read_json(path, "preset config")
-    name = data.get("registered_name") if isinstance(data, dict) else None
+    if not isinstance(data, dict) or "registered_name" not in data:
+        _refuse_other_format(path, data, expected_cls.__name__)
+    name = data["registered_name"]
     found = keras.saving.get_registered_object(name) if name else None
     if found is None or not (isinstance(found, type) and issubclass(found, expected_cls)):
         shown = found.__name__ if isinstance(found, type) else (name or data.get("class_name"))
         raise ValueError(
-            f"Preset {os.fspath(preset)!r} holds a {shown} ({config_file} registered name "
+            f"Preset {os.fspath(preset)!r} holds a {shown} ({presets.CONFIG_FILE} registered name "
             f"{name!r}), not a {expected_cls.__name__}. Load it with its own class, e.g. "
             f"`keras_hub.models.Backbone.from_preset(...)`."
         )
+
+
+def _refuse_other_format(path, data, class_name):
+    """The error for a `config.json` (parsed as `data`) without a Keras `registered_name`."""
+    if isinstance(data, dict) and "class_name" not in data and "model_type" in data:
+        raise ValueError(
+            f"Preset config {path!r} describes a Hugging Face {data['model_type']!r} model, not a "
+            f"{class_name}. Convert a Hugging Face checkpoint with `keras-gpt1 convert`."
+        )
+    if isinstance(data, dict) and data.get("class_name") == class_name:
+        raise presets.earlier_format_error(path)
+    raise ValueError(
+        f"Corrupt preset config {path!r}: expected KerasHub's "
+        f'{{"registered_name": ..., "config": {{...}}}} of a {class_name}.'
+    )
 
 
 def check_saved_config(preset):
@@ -177,18 +185,50 @@ def with_saved_dtype(preset, kwargs):
 
 
 def load_backbone_config(preset):
-    """The backbone config (constructor arguments) of a built-in name or a preset directory of
-    either format; `dtype` is left out (it belongs to how a model is loaded, not its shape)."""
+    """The backbone config (constructor arguments) of a built-in name or a preset directory,
+    checked like `GPT1Backbone.from_preset` checks it; `dtype` is left out (it belongs to how a
+    model is loaded, not its shape)."""
     preset = resolve_preset(as_preset(preset), load_weights=False)
     if is_builtin(preset):
         return dict(presets.BUILTIN_PRESETS[preset]["config"])
-    if is_keras_hub_preset(preset) and is_preset_dir(preset):
-        config = dict(_read_config(preset)["config"])
-    else:
-        config = load_legacy_backbone_config(preset)
+    if is_remote(preset):
+        raise ValueError(
+            f"Preset {preset!r} is a remote handle, whose config is read once it is downloaded: load it "
+            "with `GPT1Backbone.from_preset(...)` and use a local copy written by `save_to_preset`."
+        )
+    from keras_gpt1.models.backbone import GPT1Backbone  # backbone.py imports this module
+
+    check_preset_class(preset, GPT1Backbone)
+    config = dict(_read_config(preset)["config"])
+    # What builds a model from this config (pretrain, finetune, the conversion to Hugging Face)
+    # builds float weights: a quantized preset (Keras's `Quantized*DTypePolicy`) is named here,
+    # before its weights are compared with a float model's.
+    if "Quantized" in json.dumps(config.get("dtype")):
+        raise ValueError(
+            f"Preset {os.fspath(preset)!r} is quantized ({presets.CONFIG_FILE} `dtype`); training and "
+            "conversion need float weights: use the float preset it was made from, and quantize the result."
+        )
+    check_saved_config(preset)
     for key in ("name", "trainable", "dtype"):
         config.pop(key, None)
     return config
+
+
+def backbone_config_json(config):
+    """The `config.json` of a `GPT1Backbone` of `config` (constructor arguments), as KerasHub's
+    saver writes it, without building the backbone (the 117M one would allocate its weights).
+
+    Example:
+    ```python
+    backbone_config_json(presets.BUILTIN_PRESETS["gpt1"]["config"])["registered_name"]   # "keras_gpt1>GPT1Backbone"
+    ```
+    """
+    return {
+        "module": "keras_gpt1.models.backbone",
+        "class_name": BACKBONE_CLASS_NAME,
+        "config": dict(config),
+        "registered_name": f"keras_gpt1>{BACKBONE_CLASS_NAME}",
+    }
 
 
 def saved_backbone_config(preset, overrides):
@@ -198,32 +238,6 @@ def saved_backbone_config(preset, overrides):
         return None
     config = _read_config(preset).get("config")
     return {**(config if isinstance(config, dict) else {}), **overrides}
-
-
-def load_legacy_backbone_config(preset):
-    """The backbone config of a built-in name or a pre-KerasHub preset directory."""
-    if is_builtin(preset):
-        return dict(presets.BUILTIN_PRESETS[preset]["config"])
-    _check_known(preset)
-    path = os.path.join(preset, presets.CONFIG_FILE)
-    data = read_json(path, "preset config")
-    if not isinstance(data, dict):
-        raise ValueError(f"Corrupt preset config {path!r}: expected {{'class_name': ..., 'config': {{...}}}}.")
-    if "class_name" not in data and "model_type" in data:
-        raise ValueError(
-            f"Preset config {path!r} describes a Hugging Face {data['model_type']!r} model, not a "
-            f"{BACKBONE_CLASS_NAME}. Convert a Hugging Face checkpoint with `keras-gpt1 convert`."
-        )
-    if data.get("class_name") != BACKBONE_CLASS_NAME or not isinstance(data.get("config"), dict):
-        if "class_name" in data and data.get("class_name") != BACKBONE_CLASS_NAME:
-            raise ValueError(
-                f"Preset config {path!r} describes {data.get('class_name')!r}, not a {BACKBONE_CLASS_NAME}."
-            )
-        raise ValueError(f"Corrupt preset config {path!r}: expected {{'class_name': ..., 'config': {{...}}}}.")
-    config = dict(data["config"])
-    for key in ("name", "trainable"):
-        config.pop(key, None)
-    return check_preset_config(config, path)
 
 
 def has_single_weights_file(preset):

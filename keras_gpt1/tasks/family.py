@@ -1,7 +1,31 @@
 """`TaskFamily`: what `finetune`, `evaluate`, the CLI and the SavedModel export need to know of a
-fine-tuning family, in one record that the family's module defines (see `registry.py`)."""
+fine-tuning family, in one record (the built-in ones are listed in `registry.py`)."""
 
 import dataclasses
+import importlib
+
+
+class _ClassOrImportPath:
+    """A dataclass field holding a class, or the class's import path (`"package.module.Class"`),
+    imported when the field is first read. The built-in records name their task classes by path,
+    so that reading a family's name, roles and description (the command line's `--help`) imports
+    no Keras."""
+
+    def __set_name__(self, owner, name):
+        self._attribute = "_" + name
+
+    def __get__(self, instance, owner=None):
+        if instance is None:
+            raise AttributeError(self._attribute)  # no default: dataclasses asks the class first
+        value = getattr(instance, self._attribute)
+        if isinstance(value, str):
+            module, _, name = value.rpartition(".")
+            value = getattr(importlib.import_module(module), name)
+            object.__setattr__(instance, self._attribute, value)
+        return value
+
+    def __set__(self, instance, value):
+        object.__setattr__(instance, self._attribute, value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -13,7 +37,8 @@ class TaskFamily:
         description: one line for `--help`.
         roles: the text columns an example is read from, in segment order. A role named
             `"choices"` holds a list of candidates per example.
-        task_class: the KerasHub task class (a `GPT1Task`).
+        task_class: the KerasHub task class (a `GPT1Task`), or its import path
+            (`"keras_gpt1.tasks.similarity.GPT1Similarity"`), imported when first read.
         preprocessor_kwargs: arguments of `task_class.preprocessor_cls` beyond the tokenizer and
             length (e.g. `num_segments=2` for entailment).
         serving_inputs: `(name, rank)` of each string input of the SavedModel's
@@ -27,7 +52,7 @@ class TaskFamily:
     name: str
     description: str
     roles: tuple
-    task_class: type
+    task_class: type = _ClassOrImportPath()
     serving_inputs: tuple
     metrics: object
     labels: str = "classes"

@@ -20,10 +20,9 @@ from keras_gpt1.tasks.base import (
     segments_of,
     tf,
 )
-from keras_gpt1.tasks.family import TaskFamily
-from keras_gpt1.tasks.metrics import choice_metrics
+from keras_gpt1.tasks.registry import MULTIPLE_CHOICE
 
-INPUT_NAMES = ("context", "choices")
+INPUT_NAMES = MULTIPLE_CHOICE.roles
 
 
 def check_equal_choice_counts(choices):
@@ -130,14 +129,3 @@ class GPT1MultipleChoice(GPT1Task, keras_hub.models.Task):
 
     def _finish(self, scores, inputs):
         return self.scores_per_sequence(scores, inputs["token_ids"])
-
-
-MULTIPLE_CHOICE = TaskFamily(
-    name="multiple-choice",
-    description="a context and k candidates (s context $ answer e each), softmax across them",
-    roles=INPUT_NAMES,
-    task_class=GPT1MultipleChoice,
-    serving_inputs=(("context", 1), ("candidates", 2)),
-    metrics=choice_metrics,
-    labels="index",
-)

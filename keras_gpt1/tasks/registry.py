@@ -1,14 +1,55 @@
 """The fine-tuning families, by name: what `finetune`, `evaluate`, the CLI and the export read.
 
-Each family lives in one module (its preprocessor, KerasHub task class, metrics and serving
-inputs) that defines a `TaskFamily`; it is listed here. To add a fifth family, write its module
-the way `similarity.py` is written and add its `TaskFamily` to `_BUILT_IN` (or, from outside
-the library, call `register_family`).
+Each family's preprocessor and KerasHub task class live in one module (`similarity.py`); its
+`TaskFamily` record is written here and names the task class by its import path, so that this
+module imports no Keras: the command line reads the families while it builds its parser, before
+Keras is loaded (`keras-gpt1 finetune --help`). To add a fifth family, write its module the way
+`similarity.py` is written and add its record to `_BUILT_IN` (or, from outside the library, call
+`register_family`).
 """
 
-from keras_gpt1.tasks.multiple_choice import MULTIPLE_CHOICE
-from keras_gpt1.tasks.similarity import SIMILARITY
-from keras_gpt1.tasks.text_classifier import CLASSIFICATION, ENTAILMENT
+from keras_gpt1.tasks.family import TaskFamily
+from keras_gpt1.tasks.metrics import choice_metrics, class_metrics
+
+CLASSIFICATION = TaskFamily(
+    name="classification",
+    description="one text per example (s text e), softmax over the classes",
+    roles=("text",),
+    task_class="keras_gpt1.tasks.text_classifier.GPT1TextClassifier",
+    serving_inputs=(("text", 1),),
+    metrics=class_metrics,
+    preprocessor_kwargs={"num_segments": 1},
+)
+
+ENTAILMENT = TaskFamily(
+    name="entailment",
+    description="a premise and a hypothesis (s premise $ hypothesis e), softmax over the classes",
+    roles=("premise", "hypothesis"),
+    task_class="keras_gpt1.tasks.text_classifier.GPT1TextClassifier",
+    serving_inputs=(("text_a", 1), ("text_b", 1)),
+    metrics=class_metrics,
+    preprocessor_kwargs={"num_segments": 2},
+)
+
+SIMILARITY = TaskFamily(
+    name="similarity",
+    description="a pair in both orders (s a $ b e, s b $ a e) summed; classes, or a score with regression",
+    roles=("first", "second"),
+    task_class="keras_gpt1.tasks.similarity.GPT1Similarity",
+    serving_inputs=(("text_a", 1), ("text_b", 1)),
+    metrics=class_metrics,
+    labels="classes or score",
+)
+
+MULTIPLE_CHOICE = TaskFamily(
+    name="multiple-choice",
+    description="a context and k candidates (s context $ answer e each), softmax across them",
+    roles=("context", "choices"),
+    task_class="keras_gpt1.tasks.multiple_choice.GPT1MultipleChoice",
+    serving_inputs=(("context", 1), ("candidates", 2)),
+    metrics=choice_metrics,
+    labels="index",
+)
 
 _BUILT_IN = (CLASSIFICATION, ENTAILMENT, SIMILARITY, MULTIPLE_CHOICE)
 FAMILIES = {family.name: family for family in _BUILT_IN}

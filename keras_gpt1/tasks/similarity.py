@@ -20,12 +20,11 @@ from keras_gpt1.tasks.base import (
     segments_of,
     tf,
 )
-from keras_gpt1.tasks.family import TaskFamily
-from keras_gpt1.tasks.metrics import class_metrics
+from keras_gpt1.tasks.registry import SIMILARITY
 from keras_gpt1.tasks.text_classifier import check_same_num_classes
 from keras_gpt1.utils.checks import check_integer
 
-INPUT_NAMES = ("first", "second")
+INPUT_NAMES = SIMILARITY.roles
 
 
 @keras.saving.register_keras_serializable(package="keras_gpt1")
@@ -140,14 +139,3 @@ class GPT1Similarity(GPT1Task, keras_hub.models.Task):
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes}
-
-
-SIMILARITY = TaskFamily(
-    name="similarity",
-    description="a pair in both orders (s a $ b e, s b $ a e) summed; classes, or a score with regression",
-    roles=INPUT_NAMES,
-    task_class=GPT1Similarity,
-    serving_inputs=(("text_a", 1), ("text_b", 1)),
-    metrics=class_metrics,
-    labels="classes or score",
-)

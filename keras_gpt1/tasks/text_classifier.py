@@ -20,8 +20,6 @@ from keras_gpt1.tasks.base import (
     check_same_shape,
     tf,
 )
-from keras_gpt1.tasks.family import TaskFamily
-from keras_gpt1.tasks.metrics import class_metrics
 from keras_gpt1.utils.checks import check_integer
 
 _SEGMENT_NAMES = {1: "one text per example (classification)", 2: "a pair per example (entailment)"}
@@ -168,24 +166,3 @@ def check_same_num_classes(saved, requested, preset, class_name):
             f"saved head, or build a fresh one on its backbone: {class_name}(backbone=GPT1Backbone"
             f".from_preset(...), num_classes={requested['num_classes']}, preprocessor=...)."
         )
-
-
-CLASSIFICATION = TaskFamily(
-    name="classification",
-    description="one text per example (s text e), softmax over the classes",
-    roles=("text",),
-    task_class=GPT1TextClassifier,
-    serving_inputs=(("text", 1),),
-    metrics=class_metrics,
-    preprocessor_kwargs={"num_segments": 1},
-)
-
-ENTAILMENT = TaskFamily(
-    name="entailment",
-    description="a premise and a hypothesis (s premise $ hypothesis e), softmax over the classes",
-    roles=("premise", "hypothesis"),
-    task_class=GPT1TextClassifier,
-    serving_inputs=(("text_a", 1), ("text_b", 1)),
-    metrics=class_metrics,
-    preprocessor_kwargs={"num_segments": 2},
-)

@@ -35,7 +35,6 @@ import functools
 import itertools
 import os
 import unicodedata
-import warnings
 
 import keras
 import numpy as np
@@ -525,47 +524,6 @@ def _load_merges(merges):
     raise TypeError(f"`merges` must be a list of 'a b' merges or a path to merges.txt; got {type(merges).__name__}.")
 
 
-class _VocabularySize(int):
-    """The value of `tokenizer.vocabulary_size`: an int you call, `vocabulary_size()`.
-
-    KerasHub's tokenizers answer `vocabulary_size()` (a method); this tokenizer answered
-    `vocabulary_size` (a property) before it became one of them. Returning an int that is also
-    callable keeps both working: `vocabulary_size()` gives a plain `int`, and code that still reads
-    it as a number (`GPT1Backbone(vocabulary_size=tokenizer.vocabulary_size)`, comparisons,
-    f-strings, arithmetic) gets the same number and a `DeprecationWarning` saying to call it. (Uses
-    that CPython reads straight from the int, such as indexing, `range` or NumPy shapes, work
-    without the warning.)
-    """
-
-    def __call__(self):
-        return int.__int__(self)
-
-
-def _warn_number_use(name):
-    method = getattr(int, name)
-
-    def use(self, *args):
-        warnings.warn(
-            "`GPT1Tokenizer.vocabulary_size` is a method, as on every KerasHub tokenizer: call "
-            "`tokenizer.vocabulary_size()`. Reading it as a number is deprecated.",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return method(self, *args)
-
-    use.__name__ = name
-    return use
-
-
-for _name in (
-    "__int__", "__index__", "__float__", "__bool__", "__str__", "__repr__", "__format__",
-    "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__",
-    "__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
-    "__floordiv__", "__rfloordiv__", "__truediv__", "__rtruediv__", "__mod__", "__neg__",
-):  # fmt: skip
-    setattr(_VocabularySize, _name, _warn_number_use(_name))
-
-
 class _ExportTracking(tf.__internal__.tracking.Trackable):
     """Makes the layer's tables reachable by `tf.saved_model.save` on the JAX and PyTorch backends.
 
@@ -709,14 +667,17 @@ class GPT1Tokenizer(*_LAYER_BASES):
 
     # --- Vocabulary ---
 
-    @property
     def vocabulary_size(self):
         """Base vocabulary plus the special tokens: the smallest valid model vocabulary size.
 
-        Call it, as on any KerasHub tokenizer: `tokenizer.vocabulary_size()`. Reading it without
-        the call still gives the number, with a `DeprecationWarning`.
+        A method, as on every KerasHub tokenizer (KerasHub's preprocessors call it).
+
+        Example:
+        ```python
+        tokenizer.vocabulary_size()   # 40481 for GPT-1's: 40,478 text ids, then 3 special tokens
+        ```
         """
-        return _VocabularySize(len(self._vocabulary().full))
+        return len(self._vocabulary().full)
 
     @property
     def vocabulary(self):
@@ -977,10 +938,11 @@ class GPT1Tokenizer(*_LAYER_BASES):
     def from_preset(cls, preset, **kwargs):
         """Loads a tokenizer preset, or a directory with HF `vocab.json` + `merges.txt`.
 
-        A local directory may hold a preset written by KerasHub's saver or by earlier releases of
-        this library (`tokenizer.json` + `assets/tokenizer/`), or just `vocab.json` + `merges.txt`
-        (as written by `keras-gpt1 train-tokenizer`). Anything else (a KerasHub preset name, an
-        `hf://` or `kaggle://` handle) goes to KerasHub's loader. `kwargs` override the config.
+        A local directory may hold a preset written by KerasHub's saver (`tokenizer.json` +
+        `assets/tokenizer/`), or just `vocab.json` + `merges.txt` (as written by `keras-gpt1
+        train-tokenizer`); a `tokenizer.json` in the format keras_gpt1 wrote before its presets
+        were KerasHub's is refused with how to convert it. Anything else (a KerasHub preset name,
+        an `hf://` or `kaggle://` handle) goes to KerasHub's loader. `kwargs` override the config.
 
         Example:
         ```python
@@ -1010,6 +972,8 @@ class GPT1Tokenizer(*_LAYER_BASES):
                 raise ValueError(
                     f"Tokenizer config {config_path!r} describes {data.get('class_name')!r}, not {CLASS_NAME}."
                 )
+            if "registered_name" not in data:
+                raise presets.earlier_format_error(config_path)
             _rust.check_tokenizer_config(data["config"], config_path)
             manifest.verify_files(preset_dir, presets.TOKENIZER_ASSET_FILES, "preset")
             assets = os.path.join(preset_dir, presets.TOKENIZER_ASSETS_DIR)

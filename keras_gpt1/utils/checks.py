@@ -8,8 +8,10 @@ are symbolic and the check is skipped (our own pipelines only produce in-range i
 import math
 import os
 
-import keras
 import numpy as np
+
+# Keras is imported inside the functions that use it: the command line reads this module's checks
+# while it builds its parser, before Keras is loaded (keras_gpt1/cli/startup.py).
 
 
 def is_integer(value):
@@ -86,6 +88,8 @@ def as_int32_ids(values, name="`token_ids`", vocabulary_size=None):
     ```
     """
     if not isinstance(values, (np.ndarray, list, tuple)) and hasattr(values, "shape"):
+        import keras
+
         values = keras.ops.convert_to_numpy(values)
     try:
         array = np.asarray(values)
@@ -151,6 +155,8 @@ def check_dtype_policy(name, value):
     """
     if value is None:
         return value
+    import keras
+
     try:
         if isinstance(value, dict) and "DTypePolicyMap" in str(value.get("class_name")):
             keras.saving.deserialize_keras_object(value)
@@ -192,8 +198,9 @@ def check_preset_config(config, path):
                 check_integer(key, config[key], 1)
         if "dropout" in config:
             check_number("dropout", config["dropout"], 0, 1, high_open=True)
-        if "rematerialize" in config:
-            check_boolean("rematerialize", config["rematerialize"])
+        for key in ("rematerialize", "fused_attention", "fused_qkv_matmul"):
+            if key in config:
+                check_boolean(key, config[key])
         if "dtype" in config:
             check_dtype_policy("dtype", config["dtype"])
         if all(k in config for k in ("hidden_dim", "num_heads")) and config["hidden_dim"] % config["num_heads"]:
@@ -287,6 +294,8 @@ def is_concrete(x):
     """True if `x` holds real values we can inspect now (not a tracer or symbolic tensor)."""
     if isinstance(x, (np.ndarray, np.generic, int, list, tuple)):
         return True
+    import keras
+
     if isinstance(x, keras.KerasTensor):
         return False
     backend = keras.config.backend()
@@ -317,6 +326,8 @@ def _static_length(token_ids):
 
 def check_token_ids(token_ids, vocabulary_size, max_sequence_length, start_index=0, name="token_ids"):
     """Raises `ValueError` for ids outside `[0, vocabulary_size)` or a too-long sequence."""
+    import keras
+
     shape = getattr(token_ids, "shape", None)
     if shape is not None and len(shape) != 2:
         raise ValueError(f"`{name}` must have shape [batch, length]; got shape {tuple(shape)}.")

@@ -1,7 +1,7 @@
 """The models' `jit_compile="auto"`: XLA on TensorFlow on a CPU too, except for native bfloat16.
 
 Keras's "auto" turns XLA off for TensorFlow on a machine without accelerators. GPT-1's float32
-training step is faster with it there too (`tools/benchmark.py train --backends tensorflow --jit
+training step is faster with it there too (`python -m tools.bench.benchmark train --backends tensorflow --jit
 true false` measures it; docs/performance.md), so `GPT1CausalLM.compile` and
 the task models' `compile` ask for it. The exception is a model computing in bfloat16 on a CPU with
 native bfloat16 (`keras_gpt1.utils.cpu_features`): XLA's CPU matmuls do not use the bfloat16

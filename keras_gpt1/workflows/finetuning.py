@@ -31,7 +31,7 @@ from keras_gpt1.utils.files import (
     replace_in_dir,
 )
 from keras_gpt1.utils.locks import holding_output
-from keras_gpt1.utils.precision import check_precision, resolve_precision
+from keras_gpt1.utils.precision import TRAINING_PRECISIONS, check_precision, resolve_precision
 
 FINETUNE_FILE = presets.FINETUNE_FILE
 RECIPE = {
@@ -178,7 +178,7 @@ def finetune(
     lm_weight, learning_rate, warmup_fraction, weight_decay, dropout = recipe
     if lora_rank is not None:
         lora_rank = check_integer("lora_rank", lora_rank, 1)
-    check_precision(precision)
+    check_precision(precision, TRAINING_PRECISIONS)
     if output is not None:  # writable: checked by `holding_output` before it took the lock
         artifacts.check_output_artifact(output, (artifacts.FINETUNED,), "`overwrite=True`", overwrite)
     if seed is not None:
@@ -210,16 +210,15 @@ def finetune(
         )
     preprocessor = family.make_preprocessor(tokenizer, sequence_length)
 
+    # The precision it trains in, whatever its preset was saved in (as `pretrain` does).
     policy = resolve_precision(precision, backbone_config.get("hidden_dim"))
-    # "auto" resolved to float32 keeps the preset's own policy; a choice made is applied.
-    dtype = None if precision == "auto" and policy == "float32" else policy
     num_classes = len(train_data.label_names) if train_data.label_names else None
     model = family.task_class.from_preset(
         preset,
         preprocessor=preprocessor,
         dropout=dropout,
         lm_weight=lm_weight,
-        dtype=dtype,
+        dtype=policy,
         **family.model_kwargs(num_classes, regression),
     )
     if lora_rank is not None:

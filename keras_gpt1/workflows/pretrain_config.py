@@ -14,7 +14,7 @@ import os
 import numpy as np
 
 from keras_gpt1.utils.checks import check_integer, check_number
-from keras_gpt1.utils.precision import check_precision
+from keras_gpt1.utils.precision import TRAINING_PRECISIONS, check_precision
 
 DEFAULT_OUTPUT = os.path.join("outputs", "gpt1-demo")
 DEFAULT_VOCABULARY_SIZE = 2000
@@ -81,7 +81,6 @@ class PretrainConfig:
         precision: `"auto"` (`mixed_bfloat16` where it was measured faster: a wide model on
             TensorFlow or PyTorch on a CPU with native bfloat16; else float32, see
             `keras_gpt1.utils.precision`), `"float32"` or `"mixed_bfloat16"`.
-        mixed_precision: True is the same as `precision="mixed_bfloat16"`.
         dropout: override the preset's dropout rate.
         architecture: overrides of a built-in preset's shape, e.g.
             `{"num_layers": 4, "hidden_dim": 128, "num_heads": 4, "intermediate_dim": 512}`.
@@ -129,7 +128,6 @@ class PretrainConfig:
     global_clipnorm: float = 1.0
     gradient_accumulation_steps: int = 1
     precision: str = "auto"
-    mixed_precision: bool = False
     dropout: float = None
     architecture: dict = None
     vocabulary_size: int = DEFAULT_VOCABULARY_SIZE
@@ -173,8 +171,7 @@ class PretrainConfig:
             "gradient_accumulation_steps": check_integer(
                 "gradient_accumulation_steps", self.gradient_accumulation_steps, 1
             ),
-            "precision": check_precision(self.precision),
-            "mixed_precision": _check_bool("mixed_precision", self.mixed_precision),
+            "precision": check_precision(self.precision, TRAINING_PRECISIONS),
             "dropout": _optional(check_number, "dropout", self.dropout, 0, 1, high_open=True),
             "architecture": self._checked_architecture(),
             "vocabulary_size": check_integer("vocabulary_size", self.vocabulary_size, MIN_VOCABULARY_SIZE),
@@ -257,12 +254,6 @@ class PretrainConfig:
         """Options that are fine alone but contradict each other."""
         if self.steps is not None and self.epochs is not None:
             raise ValueError("Give either `steps` or `epochs`, not both.")
-        if self.mixed_precision:
-            if self.precision not in ("auto", "mixed_bfloat16"):
-                raise ValueError(
-                    f"`mixed_precision=True` contradicts `precision={self.precision!r}`; pass only `precision`."
-                )
-            object.__setattr__(self, "precision", "mixed_bfloat16")
         if self.batch_size % self.gradient_accumulation_steps:
             raise ValueError(
                 f"`batch_size` ({self.batch_size}) must be divisible by `gradient_accumulation_steps` "

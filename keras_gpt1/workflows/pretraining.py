@@ -364,9 +364,9 @@ def _resolve_model(config):
         overrides["rematerialize"] = True
     model_config = preset_io.load_backbone_config(preset)
     model_config.update(overrides)
-    # "auto" decides by the CPU, the backend and the model's width (keras_gpt1.utils.precision).
-    if resolve_precision(config.precision, model_config.get("hidden_dim")) == "mixed_bfloat16":
-        overrides["dtype"] = model_config["dtype"] = "mixed_bfloat16"
+    # The precision it trains in, whatever its preset was saved in ("auto" decides by the CPU, the
+    # backend and the model's width: keras_gpt1.utils.precision).
+    overrides["dtype"] = model_config["dtype"] = resolve_precision(config.precision, model_config.get("hidden_dim"))
     return _Model(preset=preset, overrides=overrides, config=model_config)
 
 
@@ -520,18 +520,19 @@ def _compile(lm, config, plan):
         config.verbose,
         f"Model: {backbone.num_layers} layers, hidden {backbone.hidden_dim}, vocabulary "
         f"{lm.tokenizer.vocabulary_size()}, {lm.count_params():,} parameters, backend {keras.config.backend()}"
-        + (", mixed_bfloat16" if _mixed(lm) else "")
+        + ("" if _precision(lm) == "float32" else f", {_precision(lm)}")
         + (
             " (precision auto: this CPU computes bfloat16 natively)"
-            if _mixed(lm) and config.precision == "auto"
+            if _precision(lm) == "mixed_bfloat16" and config.precision == "auto"
             else ""
         )
         + ".",
     )
 
 
-def _mixed(lm):
-    return lm.backbone.dtype_policy.name == "mixed_bfloat16"
+def _precision(lm):
+    """The precision the model trains in: its dtype policy's name (`keras_gpt1.utils.precision`)."""
+    return lm.backbone.dtype_policy.name
 
 
 def _settings(config, files, corpus_hashes, preset, lm, plan):
@@ -550,7 +551,7 @@ def _settings(config, files, corpus_hashes, preset, lm, plan):
         warmup_steps=plan.warmup_steps,
         weight_decay=config.weight_decay,
         global_clipnorm=config.global_clipnorm,
-        mixed_precision=_mixed(lm),
+        precision=_precision(lm),
         eval_interval=plan.eval_interval,
         validation_fraction=config.validation_fraction,
         seed=config.seed,

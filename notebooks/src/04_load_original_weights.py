@@ -152,8 +152,8 @@ for directory in (hf_dir, original_dir):
 #
 # Each converter checks every tensor's name and shape before building the model, and converts the
 # vocabulary files into the preset's tokenizer (the original layout keeps its `text_standardize`
-# character replacements). Command line: `keras-gpt1 convert --from-hf DIR --output PRESET` and
-# `keras-gpt1 convert --from-openai DIR --output PRESET`.
+# character replacements). Command line: `keras-gpt1 convert --model DIR --output PRESET`, for
+# either layout.
 
 # %%
 from keras_gpt1.convert import convert_hf_to_preset, convert_openai_to_preset

@@ -2,8 +2,9 @@
 
 One model with GPT-1's 117M dimensions (vocabulary 40,478, 12 layers, 12 heads, 768/3072, context
 512) and random weights is saved as a preset once, with a BPE tokenizer trained on a small word
-corpus, and exported with `keras-gpt1 export` per weight type (`--dtypes`: `float32`, `bfloat16`,
-`int8`). Then two processes stay up side by side for each weight type:
+corpus, and exported with `export_saved_model` per weight type (`--dtypes`: `float32`,
+`bfloat16`, `int8`). Then two worker processes (`tools.bench.harness.Worker`) stay up side by
+side for each weight type:
 
 - the server: a process that imports TensorFlow only (`keras`, `keras_gpt1`, `tf_keras` and
   `keras_hub` are made unimportable first, as a TF Serving host has none of them), loads the
@@ -23,30 +24,26 @@ The generated tokens are compared too: the server's against the library's at the
 largest logit difference from the `token_ids` signature on the batch's prompts (relative to the
 float32 logits' spread).
 
-Usage:
-    python tools/bench_serving.py                        # 117M, float32 (minutes on a small CPU)
-    python tools/bench_serving.py --dtypes float32 bfloat16 int8 --json results/serving.json
-    python tools/bench_serving.py --quick                # tiny config smoke run
-    python tools/benchmark.py serve [options]            # the same, between two ceiling measurements
+Usage (from the repository root):
+    python -m tools.bench.serve                        # 117M, float32 (minutes on a small CPU)
+    python -m tools.bench.serve --dtypes float32 bfloat16 int8 --json results/serve.json
+    python -m tools.bench.serve --quick                # tiny config smoke run
+    python -m tools.bench.benchmark serve [options]    # the same, between two ceiling measurements
 """
 
 import argparse
-import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
 
-FULL = dict(
-    vocabulary_size=40478, num_layers=12, num_heads=12, hidden_dim=768, intermediate_dim=3072, max_sequence_length=512
-)
-TINY = dict(
-    vocabulary_size=1024, num_layers=2, num_heads=2, hidden_dim=64, intermediate_dim=256, max_sequence_length=128
-)
+from tools.bench import harness
+from tools.bench.configs import config, config_name
+from tools.bench.results import print_summary, write_results
+
 DTYPES = ("float32", "bfloat16", "int8")
 SIGNATURES = ("generate", "serving_default")
 WORDS = (
@@ -67,57 +64,59 @@ def prompts(batch, words, seed=1):
     return [" ".join(rng.choice(WORDS, size=words)) for _ in range(batch)]
 
 
-# --------------------------------------------------------------------------------------------
-# Workers (each in its own process)
-# --------------------------------------------------------------------------------------------
+# === Workers: each runs in its own process (tools.bench.harness) ===
 
 
-def worker_prepare(args):
+def prepare(workdir, dtypes, new_tokens, quick):
     """Saves the random model's preset and exports it once per dtype (KERAS_BACKEND=tensorflow)."""
     import keras
 
-    from keras_gpt1 import GPT1Backbone, GPT1CausalLM
+    from keras_gpt1 import GPT1Backbone, GPT1CausalLM, GPT1Tokenizer
     from keras_gpt1.export import export_saved_model
     from keras_gpt1.tokenizers import train_tokenizer
 
-    cfg = TINY if args.quick else FULL
-    corpus = os.path.join(args.workdir, "corpus.txt")
+    cfg = config(quick)
+    corpus = os.path.join(workdir, "corpus.txt")
     with open(corpus, "w") as f:
         f.write("\n".join(_corpus()) + "\n")
-    tokenizer = train_tokenizer([corpus], vocabulary_size=min(400, cfg["vocabulary_size"]))
+    trained = train_tokenizer([corpus], vocabulary_size=min(400, cfg["vocabulary_size"]))
+    # The model keeps GPT-1's embedding rows (the head's matmul is much of a decode step): the
+    # vocabulary is padded to them with tokens that text never produces, as a preset requires.
+    vocabulary = trained.vocabulary
+    vocabulary.update({f"<unused_{i}>": i for i in range(len(vocabulary), cfg["vocabulary_size"])})
+    tokenizer = GPT1Tokenizer(vocabulary=vocabulary, merges=trained.merges)
     keras.utils.set_random_seed(0)
     lm = GPT1CausalLM(GPT1Backbone(**cfg, dropout=0.0), tokenizer=tokenizer)
-    preset = os.path.join(args.workdir, "preset")
+    preset = os.path.join(workdir, "preset")
     lm.save_to_preset(preset)
-    for dtype in args.dtypes:
+    for dtype in dtypes:
         start = time.perf_counter()
-        export_saved_model(
-            preset, os.path.join(args.workdir, dtype), version=1, max_new_tokens=args.new_tokens, dtype=dtype
-        )
+        export_saved_model(preset, os.path.join(workdir, dtype), version=1, max_new_tokens=new_tokens, dtype=dtype)
         sys.stderr.write(f"[prepare] exported {dtype} in {time.perf_counter() - start:.0f} s\n")
-    print("RESULT " + json.dumps(dict(params=lm.count_params())), flush=True)
+    return dict(params=lm.count_params())
 
 
-def _serve_loop(call):
-    """Answers each JSON request on stdin (`kind`, `texts`) with one `RESULT {json}` line:
-    `call(kind, texts)` returns (token rows, extra entries); `seconds` is the call's time, or
-    `timed` where the call times only part of itself."""
-    for line in sys.stdin:
-        request = json.loads(line)
-        texts = request["texts"]
+def _timed(call):
+    """A request handler (`kind`, `texts`) around `call(kind, texts)`, which returns (token rows,
+    extra entries): `seconds` is the call's time, or `timed` where the call times only part of
+    itself."""
+
+    def handle(kind, texts):
         start = time.perf_counter()
-        rows, extra = call(request["kind"], texts)
+        rows, extra = call(kind, texts)
         seconds = time.perf_counter() - start
-        print("RESULT " + json.dumps(dict(seconds=seconds, rows=rows, **extra)), flush=True)
+        return dict(seconds=seconds, rows=rows, **extra)
+
+    return handle
 
 
-def worker_server(args):
-    """The SavedModel in a process that imports TensorFlow only."""
+def server(export_dir, new_tokens):
+    """The SavedModel in a process that imports TensorFlow only (a `Worker`'s handler)."""
     for name in ("keras", "keras_gpt1", "tf_keras", "keras_hub"):
         sys.modules[name] = None
     import tensorflow as tf
 
-    loaded = tf.saved_model.load(args.export_dir)
+    loaded = tf.saved_model.load(export_dir)
     signatures = loaded.signatures
 
     def call(kind, texts):
@@ -134,25 +133,24 @@ def worker_server(args):
             last = logits[np.arange(len(texts)), lengths - 1]  # the logits that choose the first new token
             return [], dict(logits=last.tolist())
         if kind == "generate":
-            out = signatures["generate"](text=text, max_new_tokens=tf.constant(args.new_tokens))
+            out = signatures["generate"](text=text, max_new_tokens=tf.constant(new_tokens))
         else:
             out = signatures["serving_default"](text=text)
         ids, lengths = out["token_ids"].numpy(), out["lengths"].numpy()
         return [row[:n].tolist() for row, n in zip(ids, lengths)], {}
 
-    _serve_loop(call)
+    return _timed(call)
 
 
-def worker_library(args):
-    """`lm.generate` on the preset, in the export's weights (KERAS_BACKEND=tensorflow)."""
+def library(preset, dtype, new_tokens):
+    """`lm.generate` on the preset, in the export's weights (KERAS_BACKEND=tensorflow; a
+    `Worker`'s handler)."""
     import warnings
 
     from keras_gpt1.models import GPT1CausalLM
 
-    lm = GPT1CausalLM.from_preset(
-        args.preset, dropout=0.0, **({"dtype": "bfloat16"} if args.dtype == "bfloat16" else {})
-    )
-    if args.dtype == "int8":
+    lm = GPT1CausalLM.from_preset(preset, dropout=0.0, **({"dtype": "bfloat16"} if dtype == "bfloat16" else {}))
+    if dtype == "int8":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             lm.quantize("int8")
@@ -162,84 +160,54 @@ def worker_library(args):
         # Text in, text out: what the signatures do. The same prompts as token ids then give
         # the tokens behind the texts for the agreement check (not timed).
         start = time.perf_counter()
-        texts_out = lm.generate(texts, max_new_tokens=args.new_tokens)
+        texts_out = lm.generate(texts, max_new_tokens=new_tokens)
         seconds = time.perf_counter() - start
         assert len(texts_out) == len(texts)
         ids = [np.asarray(tokenizer(t)).astype("int32").tolist() for t in texts]
-        return lm.generate(ids, max_new_tokens=args.new_tokens), dict(timed=seconds)
+        return lm.generate(ids, max_new_tokens=new_tokens), dict(timed=seconds)
 
-    _serve_loop(call)
-
-
-WORKERS = {"prepare": worker_prepare, "server": worker_server, "library": worker_library}
+    return _timed(call)
 
 
-# --------------------------------------------------------------------------------------------
-# Driver
-# --------------------------------------------------------------------------------------------
+# === Driver ===
 
 
-class Worker:
-    """A long-lived worker process answering one JSON request per line."""
-
-    def __init__(self, name, backend, extra, args):
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-        if backend:
-            env["KERAS_BACKEND"] = backend
-        command = [
-            sys.executable,
-            os.path.abspath(__file__),
-            "--worker",
-            name,
-            "--new-tokens",
-            str(args.new_tokens),
-            *extra,
-        ] + (["--quick"] if args.quick else [])
-        self.name = name
-        self.proc = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-
-    def ask(self, **request):
-        self.proc.stdin.write(json.dumps(request) + "\n")
-        self.proc.stdin.flush()
-        while True:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"the {self.name} worker exited (code {self.proc.wait()})")
-            if line.startswith("RESULT "):
-                result = json.loads(line[len("RESULT ") :])
-                if "timed" in result:  # the library times its own text call (the ids call is the check)
-                    result["seconds"] = result["timed"]
-                return result
-
-    def close(self):
-        self.proc.stdin.close()
-        self.proc.wait(timeout=60)
+def _ask(worker, **request):
+    result = worker.ask(**request)
+    if "timed" in result:  # the library times its own text call (the ids call is the check)
+        result["seconds"] = result["timed"]
+    return result
 
 
 def measure(dtype, args, workdir):
     """Alternating rounds for one weight type: {(contender, batch): result}."""
     export_dir = os.path.join(workdir, dtype, "1")
     preset = os.path.join(workdir, "preset")
-    library = Worker("library", "tensorflow", ["--preset", preset, "--dtype", dtype], args)
-    server = Worker("server", None, ["--export-dir", export_dir], args)
-    contenders = [("library", library, "generate")] + [(s, server, s) for s in SIGNATURES]
-    results = {}
-    try:
+    with (
+        harness.Worker(
+            library,
+            dict(preset=preset, dtype=dtype, new_tokens=args.new_tokens),
+            backend="tensorflow",
+            label=f"library ({dtype})",
+        ) as library_worker,
+        harness.Worker(
+            server, dict(export_dir=export_dir, new_tokens=args.new_tokens), label=f"SavedModel ({dtype})"
+        ) as server_worker,
+    ):
+        contenders = [("library", library_worker, "generate")] + [(s, server_worker, s) for s in SIGNATURES]
+        results = {}
         texts = {b: prompts(b, args.prompt_words) for b in args.batch_sizes}
         for batch in args.batch_sizes:
             for name, worker, kind in contenders:
-                out = worker.ask(kind=kind, texts=texts[batch])
+                out = _ask(worker, kind=kind, texts=texts[batch])
                 results[(name, batch)] = dict(first=out["seconds"], rounds=[], rows=out["rows"])
         for r in range(args.repeats):
             order = contenders if r % 2 == 0 else contenders[::-1]
             for batch in args.batch_sizes:
                 for name, worker, kind in order:
-                    out = worker.ask(kind=kind, texts=texts[batch])
+                    out = _ask(worker, kind=kind, texts=texts[batch])
                     results[(name, batch)]["rounds"].append(out["seconds"])
-        logits = server.ask(kind="logits", texts=texts[max(args.batch_sizes)])["logits"]
-    finally:
-        library.close()
-        server.close()
+        logits = server_worker.ask(kind="logits", texts=texts[max(args.batch_sizes)])["logits"]
     for result in results.values():
         result["seconds"] = min(result["rounds"])
     return results, np.asarray(logits, "float32")
@@ -259,7 +227,10 @@ def agreement(rows, reference, new_tokens):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.bench.serve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="tiny config, 8 new tokens, 1 round: a smoke run")
     parser.add_argument(
         "--dtypes",
@@ -272,52 +243,33 @@ def main(argv=None):
     parser.add_argument("--prompt-words", type=int, default=20)
     parser.add_argument("--new-tokens", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None, help="alternating timed rounds (default 3; --quick 1)")
-    parser.add_argument("--json", help="also write the results to this file (tools/perf_page.py renders it)")
+    parser.add_argument("--json", help="also write the results to this file (tools.bench.perf_page renders it)")
     parser.add_argument("--keep", metavar="DIR", help="write the preset and exports here and keep them")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds for the preset and exports")
-    # Worker-only options.
-    parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
-    parser.add_argument("--workdir", help=argparse.SUPPRESS)
-    parser.add_argument("--export-dir", help=argparse.SUPPRESS)
-    parser.add_argument("--preset", help=argparse.SUPPRESS)
-    parser.add_argument("--dtype", choices=DTYPES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.new_tokens is None:
         args.new_tokens = 8 if args.quick else 64
     if args.repeats is None:
         args.repeats = 1 if args.quick else 3
-    if args.worker:
-        return WORKERS[args.worker](args) or 0
 
     workdir = args.keep or tempfile.mkdtemp(prefix="bench_serving_")
     os.makedirs(workdir, exist_ok=True)
     try:
-        return _drive(args, workdir, sys.argv[1:] if argv is None else list(argv))
+        return _drive(args, workdir, argv)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _drive(args, workdir, argv):
-    cfg = TINY if args.quick else FULL
+    cfg = config(args.quick)
     start = time.perf_counter()
     if not all(os.path.isfile(os.path.join(workdir, d, "1", "saved_model.pb")) for d in args.dtypes):
-        command = [
-            sys.executable,
-            os.path.abspath(__file__),
-            "--worker",
-            "prepare",
-            "--workdir",
-            workdir,
-            "--new-tokens",
-            str(args.new_tokens),
-            "--dtypes",
-            *args.dtypes,
-        ] + (["--quick"] if args.quick else [])
-        env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
-        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=args.timeout)
-        if proc.returncode != 0:
-            sys.stderr.write(f"preparing the preset and exports failed:\n{proc.stderr[-4000:]}\n")
+        settings = dict(workdir=workdir, dtypes=args.dtypes, new_tokens=args.new_tokens, quick=args.quick)
+        try:
+            harness.run(prepare, settings, backend="tensorflow", timeout=args.timeout, label="the preset and exports")
+        except harness.WorkerError as e:
+            sys.stderr.write(f"{e}\n")
             return 1
     sys.stderr.write(f"[prepare] preset and exports ready ({time.perf_counter() - start:.0f} s)\n")
     load = os.getloadavg()[0]
@@ -327,7 +279,7 @@ def _drive(args, workdir, argv):
         sys.stderr.write(f"[{dtype}] measured\n")
 
     print(
-        f"\nServing: {'tiny' if args.quick else '117M'} config ({cfg['num_layers']} layers, hidden {cfg['hidden_dim']}, "
+        f"\nServing: {config_name(args.quick)} config ({cfg['num_layers']} layers, hidden {cfg['hidden_dim']}, "
         f"vocabulary {cfg['vocabulary_size']}), {args.prompt_words}-word prompts + {args.new_tokens} greedy tokens, "
         f"text in and out; best of {args.repeats} alternating rounds; load average at start {load:.1f} on "
         f"{os.cpu_count()} CPUs.\n"
@@ -390,20 +342,10 @@ def _drive(args, workdir, argv):
                 f"{dtype}, batch {batch}: SavedModel / library tokens/s = "
                 + ", ".join(f"{s} {x:.2f}x" for s, x in zip(SIGNATURES, ratios))
             )
-    print()
-    for line in lines:
-        print("- " + line)
+    print_summary(lines)
     if args.json:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        from benchmark import write_results
-
-        settings = dict(
-            config="tiny" if args.quick else "117M",
-            prompt_words=args.prompt_words,
-            new_tokens=args.new_tokens,
-            repeats=args.repeats,
-        )
-        write_results(args.json, "serve", settings, [], records, argv, lines)
+        settings = dict(prompt_words=args.prompt_words, new_tokens=args.new_tokens, repeats=args.repeats)
+        write_results(args.json, "serve", args.quick, settings, [], records, argv, lines)
     return 0
 
 

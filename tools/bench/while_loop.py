@@ -8,41 +8,25 @@ GPT-1's 117M dimensions. The two variants are timed alternately in one process (
 whether the two compile to the same program (JAX: the StableHLO text; TensorFlow: the traced
 graph's ops and its loop functions). One backend per process:
 
-    KERAS_BACKEND=jax python tools/bench_while_loop.py --repeats 5
-    KERAS_BACKEND=tensorflow python tools/bench_while_loop.py --compare-programs
+    KERAS_BACKEND=jax python -m tools.bench.while_loop --repeats 5
+    KERAS_BACKEND=tensorflow python -m tools.bench.while_loop --compare-programs
 """
 
 import argparse
 import json
-import os
-import sys
 import time
 
+import keras
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from keras_gpt1 import GPT1Backbone, GPT1CausalLM
+from keras_gpt1.generation import decode_loop
+from keras_gpt1.generation.compile_cache import compiled
+from keras_gpt1.generation.generate import make_engine
+from keras_gpt1.generation.samplers import Greedy
+from tools.bench.configs import FULL, TINY
 
-import keras  # noqa: E402
-
-from keras_gpt1 import GPT1Backbone, GPT1CausalLM  # noqa: E402
-from keras_gpt1.generation import decode_loop  # noqa: E402
-from keras_gpt1.generation.compile_cache import compiled  # noqa: E402
-from keras_gpt1.generation.generate import make_engine  # noqa: E402
-from keras_gpt1.generation.samplers import Greedy  # noqa: E402
-
-CONFIGS = {
-    "tiny": dict(
-        vocabulary_size=1024, num_layers=2, num_heads=2, hidden_dim=64, intermediate_dim=256, max_sequence_length=128
-    ),
-    "117M": dict(
-        vocabulary_size=40478,
-        num_layers=12,
-        num_heads=12,
-        hidden_dim=768,
-        intermediate_dim=3072,
-        max_sequence_length=512,
-    ),
-}
+CONFIGS = {"tiny": TINY, "117M": FULL}
 
 
 def hand_made_while(cond, body, state):
@@ -161,7 +145,7 @@ def compare_programs(config_name="tiny"):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.bench.while_loop", description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", default=["tiny", "117M"], choices=sorted(CONFIGS))
     parser.add_argument("--prompt-length", type=int, default=32)
     parser.add_argument("--new-tokens", type=int, default=64)

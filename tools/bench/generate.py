@@ -2,8 +2,8 @@
 
 Greedy decoding, GPT-1's 117M dimensions (vocabulary 40,478, 12 layers, 12 heads, 768/3072,
 context 512), random weights, a 32-token prompt and 128 new tokens, batch 1 and 8. Each library
-and backend runs in its own subprocess (KERAS_BACKEND is fixed per process), ours and KerasHub's
-alternating per backend; memory read bandwidth is measured in the same run (numpy sum over a
+and backend runs in its own worker process (`tools.bench.harness`; KERAS_BACKEND is fixed per
+process), ours and KerasHub's alternating per backend; memory read bandwidth is measured in the same run (numpy sum over a
 1 GB array, best of 3, before and after; on a machine with a CUDA GPU, a device-to-device copy on
 the GPU instead) to give the fraction of the bandwidth ceiling:
 
@@ -15,56 +15,37 @@ after Keras's `quantize("int8")`, for both Keras libraries; transformers gets no
 include the prefill and the whole `generate` call; the first (compiling) call is reported
 separately and not timed.
 
-Usage:
-    python tools/bench_generate.py                 # full run (many minutes on a small CPU)
-    python tools/bench_generate.py --quick         # tiny config smoke run (seconds per backend)
-    python tools/bench_generate.py --backends jax torch --batch-sizes 1 --repeats 3
-    python tools/bench_generate.py --dtypes float32 int8 bfloat16    # the performance page
+Usage (from the repository root; `python -m tools.bench.benchmark generate ...` runs the same
+between two measurements of the machine's ceilings):
+    python -m tools.bench.generate                 # full run (many minutes on a small CPU)
+    python -m tools.bench.generate --quick         # tiny config smoke run (seconds per backend)
+    python -m tools.bench.generate --backends jax torch --batch-sizes 1 --repeats 3
+    python -m tools.bench.generate --dtypes float32 int8 bfloat16    # the performance page
 """
 
 import argparse
-import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 
 import numpy as np
 
-FULL = dict(
-    vocabulary_size=40478, num_layers=12, num_heads=12, hidden_dim=768, intermediate_dim=3072, max_sequence_length=512
-)
-TINY = dict(
-    vocabulary_size=1024, num_layers=2, num_heads=2, hidden_dim=64, intermediate_dim=256, max_sequence_length=128
-)
-
-
-def measure_bandwidth(gigabytes=1.0, repeats=3):
-    """Memory read GB/s: best of `repeats` numpy sums over a `gigabytes` float32 array."""
-    data = np.ones(int(gigabytes * 1e9 / 4), dtype=np.float32)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        data.sum()
-        best = min(best, time.perf_counter() - start)
-    return data.nbytes / best / 1e9
+from tools.bench import harness
+from tools.bench.ceilings import measure_ceilings_subprocess, read_bandwidth_gbps
+from tools.bench.configs import config, config_name, openai_gpt_arguments
+from tools.bench.results import print_summary, write_results
 
 
 def _gpu_bandwidth():
-    """A CUDA GPU's read GB/s (device-to-device copy, measured in a subprocess), or None."""
+    """A CUDA GPU's read GB/s (device-to-device copy, measured in a worker), or None."""
     if shutil.which("nvidia-smi") is None:
         return None
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from ceilings import measure_ceilings_subprocess
-
     ceilings = measure_ceilings_subprocess(libraries=("torch",))
     return ceilings.get("gpu_read_gbps") if ceilings else None
 
 
-# --------------------------------------------------------------------------------------------
-# Workers (each in its own process)
-# --------------------------------------------------------------------------------------------
+# === Workers: each runs in its own process (tools.bench.harness) ===
 
 
 def _prompts(batch, length, vocab, seed=0):
@@ -149,16 +130,7 @@ def worker_keras_hub(cfg, args):
     import keras_hub
 
     keras.utils.set_random_seed(0)
-    backbone = keras_hub.models.GPT2Backbone(
-        vocabulary_size=cfg["vocabulary_size"],
-        num_layers=cfg["num_layers"],
-        num_heads=cfg["num_heads"],
-        hidden_dim=cfg["hidden_dim"],
-        intermediate_dim=cfg["intermediate_dim"],
-        max_sequence_length=cfg["max_sequence_length"],
-        dropout=0.0,
-        dtype="bfloat16" if args.dtype == "bfloat16" else None,
-    )
+    backbone = keras_hub.models.GPT2Backbone(**cfg, dropout=0.0, dtype="bfloat16" if args.dtype == "bfloat16" else None)
     lm = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
     _quantize(lm, args.dtype)
     lm.compile(sampler="greedy")
@@ -186,18 +158,9 @@ def worker_transformers(cfg, args):
     from transformers import OpenAIGPTConfig, OpenAIGPTLMHeadModel
 
     torch.manual_seed(0)
-    config = OpenAIGPTConfig(
-        vocab_size=cfg["vocabulary_size"],
-        n_positions=cfg["max_sequence_length"],
-        n_embd=cfg["hidden_dim"],
-        n_layer=cfg["num_layers"],
-        n_head=cfg["num_heads"],
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-    )
+    model_config = OpenAIGPTConfig(**openai_gpt_arguments(cfg), resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
     device = "cuda" if torch.cuda.is_available() else "cpu"  # where the Keras backends run too
-    model = OpenAIGPTLMHeadModel(config).eval().to(device)
+    model = OpenAIGPTLMHeadModel(model_config).eval().to(device)
     if args.dtype == "bfloat16":
         model = model.to(torch.bfloat16)
 
@@ -228,56 +191,42 @@ WORKERS = {"keras_gpt1": worker_keras_gpt1, "keras_hub": worker_keras_hub, "tran
 DTYPES = ["float32", "bfloat16", "int8"]
 
 
-def run_worker(args):
-    cfg = TINY if args.quick else FULL
-    if args.torch_threads and (args.worker == "transformers" or os.environ.get("KERAS_BACKEND") == "torch"):
+def measure(library, dtype, quick, prompt_length, new_tokens, repeats, batch_sizes, hf_batch_sizes, torch_threads=None):
+    """One library's greedy generation in one weight type, in a worker: parameters, bytes per
+    parameter, and per batch size the first call's and each timed round's seconds."""
+    settings = argparse.Namespace(**locals())
+    if torch_threads and (library == "transformers" or os.environ.get("KERAS_BACKEND") == "torch"):
         import torch
 
-        torch.set_num_threads(args.torch_threads)
-    params, bytes_per_param, results = WORKERS[args.worker](cfg, args)
-    print("RESULT " + json.dumps(dict(params=params, bytes_per_param=bytes_per_param, results=results)))
+        torch.set_num_threads(torch_threads)
+    params, bytes_per_param, results = WORKERS[library](config(quick), settings)
+    return dict(params=params, bytes_per_param=bytes_per_param, results=results)
 
 
-# --------------------------------------------------------------------------------------------
-# Driver
-# --------------------------------------------------------------------------------------------
+# === Driver ===
 
 
 def spawn(worker, backend, dtype, args):
-    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
-    command = [
-        sys.executable,
-        os.path.abspath(__file__),
-        "--worker",
-        worker,
-        "--new-tokens",
-        str(args.new_tokens),
-        "--prompt-length",
-        str(args.prompt_length),
-        "--repeats",
-        str(args.repeats),
-        "--dtype",
-        dtype,
-        "--batch-sizes",
-        *map(str, args.batch_sizes),
-        "--hf-batch-sizes",
-        *map(str, args.hf_batch_sizes),
-    ]
-    if args.quick:
-        command.append("--quick")
-    if args.torch_threads:
-        command += ["--torch-threads", str(args.torch_threads)]
+    """One library's result from its own worker, or None (the reason on stderr) if it failed."""
+    settings = dict(
+        library=worker,
+        dtype=dtype,
+        quick=args.quick,
+        prompt_length=args.prompt_length,
+        new_tokens=args.new_tokens,
+        repeats=args.repeats,
+        batch_sizes=args.batch_sizes,
+        hf_batch_sizes=args.hf_batch_sizes,
+        torch_threads=args.torch_threads,
+    )
     start = time.perf_counter()
     try:
-        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=args.timeout)
-    except subprocess.TimeoutExpired:
-        sys.stderr.write(f"{worker} ({backend}, {dtype}) timed out after {args.timeout} s\n")
+        data = harness.run(
+            measure, settings, backend=backend, timeout=args.timeout, label=f"{worker} ({backend}, {dtype})"
+        )
+    except harness.WorkerError as e:
+        sys.stderr.write(f"{e}\n")
         return None
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        sys.stderr.write(f"{worker} ({backend}, {dtype}) failed:\n{proc.stderr[-4000:]}\n")
-        return None
-    data = json.loads(lines[-1][len("RESULT ") :])
     data["wall"] = time.perf_counter() - start
     # Progress as it comes, so a long run's finished parts are not lost.
     summary = ", ".join(
@@ -289,7 +238,10 @@ def spawn(worker, backend, dtype, args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.bench.generate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="tiny config, 8+8 tokens: a smoke run")
     parser.add_argument("--backends", nargs="+", default=["tensorflow", "jax", "torch"])
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8])
@@ -316,18 +268,16 @@ def main(argv=None):
         choices=DTYPES,
         help="weights to measure, each in its own processes (int8: Keras's quantize('int8'))",
     )
-    parser.add_argument("--dtype", choices=DTYPES, help=argparse.SUPPRESS)  # a worker's one dtype
     parser.add_argument("--skip-keras-hub", action="store_true")
     parser.add_argument("--skip-transformers", action="store_true")
-    parser.add_argument("--timeout", type=int, default=900, help="seconds per subprocess")
+    parser.add_argument("--timeout", type=int, default=900, help="seconds per worker process")
     parser.add_argument(
         "--torch-threads",
         type=int,
         default=None,
         help="torch.set_num_threads for every PyTorch worker (default: PyTorch's own)",
     )
-    parser.add_argument("--json", help="also write the results to this file (tools/perf_page.py renders it)")
-    parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
+    parser.add_argument("--json", help="also write the results to this file (tools.bench.perf_page renders it)")
     args = parser.parse_args(argv)
     if args.prompt_length is None:
         args.prompt_length = 8 if args.quick else 32
@@ -335,12 +285,10 @@ def main(argv=None):
         args.new_tokens = 8 if args.quick else 128
     if args.hf_batch_sizes is None:
         args.hf_batch_sizes = args.batch_sizes
-    if args.worker:
-        return run_worker(args)
 
     gigabytes = 0.1 if args.quick else 1.0
     gpu = _gpu_bandwidth()
-    bandwidth = [gpu or measure_bandwidth(gigabytes)]
+    bandwidth = [gpu or read_bandwidth_gbps(gigabytes)]
     load = os.getloadavg()
     rows = []  # (worker, backend, dtype, result)
     for dtype in args.dtypes:
@@ -349,12 +297,12 @@ def main(argv=None):
                 rows.append((worker, backend, dtype, spawn(worker, backend, dtype, args)))
         if not args.skip_transformers and dtype != "int8":  # its Conv1D layers have no int8 path
             rows.append(("transformers", "torch", dtype, spawn("transformers", "torch", dtype, args)))
-    bandwidth.append(_gpu_bandwidth() or measure_bandwidth(gigabytes))
+    bandwidth.append(_gpu_bandwidth() or read_bandwidth_gbps(gigabytes))
     gbps = float(np.mean(bandwidth))
 
-    cfg = TINY if args.quick else FULL
+    cfg = config(args.quick)
     print(
-        f"\nGreedy generation, {'tiny' if args.quick else '117M'} config ({cfg['num_layers']} layers, hidden "
+        f"\nGreedy generation, {config_name(args.quick)} config ({cfg['num_layers']} layers, hidden "
         f"{cfg['hidden_dim']}, vocabulary {cfg['vocabulary_size']}), prompt {args.prompt_length} + "
         f"{args.new_tokens} new tokens. Memory read bandwidth measured in this run: "
         f"{', '.join(f'{b:.1f}' for b in bandwidth)} GB/s (mean {gbps:.1f} GB/s); load average at start "
@@ -444,21 +392,8 @@ def main(argv=None):
                 f"keras_gpt1 ({backend}, {dtype}): streamed / unstreamed tokens/s at batch {small} = "
                 f"{rate / plain:.2f}x ({rate:.1f} against {plain:.1f})"
             )
-    if lines:
-        print()
-        for line in lines:
-            print("- " + line)
+    print_summary(lines)
     if args.json:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        from benchmark import write_results
-
-        settings = dict(
-            config="tiny" if args.quick else "117M",
-            prompt_length=args.prompt_length,
-            new_tokens=args.new_tokens,
-            repeats=args.repeats,
-            bandwidth_gbps=gbps,
-        )
         streams = [
             dict(
                 backend=b,
@@ -470,9 +405,14 @@ def main(argv=None):
             for (b, d), rate in streamed.items()
             if ("keras_gpt1", b, d, small) in table
         ]
-        write_results(
-            args.json, "generate", dict(settings, streaming=streams), [], records, argv or sys.argv[1:], lines
+        settings = dict(
+            prompt_length=args.prompt_length,
+            new_tokens=args.new_tokens,
+            repeats=args.repeats,
+            bandwidth_gbps=gbps,
+            streaming=streams,
         )
+        write_results(args.json, "generate", args.quick, settings, [], records, argv, lines)
     return 0 if all(data is not None for *_, data in rows) else 1
 
 

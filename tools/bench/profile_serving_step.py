@@ -3,11 +3,11 @@
 replaced by a no-op (attention, LayerNorm, the cache write, GELU), and its weight products
 alone. The differences say what each part costs per step; `docs/export.md` ("What limits batch
 1") quotes them. A diagnostic for work on the serving graph, not a benchmark against a peer:
-`tools/benchmark.py serve` is that.
+`python -m tools.bench.benchmark serve` is that.
 
-Usage:
-    python tools/profile_serving_step.py                 # batch 1, 20 steps at cache position 40
-    python tools/profile_serving_step.py --batch 8 --quick
+Usage (from the repository root):
+    python -m tools.bench.profile_serving_step                 # batch 1, 20 steps at cache position 40
+    python -m tools.bench.profile_serving_step --batch 8 --quick
 """
 
 import argparse
@@ -55,7 +55,11 @@ def ms_per_step(make_loop, args, steps, repeats):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.bench.profile_serving_step",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--position", type=int, default=40, help="cache position of the first timed step")
@@ -69,7 +73,7 @@ def main(argv=None):
     engine = decode_step.make_serving_engine(lm, TransposedTokenTable(lm))
     assert isinstance(engine, decode_step.ServingEngine)
     batch, length, first = args.batch, args.position + args.steps + 1, args.position
-    cache = engine.empty(batch, length)
+    cache = lm.backbone.empty_cache(batch, length)
     ids = tf.fill([batch], 5)
 
     def step_loop():

@@ -1,7 +1,8 @@
 """Tokenizer throughput: GPT1Tokenizer (in tf.data and eager) vs KerasHub and Rust `tokenizers`.
 
-    python tools/bench_tokenizer.py                   # ~1 MB of the demo corpus, 8,000 merges
-    python tools/bench_tokenizer.py --megabytes 0.3 --merges 2000 --repeats 3
+    python -m tools.bench.tokenize                    # ~1 MB of the demo corpus, 8,000 merges
+    python -m tools.bench.tokenize --megabytes 0.3 --merges 2000 --repeats 3
+    python -m tools.bench.benchmark tokenize [options]  # the same, between two ceiling measurements
 
 All contenders tokenize the same lines (the built-in demo corpus: Python's reference docs and
 stdlib docstrings) in batches of `--batch-size`:
@@ -33,7 +34,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.bench.tokenize", description=__doc__.split("\n\n")[0])
     parser.add_argument("--megabytes", type=float, default=1.0, help="corpus size (default 1.0)")
     parser.add_argument("--merges", type=int, default=8000, help="BPE merges to train (default 8000)")
     parser.add_argument("--batch-size", type=int, default=1024, help="lines per batch (default 1024)")

@@ -19,11 +19,13 @@ temporary directory (`--format bin` writes `pytorch_model.bin` with `torch.save`
    process. `ru_maxrss` covers the whole process life; the baseline's own peak is printed too,
    to show that it was lower.
 
-Usage:
-    python tools/convert_memory.py                          # both directions, three backends
-    python tools/convert_memory.py --backends jax --directions from-hf
-    python tools/convert_memory.py --format bin             # from pytorch_model.bin
-    python tools/convert_memory.py --quick                  # tiny shapes: a smoke run
+Each measurement is a worker of `tools.bench.harness`.
+
+Usage (from the repository root):
+    python -m tools.bench.convert_memory                    # both directions, three backends
+    python -m tools.bench.convert_memory --backends jax --directions from-hf
+    python -m tools.bench.convert_memory --format bin       # from pytorch_model.bin
+    python -m tools.bench.convert_memory --quick            # tiny shapes: a smoke run
 """
 
 import argparse
@@ -31,13 +33,12 @@ import json
 import os
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+from tools.bench import harness
+from tools.bench.ceilings import machine_summary
 
 FULL = {}  # OpenAIGPTConfig's defaults are GPT-1's 117M shapes.
 TINY = dict(vocab_size=1000, n_embd=64, n_layer=2, n_head=2, n_positions=64)
@@ -66,8 +67,8 @@ def write_checkpoint(directory, shapes, fmt="safetensors"):
     return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
-def worker(args):
-    """One measurement in this process (KERAS_BACKEND set by the parent); prints RESULT json."""
+def measure(direction, checkpoint, preset):
+    """One conversion in a worker (KERAS_BACKEND set by the driver): its memory and time."""
     import keras
 
     from keras_gpt1.convert import convert_hf_to_preset, convert_preset_to_hf
@@ -82,52 +83,49 @@ def worker(args):
         baseline = _rss_bytes()
         baseline_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         start = time.perf_counter()
-        if args.direction == "from-hf":
-            convert_hf_to_preset(args.checkpoint, os.path.join(scratch, "preset"))
+        if direction == "from-hf":
+            convert_hf_to_preset(checkpoint, os.path.join(scratch, "preset"))
         else:
-            convert_preset_to_hf(args.preset, os.path.join(scratch, "hf"))
+            convert_preset_to_hf(preset, os.path.join(scratch, "hf"))
         seconds = time.perf_counter() - start
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    result = dict(backend=keras.backend.backend(), direction=args.direction, baseline=baseline,
-                  baseline_peak=baseline_peak, peak=peak, seconds=seconds)  # fmt: skip
-    print("RESULT " + json.dumps(result), flush=True)
+    return dict(backend=keras.backend.backend(), direction=direction, baseline=baseline,
+                baseline_peak=baseline_peak, peak=peak, seconds=seconds)  # fmt: skip
+
+
+def convert_to_preset(checkpoint, preset):
+    """The preset that `to-hf` converts back, made in a worker of its own."""
+    from keras_gpt1.convert import convert_hf_to_preset
+
+    convert_hf_to_preset(checkpoint, preset)
+    return {}
 
 
 def spawn(backend, direction, checkpoint, preset, timeout):
-    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
-    command = [sys.executable, os.path.abspath(__file__), "--worker", "--direction", direction,
-               "--checkpoint", checkpoint, "--preset", preset]  # fmt: skip
+    """One measurement from its own worker, or None (the reason on stderr) if it failed."""
+    settings = dict(direction=direction, checkpoint=checkpoint, preset=preset)
     try:
-        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        sys.stderr.write(f"{backend} {direction}: timed out after {timeout} s\n")
+        return harness.run(measure, settings, backend=backend, timeout=timeout, label=f"{backend} {direction}")
+    except harness.WorkerError as e:
+        sys.stderr.write(f"{e}\n")
         return None
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        sys.stderr.write(f"{backend} {direction} failed:\n{proc.stderr[-3000:]}\n")
-        return None
-    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.bench.convert_memory",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--backends", nargs="+", default=["tensorflow", "jax", "torch"])
     parser.add_argument("--directions", nargs="+", choices=["from-hf", "to-hf"], default=["from-hf", "to-hf"])
     parser.add_argument("--format", choices=["safetensors", "bin"], default="safetensors")
     parser.add_argument("--checkpoint", help="an OpenAIGPTLMHeadModel directory (default: a random 117M one)")
     parser.add_argument("--quick", action="store_true", help="tiny shapes instead of 117M (smoke run)")
-    parser.add_argument("--timeout", type=int, default=900, help="seconds per subprocess")
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--direction", help=argparse.SUPPRESS)
-    parser.add_argument("--preset", help=argparse.SUPPRESS)
+    parser.add_argument("--timeout", type=int, default=900, help="seconds per worker process")
     args = parser.parse_args(argv)
-    if args.worker:
-        return worker(args)
-
-    from ceilings import machine_summary
-
     scratch = tempfile.mkdtemp(prefix="convert-memory-")
     try:
         checkpoint = args.checkpoint
@@ -141,10 +139,7 @@ def main(argv=None):
             weight_bytes = 4 * ((v + p) * d + n * (12 * d * d + 13 * d))
         preset = os.path.join(scratch, "preset")
         if "to-hf" in args.directions:  # the preset converted back, made in a process of its own
-            code = ("import sys; from keras_gpt1.convert import convert_hf_to_preset; "
-                    "convert_hf_to_preset(sys.argv[1], sys.argv[2])")  # fmt: skip
-            subprocess.run([sys.executable, "-c", code, checkpoint, preset], check=True, capture_output=True,
-                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))  # fmt: skip
+            harness.run(convert_to_preset, dict(checkpoint=checkpoint, preset=preset))
         print(f"machine: {machine_summary()}")
         print(f"checkpoint: {checkpoint} ({args.format}), weights {weight_bytes / 1e6:.0f} MB")
         print("| backend | direction | baseline RSS | baseline's own peak | peak RSS | copies of the weights | time |")

@@ -2,9 +2,9 @@
 
 Performance figures on a shared CPU drift from run to run, so every benchmark here reports its
 throughput next to ceilings measured in the same run (model-FLOPs utilisation against the matmul
-ceiling; bytes moved against the read bandwidth). The other benchmark scripts import this module:
+ceiling; bytes moved against the read bandwidth). The other benchmarks import this module:
 
-    from ceilings import measure_ceilings, machine_summary
+    from tools.bench.ceilings import measure_ceilings, machine_summary
     c = measure_ceilings()            # {"tf_fp32": GFLOP/s, "tf_bf16": ..., "read_gbps": ...}
 
 Each matmul figure is the best of a few `n x n @ n x n` products timed after a warm-up: the
@@ -18,10 +18,9 @@ On a machine with a CUDA GPU (seen through PyTorch) the same figures are measure
 (`gpu_fp32`, `gpu_bf16`: a large matmul; `gpu_read_gbps`: a device-to-device copy, bytes read),
 and `fp32`, `bf16` and `read_gbps` are the GPU's: that is where the models run there.
 
-Run as a script for a one-line summary: `python tools/ceilings.py [--quick]`.
+For a one-line summary, from the repository root: `python -m tools.bench.ceilings [--quick]`.
 """
 
-import json
 import os
 import platform
 import subprocess
@@ -29,6 +28,18 @@ import sys
 import time
 
 import numpy as np
+
+from tools.bench import harness
+
+# The ceilings' keys and how tables label them.
+MATMUL_LABELS = {
+    "tf_fp32": "TF fp32",
+    "tf_bf16": "TF bf16",
+    "torch_fp32": "torch fp32",
+    "torch_bf16": "torch bf16",
+    "gpu_fp32": "GPU fp32",
+    "gpu_bf16": "GPU bf16",
+}
 
 
 def cpu_flags():
@@ -72,7 +83,7 @@ def machine_summary():
 
 
 def machine_record():
-    """The machine as a JSON-able dict, for result files (`tools/perf_page.py` renders it)."""
+    """The machine as a JSON-able dict, for result files (`tools.bench.perf_page` renders it)."""
     import datetime
 
     model, flags = cpu_flags()
@@ -189,48 +200,40 @@ def measure_ceilings(quick=False, libraries=("tensorflow", "torch")):
 
 
 def measure_ceilings_subprocess(quick=False, libraries=("tensorflow", "torch"), timeout=300):
-    """`measure_ceilings` in a fresh interpreter, so the caller imports no framework (and its
-    own memory peak stays clean). Returns the dict, or None if the measurement failed."""
-    command = [sys.executable, os.path.abspath(__file__), "--json", "--libraries", *libraries]
-    command += ["--quick"] if quick else []
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    """`measure_ceilings` in a fresh worker process, so that the caller imports no framework (and
+    its own memory peak stays clean). Returns the dict, or None (with the reason on stderr) if the
+    measurement failed: a run goes on without its ceilings."""
     try:
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
-    except subprocess.TimeoutExpired:
+        return harness.run(measure_ceilings, dict(quick=quick, libraries=list(libraries)), timeout=timeout)
+    except harness.WorkerError as e:
+        sys.stderr.write(f"ceilings not measured: {e}\n")
         return None
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    return json.loads(lines[-1]) if proc.returncode == 0 and lines else None
 
 
 def format_ceilings(c):
     """A short human-readable line for a `measure_ceilings` dict."""
     if not c:
         return "ceilings: not measured"
-    parts = []
-    for key, label in (
-        ("tf_fp32", "TF fp32"),
-        ("tf_bf16", "TF bf16"),
-        ("torch_fp32", "torch fp32"),
-        ("torch_bf16", "torch bf16"),
-    ):
-        if key in c:
-            parts.append(f"{label} {c[key]:.0f}" if c[key] >= 10 else f"{label} {c[key]:.1f}")
+    parts = [
+        f"{label} {c[key]:.0f}" if c[key] >= 10 else f"{label} {c[key]:.1f}"
+        for key, label in MATMUL_LABELS.items()
+        if key in c and not key.startswith("gpu_")
+    ]
     if "gpu_fp32" in c:
         parts.append(f"{c['gpu_name']} fp32 {c['gpu_fp32']:.0f}, bf16 {c['gpu_bf16']:.0f}")
     return f"matmul GFLOP/s: {', '.join(parts)}; memory read {c['read_gbps']:.1f} GB/s"
 
 
-if __name__ == "__main__":
+def main(argv=None):
     import argparse
 
     parser = argparse.ArgumentParser(description="Measures the machine's matmul and memory ceilings.")
     parser.add_argument("--quick", action="store_true", help="small sizes: seconds, rough figures")
-    parser.add_argument("--json", action="store_true", help="print one JSON line")
     parser.add_argument("--libraries", nargs="+", default=["tensorflow", "torch"], choices=["tensorflow", "torch"])
-    cli = parser.parse_args()
-    result = measure_ceilings(quick=cli.quick, libraries=cli.libraries)
-    if cli.json:
-        print(json.dumps(result))
-    else:
-        print(machine_summary())
-        print(format_ceilings(result))
+    args = parser.parse_args(argv)
+    print(machine_summary())
+    print(format_ceilings(measure_ceilings(quick=args.quick, libraries=args.libraries)))
+
+
+if __name__ == "__main__":
+    main()
