@@ -757,7 +757,7 @@ def task_exports(tokenizer, tmp_path_factory):
     if BACKEND != "tensorflow":
         return {}
     from keras_gpt1.export import export_saved_model
-    from keras_gpt1.workflows.finetuning import FINETUNE_FILE
+    from keras_gpt1.presets import FINETUNE_FILE
 
     exports = {}
     for task, model in _task_models(tokenizer).items():
@@ -819,7 +819,7 @@ def test_task_signatures_match_keras(task, task_exports, served, tokenizer):
 def test_export_task_that_is_not_the_models_is_refused_naming_its_task(tokenizer, lm_preset, tmp_path):
     """`--task` on a causal LM, or a task the model was not built or fine-tuned for: one line
     naming what the model is; before anything is traced or written."""
-    from keras_gpt1.workflows.finetuning import FINETUNE_FILE
+    from keras_gpt1.presets import FINETUNE_FILE
 
     models = _task_models(tokenizer)
     presets = {}

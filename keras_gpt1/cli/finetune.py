@@ -184,7 +184,8 @@ def run_evaluate(args):
     import json
 
     from keras_gpt1.tasks.data import parse_columns
-    from keras_gpt1.workflows.finetuning import FINETUNE_FILE, evaluate
+    from keras_gpt1.presets import FINETUNE_FILE
+    from keras_gpt1.workflows.finetuning import evaluate
     from keras_gpt1.utils.files import read_json
     import os
 

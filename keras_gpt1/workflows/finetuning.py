@@ -33,7 +33,6 @@ from keras_gpt1.utils.files import (
 from keras_gpt1.utils.locks import holding_output
 from keras_gpt1.utils.precision import TRAINING_PRECISIONS, check_precision, resolve_precision
 
-FINETUNE_FILE = presets.FINETUNE_FILE
 RECIPE = {
     "learning_rate": 6.25e-5,
     "batch_size": 32,
@@ -250,7 +249,7 @@ def finetune(
         with replace_in_dir(output, artifacts.MODEL_ENTRIES, "fine-tuned model", needed) as staging:
             model.save_to_preset(staging)
             atomic_write_json(
-                os.path.join(staging, FINETUNE_FILE),
+                os.path.join(staging, presets.FINETUNE_FILE),
                 {
                     "task": task,
                     "columns": task_data._merge_columns(task, columns),
@@ -337,7 +336,7 @@ def evaluate(model_dir, data, columns=None, batch_size=RECIPE["batch_size"]):
     ```
     """
     batch_size = _check_batch_size(batch_size)
-    info_path = os.path.join(os.fspath(model_dir), FINETUNE_FILE)
+    info_path = os.path.join(os.fspath(model_dir), presets.FINETUNE_FILE)
     if not os.path.isdir(model_dir):
         raise FileNotFoundError(f"Model directory {os.fspath(model_dir)!r} does not exist.")
     info = read_json(info_path, "fine-tuning record (written by `keras-gpt1 finetune`)")
